@@ -1,0 +1,94 @@
+"""Build, save and load the study's dataset: the pairs table, the subgroups and a manifest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import __version__
+from .provenance import sha256_of, write_json
+from .questions import QUESTION_RULES, REPO_ROOT, Question, load_questions, questions_frame
+from .subgroups import OOD_STRATA, TRAIN_STRATA, build_pairs, find_subgroups, stratum_name, subgroups_frame
+from .wvs import Survey, read_wvs
+
+PROCESSED = REPO_ROOT / "data" / "processed"
+LIST_COLUMNS = ("counts", "weighted_counts", "modal_answers", "modal_answers_unweighted", "population_modal_answers")
+
+
+@dataclass
+class Dataset:
+    pairs: pd.DataFrame
+    subgroups: pd.DataFrame
+    questions: pd.DataFrame
+    manifest: dict
+
+
+def build_dataset(wvs_file: str | Path, country: str = "SGP", min_size: int = 30, min_answers: int | None = None,
+                  question_rule: str = "paper", progress: bool = True) -> tuple[Dataset, Survey, list[Question]]:
+    """Read the survey file and build every (question, subgroup) pair of the train and OOD strata.
+
+    ``min_answers`` (default: ``min_size``) drops a pair whose subgroup gave fewer answers to that question.
+    """
+    if question_rule not in QUESTION_RULES:
+        raise ValueError(f"question_rule must be one of {QUESTION_RULES}, got {question_rule!r}.")
+    min_answers = min_size if min_answers is None else min_answers
+    questions = load_questions(rule=question_rule)
+    survey = read_wvs(wvs_file, country=country, items=[q.qid for q in questions])
+    subgroups = find_subgroups(survey, list(TRAIN_STRATA) + list(OOD_STRATA), min_size=min_size)
+    pairs = build_pairs(survey, questions, subgroups, min_answers=min_answers, progress=progress)
+    sub = subgroups_frame(subgroups)
+    qf = questions_frame(questions)
+    manifest = {
+        "source": survey.record(),
+        "rule": {"country": country, "min_group_size": min_size, "min_answers_per_pair": min_answers,
+                 "question_rule": question_rule, "ground_truth": "weighted mode (W_WEIGHT); ties kept",
+                 "train_strata": [stratum_name(s) for s in TRAIN_STRATA],
+                 "ood_strata": [stratum_name(s) for s in OOD_STRATA]},
+        "counts": {
+            "respondents": survey.n_respondents,
+            "questions": len(questions),
+            "subgroups": {s: int((sub.split == s).sum()) for s in ("train", "ood")},
+            "pairs": {s: int((pairs.split == s).sum()) for s in ("train", "ood")} | {"total": len(pairs)},
+            "pairs_with_tied_modes": int(pairs.tie.sum()),
+            "pairs_with_tied_modes_unweighted": int(pairs.tie_unweighted.sum()),
+        },
+        "package_version": __version__,
+    }
+    return Dataset(pairs, sub, qf, manifest), survey, questions
+
+
+def save_dataset(ds: Dataset, out_dir: str | Path = PROCESSED) -> dict[str, Path]:
+    """Write pairs.csv, subgroups.csv, questions_used.csv and manifest.json (with the files' hashes)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"pairs": out_dir / "pairs.csv", "subgroups": out_dir / "subgroups.csv",
+             "questions": out_dir / "questions_used.csv"}
+    ds.pairs.to_csv(paths["pairs"], index=False, lineterminator="\n")
+    ds.subgroups.to_csv(paths["subgroups"], index=False, lineterminator="\n")
+    ds.questions.to_csv(paths["questions"], index=False, lineterminator="\n")
+    manifest = dict(ds.manifest, files={k: {"name": p.name, "sha256": sha256_of(p)} for k, p in paths.items()})
+    paths["manifest"] = write_json(manifest, out_dir / "manifest.json")
+    return paths
+
+
+def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.DataFrame:
+    """Read a pairs table written by :func:`save_dataset`; list columns come back as Python lists."""
+    path = Path(path or PROCESSED / "pairs.csv")
+    if not path.is_file():
+        raise FileNotFoundError(f"No pairs table at {path}. Build it first: `make data` (needs WVS_FILE).")
+    pairs = pd.read_csv(path, dtype={"modal_answer": "Int64"}, keep_default_na=True)
+    for col in LIST_COLUMNS:
+        if col in pairs:
+            pairs[col] = pairs[col].map(json.loads)
+    if split is not None:
+        if split not in ("train", "ood"):
+            raise ValueError(f"split must be 'train' or 'ood', got {split!r}.")
+        pairs = pairs[pairs.split == split].reset_index(drop=True)
+    return pairs
+
+
+def load_manifest(path: str | Path | None = None) -> dict:
+    return json.loads(Path(path or PROCESSED / "manifest.json").read_text())

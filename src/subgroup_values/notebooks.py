@@ -1,0 +1,92 @@
+"""Run a numbered notebook through papermill with a profile's parameters, then export it to HTML.
+
+    python -m subgroup_values.notebooks notebooks/01_build_dataset.ipynb --profile default [-p key value ...]
+
+Parameters come from ``configs/<profile>.yaml`` (section ``notebooks: <notebook stem>:``), then ``-p``
+overrides. Every parameter must exist in the notebook's ``parameters`` cell: a typo is an error, not a
+silently ignored setting. The executed notebook goes to ``build/notebooks/<profile>/`` with an HTML copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .questions import REPO_ROOT
+
+
+def load_profile(profile: str, root: Path = REPO_ROOT) -> dict:
+    path = root / "configs" / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (root / "configs").glob("*.yaml"))
+        raise SystemExit(f"Unknown profile {profile!r}: no {path}. Known profiles: {known}.")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def notebook_parameters(profile: str, stem: str, overrides: dict | None = None, root: Path = REPO_ROOT) -> dict:
+    cfg = load_profile(profile, root)
+    params = {"profile": profile}
+    params.update((cfg.get("notebooks") or {}).get(stem) or {})
+    params.update(overrides or {})
+    return params
+
+
+def run_notebook(src: str | Path, profile: str = "default", overrides: dict | None = None,
+                 out_dir: str | Path | None = None, html: bool = True) -> Path:
+    import papermill as pm
+
+    src = Path(src)
+    if not src.is_file():
+        raise SystemExit(f"No notebook at {src}.")
+    params = notebook_parameters(profile, src.stem, overrides)
+    declared = pm.inspect_notebook(str(src))
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise SystemExit(f"{src.name}: parameter(s) {unknown} are not in its parameters cell; "
+                         f"it takes {sorted(declared)}. Fix configs/{profile}.yaml or the -p flag.")
+    out_dir = Path(out_dir or REPO_ROOT / "build" / "notebooks" / profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / src.name
+    t0 = time.time()
+    print(f"[{profile}] {src.name}: running with {params}", flush=True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    pm.execute_notebook(str(src), str(out), parameters=params, cwd=str(REPO_ROOT), progress_bar=False,
+                        log_output=False, kernel_name="python3")
+    print(f"[{profile}] {src.name}: done in {time.time() - t0:.1f} s -> {out}", flush=True)
+    if html:
+        import nbformat
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(out, as_version=4))
+        out.with_suffix(".html").write_text(body, encoding="utf-8")
+    return out
+
+
+def _parse_value(text: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("notebook")
+    ap.add_argument("--profile", default=os.environ.get("PROFILE", "default"))
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    ap.add_argument("--out-dir", default=None)
+    ap.add_argument("--no-html", action="store_true")
+    args = ap.parse_args(argv)
+    overrides = {k: _parse_value(v) for k, v in args.param}
+    run_notebook(args.notebook, args.profile, overrides, args.out_dir, html=not args.no_html)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

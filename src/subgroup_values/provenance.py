@@ -1,0 +1,67 @@
+"""Run records: configuration, git revision, package versions, data hashes, timings."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from .questions import REPO_ROOT
+
+PACKAGES = ("subgroup-values", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "pandas", "numpy",
+            "seaborn", "matplotlib", "papermill")
+
+
+def git_revision(root: Path = REPO_ROOT) -> str:
+    """The checkout's commit, with '-dirty' when tracked files differ from it; 'unknown' outside git."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_record(config: dict, data: dict | None = None, **extra) -> dict:
+    """Everything needed to say how a result was made."""
+    return {
+        "config": config,
+        "data": data or {},
+        "git_revision": git_revision(),
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def write_json(obj: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    return path

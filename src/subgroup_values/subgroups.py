@@ -1,0 +1,179 @@
+"""Demographic subgroups, strata, the compositional split, and the (question, subgroup) pairs table.
+
+A *dimension* is a survey column with the categories we study (sex, age, ethnicity, religion). A *stratum* is a
+set of dimensions (``("sex",)`` or ``("age", "religion")``); its *subgroups* are every combination of one
+category per dimension with at least ``min_size`` respondents. The *split* is by stratum: the model is trained
+on some strata and tested on intersections it never saw (the OOD split).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .questions import Question
+from .wvs import Survey
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    column: str
+    categories: dict[int, str]  # survey code -> readable label, in display order
+    persona: dict[int, str] = field(default_factory=dict)  # code -> phrase used in persona prompts
+
+    def label(self, code: int) -> str:
+        return self.categories[int(code)]
+
+
+DIMENSIONS: dict[str, Dimension] = {
+    "sex": Dimension("sex", "Q260", {1: "Male", 2: "Female"}, {1: "a man", 2: "a woman"}),
+    # X003R's first band is 16-24 in the codebook, but Singapore's respondents are 21 and over.
+    "age": Dimension("age", "X003R", {1: "21-24", 2: "25-34", 3: "35-44", 4: "45-54", 5: "55-64", 6: "65+"},
+                     {1: "aged 21 to 24", 2: "aged 25 to 34", 3: "aged 35 to 44", 4: "aged 45 to 54",
+                      5: "aged 55 to 64", 6: "aged 65 or older"}),
+    "ethnicity": Dimension("ethnicity", "Q290", {702004: "Chinese", 702006: "Malay", 702003: "Indian"},
+                           {702004: "ethnically Chinese", 702006: "ethnically Malay", 702003: "ethnically Indian"}),
+    "religion": Dimension("religion", "Q289",
+                          {7: "Buddhist", 0: "No religion", 2: "Protestant", 5: "Muslim", 9: "Other religion",
+                           1: "Roman Catholic", 6: "Hindu"},
+                          {7: "a Buddhist", 0: "not belonging to any religious denomination", 2: "a Protestant",
+                           5: "a Muslim", 9: "an adherent of another religion (e.g. Taoism)",
+                           1: "a Roman Catholic", 6: "a Hindu"}),
+}
+
+Stratum = tuple[str, ...]
+
+#: The paper's compositional split.
+TRAIN_STRATA: tuple[Stratum, ...] = (("sex",), ("age",), ("ethnicity",), ("religion",),
+                                      ("sex", "age"), ("sex", "ethnicity"), ("sex", "religion"))
+OOD_STRATA: tuple[Stratum, ...] = (("age", "religion"), ("age", "ethnicity"), ("ethnicity", "religion"))
+
+
+def stratum_name(stratum: Stratum) -> str:
+    return " x ".join(stratum)
+
+
+@dataclass(frozen=True)
+class Subgroup:
+    stratum: Stratum
+    attributes: tuple[tuple[str, int], ...]  # (dimension, code) in stratum order
+    n: int
+    split: str
+
+    @property
+    def subgroup_id(self) -> str:
+        return "|".join(f"{d}={c}" for d, c in self.attributes)
+
+    @property
+    def label(self) -> str:
+        return ", ".join(DIMENSIONS[d].label(c) for d, c in self.attributes)
+
+
+def make_strata(dimensions: list[str], orders: tuple[int, ...] = (1, 2)) -> list[Stratum]:
+    """Every stratum of the given orders (1 = single dimensions, 2 = pairs, ...), in dimension order."""
+    return [s for k in orders for s in itertools.combinations(dimensions, k)]
+
+
+def find_subgroups(survey: Survey, strata: list[Stratum] | None = None, min_size: int = 30,
+                   train_strata: tuple[Stratum, ...] = TRAIN_STRATA,
+                   dimensions: dict[str, Dimension] = DIMENSIONS) -> list[Subgroup]:
+    """Subgroups of each stratum with at least ``min_size`` respondents; split = train/ood/other by stratum."""
+    if min_size < 1:
+        raise ValueError(f"min_size must be a positive number of respondents, got {min_size}.")
+    strata = strata if strata is not None else list(TRAIN_STRATA) + list(OOD_STRATA)
+    data = survey.data
+    out = []
+    for stratum in strata:
+        unknown = [d for d in stratum if d not in dimensions]
+        if unknown:
+            raise ValueError(f"Unknown dimension(s) {unknown}; known: {sorted(dimensions)}.")
+        split = "train" if stratum in train_strata else ("ood" if stratum in OOD_STRATA else "other")
+        for codes in itertools.product(*(dimensions[d].categories for d in stratum)):
+            mask = np.ones(len(data), dtype=bool)
+            for d, c in zip(stratum, codes):
+                mask &= (data[dimensions[d].column] == c).to_numpy(dtype=bool, na_value=False)
+            n = int(mask.sum())
+            if n >= min_size:
+                out.append(Subgroup(stratum, tuple(zip(stratum, codes)), n, split))
+    return out
+
+
+def subgroup_mask(survey: Survey, subgroup: Subgroup, dimensions: dict[str, Dimension] = DIMENSIONS) -> np.ndarray:
+    mask = np.ones(survey.n_respondents, dtype=bool)
+    for d, c in subgroup.attributes:
+        mask &= (survey.data[dimensions[d].column] == c).to_numpy(dtype=bool, na_value=False)
+    return mask
+
+
+def modal_values(counts: np.ndarray, values: np.ndarray, rtol: float = 1e-9) -> list[int]:
+    """Every value whose count equals the maximum (ties kept); empty when there are no answers."""
+    counts = np.asarray(counts, dtype=float)
+    if counts.sum() <= 0:
+        return []
+    top = counts.max()
+    return [int(v) for v, c in zip(values, counts) if c >= top * (1 - rtol)]
+
+
+def subgroups_frame(subgroups: list[Subgroup]) -> pd.DataFrame:
+    rows = []
+    for s in subgroups:
+        row = {"stratum": stratum_name(s.stratum), "subgroup_id": s.subgroup_id, "subgroup": s.label,
+               "n": s.n, "split": s.split}
+        row.update({d: DIMENSIONS[d].label(c) for d, c in s.attributes})
+        rows.append(row)
+    cols = ["stratum", "subgroup_id", "subgroup", *DIMENSIONS, "n", "split"]
+    return pd.DataFrame(rows).reindex(columns=cols)
+
+
+def build_pairs(survey: Survey, questions: list[Question], subgroups: list[Subgroup],
+                min_answers: int = 30, progress: bool = True) -> pd.DataFrame:
+    """The tidy pairs table: one row per (question, subgroup) with at least ``min_answers`` answers.
+
+    ``n_answered`` counts respondents who gave any answer (a non-negative code, including answers that are
+    off the ordinal scale, such as 'not allowed to vote'); the pair rule applies to it. Counts and modes use
+    only answers on the ordinal scale (``n_valid``). Weighted counts use W_WEIGHT. ``modal_answers`` lists
+    every tied mode (weighted); ``modal_answer`` is the first of them; the unweighted modes are kept too.
+    """
+    weights = survey.data["W_WEIGHT"].to_numpy(dtype=float)
+    masks = {s.subgroup_id: subgroup_mask(survey, s) for s in subgroups}
+    rows = []
+    for q in tqdm(questions, desc="pairs", disable=not progress):
+        codes = survey.data[q.qid]
+        answered = codes.notna().to_numpy()
+        scaled = q.to_scale(codes).to_numpy(dtype=float)
+        on_scale = ~np.isnan(scaled)
+        idx = np.where(on_scale, scaled - q.scale_min, 0).astype(int)
+        k = q.n_options
+        pop_w = np.bincount(idx[on_scale], weights=weights[on_scale], minlength=k)
+        pop_modes = modal_values(np.round(pop_w, 9), q.values)
+        for s in subgroups:
+            m = masks[s.subgroup_id]
+            n_answered = int((answered & m).sum())
+            if n_answered < min_answers:
+                continue
+            sel = m & on_scale
+            counts = np.bincount(idx[sel], minlength=k)
+            wcounts = np.round(np.bincount(idx[sel], weights=weights[sel], minlength=k), 6)
+            modes = modal_values(wcounts, q.values)
+            modes_u = modal_values(counts, q.values)
+            row = {"qid": q.qid, "category": q.category, "stratum": stratum_name(s.stratum),
+                   "subgroup_id": s.subgroup_id, "subgroup": s.label, "split": s.split, "n": s.n,
+                   "n_answered": n_answered, "n_valid": int(sel.sum()),
+                   "counts": json.dumps(counts.tolist()), "weighted_counts": json.dumps(wcounts.tolist()),
+                   "modal_answer": modes[0] if modes else None, "modal_answers": json.dumps(modes),
+                   "tie": len(modes) > 1, "modal_answers_unweighted": json.dumps(modes_u),
+                   "tie_unweighted": len(modes_u) > 1, "population_modal_answers": json.dumps(pop_modes)}
+            row.update({d: DIMENSIONS[d].label(c) for d, c in s.attributes})
+            rows.append(row)
+    cols = ["qid", "category", "stratum", "subgroup_id", "subgroup", *DIMENSIONS, "split", "n", "n_answered",
+            "n_valid", "counts", "weighted_counts", "modal_answer", "modal_answers", "tie",
+            "modal_answers_unweighted", "tie_unweighted", "population_modal_answers"]
+    pairs = pd.DataFrame(rows).reindex(columns=cols)
+    pairs["modal_answer"] = pairs["modal_answer"].astype("Int64")
+    return pairs

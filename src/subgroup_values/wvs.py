@@ -1,0 +1,220 @@
+"""Read an official World Values Survey Wave 7 file and select one country.
+
+Accepted files (the column names are the same in all of them):
+- the pooled cross-national CSV (comma separated, UTF-8, possibly with a byte-order mark),
+- the single-country CSV (semicolon separated, a trailing ``;`` on every row),
+- SPSS ``.sav`` and Stata ``.dta`` (read with pyreadstat),
+- a ``.zip`` as downloaded, holding exactly one of the above.
+
+Negative WVS codes are missing values: they become ``NA`` in :attr:`Survey.data`, and the reason is kept in
+:attr:`Survey.missing` (same shape; the negative code where an answer is missing, 0 elsewhere).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MISSING_CODES: dict[int, str] = {
+    -1: "don't know",
+    -2: "no answer / refused",
+    -3: "not applicable",
+    -4: "not asked in this country",
+    -5: "missing / other",
+}
+
+#: Columns every study needs besides the value items.
+REQUIRED_COLUMNS = ("A_WAVE", "W_WEIGHT", "Q260", "X003R", "Q290", "Q289")
+COUNTRY_COLUMNS = ("B_COUNTRY_ALPHA", "B_COUNTRY")
+DOWNLOAD_HINT = (
+    "Download the official file from https://www.worldvaluessurvey.org (Data & Documentation > Wave 7 > "
+    "'WVS Cross-National Wave 7 csv v6 0', free registration) and pass its path as WVS_FILE=... "
+    "(make) or the WVS_FILE environment variable. See data/raw/README.md."
+)
+
+
+class WVSFileError(ValueError):
+    """The survey file is missing, unreadable or not a WVS Wave 7 file; the message says what to do."""
+
+
+@dataclass
+class Survey:
+    """Respondents of one country: answers with NA for missing codes, the missing reasons, and provenance."""
+
+    data: pd.DataFrame
+    missing: pd.DataFrame
+    path: Path
+    sha256: str
+    file_format: str
+    country: str
+    version: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_respondents(self) -> int:
+        return len(self.data)
+
+    def record(self) -> dict:
+        """Provenance of the source file (no respondent data)."""
+        return {"path": self.path.name, "sha256": self.sha256, "format": self.file_format,
+                "country": self.country, "version": self.version, "n_respondents": self.n_respondents}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_csv(raw: bytes, name: str) -> pd.DataFrame:
+    head = raw[:4096].decode("utf-8-sig", errors="replace").splitlines()[0] if raw else ""
+    if not head:
+        raise WVSFileError(f"{name} is empty. Expected a WVS Wave 7 CSV file. {DOWNLOAD_HINT}")
+    sep = ";" if head.count(";") > head.count(",") else ","
+    if head.count(sep) < 5:
+        raise WVSFileError(
+            f"{name} does not look like a WVS CSV: its first line has no comma- or semicolon-separated "
+            f"header (found {head[:80]!r}). {DOWNLOAD_HINT}")
+    import csv
+
+    lines = raw.decode("utf-8-sig", errors="replace").rstrip("\r\n").rsplit("\n", 1)
+    if len(lines) == 2:
+        n_head = len(next(csv.reader([head], delimiter=sep)))
+        n_last = len(next(csv.reader([lines[1]], delimiter=sep)))
+        if n_last < n_head:
+            raise WVSFileError(
+                f"{name} looks truncated: its last row has {n_last} fields, the header {n_head}. "
+                f"The download was probably interrupted: download it again. {DOWNLOAD_HINT}")
+    try:
+        df = pd.read_csv(io.BytesIO(raw), sep=sep, encoding="utf-8-sig", low_memory=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise WVSFileError(
+            f"{name} could not be parsed as a {'semicolon' if sep == ';' else 'comma'}-separated WVS file "
+            f"({exc.__class__.__name__}: {str(exc).splitlines()[0]}). Is it complete? Download it again. "
+            f"{DOWNLOAD_HINT}") from None
+    # the single-country CSV ends every row with ';': an empty, unnamed last column
+    unnamed = [c for c in df.columns if str(c).startswith("Unnamed:") and df[c].isna().all()]
+    return df.drop(columns=unnamed)
+
+
+def _read_stat(raw: bytes, name: str, suffix: str) -> pd.DataFrame:
+    import tempfile
+
+    import pyreadstat
+
+    reader = pyreadstat.read_sav if suffix == ".sav" else pyreadstat.read_dta
+    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+        tmp.write(raw)
+        tmp.flush()
+        try:
+            df, _ = reader(tmp.name, apply_value_formats=False)
+        except Exception as exc:  # pyreadstat raises its own ReadstatError and others
+            raise WVSFileError(
+                f"{name} could not be read as {'SPSS' if suffix == '.sav' else 'Stata'} "
+                f"({exc.__class__.__name__}: {exc}). The file may be truncated or not a {suffix} file. "
+                f"{DOWNLOAD_HINT}") from None
+    return df
+
+
+def _read_any(path: Path) -> tuple[pd.DataFrame, str]:
+    suffix = path.suffix.lower()
+    raw = path.read_bytes()
+    if suffix == ".zip":
+        try:
+            zf = zipfile.ZipFile(io.BytesIO(raw))
+        except zipfile.BadZipFile:
+            raise WVSFileError(f"{path} is not a valid zip archive (truncated download?). {DOWNLOAD_HINT}") from None
+        members = [m for m in zf.namelist() if Path(m).suffix.lower() in (".csv", ".sav", ".dta")]
+        if len(members) != 1:
+            raise WVSFileError(f"{path} should hold exactly one .csv/.sav/.dta file; found {members or 'none'}.")
+        inner = Path(members[0])
+        df, fmt = _read_bytes(zf.read(members[0]), f"{path}:{inner.name}", inner.suffix.lower())
+        return df, f"zip/{fmt}"
+    return _read_bytes(raw, str(path), suffix)
+
+
+def _read_bytes(raw: bytes, name: str, suffix: str) -> tuple[pd.DataFrame, str]:
+    if suffix == ".csv":
+        return _read_csv(raw, name), "csv"
+    if suffix in (".sav", ".dta"):
+        return _read_stat(raw, name, suffix), suffix[1:]
+    if suffix == ".rds":
+        raise WVSFileError(f"{name}: R .rds files are not read here. Use the CSV, .sav or .dta version of the "
+                           f"same WVS file. {DOWNLOAD_HINT}")
+    raise WVSFileError(f"{name}: unknown file type {suffix!r}. Expected .csv, .sav, .dta or .zip. {DOWNLOAD_HINT}")
+
+
+def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[str] | None = None) -> Survey:
+    """Read a WVS-7 file, check it, select ``country`` (alpha-3 code or ISO number) and code missing answers.
+
+    ``items`` are the value-item columns the study needs (e.g. the question bank's ids); they are checked too.
+    """
+    if path is None or str(path) == "":
+        raise WVSFileError(f"No survey file given. {DOWNLOAD_HINT}")
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WVSFileError(f"Survey file not found: {path}. {DOWNLOAD_HINT}")
+    df, fmt = _read_any(path)
+
+    missing_cols = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if not any(c in df.columns for c in COUNTRY_COLUMNS):
+        missing_cols.append("B_COUNTRY_ALPHA or B_COUNTRY")
+    if missing_cols:
+        raise WVSFileError(
+            f"{path.name} lacks required columns {missing_cols}: is this a WVS Wave 7 file? Expected the "
+            f"official column names (A_WAVE, B_COUNTRY_ALPHA, W_WEIGHT, Q1..Q290, X003R). {DOWNLOAD_HINT}")
+    waves = sorted(int(w) for w in pd.to_numeric(df["A_WAVE"], errors="coerce").dropna().unique())
+    if waves != [7]:
+        raise WVSFileError(f"{path.name} holds wave(s) {waves}, expected Wave 7 only (A_WAVE = 7). "
+                           f"Use the WVS Wave 7 file. {DOWNLOAD_HINT}")
+
+    country_key = str(country).strip().upper()
+    if "B_COUNTRY_ALPHA" in df.columns and not country_key.isdigit():
+        sel = df["B_COUNTRY_ALPHA"].astype(str).str.strip().str.upper() == country_key
+        present = sorted(df["B_COUNTRY_ALPHA"].dropna().astype(str).unique())
+    else:
+        if not country_key.isdigit():
+            raise WVSFileError(f"{path.name} has no B_COUNTRY_ALPHA column: give the country as its ISO "
+                               f"number (e.g. 702 for Singapore), not {country!r}.")
+        sel = pd.to_numeric(df["B_COUNTRY"], errors="coerce") == int(country_key)
+        present = sorted(int(c) for c in pd.to_numeric(df["B_COUNTRY"], errors="coerce").dropna().unique())
+    if not sel.any():
+        shown = ", ".join(map(str, present[:20])) + (" ..." if len(present) > 20 else "")
+        raise WVSFileError(f"Country {country!r} is not in {path.name}; it holds: {shown}. "
+                           f"Pick one of these (COUNTRY=...) or use a file that covers {country!r}.")
+    df = df.loc[sel].reset_index(drop=True)
+
+    items = list(items or [])
+    absent = [c for c in items if c not in df.columns]
+    if absent:
+        raise WVSFileError(f"{path.name} lacks {len(absent)} value item(s) of the question bank: "
+                           f"{absent[:10]}{' ...' if len(absent) > 10 else ''}. Expected the full WVS-7 "
+                           f"questionnaire (Q1-Q259). {DOWNLOAD_HINT}")
+    coded = [c for c in df.columns if c in items or c in REQUIRED_COLUMNS[2:]]
+    for c in coded + ["W_WEIGHT"]:
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    blank = df[coded + ["W_WEIGHT"]].isna()
+    if blank.to_numpy().any():
+        rows = np.flatnonzero(blank.any(axis=1).to_numpy())
+        raise WVSFileError(
+            f"{path.name} has blank or non-numeric cells in coded columns (first at data row {rows[0] + 1}, "
+            f"{len(rows)} row(s) in all). Official WVS files code every missing answer as a negative number, "
+            f"so this file is truncated or damaged: download it again. {DOWNLOAD_HINT}")
+    if (df["W_WEIGHT"] <= 0).any():
+        raise WVSFileError(f"{path.name}: W_WEIGHT must be positive; found {int((df['W_WEIGHT'] <= 0).sum())} "
+                           f"non-positive weights.")
+
+    values = df[coded]
+    missing = values.where(values < 0, 0).astype("int16")
+    df[coded] = values.where(values >= 0).astype(float)
+    version = str(df["version"].iloc[0]) if "version" in df.columns else ""
+    return Survey(data=df, missing=missing, path=path, sha256=sha256_file(path), file_format=fmt,
+                  country=country_key, version=version)

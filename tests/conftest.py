@@ -1,0 +1,41 @@
+"""Shared fixtures. Tests read the real WVS-7 Singapore file from WVS_FILE (the Makefile sets it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def wvs_file() -> Path:
+    path = os.environ.get("WVS_FILE", "")
+    if not path or not Path(path).is_file():
+        msg = f"WVS_FILE={path!r} is not a file: these tests need the official WVS-7 file (see data/raw/README.md)."
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def survey(wvs_file):
+    from subgroup_values.questions import load_questions
+    from subgroup_values.wvs import read_wvs
+
+    return read_wvs(wvs_file, items=[q.qid for q in load_questions(rule="all")])
+
+
+@pytest.fixture(scope="session")
+def survey_frame(wvs_file):
+    """The raw file as pandas reads it (all columns, codes untouched), for writing other formats."""
+    import pandas as pd
+
+    return pd.read_csv(wvs_file, encoding="utf-8-sig", low_memory=False)
