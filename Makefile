@@ -24,14 +24,16 @@ NB_OUT := build/notebooks/$(PROFILE)
 PKG := src/subgroup_values
 CONFIG := configs/$(PROFILE).yaml
 # Package modules each step imports (a change to one reruns only the steps that use it).
-MOD_DATA := $(addprefix $(PKG)/,__init__.py wvs.py questions.py subgroups.py dataset.py provenance.py plots.py notebooks.py)
+MOD_CORE := $(addprefix $(PKG)/,__init__.py questions.py dataset.py provenance.py plots.py notebooks.py)
+MOD_DATA := $(MOD_CORE) $(addprefix $(PKG)/,wvs.py subgroups.py)
+MOD_LANDSCAPE := $(MOD_CORE) $(addprefix $(PKG)/,landscape.py metrics.py bootstrap.py)
 ifeq ($(PROFILE),default)
 DATA_DIR := data/processed
 else
 DATA_DIR := build/$(PROFILE)/data
 endif
 
-.PHONY: all setup data figures test smoke clean clean-venv check-wvs help
+.PHONY: all setup data landscape figures test smoke clean clean-venv check-wvs help
 
 help:
 	@echo "make all [PROFILE=default|smoke|paper] [WVS_FILE=...]  regenerate every table and figure"
@@ -41,7 +43,7 @@ help:
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt 2> >(grep -v "is ignored" >&2)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
@@ -62,7 +64,13 @@ $(DATA_DIR)/manifest.json: notebooks/01_build_dataset.ipynb $(MOD_DATA) data/que
 
 data: $(STAMP) $(DATA_DIR)/manifest.json
 
-all: data
+# ---- 2. the value landscape --------------------------------------------------------------------------------
+$(NB_OUT)/02_value_landscape.ipynb: notebooks/02_value_landscape.ipynb $(MOD_LANDSCAPE) $(CONFIG) $(DATA_DIR)/manifest.json | $(STAMP)
+	$(RUN_NB) $< -p pairs_file $(DATA_DIR)/pairs.csv
+
+landscape: $(NB_OUT)/02_value_landscape.ipynb
+
+all: data landscape
 
 figures: all
 

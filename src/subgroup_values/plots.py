@@ -55,3 +55,58 @@ def subgroup_sizes(subgroups, ax=None):
     ax.tick_params(axis="y", labelsize=6.5)
     ax.legend(title="", loc="lower right")
     return ax
+
+
+def heatmap(table, ax=None, vmin: float = 0.0, vmax: float | None = None, fmt: str = ".2f",
+            cbar_label: str = "", annot: bool = True):
+    """A category x stratum (or similar) table as an annotated heatmap in the house colour map."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(WIDTH, 0.36 * len(table) + 1.6))
+    sns.heatmap(table, ax=ax, cmap=CMAP, vmin=vmin, vmax=vmax, annot=annot, fmt=fmt, annot_kws={"size": 7},
+                linewidths=0.4, linecolor="white", cbar_kws={"label": cbar_label, "shrink": 0.8})
+    ax.set(xlabel="", ylabel="")
+    ax.tick_params(axis="x", rotation=35, labelsize=8)
+    for lab in ax.get_xticklabels():
+        lab.set_horizontalalignment("right")
+    return ax
+
+
+def ranking_with_intervals(df, value: str, lo: str, hi: str, label: str, ax=None, reference: dict | None = None,
+                           reference_label: str = "paper (reported)"):
+    """Dot-and-interval chart of ``value`` per row label (``df[label]``), optional reference markers."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(WIDTH, 0.32 * len(df) + 1.2))
+    y = range(len(df))
+    ax.errorbar(df[value], y, xerr=[df[value] - df[lo], df[hi] - df[value]], fmt="o", color=PALETTE[0],
+                ecolor=PALETTE[5], capsize=2, label="ours (95% bootstrap interval over questions)")
+    if reference:
+        ref = [(i, reference[c]) for i, c in enumerate(df[label]) if c in reference]
+        ax.scatter([r for _, r in ref], [i for i, _ in ref], marker="D", color=PALETTE[3], zorder=3,
+                   label=reference_label)
+    ax.set_yticks(list(y), df[label])
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+def answer_distributions(pairs_q, question, weighting: str = "weighted", ax=None):
+    """Stacked horizontal bars: each subgroup's answer distribution on one question, its mode marked."""
+    import numpy as np
+
+    col = "weighted_counts" if weighting == "weighted" else "counts"
+    dist = np.array([np.asarray(c, float) / np.sum(c) for c in pairs_q[col]])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(WIDTH, 0.22 * len(pairs_q) + 1.4))
+    colors = sns.color_palette(CMAP, dist.shape[1])
+    left = np.zeros(len(dist))
+    for j, (value, text) in enumerate(question.options):
+        ax.barh(range(len(dist)), dist[:, j], left=left, color=colors[j], label=f"{value}: {text}"[:38],
+                edgecolor="white", linewidth=0.3)
+        left += dist[:, j]
+    ax.set_yticks(range(len(dist)), pairs_q["subgroup"], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of the subgroup's answers")
+    ax.set_title(f"{question.qid}: {question.short_label}"[:80], fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, title="answer")
+    return ax
