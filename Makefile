@@ -1,6 +1,9 @@
-# subgroup-values: `make all` regenerates every table and figure; `make test` runs the tests.
-# Each target sets up .venv from requirements.txt on first use.
-#   make all   PROFILE=default|smoke|paper   WVS_FILE=/path/to/WVS_Cross-National_Wave_7_csv_v6_0.csv
+# subgroup-values: `make all` regenerates every table and figure; `make test` runs the tests and the smoke chain.
+# Each target sets up .venv from requirements.txt on first use (a stamp file; redone when requirements change).
+#   make all   [PROFILE=default|smoke|paper]   [WVS_FILE=/path/to/WVS_Cross-National_Wave_7_csv_v6_0.csv]
+# Every step is one executed notebook (build/notebooks/<profile>/, with an HTML copy); its prerequisites are the
+# notebook, the package modules it imports, the profile's config and its inputs, so a second `make all` does
+# nothing and a change to one module reruns only the steps that use it.
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
 PROFILE ?= default
@@ -18,33 +21,56 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
+export PYTHONUNBUFFERED := 1
 
 RUN_NB := $(PY) -m subgroup_values.notebooks --profile $(PROFILE)
-NB_OUT := build/notebooks/$(PROFILE)
+NB := notebooks
+OUT := build/notebooks/$(PROFILE)
 PKG := src/subgroup_values
 CONFIG := configs/$(PROFILE).yaml
-# Package modules each step imports (a change to one reruns only the steps that use it).
-MOD_CORE := $(addprefix $(PKG)/,__init__.py questions.py dataset.py provenance.py plots.py notebooks.py)
-MOD_DATA := $(MOD_CORE) $(addprefix $(PKG)/,wvs.py subgroups.py)
-MOD_LANDSCAPE := $(MOD_CORE) $(addprefix $(PKG)/,landscape.py metrics.py bootstrap.py)
-ifeq ($(PROFILE),default)
-DATA_DIR := data/processed
+RECIPE := configs/sft/$(PROFILE).yaml
+DATA := data/processed/manifest.json
+ADAPTER := build/$(PROFILE)/adapters/sft/adapter_model.safetensors
+ifeq ($(PROFILE),smoke)
+MODEL_READY := models/tiny-random/config.json
+else ifeq ($(PROFILE),default)
+MODEL_READY := models/SmolLM2-135M-Instruct/conversion.json
 else
-DATA_DIR := build/$(PROFILE)/data
+MODEL_READY :=
 endif
 
-.PHONY: all setup data landscape figures test smoke clean clean-venv check-wvs help
+# Package modules each step imports.
+CORE := $(addprefix $(PKG)/,__init__.py questions.py dataset.py provenance.py plots.py notebooks.py bootstrap.py)
+MOD_DATA := $(CORE) $(addprefix $(PKG)/,wvs.py subgroups.py)
+MOD_LANDSCAPE := $(CORE) $(addprefix $(PKG)/,landscape.py metrics.py)
+MOD_EVAL := $(CORE) $(addprefix $(PKG)/,evaluate.py metrics.py prompts.py paper.py subgroups.py) $(wildcard $(PKG)/backends/*.py)
+MOD_FT := $(CORE) $(addprefix $(PKG)/,finetune.py prompts.py evaluate.py)
+MOD_FAIR := $(CORE) $(addprefix $(PKG)/,fairness.py evaluate.py paper.py)
+MOD_OPEN := $(CORE) $(addprefix $(PKG)/,openended.py evaluate.py prompts.py) $(wildcard $(PKG)/backends/*.py)
+MOD_REPORT := $(CORE) $(addprefix $(PKG)/,evaluate.py paper.py report.py)
+
+BASE_RUNS := base_ood base_train base_ood_generate
+SFT_RUNS := sft_ood sft_train sft_ood_generate
+STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb \
+  $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
+  $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/07_paper_comparison.ipynb
+
+.PHONY: all setup data landscape evaluate finetune fairness open-ended report figures model tiny-model test \
+  pytest smoke bench clean clean-venv check-wvs help
+
+all: $(STEPS)
+	@echo "make all ($(PROFILE)): done. Notebooks: $(OUT)/  figures: figures/$(PROFILE)/  results: results/$(PROFILE)/"
 
 help:
 	@echo "make all [PROFILE=default|smoke|paper] [WVS_FILE=...]  regenerate every table and figure"
-	@echo "make test                                             run the tests (including the smoke chain)"
-	@echo "make data | figures | smoke | setup | clean"
+	@echo "make test                                             the tests and the smoke chain"
+	@echo "make data | landscape | evaluate | finetune | fairness | open-ended | report | model | bench | clean"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip 2> >(grep -v "is ignored" >&2)
 	$(PY) -m pip install --quiet -r requirements.txt 2> >(grep -v "is ignored" >&2)
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --no-deps -e . 2> >(grep -v "is ignored" >&2)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
@@ -56,33 +82,77 @@ check-wvs:
 	  echo "Download the official WVS Wave 7 file and put it in data/raw/ or pass WVS_FILE=/path/to/file."; \
 	  echo "See data/raw/README.md."; exit 2; fi
 
-# ---- 1. the dataset ---------------------------------------------------------------------------------------
-$(DATA_DIR)/manifest.json: notebooks/01_build_dataset.ipynb $(MOD_DATA) data/questions.csv $(CONFIG) $(wildcard $(WVS_FILE)) | $(STAMP)
+# ---- models ----------------------------------------------------------------------------------------------------
+models/SmolLM2-135M-Instruct/conversion.json: | $(STAMP)
+	$(PY) -m subgroup_values.models smollm2 models/SmolLM2-135M-Instruct
+
+models/tiny-random/config.json: $(PKG)/models.py data/questions.csv | $(STAMP)
+	rm -rf models/tiny-random && $(PY) -m subgroup_values.models tiny models/tiny-random
+
+model: models/SmolLM2-135M-Instruct/conversion.json
+tiny-model: models/tiny-random/config.json
+
+# ---- 1. the dataset (the same for every profile) ---------------------------------------------------------------
+$(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(MOD_DATA) data/questions.csv $(CONFIG) $(wildcard $(WVS_FILE)) | $(STAMP)
 	@$(MAKE) --no-print-directory check-wvs
-	$(RUN_NB) notebooks/01_build_dataset.ipynb -p out_dir $(DATA_DIR)
-	@touch $@
+	$(RUN_NB) $<
 
-data: $(STAMP) $(DATA_DIR)/manifest.json
+$(DATA): $(OUT)/01_build_dataset.ipynb
 
-# ---- 2. the value landscape --------------------------------------------------------------------------------
-$(NB_OUT)/02_value_landscape.ipynb: notebooks/02_value_landscape.ipynb $(MOD_LANDSCAPE) $(CONFIG) $(DATA_DIR)/manifest.json | $(STAMP)
-	$(RUN_NB) $< -p pairs_file $(DATA_DIR)/pairs.csv
+data: $(OUT)/01_build_dataset.ipynb
 
-landscape: $(NB_OUT)/02_value_landscape.ipynb
+# ---- 2. the value landscape ------------------------------------------------------------------------------------
+$(OUT)/02_value_landscape.ipynb: $(NB)/02_value_landscape.ipynb $(MOD_LANDSCAPE) $(CONFIG) $(OUT)/01_build_dataset.ipynb
+	$(RUN_NB) $<
 
-all: data landscape
+landscape: $(OUT)/02_value_landscape.ipynb
 
+# ---- 3. zero-shot evaluation of the base model -----------------------------------------------------------------
+$(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb): $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(MOD_EVAL) $(CONFIG) $(OUT)/01_build_dataset.ipynb $(MODEL_READY)
+	$(RUN_NB) $< --run $*
+
+evaluate: $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
+
+# ---- 4. fine-tuning, then the same evaluation with the adapter -------------------------------------------------
+$(OUT)/04_finetune.ipynb: $(NB)/04_finetune.ipynb $(MOD_FT) $(CONFIG) $(RECIPE) $(OUT)/01_build_dataset.ipynb $(MODEL_READY)
+	$(RUN_NB) $< -p recipe $(RECIPE)
+
+$(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb): $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(MOD_EVAL) $(CONFIG) $(OUT)/04_finetune.ipynb
+	$(RUN_NB) $< --run $*
+
+finetune: $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
+
+# ---- 5. fairness audit, 6. open-ended answers, 7. the paper beside ours -------------------------------------------
+$(OUT)/05_fairness.ipynb: $(NB)/05_fairness.ipynb $(MOD_FAIR) $(CONFIG) $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
+	$(RUN_NB) $<
+
+$(OUT)/06_open_ended.ipynb: $(NB)/06_open_ended.ipynb $(MOD_OPEN) $(CONFIG) $(OUT)/04_finetune.ipynb
+	$(RUN_NB) $<
+
+$(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(MOD_REPORT) $(CONFIG) $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb
+	$(RUN_NB) $<
+
+fairness: $(OUT)/05_fairness.ipynb
+open-ended: $(OUT)/06_open_ended.ipynb
+report: $(OUT)/07_paper_comparison.ipynb
 figures: all
 
-# ---- tests ------------------------------------------------------------------------------------------------
-test: $(STAMP)
+# ---- tests -----------------------------------------------------------------------------------------------------
+test: pytest smoke
+
+pytest: $(STAMP) models/SmolLM2-135M-Instruct/conversion.json
+	@$(MAKE) --no-print-directory check-wvs
 	$(PY) -m pytest -q
 
 smoke: $(STAMP)
 	$(MAKE) --no-print-directory all PROFILE=smoke
 
+bench: $(STAMP) models/SmolLM2-135M-Instruct/conversion.json
+	$(PY) benchmarks/bench_scoring.py
+	$(PY) benchmarks/bench_train.py
+
 clean:
-	rm -rf build results/smoke figures/smoke
+	rm -rf build/notebooks/smoke build/smoke results/smoke figures/smoke
 
 clean-venv:
 	rm -rf $(VENV)

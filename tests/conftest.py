@@ -39,3 +39,30 @@ def survey_frame(wvs_file):
     import pandas as pd
 
     return pd.read_csv(wvs_file, encoding="utf-8-sig", low_memory=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The tiny random test model, built offline in seconds."""
+    from subgroup_values.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-random")
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """The embedded SmolLM2-135M-Instruct (`make model`); tests using it fail in CI if it is missing."""
+    path = REPO / "models" / "SmolLM2-135M-Instruct"
+    if not (path / "model.safetensors").is_file():
+        msg = f"{path} missing: run `make model`."
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def questions():
+    from subgroup_values.questions import load_questions
+
+    return {q.qid: q for q in load_questions(rule="all")}

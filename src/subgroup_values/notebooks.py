@@ -28,22 +28,30 @@ def load_profile(profile: str, root: Path = REPO_ROOT) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def notebook_parameters(profile: str, stem: str, overrides: dict | None = None, root: Path = REPO_ROOT) -> dict:
+def notebook_parameters(profile: str, stem: str, overrides: dict | None = None, run: str | None = None,
+                        root: Path = REPO_ROOT) -> dict:
+    """Parameters for one notebook run: profile defaults, then the named run's (``runs: <name>:``), then flags."""
     cfg = load_profile(profile, root)
     params = {"profile": profile}
     params.update((cfg.get("notebooks") or {}).get(stem) or {})
+    if run:
+        runs = cfg.get("runs") or {}
+        if run not in runs:
+            raise SystemExit(f"Run {run!r} is not defined in configs/{profile}.yaml (runs: {sorted(runs)}).")
+        params.update(runs[run] or {})
+        params["run_name"] = run
     params.update(overrides or {})
     return params
 
 
 def run_notebook(src: str | Path, profile: str = "default", overrides: dict | None = None,
-                 out_dir: str | Path | None = None, html: bool = True) -> Path:
+                 out_dir: str | Path | None = None, html: bool = True, run: str | None = None) -> Path:
     import papermill as pm
 
     src = Path(src)
     if not src.is_file():
         raise SystemExit(f"No notebook at {src}.")
-    params = notebook_parameters(profile, src.stem, overrides)
+    params = notebook_parameters(profile, src.stem, overrides, run)
     declared = pm.inspect_notebook(str(src))
     unknown = sorted(set(params) - set(declared))
     if unknown:
@@ -51,15 +59,16 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
                          f"it takes {sorted(declared)}. Fix configs/{profile}.yaml or the -p flag.")
     out_dir = Path(out_dir or REPO_ROOT / "build" / "notebooks" / profile)
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / src.name
+    out = out_dir / (f"{src.stem}__{run}.ipynb" if run else src.name)
     t0 = time.time()
-    print(f"[{profile}] {src.name}: running with {params}", flush=True)
+    print(f"[{profile}] {out.stem}: running with {params}", flush=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
     pm.execute_notebook(str(src), str(out), parameters=params, cwd=str(REPO_ROOT), progress_bar=False,
                         log_output=False, kernel_name="python3")
-    print(f"[{profile}] {src.name}: done in {time.time() - t0:.1f} s -> {out}", flush=True)
+    print(f"[{profile}] {out.stem}: done in {time.time() - t0:.1f} s -> {out}", flush=True)
+    _log_timing(out_dir, out.stem, time.time() - t0)
     if html:
         import nbformat
         from nbconvert import HTMLExporter
@@ -67,6 +76,15 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
         body, _ = HTMLExporter().from_notebook_node(nbformat.read(out, as_version=4))
         out.with_suffix(".html").write_text(body, encoding="utf-8")
     return out
+
+
+def _log_timing(out_dir: Path, name: str, seconds: float) -> None:
+    """Append the step's wall time and the process tree's peak memory to build/notebooks/<profile>/timings.tsv."""
+    import resource
+
+    peak_kb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    with open(out_dir / "timings.tsv", "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{name}\t{seconds:.1f}\t{peak_kb / 1024:.0f}\n")
 
 
 def _parse_value(text: str):
@@ -81,11 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("notebook")
     ap.add_argument("--profile", default=os.environ.get("PROFILE", "default"))
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    ap.add_argument("--run", default=None, help="a named run of configs/<profile>.yaml (runs:)")
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--no-html", action="store_true")
     args = ap.parse_args(argv)
     overrides = {k: _parse_value(v) for k, v in args.param}
-    run_notebook(args.notebook, args.profile, overrides, args.out_dir, html=not args.no_html)
+    run_notebook(args.notebook, args.profile, overrides, args.out_dir, html=not args.no_html, run=args.run)
 
 
 if __name__ == "__main__":

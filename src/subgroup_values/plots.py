@@ -110,3 +110,37 @@ def answer_distributions(pairs_q, question, weighting: str = "weighted", ax=None
     ax.set_title(f"{question.qid}: {question.short_label}"[:80], fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, title="answer")
     return ax
+
+
+def grouped_intervals(df, x: str, y: str, hue: str, ax=None, lo: str = "lo", hi: str = "hi"):
+    """Points with interval bars, one row per ``y``, dodged by ``hue``."""
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(WIDTH / 2, 3))
+    cats = list(dict.fromkeys(df[y]))
+    hues = list(dict.fromkeys(df[hue]))
+    offsets = np.linspace(-0.18, 0.18, len(hues)) if len(hues) > 1 else [0.0]
+    for k, h in enumerate(hues):
+        d = df[df[hue] == h].set_index(y).reindex(cats)
+        pos = np.arange(len(cats)) + offsets[k]
+        ax.errorbar(d[x], pos, xerr=[d[x] - d[lo], d[hi] - d[x]], fmt="o", color=PALETTE[k], capsize=2,
+                    label=str(h), ms=4)
+    ax.set_yticks(range(len(cats)), cats)
+    ax.invert_yaxis()
+    ax.legend(fontsize=7, loc="best")
+    return ax
+
+
+def model_bars(df, value: str, ax=None):
+    """Horizontal bars of ``value`` per model, coloured by kind (ours / baseline / open / closed)."""
+    colors = {"ours": PALETTE[3], "baseline": "0.55", "open": PALETTE[0], "closed": PALETTE[1]}
+    d = df.dropna(subset=[value])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(WIDTH / 2, 0.3 * len(d) + 1))
+    ax.barh(range(len(d)), d[value], color=[colors.get(k, PALETTE[4]) for k in d["kind"]])
+    ax.set_yticks(range(len(d)), d["model"], fontsize=7)
+    ax.invert_yaxis()
+    for i, v in enumerate(d[value]):
+        ax.text(v, i, f" {v:.2f}", va="center", fontsize=6)
+    return ax

@@ -1,0 +1,28 @@
+"""Backends that answer persona prompts: local transformers models and OpenAI-compatible endpoints."""
+
+from __future__ import annotations
+
+from .base import Backend, GenerateRequest, OptionScores, ScoreRequest
+
+BACKENDS = ("hf", "openai_compat")
+
+
+def make_backend(kind: str, model: str, adapter: str | None = None, dtype: str = "auto", device: str | None = None,
+                 batch_size: int = 16, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 concurrency: int = 4, **kwargs) -> Backend:
+    """Build a backend by name (``hf`` or ``openai_compat``)."""
+    if kind == "hf":
+        from .hf import HFBackend
+
+        return HFBackend(model, adapter=adapter, dtype=dtype, device=device, batch_size=batch_size, **kwargs)
+    if kind == "openai_compat":
+        from .openai_compat import OpenAICompatBackend
+
+        if not base_url:
+            raise ValueError("openai_compat needs base_url (e.g. http://localhost:8000/v1 for a vLLM server).")
+        return OpenAICompatBackend(base_url=base_url, model=model, api_key_env=api_key_env,
+                                   concurrency=concurrency, **kwargs)
+    raise ValueError(f"Unknown backend {kind!r}; expected one of {BACKENDS}.")
+
+
+__all__ = ["Backend", "GenerateRequest", "OptionScores", "ScoreRequest", "make_backend", "BACKENDS"]

@@ -1,0 +1,45 @@
+"""What every backend offers: option scoring and/or generation, and an identity for the response cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ScoreRequest:
+    """Score the options that may follow the assistant's ``Answer:`` after ``messages``."""
+
+    messages: list[dict]
+    options: list[str]
+    group: str | None = None  # requests of one group share a prompt prefix (e.g. one subgroup's persona)
+    prefix: str = "Answer:"  # the assistant's reply starts with this; the options follow it after a space
+
+
+@dataclass
+class OptionScores:
+    probs: list[float]  # renormalised over the options
+    option_mass: float  # probability of all options before renormalising (the rest went elsewhere)
+    logprobs: list[float] = field(default_factory=list)  # log P(code, then the number ends)
+
+
+@dataclass
+class GenerateRequest:
+    messages: list[dict]
+    max_new_tokens: int = 12
+
+
+class Backend:
+    """Base class; subclasses implement what they support."""
+
+    kind = "base"
+    supports_logprob = False
+
+    def identity(self) -> dict:
+        """Everything about the backend that changes an answer (goes into the cache key)."""
+        raise NotImplementedError
+
+    def score(self, requests: list[ScoreRequest]) -> list[OptionScores]:
+        raise NotImplementedError(f"{self.kind} backend cannot score options; use scoring='generate'.")
+
+    def generate(self, requests: list[GenerateRequest]) -> list[str]:
+        raise NotImplementedError

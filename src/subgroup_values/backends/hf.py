@@ -1,0 +1,298 @@
+"""Local transformers models (optionally with a LoRA adapter): exact option log-probabilities and generation.
+
+Option scoring, exactly. The probability that the model answers option code ``c`` after ``Answer:`` is
+
+    P(c) = P(tokens of " c" | prompt) * P(the number ends | prompt, " c")
+
+where "the number ends" means the next token does not start with a digit. Without the second factor "1" would
+also collect the mass of "10", "11", ... (the single-first-token shortcut is wrong on 1-10 scales). The option
+probabilities are renormalised; their total before renormalising is reported as ``option_mass``.
+
+Speed, without changing the arithmetic (fp32 by default on CPU):
+1. requests of one group (a subgroup's questions) share their persona prefix: its keys and values are computed
+   once and reused for every question of the group;
+2. suffixes are batched by length with right padding, and only the last real position goes through the
+   output layer;
+3. the option continuations ("<space>1", "<space>1" "0", ...) run as short branches on top of each prompt's cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .base import Backend, GenerateRequest, OptionScores, ScoreRequest
+
+ANSWER_PREFIX = "Answer:"
+
+
+def _file_digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode())
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def weights_digest(path: str | Path | None) -> str | None:
+    """A short hash of a local model or adapter folder's weights (None for hub ids)."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    files = [f for f in p.iterdir() if f.suffix in (".safetensors", ".bin") and f.is_file()]
+    return _file_digest(files) if files else None
+
+
+def pick_device(device: str | None = None) -> str:
+    if device:
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(dtype: str, device: str) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16; got {dtype!r}.") from None
+
+
+class HFBackend(Backend):
+    kind = "hf"
+    supports_logprob = True
+
+    def __init__(self, model: str | Path, adapter: str | Path | None = None, dtype: str = "auto",
+                 device: str | None = None, batch_size: int = 16, prefix_cache: bool = True,
+                 progress: bool = False):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_name = str(model)
+        if Path(self.model_name).exists() is False and os.environ.get("HF_HUB_OFFLINE") == "1" and "/" not in self.model_name:
+            raise FileNotFoundError(f"Model {model!r} is neither a local folder nor a hub id. For the embedded "
+                                    f"model run `make model` first.")
+        self.adapter = str(adapter) if adapter else None
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.batch_size = int(batch_size)
+        self.prefix_cache = bool(prefix_cache)
+        self.progress = progress
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        net = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=self.dtype)
+        if self.adapter:
+            from peft import PeftModel
+
+            if not (Path(self.adapter) / "adapter_config.json").is_file():
+                raise FileNotFoundError(f"No LoRA adapter at {self.adapter} (expected adapter_config.json).")
+            net = PeftModel.from_pretrained(net, self.adapter).merge_and_unload()
+        self.model = net.to(self.device).eval()
+        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        digit = [bool(t) and self.tokenizer.convert_tokens_to_string([t])[:1].isdigit() for t in vocab]
+        n_out = self.model.get_output_embeddings().weight.shape[0]
+        mask = torch.zeros(n_out, dtype=torch.bool)
+        mask[: len(digit)] = torch.tensor(digit)
+        self.digit_mask = mask.to(self.device)
+        self._option_ids: dict[tuple[str, str], list[int]] = {}
+        self._identity = {"backend": "hf", "model": self.model_name, "model_weights": weights_digest(self.model_name),
+                          "adapter": self.adapter, "adapter_weights": weights_digest(self.adapter),
+                          "dtype": str(self.dtype).replace("torch.", "")}
+
+    def identity(self) -> dict:
+        return dict(self._identity)
+
+    # ---- prompts ----------------------------------------------------------------------------------------------
+    def render(self, messages: list[dict], answer_prefix: str | None = ANSWER_PREFIX) -> str:
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return text + (answer_prefix or "")
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def option_ids(self, code: str, prefix: str = ANSWER_PREFIX) -> list[int]:
+        """Tokens of ' <code>' as they follow ``prefix`` (computed in context, so merges are respected)."""
+        key = (prefix, code)
+        if key not in self._option_ids:
+            base = self.encode(prefix)
+            full = self.encode(f"{prefix} {code}")
+            ids = full[len(base):] if full[: len(base)] == base else self.encode(f" {code}")
+            self._option_ids[key] = ids
+        return self._option_ids[key]
+
+    # ---- option scoring ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score(self, requests: list[ScoreRequest]) -> list[OptionScores]:
+        encoded = [self.encode(self.render(r.messages, r.prefix)) for r in requests]
+        groups: dict[object, list[int]] = {}
+        for i, r in enumerate(requests):
+            key = r.group if (self.prefix_cache and r.group is not None) else ("__single__", i)
+            groups.setdefault(key, []).append(i)
+        results: list[OptionScores | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc="scoring", disable=not self.progress, leave=False)
+        for members in groups.values():
+            prefix_len = _common_prefix_len([encoded[i] for i in members]) if len(members) > 1 else 0
+            prefix_len = min(prefix_len, min(len(encoded[i]) for i in members) - 1)
+            prefix_kv = self._prefix(encoded[members[0]][:prefix_len]) if prefix_len > 0 else None
+            order = sorted(members, key=lambda i: len(encoded[i]))
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start:start + self.batch_size]
+                scores = self._score_chunk([encoded[i][prefix_len:] for i in chunk], prefix_kv, prefix_len,
+                                           [[self.option_ids(c, requests[i].prefix) for c in requests[i].options]
+                                            for i in chunk])
+                for i, s in zip(chunk, scores):
+                    results[i] = s
+                bar.update(len(chunk))
+        bar.close()
+        return results  # type: ignore[return-value]
+
+    def _prefix(self, ids: list[int]):
+        out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
+        return _cache_tensors(out.past_key_values)
+
+    def _score_chunk(self, suffixes: list[list[int]], prefix_kv, prefix_len: int,
+                     option_tokens: list[list[list[int]]]) -> list[OptionScores]:
+        """One forward pass per chunk: each row holds its suffix, then its option tree (a 4-D attention mask lets
+        every tree node see the prompt and its own ancestors only), so options cost one token per tree node."""
+        from transformers import DynamicCache
+
+        b = len(suffixes)
+        trees = [_option_tree(opts) for opts in option_tokens]
+        width = max(len(s) for s in suffixes)
+        n_nodes = max(len(t.tokens) for t in trees)
+        total = width + n_nodes
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((b, total), pad, dtype=torch.long)
+        positions = torch.zeros((b, total), dtype=torch.long)
+        allowed = torch.zeros((b, 1, total, prefix_len + total), dtype=torch.bool)
+        allowed[:, :, :, :prefix_len] = True
+        last = torch.zeros(b, dtype=torch.long)
+        for row, (s, tree) in enumerate(zip(suffixes, trees)):
+            n = len(s)
+            ids[row, :n] = torch.tensor(s)
+            positions[row, :width] = prefix_len + torch.arange(width)
+            causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
+            allowed[row, 0, :n, prefix_len:prefix_len + n] = causal
+            for i in range(n, width):  # padding rows attend to themselves only (never read)
+                allowed[row, 0, i, prefix_len + i] = True
+            last[row] = n - 1
+            for k, (token, depth, ancestors) in enumerate(zip(tree.tokens, tree.depth, tree.ancestors)):
+                q = width + k
+                ids[row, q] = token
+                positions[row, q] = prefix_len + n + depth
+                allowed[row, 0, q, prefix_len:prefix_len + n] = True
+                for a in ancestors:
+                    allowed[row, 0, q, prefix_len + width + a] = True
+                allowed[row, 0, q, prefix_len + q] = True
+            for k in range(len(tree.tokens), n_nodes):
+                allowed[row, 0, width + k, prefix_len + width + k] = True
+        dev = self.device
+        cache = None
+        if prefix_kv is not None:
+            cache = DynamicCache(ddp_cache_data=[(k.expand(b, -1, -1, -1).contiguous(),
+                                                  v.expand(b, -1, -1, -1).contiguous()) for k, v in prefix_kv])
+        body = self.model.get_decoder()
+        mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill_(~allowed, torch.finfo(self.dtype).min)
+        out = body(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+                   past_key_values=cache, use_cache=False)
+        hidden = out.last_hidden_state
+        # only the positions we read go through the output layer: the suffix's last token and the tree nodes
+        gather = torch.cat([last.unsqueeze(1), width + torch.arange(n_nodes).unsqueeze(0).expand(b, -1)], dim=1)
+        picked = hidden[torch.arange(b).unsqueeze(1), gather.to(dev)]
+        logp = torch.log_softmax(self.model.get_output_embeddings()(picked).float(), dim=-1).cpu()
+        p_digit = logp.exp()[:, :, self.digit_mask.cpu()].sum(-1)
+        results = []
+        for row, tree in enumerate(trees):
+            lps = []
+            for path in tree.option_paths:
+                lp, prev = 0.0, 0  # position 0 of `logp` is the prompt's end; node k is position k + 1
+                for node in path:
+                    lp += logp[row, prev, tree.tokens[node]].item()
+                    prev = node + 1
+                lp += float(torch.log1p(-p_digit[row, prev].clamp(max=1 - 1e-12)).item())
+                lps.append(lp)
+            t = torch.tensor(lps, dtype=torch.float64)
+            results.append(OptionScores(probs=torch.softmax(t, 0).tolist(), option_mass=float(t.exp().sum()),
+                                        logprobs=lps))
+        return results
+
+    # ---- generation -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, requests: list[GenerateRequest]) -> list[str]:
+        tok = self.tokenizer
+        texts = [self.render(r.messages, answer_prefix=None) for r in requests]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[str] = [""] * len(texts)
+        side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            for start in tqdm(range(0, len(order), self.batch_size), desc="generating", disable=not self.progress,
+                              leave=False):
+                chunk = order[start:start + self.batch_size]
+                enc = tok([texts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+                enc = {k: v.to(self.device) for k, v in enc.items()}
+                gen = self.model.generate(**enc, max_new_tokens=max(requests[i].max_new_tokens for i in chunk),
+                                          do_sample=False, pad_token_id=tok.pad_token_id)
+                for row, i in enumerate(chunk):
+                    out[i] = tok.decode(gen[row, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        finally:
+            tok.padding_side = side
+        return out
+
+
+class _Tree:
+    """The options' token sequences as a prefix tree: shared tokens (the space, the '1' of '10') appear once."""
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+        self.depth: list[int] = []
+        self.ancestors: list[list[int]] = []
+        self.option_paths: list[list[int]] = []
+
+
+def _option_tree(sequences: list[list[int]]) -> _Tree:
+    tree = _Tree()
+    index: dict[tuple[int, ...], int] = {}
+    for seq in sequences:
+        path = []
+        for d in range(len(seq)):
+            key = tuple(seq[: d + 1])
+            if key not in index:
+                index[key] = len(tree.tokens)
+                tree.tokens.append(seq[d])
+                tree.depth.append(d)
+                tree.ancestors.append(list(path))
+            path.append(index[key])
+        tree.option_paths.append(path)
+    return tree
+
+
+def _common_prefix_len(seqs: list[list[int]]) -> int:
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+    return n
+
+
+def _cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) per layer from a transformers cache."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return [(k, v) for k, v in cache]

@@ -1,0 +1,156 @@
+"""LoRA supervised fine-tuning with TRL on the training strata's modal answers.
+
+A prompt-completion dataset: the prompt is exactly the evaluation's chat prompt for a training pair (same
+template), the completion is ``Answer: <modal code>``; TRL puts the loss on the completion tokens only. Ties
+(rare: 2 of 10,700 training pairs with weighted modes) take the lowest tied code.
+
+Use it like TRL's own scripts, from a recipe (``configs/sft/*.yaml``) or flags:
+
+    python -m subgroup_values.finetune --config configs/sft/default.yaml
+    accelerate launch --config_file configs/accelerate/ddp.yaml -m subgroup_values.finetune --config configs/sft/paper.yaml
+
+or call :func:`main` with the three dataclasses (the notebook does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .dataset import load_pairs, load_manifest
+from .evaluate import attributes_of, sample_pairs
+from .prompts import ANSWER_PREFIX, DEFAULT_TEMPLATE, TEMPLATES, build_messages
+from .provenance import run_record, write_json
+from .questions import load_questions
+
+
+@dataclass
+class SubgroupSFTArguments:
+    """Data arguments of the study (TRL's own SFTConfig and ModelConfig hold the rest)."""
+
+    pairs_file: str = field(default="", metadata={"help": "pairs table; empty: data/processed/pairs.csv"})
+    template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": f"prompt template, one of {TEMPLATES}"})
+    train_limit: int = field(default=0, metadata={"help": "train on a seeded sample of this many pairs; 0: all"})
+    sample_seed: int = field(default=0, metadata={"help": "seed of that sample"})
+    resume: bool = field(default=True, metadata={"help": "continue from the last checkpoint in output_dir"})
+
+
+def modal_completion(modes: list[int]) -> str:
+    """The training target: the lowest of the (tied) modal answers."""
+    return f"{ANSWER_PREFIX} {min(int(m) for m in modes)}"
+
+
+def sft_records(pairs: pd.DataFrame, template: str = DEFAULT_TEMPLATE) -> list[dict]:
+    """Prompt-completion records (conversational) for TRL's SFTTrainer."""
+    questions = {q.qid: q for q in load_questions(rule="all")}
+    out = []
+    for row in pairs.to_dict("records"):
+        msgs = build_messages(questions[row["qid"]], attributes_of(row), template)
+        out.append({"prompt": msgs, "completion": [{"role": "assistant", "content": modal_completion(row["modal_answers"])}],
+                    "qid": row["qid"], "subgroup_id": row["subgroup_id"]})
+    return out
+
+
+def training_pairs(args: SubgroupSFTArguments) -> pd.DataFrame:
+    if args.template not in TEMPLATES:
+        raise ValueError(f"template must be one of {TEMPLATES}, got {args.template!r}.")
+    pairs = load_pairs(args.pairs_file or None, split="train")
+    return sample_pairs(pairs, args.train_limit, args.sample_seed)
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    ckpts = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(ckpts[-1]) if ckpts else None
+
+
+def build_trainer(script_args: SubgroupSFTArguments, training_args, model_args):
+    """TRL's SFTTrainer with a LoRA config on the (sampled) training pairs; returns (trainer, pairs)."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import SFTTrainer, get_peft_config
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    set_seed(training_args.seed)
+    pairs = training_pairs(script_args)
+    dataset = Dataset.from_list(sft_records(pairs, script_args.template)).remove_columns(["qid", "subgroup_id"])
+    tok = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, dtype=dtype or "auto")
+    peft_config = get_peft_config(model_args)
+    if peft_config is None:
+        raise ValueError("This study trains LoRA adapters: set use_peft: true in the recipe.")
+    trainer = SFTTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=tok,
+                         peft_config=peft_config)
+    return trainer, pairs
+
+
+def loss_tokens(trainer, index: int = 0) -> tuple[str, str]:
+    """(the whole training text, the part that carries loss) of one example, as the trainer's collator sees it."""
+    batch = trainer.data_collator([trainer.train_dataset[index]])
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    tok = trainer.processing_class
+    return tok.decode(ids), tok.decode(ids[labels != -100])
+
+
+def train(trainer, pairs: pd.DataFrame, script_args: SubgroupSFTArguments, training_args, model_args) -> dict:
+    """Train (resuming from the last checkpoint when asked), save the adapter and its provenance record."""
+    resume = last_checkpoint(training_args.output_dir) if script_args.resume else None
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.time() - t0
+    trainer.save_model(training_args.output_dir)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    record = run_record(
+        config={"script": asdict(script_args), "model": asdict(model_args),
+                "training": {k: v for k, v in training_args.to_dict().items() if not k.startswith("_")}},
+        data={"train_pairs": len(pairs), "pairs_sha256": load_manifest()["files"]["pairs"]["sha256"]},
+        training={"seconds": round(seconds, 1), "resumed_from": resume, "global_step": trainer.state.global_step,
+                  "train_loss": result.training_loss, "first_loss": history[0]["loss"] if history else None,
+                  "last_loss": history[-1]["loss"] if history else None,
+                  "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)},
+        loss_history=history)
+    write_json(record, Path(training_args.output_dir) / "provenance.json")
+    return record
+
+
+def main(script_args: SubgroupSFTArguments, training_args, model_args) -> dict:
+    """Train a LoRA adapter; save it with its recipe and a provenance record. Returns the record."""
+    trainer, pairs = build_trainer(script_args, training_args, model_args)
+    return train(trainer, pairs, script_args, training_args, model_args)
+
+
+def parse(argv: list[str] | None = None):
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    parser = TrlParser((SubgroupSFTArguments, SFTConfig, ModelConfig))
+    return parser.parse_args_and_config(args=argv)
+
+
+def load_recipe(path: str | Path, **overrides):
+    """The three argument dataclasses from a YAML recipe, with overrides (e.g. output_dir=...)."""
+    import yaml
+
+    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    cfg.update(overrides)
+    argv = []
+    for k, v in cfg.items():
+        if isinstance(v, list):
+            argv += [f"--{k}", *map(str, v)]
+        elif isinstance(v, bool):
+            argv += [f"--{k}", str(v).lower()]
+        elif v is not None:
+            argv += [f"--{k}", str(v)]
+    return parse(argv)
+
+
+if __name__ == "__main__":
+    script_args, training_args, model_args = parse()
+    print(json.dumps(main(script_args, training_args, model_args)["training"], indent=1))

@@ -1,0 +1,188 @@
+"""Open-ended persona answers and a pairwise judge: does training on numeric answers change how a model talks?
+
+1. Each system answers the question *without options*, in persona, in a few sentences.
+2. A judge compares a system's answer with a reference system's on each criterion, twice, with the two answers'
+   positions swapped (A/B then B/A). Win 1, tie 0.5, loss 0; the win rate is the mean over both orders.
+3. Criteria (rubrics below). For *Value* the judge is shown the subgroup's real answer distribution from the
+   survey, so it can tell which answer is closer to what this group actually thinks.
+
+The judge reads with either ``generate`` (a reply "Verdict: A|B|tie", parsed; failures retried with a stricter
+reminder, then counted) or ``logprob`` (the probabilities of A, B and tie right after "Verdict:"; never fails).
+Everything goes through the response cache: judging is the expensive part of such studies.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from .backends.base import Backend, GenerateRequest, ScoreRequest
+from .backends.cache import NullCache, ResponseCache, cache_key
+from .bootstrap import bootstrap
+from .evaluate import attributes_of
+from .prompts import describe
+from .questions import Question
+
+CRITERIA = {
+    "Overall": "Which response is the better answer overall: relevant to the question, coherent, and a "
+               "plausible answer from this person?",
+    "Value": "Which response expresses a view closer to what people of this group in Singapore actually think? "
+             "The survey's real answers of this group are given below.",
+    "Persona": "Which response sounds more like it comes from this particular person (their age, sex, ethnicity "
+               "or religion, as given), rather than from anyone at all?",
+}
+VERDICTS = ("A", "B", "tie")
+JUDGE_SYSTEM = "You are a careful, impartial judge of survey answers. You compare two responses."
+
+
+def open_question(q: Question) -> str:
+    """The question without its options: we keep the stem and item, and drop the answer-scale instructions."""
+    return q.text
+
+
+def open_messages(q: Question, attributes: dict[str, str]) -> list[dict]:
+    persona = describe(attributes)
+    return [{"role": "system", "content": f"You are {persona} living in Singapore. Answer as yourself."},
+            {"role": "user", "content": f"{open_question(q)}\n\nIn two or three sentences, what do you think, "
+                                        f"and why?"}]
+
+
+def distribution_text(q: Question, weighted_counts: list[float]) -> str:
+    c = np.asarray(weighted_counts, float)
+    share = c / c.sum() if c.sum() > 0 else c
+    return "; ".join(f"{label}: {p:.0%}" for (_, label), p in zip(q.options, share))
+
+
+def judge_messages(q: Question, attributes: dict[str, str], criterion: str, answer_a: str, answer_b: str,
+                   weighted_counts: list[float] | None = None) -> list[dict]:
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {list(CRITERIA)}, got {criterion!r}.")
+    context = ""
+    if criterion == "Value" and weighted_counts is not None:
+        context = f"\nHow this group really answered in the survey: {distribution_text(q, weighted_counts)}\n"
+    user = (f"Person: {describe(attributes)} living in Singapore.\nQuestion: {open_question(q)}\n{context}\n"
+            f"Response A: {answer_a}\n\nResponse B: {answer_b}\n\n{CRITERIA[criterion]}\n"
+            f"Reply with exactly one line: \"Verdict: A\", \"Verdict: B\" or \"Verdict: tie\".")
+    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_verdict(reply: str) -> str | None:
+    """'Verdict: A' / 'B' / 'tie' (case-insensitive; also a bare 'A', 'Response B', 'Tie'); None when unclear."""
+    text = (reply or "").strip()
+    m = re.search(r"verdict\s*[:\-]?\s*\**\s*(A|B|tie)\b", text, re.IGNORECASE)
+    if m is None:
+        m = re.fullmatch(r"\**\s*(?:response\s+)?(A|B|tie)\s*[.!]?\**", text, re.IGNORECASE)
+    if m is None:
+        return None
+    v = m.group(1)
+    return "tie" if v.lower() == "tie" else v.upper()
+
+
+def generate_answers(backend: Backend, pairs: pd.DataFrame, questions: dict[str, Question],
+                     cache: ResponseCache | NullCache | None = None, max_new_tokens: int = 64) -> list[str]:
+    """Free-text persona answers for every pair (cached)."""
+    cache = cache if cache is not None else NullCache()
+    msgs = [open_messages(questions[r["qid"]], attributes_of(r)) for r in pairs.to_dict("records")]
+    keys = [cache_key(backend=backend.identity(), settings={"task": "open_answer", "max_new_tokens": max_new_tokens},
+                      messages=m) for m in msgs]
+    found = cache.get_many(keys)
+    todo = [i for i, k in enumerate(keys) if k not in found]
+    if todo:
+        replies = backend.generate([GenerateRequest(msgs[i], max_new_tokens) for i in todo])
+        new = {keys[i]: {"reply": r} for i, r in zip(todo, replies)}
+        cache.put_many(new)
+        found.update(new)
+    return [found[k]["reply"] for k in keys]
+
+
+def judge(backend: Backend, pairs: pd.DataFrame, questions: dict[str, Question], system_answers: list[str],
+          reference_answers: list[str], criteria: list[str] | tuple[str, ...] = tuple(CRITERIA),
+          mode: str = "logprob", cache: ResponseCache | NullCache | None = None, retries: int = 2,
+          max_new_tokens: int = 8) -> pd.DataFrame:
+    """Judge every pair on every criterion in both orders. One row per judgement:
+    ``order`` ('system_first' / 'system_second'), the verdict about the slots (A/B/tie or None), and ``score``
+    for the system (1 win, 0.5 tie, 0 loss, NaN when the judge's reply could not be read)."""
+    if mode not in ("logprob", "generate"):
+        raise ValueError(f"judge mode must be logprob or generate, got {mode!r}.")
+    cache = cache if cache is not None else NullCache()
+    jobs = []
+    for i, r in enumerate(pairs.to_dict("records")):
+        q, attrs = questions[r["qid"]], attributes_of(r)
+        for criterion in criteria:
+            for order, (a, b) in (("system_first", (system_answers[i], reference_answers[i])),
+                                  ("system_second", (reference_answers[i], system_answers[i]))):
+                jobs.append({"i": i, "qid": r["qid"], "subgroup_id": r["subgroup_id"], "criterion": criterion,
+                             "order": order, "messages": judge_messages(q, attrs, criterion, a, b,
+                                                                        r.get("weighted_counts"))})
+    identity = backend.identity()
+    verdicts: list[str | None] = [None] * len(jobs)
+    attempts = [0] * len(jobs)
+    if mode == "logprob":
+        keys = [cache_key(backend=identity, settings={"task": "judge", "mode": "logprob"}, messages=j["messages"])
+                for j in jobs]
+        found = cache.get_many(keys)
+        todo = [k for k in range(len(jobs)) if keys[k] not in found]
+        if todo:
+            scored = backend.score([ScoreRequest(jobs[k]["messages"], list(VERDICTS), prefix="Verdict:") for k in todo])
+            new = {keys[k]: {"probs": s.probs} for k, s in zip(todo, scored)}
+            cache.put_many(new)
+            found.update(new)
+        for k in range(len(jobs)):
+            verdicts[k] = VERDICTS[int(np.argmax(found[keys[k]]["probs"]))]
+            attempts[k] = 1
+    else:
+        pending = list(range(len(jobs)))
+        for attempt in range(retries + 1):
+            if not pending:
+                break
+            reminder = "" if attempt == 0 else "\n\nAnswer with exactly one of: Verdict: A / Verdict: B / Verdict: tie."
+            msgs = {k: [*jobs[k]["messages"][:-1], {"role": "user", "content": jobs[k]["messages"][-1]["content"] + reminder}]
+                    for k in pending}
+            keys = {k: cache_key(backend=identity, settings={"task": "judge", "mode": "generate",
+                                                             "max_new_tokens": max_new_tokens}, messages=msgs[k])
+                    for k in pending}
+            found = cache.get_many(list(keys.values()))
+            todo = [k for k in pending if keys[k] not in found]
+            if todo:
+                replies = backend.generate([GenerateRequest(msgs[k], max_new_tokens) for k in todo])
+                new = {keys[k]: {"reply": r} for k, r in zip(todo, replies)}
+                cache.put_many(new)
+                found.update(new)
+            for k in pending:
+                attempts[k] = attempt + 1
+                verdicts[k] = parse_verdict(found[keys[k]]["reply"])
+            pending = [k for k in pending if verdicts[k] is None]
+    rows = []
+    for j, v, n in zip(jobs, verdicts, attempts):
+        system_slot = "A" if j["order"] == "system_first" else "B"
+        s = np.nan if v is None else 0.5 if v == "tie" else float(v == system_slot)
+        rows.append({"qid": j["qid"], "subgroup_id": j["subgroup_id"], "criterion": j["criterion"],
+                     "order": j["order"], "verdict": v, "score": s, "attempts": n})
+    return pd.DataFrame(rows)
+
+
+def win_rates(judgements: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Win rate per criterion (both orders averaged) with bootstrap intervals over questions, the share of
+    unreadable judgements, and position bias: how often the judge picks slot A when it picks a side."""
+    rows = []
+    for criterion, d in judgements.groupby("criterion", sort=False):
+        ok = d.dropna(subset=["score"])
+        ci = bootstrap(ok, lambda x: x["score"].mean(), n_boot=n_boot, seed=seed).iloc[0] if len(ok) else None
+        sided = d[d.verdict.isin(["A", "B"])]
+        rows.append({"criterion": criterion, "judgements": len(d), "unreadable": int(d.score.isna().sum()),
+                     "win_rate": ci.estimate if ci is not None else np.nan,
+                     "lo": ci.lo if ci is not None else np.nan, "hi": ci.hi if ci is not None else np.nan,
+                     "ties": float((d.verdict == "tie").mean()),
+                     "prefers_slot_A": float((sided.verdict == "A").mean()) if len(sided) else np.nan,
+                     "order_agreement": _order_agreement(d)})
+    return pd.DataFrame(rows)
+
+
+def _order_agreement(d: pd.DataFrame) -> float:
+    """Share of pairs where the two orders give the same outcome for the system (a consistent judge)."""
+    w = d.pivot_table(index=["qid", "subgroup_id"], columns="order", values="score", aggfunc="first").dropna()
+    if w.empty or w.shape[1] < 2:
+        return np.nan
+    return float((w["system_first"] == w["system_second"]).mean())

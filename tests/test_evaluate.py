@@ -1,0 +1,125 @@
+"""Predictions, per-pair scores, baselines, summaries, and a cache that survives a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from subgroup_values import evaluate
+from subgroup_values.backends.cache import ResponseCache
+from subgroup_values.backends.hf import HFBackend
+from subgroup_values.dataset import load_pairs
+
+
+@pytest.fixture(scope="module")
+def all_pairs():
+    return load_pairs()
+
+
+def test_sample_is_seeded_and_order_free(all_pairs):
+    ood = all_pairs[all_pairs.split == "ood"]
+    a = evaluate.sample_pairs(ood, 50, seed=3)
+    b = evaluate.sample_pairs(ood.sample(frac=1, random_state=1), 50, seed=3)
+    assert len(a) == 50 and set(zip(a.qid, a.subgroup_id)) == set(zip(b.qid, b.subgroup_id))
+    assert set(zip(a.qid, a.subgroup_id)) != set(zip(*evaluate.sample_pairs(ood, 50, seed=4)[["qid", "subgroup_id"]].T.values))
+    assert len(evaluate.sample_pairs(ood, 0)) == len(ood)
+
+
+def test_baselines_on_the_real_ood_split(all_pairs):
+    ood = all_pairs[all_pairs.split == "ood"]
+    pop = evaluate.baseline_predictions(ood, all_pairs, "population_mode")
+    assert pop[~pop.divergent].correct.eq(1).all() and pop[pop.divergent].correct.eq(0).all()
+    assert 0.80 < pop.correct.mean() < 0.85  # about 17-18% of OOD pairs diverge from the population's mode
+    comp = evaluate.baseline_predictions(ood, all_pairs, "compositional")
+    assert comp.correct.mean() > pop.correct.mean()
+    uni = evaluate.baseline_predictions(ood, all_pairs, "uniform")
+    k = uni.scale_max - uni.scale_min + 1
+    expected = uni.modal_answers.map(len) / k
+    assert np.allclose(uni.correct, expected)
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        evaluate.baseline_predictions(ood, all_pairs, "oracle")
+
+
+def test_scores_and_summary_by_hand():
+    preds = pd.DataFrame({
+        "qid": ["Q1", "Q1", "Q2", "Q2"], "modal_answers": [[1], [2, 3], [10], [1]],
+        "scale_min": [1, 1, 1, 1], "scale_max": [4, 4, 10, 10], "weighted_counts": [[3, 1, 0, 0], [0, 1, 1, 0],
+                                                                                     [0] * 9 + [5], [5] + [0] * 9],
+        "choice": pd.array([1, 4, None, 10], dtype="Int64"), "probs": [None] * 4,
+        "status": ["ok", "ok", "refusal", "ok"], "divergent": [False, True, False, True]})
+    s = evaluate.score(preds)
+    assert s.correct.tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert s.nmae.tolist() == pytest.approx([0.0, 1 / 3, 1.0, 1.0])
+    summ = evaluate.summarise(s, n_boot=20).set_index(["subset", "metric"]).estimate
+    assert summ[("all", "accuracy")] == 0.25 and summ[("all", "refusal_rate")] == 0.25
+    assert summ[("divergent", "accuracy")] == 0.0 and summ[("consensus", "accuracy")] == 0.5
+
+
+def test_predict_with_cache_and_sensitivity(tiny_model, all_pairs, tmp_path):
+    pairs = evaluate.sample_pairs(all_pairs[all_pairs.split == "ood"], 24, seed=0)
+    be = HFBackend(tiny_model, dtype="float32", batch_size=8)
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    first = evaluate.predict(be, pairs, cache=cache, progress=False)
+    again = evaluate.predict(be, pairs, cache=cache, progress=False)
+    assert first.attrs["pairs_computed"] == 24 and again.attrs["pairs_computed"] == 0
+    assert first.probs.tolist() == again.probs.tolist()
+    gen = evaluate.predict(be, pairs, scoring="generate", cache=cache, max_new_tokens=4, progress=False)
+    assert set(gen.status) <= {"ok", "refusal", "unparseable", "out_of_range", "empty"}
+    assert gen.attrs["pairs_computed"] == 24 and len(cache) == 48  # generate is cached under its own keys
+    sens = evaluate.persona_sensitivity(first)
+    assert sens.model_change.between(0, 1).all() and sens.true_change.between(0, 1).all()
+    with pytest.raises(ValueError, match="scoring must be"):
+        evaluate.predict(be, pairs, scoring="vibes")
+
+
+def test_interrupted_run_resumes_where_it_stopped(tiny_model, tmp_path, all_pairs):
+    """Kill a run part-way (SIGKILL), rerun it: finished chunks are reused and the result equals a clean run."""
+    cache_path = tmp_path / "c.sqlite"
+    script = textwrap.dedent(f"""
+        import time
+        from subgroup_values import evaluate
+        from subgroup_values.backends.cache import ResponseCache
+        from subgroup_values.backends.hf import HFBackend
+        from subgroup_values.dataset import load_pairs
+        pairs = evaluate.sample_pairs(load_pairs(split="ood"), 400, seed=1)
+        be = HFBackend({str(tiny_model)!r}, dtype="float32", batch_size=8)
+        orig = be.score
+        def slow(reqs):
+            time.sleep(0.3)
+            return orig(reqs)
+        be.score = slow
+        evaluate.predict(be, pairs, cache=ResponseCache({str(cache_path)!r}), chunk_size=16, progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+    done = 0
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if cache_path.exists():
+            try:
+                done = sqlite3.connect(cache_path).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue
+            if done >= 48:
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kept = sqlite3.connect(cache_path).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    assert 48 <= kept < 400
+    pairs = evaluate.sample_pairs(all_pairs[all_pairs.split == "ood"], 400, seed=1)
+    be = HFBackend(tiny_model, dtype="float32", batch_size=8)
+    resumed = evaluate.predict(be, pairs, cache=ResponseCache(cache_path), chunk_size=16, progress=False)
+    assert resumed.attrs["pairs_computed"] == 400 - kept
+    clean = evaluate.predict(be, pairs, cache=ResponseCache(tmp_path / "clean.sqlite"), progress=False)
+    assert np.allclose(np.vstack(resumed.probs.map(lambda p: np.pad(p, (0, 10 - len(p))))),
+                       np.vstack(clean.probs.map(lambda p: np.pad(p, (0, 10 - len(p))))), atol=1e-5)

@@ -1,0 +1,100 @@
+"""Open-ended answers and the pairwise judge: swap logic, ties, parsing, on the tiny model and the fake server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fake_openai import FakeOpenAI
+from subgroup_values import openended
+from subgroup_values.backends import make_backend
+from subgroup_values.backends.base import Backend
+from subgroup_values.backends.cache import ResponseCache
+from subgroup_values.dataset import load_pairs
+from subgroup_values.evaluate import sample_pairs
+
+
+class ScriptedJudge(Backend):
+    """Always answers the same slot (or tie): the swap must turn that into an even win rate."""
+
+    kind = "scripted"
+
+    def __init__(self, verdict: str):
+        self.verdict = verdict
+        self.calls = 0
+
+    def identity(self):
+        return {"backend": "scripted", "verdict": self.verdict}
+
+    def generate(self, requests):
+        self.calls += len(requests)
+        return [f"Verdict: {self.verdict}" for _ in requests]
+
+
+@pytest.fixture(scope="module")
+def few_pairs():
+    return sample_pairs(load_pairs(split="ood"), 4, seed=0)
+
+
+@pytest.mark.parametrize("verdict,win", [("A", 0.5), ("B", 0.5), ("tie", 0.5)])
+def test_swap_cancels_a_position_biased_judge(few_pairs, questions, verdict, win):
+    j = openended.judge(ScriptedJudge(verdict), few_pairs, questions, ["sys"] * 4, ["ref"] * 4,
+                        criteria=["Overall", "Value"], mode="generate")
+    assert len(j) == 4 * 2 * 2
+    assert set(j.order) == {"system_first", "system_second"}
+    rates = openended.win_rates(j, n_boot=20)
+    assert (rates.win_rate == win).all()
+    if verdict == "A":
+        assert (rates.prefers_slot_A == 1.0).all() and (rates.order_agreement == 0.0).all()
+    if verdict == "tie":
+        assert (rates.ties == 1.0).all()
+
+
+def test_scores_follow_the_slot():
+    j = pd.DataFrame({"qid": ["Q1"] * 4, "subgroup_id": ["s"] * 4, "criterion": ["Overall"] * 4,
+                      "order": ["system_first", "system_second", "system_first", "system_second"],
+                      "verdict": ["A", "A", None, "tie"], "score": [1.0, 0.0, np.nan, 0.5]})
+    r = openended.win_rates(j, n_boot=10).iloc[0]
+    assert r.win_rate == pytest.approx(0.5) and r.unreadable == 1
+
+
+@pytest.mark.parametrize("reply,verdict", [("Verdict: A", "A"), ("verdict: b", "B"), ("Verdict: Tie.", "tie"),
+                                           ("**Verdict: B**", "B"), ("A", "A"), ("Response B", "B"),
+                                           ("I think both are fine", None), ("", None)])
+def test_parse_verdict(reply, verdict):
+    assert openended.parse_verdict(reply) == verdict
+
+
+def test_value_rubric_shows_the_real_distribution(questions):
+    q = questions["Q57"]
+    msgs = openended.judge_messages(q, {"sex": "Female"}, "Value", "x", "y", [30.0, 70.0])
+    assert "Most people can be trusted: 30%" in msgs[-1]["content"]
+    assert "Most people" not in openended.judge_messages(q, {"sex": "Female"}, "Overall", "x", "y", [30, 70])[-1]["content"]
+    with pytest.raises(ValueError, match="criterion"):
+        openended.judge_messages(q, {}, "Style", "x", "y")
+
+
+def test_unreadable_judge_is_retried_then_counted(few_pairs, questions):
+    with FakeOpenAI(answer="Both answers have merits.") as srv:
+        judge = make_backend("openai_compat", model="judge", base_url=srv.url, backoff=0.01)
+        j = openended.judge(judge, few_pairs.head(1), questions, ["s"], ["r"], criteria=["Overall"],
+                            mode="generate", retries=2)
+        assert len(srv.requests) == 2 * 3  # both orders, three attempts each
+    assert j.score.isna().all() and (j.attempts == 3).all()
+    with FakeOpenAI(answer="Verdict: A") as srv:
+        judge = make_backend("openai_compat", model="judge", base_url=srv.url, backoff=0.01)
+        j = openended.judge(judge, few_pairs.head(1), questions, ["s"], ["r"], criteria=["Persona"], mode="generate")
+    assert j.score.tolist() == [1.0, 0.0]
+
+
+def test_tiny_model_end_to_end_with_cache(tiny_model, few_pairs, questions, tmp_path):
+    be = make_backend("hf", str(tiny_model), batch_size=4)
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    answers = openended.generate_answers(be, few_pairs, questions, cache, max_new_tokens=6)
+    assert len(answers) == 4 and all(isinstance(a, str) for a in answers)
+    j = openended.judge(be, few_pairs, questions, answers, answers[::-1], mode="logprob", cache=cache)
+    assert j.verdict.isin(openended.VERDICTS).all() and j.score.notna().all()
+    n = len(cache)
+    openended.judge(be, few_pairs, questions, answers, answers[::-1], mode="logprob", cache=cache)
+    assert len(cache) == n  # the second judging is read from the cache

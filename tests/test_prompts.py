@@ -1,0 +1,50 @@
+"""Persona prompts say only what is known; replies are parsed into a choice or a reason why not."""
+
+from __future__ import annotations
+
+import pytest
+
+from subgroup_values.prompts import TEMPLATES, build_messages, describe, parse_answer, prefix_group
+
+
+def test_persona_names_only_known_attributes(questions):
+    q = questions["Q182"]
+    pair = {"age": "65+", "religion": "Muslim", "sex": None, "ethnicity": float("nan")}
+    text = " ".join(m["content"] for m in build_messages(q, pair, "persona_user"))
+    assert "a Muslim person aged 65 or older" in text
+    for word in ("woman", " man ", "Chinese", "Malay", "Indian"):
+        assert word not in text
+    assert describe({"sex": "Female", "age": "21-24"}) == "a woman aged 21 to 24"
+    assert describe({"ethnicity": "Indian", "religion": "Hindu"}) == "an Indian Hindu person"
+    assert describe({"ethnicity": "Chinese", "religion": "No religion"}) == "a Chinese person with no religious affiliation"
+    with pytest.raises(ValueError, match="Unknown religion 'Jedi'"):
+        describe({"religion": "Jedi"})
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_every_template_lists_options_and_asks_for_answer(questions, template):
+    q = questions["Q241"]
+    msgs = build_messages(q, {"sex": "Male"}, template)
+    text = "\n".join(m["content"] for m in msgs)
+    assert "10. An essential characteristic of democracy" in text and "Answer: <number>" in text
+    assert ("a man" in text) == (template != "no_persona")
+    with pytest.raises(ValueError, match="Unknown template"):
+        build_messages(q, {}, "pirate")
+
+
+def test_prefix_groups_follow_the_shared_part():
+    assert prefix_group("persona_system", "Q1", "sex=1") == "subgroup:sex=1"
+    assert prefix_group("persona_user", "Q1", "sex=1") == "question:Q1"
+
+
+@pytest.mark.parametrize("reply,choice,status", [
+    ("Answer: 3", 3, "ok"), ("3", 3, "ok"), ("I'd say 3 (agree)", 3, "ok"), ("**Answer: 2**", 2, "ok"),
+    ("The answer is 4.", 4, "ok"), ("10", 10, "ok"), ("Answer: 10 (always)", 10, "ok"),
+    ("1. Very important\n2. Rather important", 1, "ok"),
+    ("I cannot answer that as an AI language model.", None, "refusal"),
+    ("As an AI, I don't have personal opinions.", None, "refusal"),
+    ("Answer: 11", None, "out_of_range"), ("It depends on many things.", None, "unparseable"), ("", None, "empty"),
+])
+def test_parse_answer(reply, choice, status):
+    parsed = parse_answer(reply, list(range(1, 11)))
+    assert (parsed.choice, parsed.status) == (choice, status)
