@@ -29,7 +29,6 @@ OUT := build/notebooks/$(PROFILE)
 PKG := src/subgroup_values
 CONFIG := configs/$(PROFILE).yaml
 RECIPE := configs/sft/$(PROFILE).yaml
-DATA := data/processed/manifest.json
 ADAPTER := build/$(PROFILE)/adapters/sft/adapter_model.safetensors
 ifeq ($(PROFILE),smoke)
 MODEL_READY := models/tiny-random/config.json
@@ -97,27 +96,30 @@ $(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(MOD_DATA) data/que
 	@$(MAKE) --no-print-directory check-wvs
 	$(RUN_NB) $<
 
-$(DATA): $(OUT)/01_build_dataset.ipynb
+# Notebook 1 rewrites data/processed/ only where the content changed: later steps depend on the table itself,
+# so rerunning step 1 after a change that leaves the data as it was reruns nothing else.
+PAIRS := data/processed/pairs.csv
+$(PAIRS): $(OUT)/01_build_dataset.ipynb ;
 
 data: $(OUT)/01_build_dataset.ipynb
 
 # ---- 2. the value landscape ------------------------------------------------------------------------------------
-$(OUT)/02_value_landscape.ipynb: $(NB)/02_value_landscape.ipynb $(MOD_LANDSCAPE) $(CONFIG) $(OUT)/01_build_dataset.ipynb
+$(OUT)/02_value_landscape.ipynb: $(NB)/02_value_landscape.ipynb $(MOD_LANDSCAPE) $(CONFIG) $(PAIRS)
 	$(RUN_NB) $<
 
 landscape: $(OUT)/02_value_landscape.ipynb
 
 # ---- 3. zero-shot evaluation of the base model -----------------------------------------------------------------
-$(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb): $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(MOD_EVAL) $(CONFIG) $(OUT)/01_build_dataset.ipynb $(MODEL_READY)
+$(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb): $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(MOD_EVAL) $(CONFIG) $(PAIRS) $(MODEL_READY)
 	$(RUN_NB) $< --run $*
 
 evaluate: $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
 
 # ---- 4. fine-tuning, then the same evaluation with the adapter -------------------------------------------------
-$(OUT)/04_finetune.ipynb: $(NB)/04_finetune.ipynb $(MOD_FT) $(CONFIG) $(RECIPE) $(OUT)/01_build_dataset.ipynb $(MODEL_READY)
+$(OUT)/04_finetune.ipynb: $(NB)/04_finetune.ipynb $(MOD_FT) $(CONFIG) $(RECIPE) $(PAIRS) $(MODEL_READY)
 	$(RUN_NB) $< -p recipe $(RECIPE)
 
-$(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb): $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(MOD_EVAL) $(CONFIG) $(OUT)/04_finetune.ipynb
+$(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb): $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(MOD_EVAL) $(CONFIG) $(PAIRS) $(OUT)/04_finetune.ipynb
 	$(RUN_NB) $< --run $*
 
 finetune: $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb)

@@ -48,3 +48,18 @@ def test_prefix_groups_follow_the_shared_part():
 def test_parse_answer(reply, choice, status):
     parsed = parse_answer(reply, list(range(1, 11)))
     assert (parsed.choice, parsed.status) == (choice, status)
+
+
+LABELS = {1: "Very important", 2: "Rather important", 3: "Not very important", 4: "Not at all important"}
+
+
+@pytest.mark.parametrize("reply,choice,status", [
+    ("I would say it is very important.", 1, "ok"),
+    ('The person would answer "Not Very Important" to the option', 3, "ok"),
+    ("Answer: 2 (not at all important)", 2, "ok"),  # an explicit number wins over a label
+    ("Very important or rather important, hard to say", None, "unparseable"),  # two labels: ambiguous
+    ("As an AI I cannot say.", None, "refusal"),
+])
+def test_parse_answer_reads_option_labels(reply, choice, status):
+    parsed = parse_answer(reply, [1, 2, 3, 4], labels=LABELS)
+    assert (parsed.choice, parsed.status) == (choice, status)

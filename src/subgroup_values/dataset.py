@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .provenance import sha256_of, write_json
+from .provenance import sha256_of
 from .questions import QUESTION_RULES, REPO_ROOT, Question, load_questions, questions_frame
 from .subgroups import OOD_STRATA, TRAIN_STRATA, build_pairs, find_subgroups, stratum_name, subgroups_frame
 from .wvs import Survey, read_wvs
@@ -66,12 +66,19 @@ def save_dataset(ds: Dataset, out_dir: str | Path = PROCESSED) -> dict[str, Path
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"pairs": out_dir / "pairs.csv", "subgroups": out_dir / "subgroups.csv",
              "questions": out_dir / "questions_used.csv"}
-    ds.pairs.to_csv(paths["pairs"], index=False, lineterminator="\n")
-    ds.subgroups.to_csv(paths["subgroups"], index=False, lineterminator="\n")
-    ds.questions.to_csv(paths["questions"], index=False, lineterminator="\n")
+    for key, frame in (("pairs", ds.pairs), ("subgroups", ds.subgroups), ("questions", ds.questions)):
+        _write_if_changed(paths[key], frame.to_csv(index=False, lineterminator="\n"))
     manifest = dict(ds.manifest, files={k: {"name": p.name, "sha256": sha256_of(p)} for k, p in paths.items()})
-    paths["manifest"] = write_json(manifest, out_dir / "manifest.json")
+    paths["manifest"] = out_dir / "manifest.json"
+    _write_if_changed(paths["manifest"], json.dumps(manifest, indent=2) + "\n")
     return paths
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Leave an identical file untouched, so that `make` sees no change downstream."""
+    if path.is_file() and path.read_text() == text:
+        return
+    path.write_text(text)
 
 
 def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.DataFrame:

@@ -110,7 +110,7 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
             reply.append(None)
             status.append("ok")
         else:
-            parsed = parse_answer(rec["reply"], values)
+            parsed = parse_answer(rec["reply"], values, labels=dict(questions[frame.qid[i]].options))
             choice.append(parsed.choice)
             probs.append(None)
             mass.append(np.nan)

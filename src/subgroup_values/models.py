@@ -16,7 +16,6 @@ offline in seconds. Its answers mean nothing; tests and the smoke profile use it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -31,12 +30,7 @@ EXPECTED_PARAMS = 134_515_008
 CHECK_PROMPT = "What is the capital of France? Answer in one word."
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from .provenance import sha256_of as sha256
 
 
 def verify(out: Path) -> dict:

@@ -84,7 +84,8 @@ def ranking_with_intervals(df, value: str, lo: str, hi: str, label: str, ax=None
         ax.scatter([r for _, r in ref], [i for i, _ in ref], marker="D", color=PALETTE[3], zorder=3,
                    label=reference_label)
     ax.set_yticks(list(y), df[label])
-    ax.invert_yaxis()
+    if not ax.yaxis_inverted():  # axes sharing y are inverted once
+        ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=8)
     return ax
 
@@ -104,7 +105,8 @@ def answer_distributions(pairs_q, question, weighting: str = "weighted", ax=None
                 edgecolor="white", linewidth=0.3)
         left += dist[:, j]
     ax.set_yticks(range(len(dist)), pairs_q["subgroup"], fontsize=7)
-    ax.invert_yaxis()
+    if not ax.yaxis_inverted():  # axes sharing y are inverted once
+        ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of the subgroup's answers")
     ax.set_title(f"{question.qid}: {question.short_label}"[:80], fontsize=9)
@@ -127,7 +129,8 @@ def grouped_intervals(df, x: str, y: str, hue: str, ax=None, lo: str = "lo", hi:
         ax.errorbar(d[x], pos, xerr=[d[x] - d[lo], d[hi] - d[x]], fmt="o", color=PALETTE[k], capsize=2,
                     label=str(h), ms=4)
     ax.set_yticks(range(len(cats)), cats)
-    ax.invert_yaxis()
+    if not ax.yaxis_inverted():  # axes sharing y are inverted once
+        ax.invert_yaxis()
     ax.legend(fontsize=7, loc="best")
     return ax
 
@@ -140,7 +143,8 @@ def model_bars(df, value: str, ax=None):
         _, ax = plt.subplots(figsize=(WIDTH / 2, 0.3 * len(d) + 1))
     ax.barh(range(len(d)), d[value], color=[colors.get(k, PALETTE[4]) for k in d["kind"]])
     ax.set_yticks(range(len(d)), d["model"], fontsize=7)
-    ax.invert_yaxis()
+    if not ax.yaxis_inverted():  # axes sharing y are inverted once
+        ax.invert_yaxis()
     for i, v in enumerate(d[value]):
         ax.text(v, i, f" {v:.2f}", va="center", fontsize=6)
     return ax

@@ -107,12 +107,26 @@ class ParsedAnswer:
         return self.status == "ok"
 
 
-def parse_answer(reply: str, valid: list[int] | tuple[int, ...]) -> ParsedAnswer:
+def _label_choice(text: str, labels: dict[int, str]) -> int | None:
+    """The one option whose label the reply names ('Not very important' beats the 'Very important' inside it)."""
+    spans = []
+    for value, label in labels.items():
+        if not label or label.strip().isdigit():
+            continue
+        for m in re.finditer(r"(?<!\w)" + re.escape(label.strip().lower()) + r"(?!\w)", text.lower()):
+            spans.append((m.start(), m.end(), value))
+    kept = [s for s in spans if not any(o[0] <= s[0] and s[1] <= o[1] and (o[1] - o[0]) > (s[1] - s[0]) for o in spans)]
+    values = {v for _, _, v in kept}
+    return values.pop() if len(values) == 1 else None
+
+
+def parse_answer(reply: str, valid: list[int] | tuple[int, ...], labels: dict[int, str] | None = None) -> ParsedAnswer:
     """Read the chosen option from a reply: 'Answer: 3', '3', "I'd say 3 (agree)"; refusals are recognised.
 
-    Rules, in order: an explicit 'Answer: N' wins; else a reply that is only a number; else the first number in
-    the reply that is a valid option. A number outside the options is 'out_of_range'; no number, 'unparseable'
-    (or 'refusal' when the reply declines to answer).
+    Rules, in order: an explicit 'Answer: N' wins; else a reply that is only a number; else, when ``labels`` are
+    given, the one option whose label the reply names ("I would say it is not very important"); else the first
+    number in the reply that is a valid option. A number outside the options is 'out_of_range'; nothing
+    readable, 'unparseable' (or 'refusal' when the reply declines to answer).
     """
     text = (reply or "").strip()
     if not text:
@@ -124,6 +138,10 @@ def parse_answer(reply: str, valid: list[int] | tuple[int, ...]) -> ParsedAnswer
     if m is not None:
         n = int(m.group(1))
         return ParsedAnswer(n, "ok") if n in valid_set else ParsedAnswer(None, "out_of_range")
+    if labels:
+        by_label = _label_choice(text, labels)
+        if by_label is not None and by_label in valid_set:
+            return ParsedAnswer(by_label, "ok")
     if REFUSAL_PATTERNS.search(text):
         return ParsedAnswer(None, "refusal")
     numbers = [int(x) for x in re.findall(r"(?<![\d.])(-?\d+)(?![\d.])", text)]

@@ -12,7 +12,6 @@ Negative WVS codes are missing values: they become ``NA`` in :attr:`Survey.data`
 
 from __future__ import annotations
 
-import hashlib
 import io
 import zipfile
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .provenance import sha256_of
 
 MISSING_CODES: dict[int, str] = {
     -1: "don't know",
@@ -64,14 +65,6 @@ class Survey:
         """Provenance of the source file (no respondent data)."""
         return {"path": self.path.name, "sha256": self.sha256, "format": self.file_format,
                 "country": self.country, "version": self.version, "n_respondents": self.n_respondents}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_csv(raw: bytes, name: str) -> pd.DataFrame:
@@ -216,5 +209,5 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
     missing = values.where(values < 0, 0).astype("int16")
     df[coded] = values.where(values >= 0).astype(float)
     version = str(df["version"].iloc[0]) if "version" in df.columns else ""
-    return Survey(data=df, missing=missing, path=path, sha256=sha256_file(path), file_format=fmt,
+    return Survey(data=df, missing=missing, path=path, sha256=sha256_of(path), file_format=fmt,
                   country=country_key, version=version)

@@ -1,0 +1,44 @@
+"""The notebook runner: profile parameters, named runs, and typos caught before anything runs."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from subgroup_values.notebooks import notebook_parameters, run_notebook
+from subgroup_values.report import markdown_table
+
+NOTEBOOKS = ["01_build_dataset", "02_value_landscape", "03_evaluate", "04_finetune", "05_fairness", "06_open_ended",
+             "07_paper_comparison"]
+
+
+def test_profile_and_run_parameters_merge():
+    p = notebook_parameters("default", "03_evaluate", {"batch_size": 4}, run="sft_ood")
+    assert p["profile"] == "default" and p["run_name"] == "sft_ood" and p["batch_size"] == 4
+    assert p["adapter"].endswith("adapters/sft") and p["split"] == "ood"
+    with pytest.raises(SystemExit, match="Run 'nope' is not defined"):
+        notebook_parameters("default", "03_evaluate", run="nope")
+    with pytest.raises(SystemExit, match="Unknown profile 'fast'"):
+        notebook_parameters("fast", "03_evaluate")
+
+
+def test_unknown_parameter_is_an_error(tmp_path):
+    with pytest.raises(SystemExit, match=r"parameter\(s\) \['batchsize'\] are not in its parameters cell"):
+        run_notebook("notebooks/03_evaluate.ipynb", "smoke", {"batchsize": 3}, out_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_sources_are_clean_and_parameterised(name):
+    nb = nbformat.read(f"notebooks/{name}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "strip outputs from notebook sources"
+    assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
+    assert "google.colab" in code[0].source  # the Colab setup cell comes first
+    assert nb.cells[1].cell_type == "markdown" and nb.cells[1].source.startswith("# ")
+
+
+def test_markdown_table():
+    import pandas as pd
+
+    t = markdown_table(pd.DataFrame({"a": [1.23456, float("nan")], "b": ["x|y", "z"]}))
+    assert t.splitlines() == ["| a | b |", "|---|---|", "| 1.235 | x\\|y |", "|  | z |"]
