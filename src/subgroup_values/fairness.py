@@ -76,7 +76,7 @@ def paired(base: pd.DataFrame, sft: pd.DataFrame) -> pd.DataFrame:
     keep = ["correct", "nmae", "wasserstein", "status"]
     meta = [c for c in base.columns if c not in keep + ["choice", "probs", "option_mass", "reply", "js", "expected"]]
     merged = base[meta + keep].merge(sft[key + keep], on=key, suffixes=("_base", "_sft"), validate="one_to_one")
-    if len(merged) < min(len(base), len(sft)):
+    if not len(merged) == len(base) == len(sft):
         raise ValueError("base and SFT predictions cover different pairs; evaluate both on the same split/sample.")
     return merged
 
