@@ -8,7 +8,10 @@ Methods, on the same prompts:
 Fidelity against an fp32 reference (our scorer with batch 1 and no prefix reuse, which the tests check against a
 brute-force full-sequence computation): top-answer agreement and the largest probability difference.
 
-    python benchmarks/bench_scoring.py [--n 240] [--template persona_user]
+    python benchmarks/bench_scoring.py [--questions 4] [--template persona_user]
+
+The prompts are the real workload's: every OOD subgroup for a few seeded questions (one on a 1-10 scale), as an
+evaluation run scores them (a question's 48 subgroups share its prefix).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from subgroup_values.backends.base import GenerateRequest, ScoreRequest  # noqa: E402
 from subgroup_values.backends.hf import HFBackend  # noqa: E402
 from subgroup_values.dataset import load_pairs  # noqa: E402
-from subgroup_values.evaluate import attributes_of, sample_pairs  # noqa: E402
+from subgroup_values.evaluate import attributes_of  # noqa: E402
 from subgroup_values.prompts import build_messages, parse_answer, prefix_group  # noqa: E402
 from subgroup_values.questions import load_questions  # noqa: E402
 
@@ -87,12 +90,17 @@ def agreement(ref, got):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=240)
+    ap.add_argument("--questions", type=int, default=4)
     ap.add_argument("--template", default="persona_user")
     args = ap.parse_args()
     torch.manual_seed(0)
     questions = {q.qid: q for q in load_questions(rule="all")}
-    pairs = sample_pairs(load_pairs(split="ood"), args.n, seed=7)
+    ood = load_pairs(split="ood")
+    rng = np.random.default_rng(7)
+    ten = [q for q in ood.qid.unique() if questions[q].n_options == 10]
+    other = [q for q in ood.qid.unique() if questions[q].n_options != 10]
+    chosen = [rng.choice(ten), *rng.choice(other, args.questions - 1, replace=False)]
+    pairs = ood[ood.qid.isin(chosen)]
     reqs = [ScoreRequest(build_messages(questions[r["qid"]], attributes_of(r), args.template),
                          [str(v) for v, _ in questions[r["qid"]].options],
                          prefix_group(args.template, r["qid"], r["subgroup_id"])) for r in pairs.to_dict("records")]
