@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 
 
 import matplotlib.pyplot as plt  # noqa: E402
@@ -41,7 +40,6 @@ def save(fig: plt.Figure, name: str, fig_dir: str | Path) -> list[Path]:
 
 def subgroup_sizes(subgroups, ax=None):
     """Horizontal bars: respondents per subgroup, coloured by split, grouped by stratum."""
-    import pandas as pd
 
     df = subgroups.copy()
     df["split_label"] = df["split"].map(SPLIT_LABELS)

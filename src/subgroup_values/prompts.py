@@ -37,7 +37,8 @@ ADJECTIVE = {"ethnicity": {"Chinese": "Chinese", "Malay": "Malay", "Indian": "In
              "religion": {"Buddhist": "Buddhist", "Protestant": "Protestant Christian", "Muslim": "Muslim",
                           "Roman Catholic": "Roman Catholic", "Hindu": "Hindu"}}
 NOUN = {"Male": "man", "Female": "woman"}
-AFTER = {"age": {lab: DIMENSIONS["age"].persona[c] for c, lab in DIMENSIONS["age"].categories.items()},
+AFTER = {"age": {"21-24": "aged 21 to 24", "25-34": "aged 25 to 34", "35-44": "aged 35 to 44",
+                 "45-54": "aged 45 to 54", "55-64": "aged 55 to 64", "65+": "aged 65 or older"},
          "religion": {"No religion": "with no religious affiliation",
                       "Other religion": "who follows another religion (such as Taoism)"}}
 

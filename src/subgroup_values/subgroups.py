@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,26 +25,19 @@ class Dimension:
     name: str
     column: str
     categories: dict[int, str]  # survey code -> readable label, in display order
-    persona: dict[int, str] = field(default_factory=dict)  # code -> phrase used in persona prompts
 
     def label(self, code: int) -> str:
         return self.categories[int(code)]
 
 
 DIMENSIONS: dict[str, Dimension] = {
-    "sex": Dimension("sex", "Q260", {1: "Male", 2: "Female"}, {1: "a man", 2: "a woman"}),
+    "sex": Dimension("sex", "Q260", {1: "Male", 2: "Female"}),
     # X003R's first band is 16-24 in the codebook, but Singapore's respondents are 21 and over.
-    "age": Dimension("age", "X003R", {1: "21-24", 2: "25-34", 3: "35-44", 4: "45-54", 5: "55-64", 6: "65+"},
-                     {1: "aged 21 to 24", 2: "aged 25 to 34", 3: "aged 35 to 44", 4: "aged 45 to 54",
-                      5: "aged 55 to 64", 6: "aged 65 or older"}),
-    "ethnicity": Dimension("ethnicity", "Q290", {702004: "Chinese", 702006: "Malay", 702003: "Indian"},
-                           {702004: "ethnically Chinese", 702006: "ethnically Malay", 702003: "ethnically Indian"}),
+    "age": Dimension("age", "X003R", {1: "21-24", 2: "25-34", 3: "35-44", 4: "45-54", 5: "55-64", 6: "65+"}),
+    "ethnicity": Dimension("ethnicity", "Q290", {702004: "Chinese", 702006: "Malay", 702003: "Indian"}),
     "religion": Dimension("religion", "Q289",
                           {7: "Buddhist", 0: "No religion", 2: "Protestant", 5: "Muslim", 9: "Other religion",
-                           1: "Roman Catholic", 6: "Hindu"},
-                          {7: "a Buddhist", 0: "not belonging to any religious denomination", 2: "a Protestant",
-                           5: "a Muslim", 9: "an adherent of another religion (e.g. Taoism)",
-                           1: "a Roman Catholic", 6: "a Hindu"}),
+                           1: "Roman Catholic", 6: "Hindu"}),
 }
 
 Stratum = tuple[str, ...]
