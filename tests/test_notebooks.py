@@ -6,6 +6,7 @@ import nbformat
 import pytest
 
 from subgroup_values.notebooks import notebook_parameters, run_notebook
+from subgroup_values.questions import REPO_ROOT
 from subgroup_values.report import markdown_table
 
 NOTEBOOKS = ["01_build_dataset", "02_value_landscape", "03_evaluate", "04_finetune", "05_fairness", "06_open_ended",
@@ -42,3 +43,12 @@ def test_markdown_table():
 
     t = markdown_table(pd.DataFrame({"a": [1.23456, float("nan")], "b": ["x|y", "z"]}))
     assert t.splitlines() == ["| a | b |", "|---|---|", "| 1.235 | x\\|y |", "|  | z |"]
+
+
+def test_reference_profile_refuses_a_dirty_tree(tmp_path, monkeypatch):
+    from subgroup_values import notebooks, provenance
+
+    monkeypatch.delenv("ALLOW_DIRTY", raising=False)
+    monkeypatch.setattr(provenance, "git_revision", lambda *a, **k: "abc123-dirty")
+    with pytest.raises(SystemExit, match="commit \\(or stash\\) first"):
+        notebooks.run_notebook(REPO_ROOT / "notebooks" / "07_paper_comparison.ipynb", "default", out_dir=tmp_path)

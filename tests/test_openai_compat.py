@@ -76,3 +76,13 @@ def test_unreachable_server_times_out_cleanly():
         be.generate([GenerateRequest(MSG)])
     with pytest.raises(ValueError, match="needs base_url"):
         make_backend("openai_compat", model="m")
+
+
+def test_no_option_among_top_logprobs_is_unanswered_not_uniform():
+    """Options 5-7 are absent from the server's top log-probabilities: no made-up distribution, no choice."""
+    with FakeOpenAI(["ok"]) as srv:
+        scored = backend(srv.url).score([ScoreRequest(MSG, ["5", "6", "7"])])[0]
+    assert scored.status == "no_option_logprob" and scored.probs is None and scored.option_mass == 0.0
+    with FakeOpenAI(["ok"]) as srv:
+        fine = backend(srv.url).score([ScoreRequest(MSG, ["2", "3"])])[0]
+    assert fine.status == "ok" and fine.probs[1] > fine.probs[0]

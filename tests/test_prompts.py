@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from subgroup_values.prompts import TEMPLATES, build_messages, describe, parse_answer, prefix_group
@@ -40,7 +42,7 @@ def test_prefix_groups_follow_the_shared_part():
 @pytest.mark.parametrize("reply,choice,status", [
     ("Answer: 3", 3, "ok"), ("3", 3, "ok"), ("I'd say 3 (agree)", 3, "ok"), ("**Answer: 2**", 2, "ok"),
     ("The answer is 4.", 4, "ok"), ("10", 10, "ok"), ("Answer: 10 (always)", 10, "ok"),
-    ("1. Very important\n2. Rather important", 1, "ok"),
+    ("1. Very important\n2. Rather important", None, "echoed_options"),
     ("I cannot answer that as an AI language model.", None, "refusal"),
     ("As an AI, I don't have personal opinions.", None, "refusal"),
     ("Answer: 11", None, "out_of_range"), ("It depends on many things.", None, "unparseable"), ("", None, "empty"),
@@ -63,3 +65,49 @@ LABELS = {1: "Very important", 2: "Rather important", 3: "Not very important", 4
 def test_parse_answer_reads_option_labels(reply, choice, status):
     parsed = parse_answer(reply, [1, 2, 3, 4], labels=LABELS)
     assert (parsed.choice, parsed.status) == (choice, status)
+
+
+@pytest.mark.parametrize("reply,choice,status", [
+    ("I think 2.", 2, "ok"), ("I would choose option 2.", 2, "ok"), ("option 4", 4, "ok"),
+    ("1. Agree strongly\n2. Agree\n3. Disagree", None, "echoed_options"),
+    ("I would not be able to provide a specific answer to this", None, "refusal"),
+    ("A Muslim person aged 65 or older living in Singapore", None, "unparseable"),  # numbers of the persona
+    ("The answer is 7.", None, "out_of_range"),
+])
+def test_parse_answer_reads_like_a_person(reply, choice, status):
+    parsed = parse_answer(reply, [1, 2, 3, 4, 5], labels={1: "Agree strongly", 2: "Agree", 3: "Disagree"})
+    assert (parsed.choice, parsed.status) == (choice, status)
+
+
+def test_parse_real_replies_of_the_reference_run():
+    """Replies the embedded model gave in the reference run's generate mode (base model, OOD sample), each read
+    by hand: echoed option lists, refusals, self-contradicting "4. Not often" (where 3 is "Not often"), persona
+    echoes, explicit answers by number and by label."""
+    import pandas as pd
+
+    from subgroup_values.questions import load_questions
+
+    questions = {q.qid: q for q in load_questions(rule="all")}
+    cases = pd.read_csv(Path(__file__).parent / "fixtures" / "generate_replies.csv", dtype={"choice": "Int64"},
+                        keep_default_na=False, na_values={"choice": [""]})
+    assert len(cases) >= 100 and set(cases.status) >= {"ok", "echoed_options", "refusal", "contradictory"}
+    wrong = []
+    for row in cases.itertuples():
+        q = questions[row.qid]
+        parsed = parse_answer(row.reply, [v for v, _ in q.options], labels=dict(q.options))
+        expected = (None if pd.isna(row.choice) else int(row.choice), row.status)
+        if (parsed.choice, parsed.status) != expected:
+            wrong.append((row.qid, row.reply, expected, (parsed.choice, parsed.status)))
+    assert not wrong, wrong
+
+
+def test_no_placeholder_left_in_any_prompt():
+    from subgroup_values.questions import load_questions
+
+    for q in load_questions(rule="all"):
+        for template in TEMPLATES:
+            for m in build_messages(q, {"sex": "Female", "age": "65+"}, template):
+                assert "[" not in m["content"] and "]" not in m["content"], (q.qid, template, m["content"])
+    q112 = next(q for q in load_questions(rule="all") if q.qid == "Q257")
+    assert "Singapore" in build_messages(q112, {}, "persona_user")[1]["content"].split("Options:")[0]
+    assert "Turkey" in build_messages(q112, {}, "persona_user", country="Turkey")[1]["content"]

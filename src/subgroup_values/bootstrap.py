@@ -1,4 +1,23 @@
-"""Bootstrap confidence intervals that resample questions (the unit shared by every subgroup and model)."""
+"""Bootstrap confidence intervals that resample questions (the unit shared by every subgroup and model).
+
+Two interval methods (``METHODS``), named in every table that shows an interval:
+
+- ``bca`` (default): the bias-corrected and accelerated interval (Efron 1987; Efron & Tibshirani 1993, ch. 14).
+  With ``B`` resampled values ``t*`` of a statistic whose estimate is ``t``:
+  ``z0 = Phi^-1( (#{t* < t} + #{t* = t}/2) / B )`` (median bias of the resampled values),
+  ``a = sum(d^3) / (6 (sum d^2)^1.5)`` with ``d_i = mean(t_(.)) - t_(i)`` over the jackknife values ``t_(i)``
+  (the statistic with question ``i`` left out), and the interval is the ``B``-quantiles at
+  ``Phi(z0 + (z0 + z_alpha) / (1 - a (z0 + z_alpha)))`` for ``z_alpha`` = ``Phi^-1(0.025)`` and ``Phi^-1(0.975)``.
+  When the resampled values sit above the estimate (as they do for ranges, maxima and CVs over noisy subgroup
+  means), ``z0 < 0`` moves the interval down, where the percentile interval leaves it biased.
+- ``basic``: the reverse-percentile interval ``[2t - q_0.975, 2t - q_0.025]`` (Davison & Hinkley 1997, 5.2):
+  it assumes ``t* - t`` is distributed like ``t - theta`` and so reflects the resampled bias to the other side.
+- ``percentile``: the 2.5% and 97.5% quantiles of the resampled values (right for smooth, unbiased statistics
+  such as means; biased for range-type statistics; kept for comparison).
+
+``subgroup_bootstrap`` is the fast, vectorised path for statistics of subgroup means (disparities): a resample
+is a vector of question counts, so every subgroup's mean in every resample is one matrix product.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +25,152 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
+
+METHODS = ("bca", "basic", "percentile")
+DEFAULT_METHOD = "bca"
+METHOD_NAMES = {"bca": "BCa bootstrap over questions", "basic": "basic (reverse-percentile) bootstrap over questions",
+                "percentile": "percentile bootstrap over questions"}
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"Unknown interval method {method!r}; expected one of {METHODS}.")
+
+
+def resample_counts(n_units: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """A (n_boot, n_units) matrix: how often each unit is drawn in each resample (with replacement)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_units, (n_boot, n_units))
+    counts = np.zeros((n_boot, n_units))
+    np.add.at(counts, (np.repeat(np.arange(n_boot), n_units), draws.ravel()), 1)
+    return counts
+
+
+def jackknife_counts(n_units: int) -> np.ndarray:
+    """A (n_units, n_units) matrix: row i leaves unit i out."""
+    return 1.0 - np.eye(n_units)
+
+
+def interval(estimate: float, draws: np.ndarray, jackknife: np.ndarray | None = None, level: float = 0.95,
+             method: str = DEFAULT_METHOD) -> tuple[float, float]:
+    """The ``level`` interval of one statistic from its resampled values (and jackknife values, for BCa)."""
+    _check_method(method)
+    d = np.asarray(draws, dtype=float)
+    d = d[np.isfinite(d)]
+    if not np.isfinite(estimate) or d.size == 0:
+        return (np.nan, np.nan)
+    alpha = (1 - level) / 2
+    if method == "percentile":
+        return (float(np.quantile(d, alpha)), float(np.quantile(d, 1 - alpha)))
+    if method == "basic":
+        return (float(2 * estimate - np.quantile(d, 1 - alpha)), float(2 * estimate - np.quantile(d, alpha)))
+    if np.ptp(d) == 0:  # every resample gives the same value: nothing to correct
+        return (float(d[0]), float(d[0]))
+    p = (np.sum(d < estimate) + 0.5 * np.sum(d == estimate)) / d.size
+    z0 = norm.ppf(np.clip(p, 0.5 / d.size, 1 - 0.5 / d.size))
+    acc = 0.0
+    if jackknife is not None:
+        j = np.asarray(jackknife, dtype=float)
+        j = j[np.isfinite(j)]
+        dev = j.mean() - j if j.size else j
+        ss = float((dev ** 2).sum())
+        acc = float((dev ** 3).sum() / (6 * ss ** 1.5)) if ss > 0 else 0.0
+    z = norm.ppf([alpha, 1 - alpha])
+    q = norm.cdf(z0 + (z0 + z) / (1 - acc * (z0 + z)))
+    return (float(np.quantile(d, q[0])), float(np.quantile(d, q[1])))
+
+
+def _unit_groups(units: pd.Series) -> list[np.ndarray]:
+    codes, uniques = pd.factorize(units, sort=True)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    return [order[bounds[i]:bounds[i + 1]] for i in range(len(uniques))]
 
 
 def resample_indices(units: pd.Series, n_boot: int = 1000, seed: int = 0):
     """Yield row-index arrays, each the rows of a resample (with replacement) of the distinct units."""
-    codes, uniques = pd.factorize(units, sort=True)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    groups = [order[bounds[i]:bounds[i + 1]] for i in range(len(uniques))]
-    rng = np.random.default_rng(seed)
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(uniques), len(uniques))
-        yield np.concatenate([groups[i] for i in pick])
+    groups = _unit_groups(units)
+    counts = resample_counts(len(groups), n_boot, seed)
+    for row in counts:
+        yield np.concatenate([np.tile(groups[i], int(c)) for i, c in enumerate(row) if c > 0])
 
 
 def bootstrap(df: pd.DataFrame, stat: Callable[[pd.DataFrame], float | pd.Series], unit: str = "qid",
-              n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
-    """Percentile interval of ``stat(df)`` under resampling of ``unit``; returns estimate, lo, hi (and se).
+              n_boot: int = 1000, seed: int = 0, level: float = 0.95, method: str = DEFAULT_METHOD) -> pd.DataFrame:
+    """Interval of ``stat(df)`` under resampling of ``unit``; returns estimate, lo, hi, se and method.
 
     ``stat`` may return a number or a Series (several statistics at once, resampled together: paired).
+    BCa evaluates ``stat`` once more per unit left out (the jackknife).
     """
+    _check_method(method)
     est = stat(df)
     draws = [stat(df.iloc[idx]) for idx in resample_indices(df[unit], n_boot, seed)]
-    alpha = (1 - level) / 2
+    jack = None
+    if method == "bca":
+        groups = _unit_groups(df[unit])
+        jack = [stat(df.iloc[np.concatenate([g for j, g in enumerate(groups) if j != i])])
+                for i in range(len(groups))] if len(groups) > 1 else None
     if isinstance(est, pd.Series):
-        d = pd.DataFrame(draws)
-        return pd.DataFrame({"estimate": est, "lo": d.quantile(alpha), "hi": d.quantile(1 - alpha),
-                             "se": d.std(ddof=1)})
+        d = pd.DataFrame(draws).reindex(columns=est.index)
+        jk = pd.DataFrame(jack).reindex(columns=est.index) if jack is not None else None
+        rows = {k: interval(est[k], d[k].to_numpy(float), None if jk is None else jk[k].to_numpy(float), level,
+                            method) for k in est.index}
+        return pd.DataFrame({"estimate": est, "lo": {k: v[0] for k, v in rows.items()},
+                             "hi": {k: v[1] for k, v in rows.items()}, "se": d.std(ddof=1), "method": method})
     d = np.asarray(draws, dtype=float)
-    return pd.DataFrame({"estimate": [est], "lo": [np.nanquantile(d, alpha)], "hi": [np.nanquantile(d, 1 - alpha)],
-                         "se": [np.nanstd(d, ddof=1)]})
+    lo, hi = interval(float(est), d, None if jack is None else np.asarray(jack, float), level, method)
+    return pd.DataFrame({"estimate": [est], "lo": [lo], "hi": [hi], "se": [np.nanstd(d, ddof=1)],
+                         "method": [method]})
+
+
+# ---- statistics of subgroup means, vectorised ---------------------------------------------------------------
+
+def subgroup_sums(df: pd.DataFrame, columns: list[str], unit: str = "qid",
+                  group: str = "subgroup_id") -> tuple[np.ndarray, np.ndarray, list, list]:
+    """Per (question, subgroup): the sum and the number of non-missing values of each column.
+
+    Returns ``sums`` and ``counts`` of shape (questions, subgroups, columns), and the question and subgroup ids.
+    """
+    q, qids = pd.factorize(df[unit], sort=True)
+    s, sids = pd.factorize(df[group], sort=True)
+    sums = np.zeros((len(qids), len(sids), len(columns)))
+    counts = np.zeros_like(sums)
+    for k, col in enumerate(columns):
+        v = df[col].to_numpy(dtype=float)
+        ok = np.isfinite(v)
+        np.add.at(sums[:, :, k], (q[ok], s[ok]), v[ok])
+        np.add.at(counts[:, :, k], (q[ok], s[ok]), 1)
+    return sums, counts, list(qids), list(sids)
+
+
+def weighted_means(weights: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Subgroup means (W, S, K) and pair-weighted overall means (W, K) for each row of question weights (W, Q)."""
+    num = np.einsum("wq,qsk->wsk", weights, sums)
+    den = np.einsum("wq,qsk->wsk", weights, counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den, num.sum(1) / den.sum(1)
+
+
+def subgroup_bootstrap(df: pd.DataFrame, columns: list[str],
+                       stats: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]], n_boot: int = 1000,
+                       seed: int = 0, level: float = 0.95, method: str = DEFAULT_METHOD, unit: str = "qid",
+                       group: str = "subgroup_id") -> pd.DataFrame:
+    """Intervals of statistics of subgroup means, resampling questions.
+
+    ``stats(means, overall)`` gets subgroup means of shape (W, S, K) and overall means (W, K) for W weightings
+    of the questions (the data, each resample, each jackknife leave-one-out) and returns named arrays of
+    shape (W,). All statistics are computed on the same resamples (paired).
+    """
+    _check_method(method)
+    sums, counts, qids, _ = subgroup_sums(df, columns, unit, group)
+    nq = len(qids)
+    est = stats(*weighted_means(np.ones((1, nq)), sums, counts))
+    boot = stats(*weighted_means(resample_counts(nq, n_boot, seed), sums, counts))
+    jack = stats(*weighted_means(jackknife_counts(nq), sums, counts)) if method == "bca" and nq > 1 else None
+    rows = []
+    for name, e in est.items():
+        lo, hi = interval(float(e[0]), boot[name], None if jack is None else jack[name], level, method)
+        rows.append({"statistic": name, "estimate": float(e[0]), "lo": lo, "hi": hi,
+                     "se": float(np.nanstd(boot[name], ddof=1)), "method": method})
+    return pd.DataFrame(rows)

@@ -22,12 +22,12 @@ from .backends.base import Backend, GenerateRequest, ScoreRequest
 from .backends.cache import NullCache, ResponseCache, cache_key
 from .bootstrap import bootstrap
 from .metrics import expected_nmae, jensen_shannon, wasserstein
-from .prompts import DEFAULT_TEMPLATE, TEMPLATES, build_messages, parse_answer, prefix_group
+from .prompts import DEFAULT_TEMPLATE, TEMPLATES, UNREADABLE, build_messages, parse_answer, prefix_group
 from .questions import Question, load_questions
 from .subgroups import DIMENSIONS
 
 SCORINGS = ("logprob", "generate")
-METRICS = ("accuracy", "nmae", "wasserstein", "js", "refusal_rate", "unparseable_rate")
+METRICS = ("accuracy", "nmae", "wasserstein", "js", "option_mass", "refusal_rate", "unparseable_rate")
 
 
 def attributes_of(row) -> dict[str, str]:
@@ -88,7 +88,8 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
         chunk = todo[start:start + chunk_size]
         if scoring == "logprob":
             scored = backend.score([ScoreRequest(messages[i], options[i], groups[i]) for i in chunk])
-            new = {keys[i]: {"probs": s.probs, "option_mass": s.option_mass} for i, s in zip(chunk, scored)}
+            new = {keys[i]: {"probs": s.probs, "option_mass": s.option_mass, "status": s.status}
+                   for i, s in zip(chunk, scored)}
         else:
             replies = backend.generate([GenerateRequest(messages[i], max_new_tokens) for i in chunk])
             new = {keys[i]: {"reply": r} for i, r in zip(chunk, replies)}
@@ -104,11 +105,12 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
         values = [int(o) for o in options[i]]
         if scoring == "logprob":
             p = rec["probs"]
-            choice.append(values[int(np.argmax(p))])
-            probs.append(p)
+            st = rec.get("status", "ok")
+            choice.append(values[int(np.argmax(p))] if st == "ok" and p is not None else None)
+            probs.append(p if st == "ok" else None)
             mass.append(rec["option_mass"])
             reply.append(None)
-            status.append("ok")
+            status.append(st if p is not None else (st if st != "ok" else "no_option_logprob"))
         else:
             parsed = parse_answer(rec["reply"], values, labels=dict(questions[frame.qid[i]].options))
             choice.append(parsed.choice)
@@ -166,8 +168,9 @@ def score(preds: pd.DataFrame) -> pd.DataFrame:
 def _means(d: pd.DataFrame) -> pd.Series:
     return pd.Series({"accuracy": d["correct"].mean(), "nmae": d["nmae"].mean(),
                       "wasserstein": d["wasserstein"].mean(), "js": d["js"].mean(),
+                      "option_mass": d["option_mass"].mean() if "option_mass" in d else np.nan,
                       "refusal_rate": (d["status"] == "refusal").mean(),
-                      "unparseable_rate": d["status"].isin(["unparseable", "out_of_range", "empty"]).mean()})
+                      "unparseable_rate": d["status"].isin(list(UNREADABLE)).mean()})
 
 
 def summarise(preds: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -181,6 +184,17 @@ def summarise(preds: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.Data
             rows.append({"subset": subset, "metric": metric, "estimate": r.estimate, "lo": r.lo, "hi": r.hi,
                          "pairs": len(d), "questions": d.qid.nunique()})
     return pd.DataFrame(rows)
+
+
+def option_mass_summary(preds: pd.DataFrame) -> dict:
+    """How much of the model's next-token probability after "Answer:" falls on the options (logprob runs):
+    mean, quantiles and the share of pairs under 50%. A low mass means the renormalised distribution rests on
+    a small part of what the model would say: read accuracy as "which option is least unlikely"."""
+    m = preds["option_mass"].dropna().astype(float) if "option_mass" in preds else pd.Series(dtype=float)
+    if m.empty:
+        return {}
+    return {"mean": float(m.mean()), "min": float(m.min()), "p10": float(m.quantile(0.1)),
+            "median": float(m.median()), "p90": float(m.quantile(0.9)), "share_below_half": float((m < 0.5).mean())}
 
 
 def persona_sensitivity(preds: pd.DataFrame) -> pd.DataFrame:
@@ -265,6 +279,39 @@ def save_run(preds: pd.DataFrame, summary: pd.DataFrame, run_dir: str | Path, re
             **record}
     paths["metrics"].write_text(json.dumps(body, indent=2, default=str) + "\n")
     return paths
+
+
+def rescore_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0,
+                questions: dict[str, Question] | None = None) -> dict[str, Path]:
+    """Re-derive a saved run's scores and summary from its stored predictions with the current scoring rules:
+    generate-mode replies are parsed again, logprob predictions keep their distributions; intervals and the
+    option mass are recomputed. The model is not called. The record says when and by which revision."""
+    from .dataset import load_pairs
+    from .provenance import git_revision
+
+    preds, record = load_run(run_dir)
+    questions = questions or {q.qid: q for q in load_questions(rule="all")}
+    all_pairs = load_pairs()
+    truth = all_pairs.set_index(["qid", "subgroup_id"]).weighted_counts
+    preds["weighted_counts"] = [truth.loc[(q, s)] for q, s in zip(preds.qid, preds.subgroup_id)]
+    if preds["reply"].notna().any():
+        parsed = [parse_answer(r, [v for v, _ in questions[q].options], labels=dict(questions[q].options))
+                  for q, r in zip(preds.qid, preds.reply)]
+        preds["choice"] = pd.array([p.choice for p in parsed], dtype="Int64")
+        preds["status"] = [p.status for p in parsed]
+    preds = score(preds.drop(columns=["correct", "nmae", "wasserstein", "js"], errors="ignore"))
+    summary = summarise(preds, n_boot=n_boot, seed=seed)
+    keep = {k: v for k, v in record.items() if k not in ("results", "by_subset", "pairs", "questions", "subgroups")}
+    keep["status_counts"] = preds.status.value_counts().to_dict()
+    keep["option_mass"] = option_mass_summary(preds)
+    idx = all_pairs.set_index(["qid", "subgroup_id"]).index
+    run_pairs = all_pairs[idx.isin(list(zip(preds.qid, preds.subgroup_id)))]
+    keep["baselines"] = {k: json.loads(summarise(baseline_predictions(run_pairs, all_pairs, k, questions),
+                                                 n_boot=n_boot, seed=seed).to_json(orient="records"))
+                         for k in BASELINES}
+    keep["rescored"] = {"revision": git_revision(), "rules": "current parser, scores and BCa intervals",
+                        "model_revision": record.get("git_revision")}
+    return save_run(preds, summary, run_dir, keep)
 
 
 def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:

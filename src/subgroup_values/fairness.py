@@ -2,10 +2,17 @@
 
 - per subgroup: accuracy, NMAE, Wasserstein over its pairs;
 - per attribute value ("Malay", "65+"): the mean over every subgroup that contains it;
-- disparity over subgroups: Norm. Range = (max - min) / max, CV = population std / mean, the worst group and
-  the max gap (max - min);
-- intervals: bootstrap over questions (1,000 draws, seeded); base -> SFT deltas are paired (the same resampled
-  questions for both models).
+- disparity over subgroups (their mean metric ``m_1..m_S``): Norm. Range = (max m - min m) / max m,
+  CV = population std(m) / mean(m), the worst group (min accuracy, max NMAE) and the max gap (max m - min m);
+- intervals: bootstrap over questions (1,000 draws, seeded), BCa by default (see :mod:`.bootstrap`): range-type
+  statistics of noisy subgroup means are biased upwards and their percentile intervals inherit the bias;
+  base -> SFT deltas are paired (the same resampled questions for both models);
+- :func:`null_coverage` checks the intervals on the data at hand: it builds a world in which base and SFT have
+  the same true subgroup means (every true delta is 0) from the real runs' residuals and counts how often each
+  statistic's interval covers 0, for each interval method. No method is right for every statistic: ranges,
+  maxima and minima of noisy subgroup means are not smooth, and the bootstrap is not guaranteed to be consistent
+  for them. A claim of widening or narrowing is made only when every method that covers a true zero at least
+  90% of the time on these data agrees (:func:`calibrated_verdict`).
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .bootstrap import bootstrap
+from .bootstrap import DEFAULT_METHOD, METHOD_NAMES, interval, jackknife_counts, resample_counts, \
+    subgroup_bootstrap, subgroup_sums, weighted_means, bootstrap
+from .prompts import UNREADABLE
 from .subgroups import DIMENSIONS
 
 #: Items on which refusals are most likely (sexuality, abortion, divorce, violence, religion).
@@ -36,38 +45,46 @@ def per_subgroup(preds: pd.DataFrame) -> pd.DataFrame:
                 accuracy=("correct", "mean"), nmae=("nmae", "mean"), wasserstein=("wasserstein", "mean"),
                 divergent_share=("divergent", "mean"),
                 refusal_rate=("status", lambda s: (s == "refusal").mean()),
-                unparseable_rate=("status", lambda s: s.isin(["unparseable", "out_of_range", "empty"]).mean()))
+                unparseable_rate=("status", lambda s: s.isin(list(UNREADABLE)).mean()))
     first = g[attrs].first()
     return out.join(first).reset_index()
 
 
+DISPARITY_STATISTICS = ("norm_range", "cv", "worst", "max_gap")
+
+
+def disparity_arrays(means: np.ndarray, lower_is_better: bool = False) -> dict[str, np.ndarray]:
+    """Norm. Range, CV, worst value and max gap over the last axis (subgroups) of ``means``; NaN subgroups
+    (absent from a resample) are ignored."""
+    m = np.asarray(means, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hi, lo, mean = np.nanmax(m, -1), np.nanmin(m, -1), np.nanmean(m, -1)
+        return {"norm_range": np.where(hi > 0, (hi - lo) / hi, np.nan),
+                "cv": np.where(mean > 0, np.nanstd(m, -1) / mean, np.nan),
+                "worst": hi if lower_is_better else lo, "max_gap": hi - lo}
+
+
 def disparity(values: pd.Series, lower_is_better: bool = False) -> dict:
     """Norm. Range, CV, worst value and max gap of a metric over subgroups."""
-    v = values.dropna().astype(float)
-    if v.empty:
-        return {"norm_range": np.nan, "cv": np.nan, "worst": np.nan, "max_gap": np.nan}
-    hi, lo, mean = v.max(), v.min(), v.mean()
-    return {"norm_range": (hi - lo) / hi if hi > 0 else np.nan, "cv": v.std(ddof=0) / mean if mean > 0 else np.nan,
-            "worst": hi if lower_is_better else lo, "max_gap": hi - lo}
-
-
-def _subgroup_means(preds: pd.DataFrame, column: str) -> pd.Series:
-    return preds.groupby("subgroup_id")[column].mean()
+    v = values.dropna().astype(float).to_numpy()
+    if v.size == 0:
+        return {k: np.nan for k in DISPARITY_STATISTICS}
+    return {k: float(a[0]) for k, a in disparity_arrays(v[None, :], lower_is_better).items()}
 
 
 def disparity_table(preds: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
-                    metrics: tuple[str, ...] = ("accuracy", "nmae")) -> pd.DataFrame:
+                    metrics: tuple[str, ...] = ("accuracy", "nmae"), method: str = DEFAULT_METHOD) -> pd.DataFrame:
     """Disparity statistics of each metric over subgroups, with bootstrap intervals over questions."""
-    def stat(d: pd.DataFrame) -> pd.Series:
-        out = {}
-        for m in metrics:
-            for k, v in disparity(_subgroup_means(d, METRIC_COLUMNS[m]), LOWER_IS_BETTER[m]).items():
-                out[f"{m}_{k}"] = v
-        return pd.Series(out)
+    cols = [METRIC_COLUMNS[m] for m in metrics]
 
-    ci = bootstrap(preds, stat, n_boot=n_boot, seed=seed)
-    ci.index.name = "statistic"
-    return ci.reset_index()
+    def stats(means, overall):
+        out = {}
+        for k, m in enumerate(metrics):
+            for name, v in disparity_arrays(means[:, :, k], LOWER_IS_BETTER[m]).items():
+                out[f"{m}_{name}"] = v
+        return out
+
+    return subgroup_bootstrap(preds, cols, stats, n_boot=n_boot, seed=seed, method=method)
 
 
 def paired(base: pd.DataFrame, sft: pd.DataFrame) -> pd.DataFrame:
@@ -81,26 +98,174 @@ def paired(base: pd.DataFrame, sft: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
-def paired_deltas(both: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
-                  metrics: tuple[str, ...] = ("accuracy", "nmae")) -> pd.DataFrame:
-    """Mean metric and disparity statistics for base and SFT and their differences (SFT - base), paired."""
-    def stat(d: pd.DataFrame) -> pd.Series:
+def _paired_stats(metrics: tuple[str, ...]):
+    def stats(means, overall):
         out = {}
-        for m in metrics:
-            col = METRIC_COLUMNS[m]
-            for side in ("base", "sft"):
-                out[f"{m}_mean_{side}"] = d[f"{col}_{side}"].mean()
-                for k, v in disparity(_subgroup_means(d, f"{col}_{side}"), LOWER_IS_BETTER[m]).items():
-                    out[f"{m}_{k}_{side}"] = v
-            for k in ("mean", "norm_range", "cv", "worst", "max_gap"):
-                out[f"{m}_{k}_delta"] = out[f"{m}_{k}_sft"] - out[f"{m}_{k}_base"]
-        return pd.Series(out)
+        for k, m in enumerate(metrics):
+            for j, side in enumerate(("base", "sft")):
+                out[f"{m}_mean_{side}"] = overall[:, 2 * k + j]
+                for name, v in disparity_arrays(means[:, :, 2 * k + j], LOWER_IS_BETTER[m]).items():
+                    out[f"{m}_{name}_{side}"] = v
+            for name in ("mean", *DISPARITY_STATISTICS):
+                out[f"{m}_{name}_delta"] = out[f"{m}_{name}_sft"] - out[f"{m}_{name}_base"]
+        return out
+    return stats
 
-    ci = bootstrap(both, stat, n_boot=n_boot, seed=seed)
-    ci.index.name = "statistic"
-    ci = ci.reset_index()
+
+def _paired_columns(metrics: tuple[str, ...]) -> list[str]:
+    return [f"{METRIC_COLUMNS[m]}_{side}" for m in metrics for side in ("base", "sft")]
+
+
+def paired_deltas(both: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
+                  metrics: tuple[str, ...] = ("accuracy", "nmae"), method: str = DEFAULT_METHOD) -> pd.DataFrame:
+    """Mean metric and disparity statistics for base and SFT and their differences (SFT - base), paired.
+
+    The mean is over pairs; disparities are over subgroup means. Every statistic is computed on the same
+    resampled questions for both models.
+    """
+    ci = subgroup_bootstrap(both, _paired_columns(metrics), _paired_stats(metrics), n_boot=n_boot, seed=seed,
+                            method=method)
     parts = ci.statistic.str.rsplit("_", n=1, expand=True)
     return ci.assign(quantity=parts[0], side=parts[1])
+
+
+def sft_effect(pairs_by_split: dict[str, pd.DataFrame], n_boot: int = 1000, seed: int = 0,
+               method: str = DEFAULT_METHOD) -> pd.DataFrame:
+    """Base vs SFT mean accuracy and NMAE with paired delta intervals, per split and on all / consensus /
+    divergent pairs. ``pairs_by_split`` maps a split name to :func:`paired` output."""
+    rows = []
+    for split, pair in pairs_by_split.items():
+        for subset, d in [("all", pair), ("consensus", pair[~pair.divergent]), ("divergent", pair[pair.divergent])]:
+            if d.empty:
+                continue
+            get = paired_deltas(d, n_boot=n_boot, seed=seed, method=method).set_index("statistic")
+            for m in ("accuracy", "nmae"):
+                rows.append({"split": split, "subset": subset, "metric": m, "pairs": len(d),
+                             "base": get.loc[f"{m}_mean_base", "estimate"], "sft": get.loc[f"{m}_mean_sft", "estimate"],
+                             "delta": get.loc[f"{m}_mean_delta", "estimate"],
+                             "delta_lo": get.loc[f"{m}_mean_delta", "lo"], "delta_hi": get.loc[f"{m}_mean_delta", "hi"],
+                             "interval": METHOD_NAMES[method]})
+    return pd.DataFrame(rows)
+
+
+def null_coverage(both: pd.DataFrame, n_sim: int = 200, n_boot: int = 500, seed: int = 0, level: float = 0.95,
+                  metrics: tuple[str, ...] = ("accuracy", "nmae"),
+                  methods: tuple[str, ...] = ("bca", "basic", "percentile")) -> pd.DataFrame:
+    """How often each paired statistic's interval covers the true delta of 0, in a world built from the data.
+
+    The world: both models have the base model's observed subgroup means as their true means; each model's
+    per-pair values are those means plus its own observed residuals (value - its subgroup mean), with whole
+    questions drawn with replacement (so within-question dependence and each model's own noise level are kept).
+    Every true delta (mean and disparities) is then exactly 0. Each simulation draws a dataset of the real
+    number of questions, computes the intervals as :func:`paired_deltas` does, and checks whether they cover 0.
+    Returns one row per delta statistic and method: coverage, and the mean estimate (its bias).
+    """
+    cols = _paired_columns(metrics)
+    sums, counts, qids, _ = subgroup_sums(both, cols)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        own = sums.sum(0) / counts.sum(0)  # (S, 2K): each model's subgroup means
+        values = sums / counts  # (Q, S, 2K); NaN where a pair is missing
+    truth = own.copy()
+    for k in range(len(metrics)):
+        truth[:, 2 * k + 1] = own[:, 2 * k]  # SFT's true means := base's
+    world = values - own[None] + truth[None]
+    present = counts > 0
+    world = np.where(present, world, 0.0)
+    stats = _paired_stats(metrics)
+    names = [n for n in stats(*weighted_means(np.ones((1, len(qids))), world, present.astype(float)))
+             if n.endswith("_delta")]
+    rng = np.random.default_rng(seed)
+    nq = len(qids)
+    hits = {(n, m): 0 for n in names for m in methods}
+    ests = {n: [] for n in names}
+    for _ in range(n_sim):
+        pick = rng.integers(0, nq, nq)
+        s, c = world[pick] * present[pick], present[pick].astype(float)
+        est = stats(*weighted_means(np.ones((1, nq)), s, c))
+        boot = stats(*weighted_means(resample_counts(nq, n_boot, int(rng.integers(1 << 31))), s, c))
+        jack = stats(*weighted_means(jackknife_counts(nq), s, c))
+        for n in names:
+            ests[n].append(float(est[n][0]))
+            for m in methods:
+                lo, hi = interval(float(est[n][0]), boot[n], jack[n], level, m)
+                hits[(n, m)] += bool(lo <= 0 <= hi)
+    return pd.DataFrame([{"statistic": n, "method": m, "coverage": hits[(n, m)] / n_sim, "nominal": level,
+                          "mean_estimate_under_null": float(np.mean(ests[n])), "simulations": n_sim}
+                         for n in names for m in methods])
+
+
+def verdict(lo: float, hi: float, positive: str, negative: str,
+            unclear: str = "no clear difference (the interval includes 0)") -> str:
+    """The claim one interval supports: ``positive`` when it lies above 0, ``negative`` below, else ``unclear``."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "no interval"
+    return positive if lo > 0 else negative if hi < 0 else unclear
+
+
+def calibrated_verdict(intervals: dict[str, tuple[float, float]], coverage: dict[str, float], positive: str,
+                       negative: str, min_coverage: float = 0.90) -> str:
+    """A claim made only when it survives every interval method that is trustworthy on these data.
+
+    ``intervals`` maps a method to its (lo, hi); ``coverage`` maps a method to its coverage of a true zero in
+    :func:`null_coverage`. Methods under ``min_coverage`` are set aside; the claim is made when every remaining
+    method's interval excludes 0 on the same side. Otherwise the verdict says why not.
+    """
+    valid = [m for m in intervals if coverage.get(m, 0.0) >= min_coverage]
+    if not valid:
+        seen = ", ".join(f"{m} {coverage.get(m, np.nan):.0%}" for m in intervals)
+        return (f"not testable: no interval method covered a true zero in {min_coverage:.0%} of simulated null "
+                f"worlds ({seen})")
+    verdicts = {m: verdict(*intervals[m], positive, negative) for m in valid}
+    if len(set(verdicts.values())) == 1:
+        return f"{next(iter(verdicts.values()))} (every trustworthy method: {', '.join(valid)})"
+    return "not established: " + "; ".join(f"{m} says {v}" for m, v in verdicts.items())
+
+
+def disparity_summary(deltas: pd.DataFrame, coverage: pd.DataFrame, primary: str = DEFAULT_METHOD,
+                      reported: dict[str, tuple[float, float]] | None = None,
+                      min_coverage: float = 0.90) -> pd.DataFrame:
+    """The paper's fairness table: Norm. Range and CV of accuracy and NMAE, base, SFT, delta with the
+    ``primary`` method's interval and its null coverage, and the verdict of :func:`calibrated_verdict`.
+
+    ``deltas``: :func:`paired_deltas` outputs of several methods, concatenated (a ``method`` column);
+    ``coverage``: :func:`null_coverage` on the same pairs.
+    """
+    cov = coverage.set_index(["statistic", "method"]).coverage
+    rows = []
+    for m in ("accuracy", "nmae"):
+        for k in ("norm_range", "cv"):
+            key = f"{m}_{k}_delta"
+            by = deltas[deltas.statistic == key].set_index("method")
+            get = deltas[deltas.method == primary].set_index("statistic")
+            r = by.loc[primary]
+            row = {"statistic": f"{m} {k.replace('_', ' ')}", "base": get.loc[f"{m}_{k}_base", "estimate"],
+                   "SFT": get.loc[f"{m}_{k}_sft", "estimate"], "delta": r.estimate, "delta_lo": r.lo,
+                   "delta_hi": r.hi, "interval": METHOD_NAMES[primary],
+                   "null_coverage": cov.get((key, primary), np.nan)}
+            for meth in by.index:
+                if meth != primary:
+                    row[f"{meth}_interval"] = f"[{by.loc[meth, 'lo']:.3f}, {by.loc[meth, 'hi']:.3f}]"
+                    row[f"{meth}_null_coverage"] = cov.get((key, meth), np.nan)
+            row["verdict"] = calibrated_verdict({meth: (by.loc[meth, "lo"], by.loc[meth, "hi"]) for meth in by.index},
+                                                {meth: cov.get((key, meth), 0.0) for meth in by.index},
+                                                "gaps widen", "gaps narrow", min_coverage)
+            pkey = f"{'acc' if m == 'accuracy' else 'nmae'}_{k}"
+            if reported and pkey in reported:
+                row["paper base -> SFT (reported mean)"] = "%.3f -> %.3f" % reported[pkey]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def baseline_disparities(systems: dict[str, pd.DataFrame], n_boot: int = 1000, seed: int = 0,
+                         method: str = DEFAULT_METHOD) -> pd.DataFrame:
+    """Norm. Range and CV of accuracy and NMAE for each system (models and baselines) with intervals."""
+    rows = []
+    for name, preds in systems.items():
+        t = disparity_table(preds, n_boot=n_boot, seed=seed, method=method).set_index("statistic")
+        for s in ("accuracy_norm_range", "accuracy_cv", "nmae_norm_range", "nmae_cv"):
+            rows.append({"system": name, "statistic": s, "estimate": t.loc[s, "estimate"], "lo": t.loc[s, "lo"],
+                         "hi": t.loc[s, "hi"], "interval": METHOD_NAMES[method]})
+    return pd.DataFrame(rows)
 
 
 def per_attribute(preds: pd.DataFrame, metric: str = "accuracy", n_boot: int = 1000, seed: int = 0,
@@ -143,5 +308,39 @@ def refusals(preds: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for name, d in [("all items", preds), ("sensitive items", preds[sens]), ("other items", preds[~sens])]:
         rows.append({"items": name, "pairs": len(d), "refusal_rate": (d.status == "refusal").mean(),
-                     "unparseable_rate": d.status.isin(["unparseable", "out_of_range", "empty"]).mean()})
+                     "unparseable_rate": d.status.isin(list(UNREADABLE)).mean()})
     return pd.DataFrame(rows)
+
+
+#: The paper's favoured / disfavoured attribute values (Tan et al., section 5).
+PAPER_CONTRASTS = (("Chinese", "Malay"), ("Chinese", "Indian"), ("21-24", "65+"), ("Protestant", "Muslim"))
+
+
+def claims(sft_table: pd.DataFrame, per_attr: pd.DataFrame, disparity: pd.DataFrame) -> list[str]:
+    """The paper's claims, each with the verdict its interval supports (computed, never typed)."""
+    out = []
+    acc = sft_table[(sft_table.split == "ood") & (sft_table.subset == "all") & (sft_table.metric == "accuracy")].iloc[0]
+    out.append(f"1. SFT and OOD accuracy: {acc.base:.3f} -> {acc.sft:.3f} ({acc.delta:+.3f}, 95% CI "
+               f"[{acc.delta_lo:+.3f}, {acc.delta_hi:+.3f}]): "
+               + verdict(acc.delta_lo, acc.delta_hi, "SFT raised OOD accuracy", "SFT lowered OOD accuracy"))
+    a = per_attr[(per_attr.metric == "accuracy") & (per_attr.subset == "all") & (per_attr.model == "base")]
+    a = a.set_index("value")
+    for fav, dis in PAPER_CONTRASTS:
+        if fav in a.index and dis in a.index:
+            apart = a.loc[fav, "lo"] > a.loc[dis, "hi"] or a.loc[dis, "lo"] > a.loc[fav, "hi"]
+            out.append(f"2. base accuracy {fav} {a.loc[fav, 'estimate']:.3f} vs {dis} {a.loc[dis, 'estimate']:.3f}: "
+                       f"{'higher' if a.loc[fav, 'estimate'] > a.loc[dis, 'estimate'] else 'lower'}, "
+                       f"{'clearly' if apart else 'not clearly (intervals overlap)'} different")
+    d = disparity.set_index("statistic")
+    for s in d.index:
+        r = d.loc[s]
+        out.append(f"3. {s} base -> SFT: {r.base:.3f} -> {r.SFT:.3f}, delta {r.delta:+.3f} "
+                   f"({r.interval}: [{r.delta_lo:+.3f}, {r.delta_hi:+.3f}]): {r.verdict}")
+    narrow = d.loc["accuracy norm range", "verdict"].startswith("gaps narrow")
+    widen = d.loc["nmae norm range", "verdict"].startswith("gaps widen")
+    out.append("4. The fairness paradox (Norm. Range narrower by accuracy AND wider by NMAE) "
+               + ("holds for this model." if narrow and widen else
+                  "is not established for this model: " + ("accuracy gaps narrow, " if narrow else
+                                                           "accuracy narrowing not shown, ")
+                  + ("NMAE gaps widen." if widen else "NMAE widening not shown.")))
+    return out

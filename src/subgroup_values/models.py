@@ -100,10 +100,10 @@ CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\
 
 def tiny_corpus() -> list[str]:
     """Text the tiny tokenizer is trained on: the question bank and persona phrases."""
-    from .prompts import ADJECTIVE, AFTER, INSTRUCTION, SYSTEM_SURVEY
+    from .prompts import ADJECTIVE, AFTER, INSTRUCTION, system_survey
     from .questions import load_questions
 
-    texts = [SYSTEM_SURVEY, INSTRUCTION, "Answer: 1 2 3 4 5 6 7 8 9 10", "How would a man woman person living in "
+    texts = [system_survey(), INSTRUCTION, "Answer: 1 2 3 4 5 6 7 8 9 10", "How would a man woman person living in "
              "Singapore most likely answer this question? You are taking part in the World Values Survey."]
     for q in load_questions(rule="all"):
         texts.append(q.text)

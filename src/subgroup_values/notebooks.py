@@ -57,6 +57,14 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
     if unknown:
         raise SystemExit(f"{src.name}: parameter(s) {unknown} are not in its parameters cell; "
                          f"it takes {sorted(declared)}. Fix configs/{profile}.yaml or the -p flag.")
+    if profile == "default" and os.environ.get("ALLOW_DIRTY") != "1":
+        from .provenance import git_revision
+
+        rev = git_revision()
+        if rev.endswith("-dirty"):
+            raise SystemExit(f"The reference run (profile 'default') records the revision that made it, and the "
+                             f"working tree differs from {rev[:-6]}: commit (or stash) first, or set ALLOW_DIRTY=1 "
+                             "to run anyway (the run record will say '-dirty').")
     out_dir = Path(out_dir or REPO_ROOT / "build" / "notebooks" / profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / (f"{src.stem}__{run}.ipynb" if run else src.name)

@@ -58,29 +58,41 @@ def describe(attributes: dict[str, str]) -> str:
     return " ".join([article, head, *after])
 
 
-SYSTEM_SURVEY = ("You are helping with the World Values Survey in Singapore. Answer each question with the number "
-                 "of one option.")
+DEFAULT_COUNTRY = "Singapore"
+#: The questionnaire's placeholders for the country's name ("[your country]", "[my country]", "[Country]").
+PLACEHOLDER = re.compile(r"\[(?:your |my |the )?country\]", re.IGNORECASE)
 
 
-def question_block(q: Question) -> str:
-    options = "\n".join(f"{v}. {label}" for v, label in q.options)
-    return f"Question: {q.text}\n\nOptions:\n{options}"
+def system_survey(country: str = DEFAULT_COUNTRY) -> str:
+    return (f"You are helping with the World Values Survey in {country}. Answer each question with the number "
+            "of one option.")
 
 
-def build_messages(q: Question, attributes: dict[str, str], template: str = DEFAULT_TEMPLATE) -> list[dict]:
-    """Chat messages for one (question, subgroup) pair."""
+def fill_placeholders(text: str, country: str = DEFAULT_COUNTRY) -> str:
+    """The questionnaire's "[your country]" / "[my country]" / "[Country]" replaced by the country's name."""
+    return PLACEHOLDER.sub(country, text)
+
+
+def question_block(q: Question, country: str = DEFAULT_COUNTRY) -> str:
+    options = "\n".join(f"{v}. {fill_placeholders(label, country)}" for v, label in q.options)
+    return f"Question: {fill_placeholders(q.text, country)}\n\nOptions:\n{options}"
+
+
+def build_messages(q: Question, attributes: dict[str, str], template: str = DEFAULT_TEMPLATE,
+                   country: str = DEFAULT_COUNTRY) -> list[dict]:
+    """Chat messages for one (question, subgroup) pair; ``country`` names the survey's country."""
+    block = question_block(q, country)
     if template == "persona_system":
-        system = (f"You are {describe(attributes)} living in Singapore, taking part in the World Values Survey. "
+        system = (f"You are {describe(attributes)} living in {country}, taking part in the World Values Survey. "
                   "Answer every question as yourself, from your own point of view.")
-        return [{"role": "system", "content": system},
-                {"role": "user", "content": f"{question_block(q)}\n\n{INSTRUCTION}"}]
+        return [{"role": "system", "content": system}, {"role": "user", "content": f"{block}\n\n{INSTRUCTION}"}]
     if template == "persona_user":
-        user = (f"{question_block(q)}\n\nHow would {describe(attributes)} living in Singapore most likely answer "
+        user = (f"{block}\n\nHow would {describe(attributes)} living in {country} most likely answer "
                 f"this question? {INSTRUCTION}")
-        return [{"role": "system", "content": SYSTEM_SURVEY}, {"role": "user", "content": user}]
+        return [{"role": "system", "content": system_survey(country)}, {"role": "user", "content": user}]
     if template == "no_persona":
-        user = f"{question_block(q)}\n\nHow would a person living in Singapore most likely answer this question? {INSTRUCTION}"
-        return [{"role": "system", "content": SYSTEM_SURVEY}, {"role": "user", "content": user}]
+        user = f"{block}\n\nHow would a person living in {country} most likely answer this question? {INSTRUCTION}"
+        return [{"role": "system", "content": system_survey(country)}, {"role": "user", "content": user}]
     raise ValueError(f"Unknown template {template!r}; expected one of {TEMPLATES}.")
 
 
@@ -94,9 +106,16 @@ def prefix_group(template: str, qid: str, subgroup_id: str) -> str:
 
 REFUSAL_PATTERNS = re.compile(
     r"\b(I can(?:'|no)t|I cannot|I'm (?:not able|unable)|I am (?:not able|unable)|as an AI|I don't have (?:personal|"
-    r"opinions|feelings)|I do not have (?:personal|opinions)|I won't|I prefer not|not comfortable|language model)\b",
-    re.IGNORECASE)
+    r"opinions|feelings)|I do not have (?:personal|opinions)|I won't|I prefer not|not comfortable|language model|"
+    r"(?:would|will) not be able to|not (?:be )?able to (?:provide|answer|give|say)|I (?:would|will) not answer|"
+    r"I'm not sure (?:how to (?:respond|answer)|of the answer)|I am not sure (?:how to (?:respond|answer)|of the answer)"
+    r"|unable to (?:provide|answer|give))", re.IGNORECASE)
 
+#: Statuses of a prediction that is not an answer: scored as wrong (accuracy 0, NMAE 1) and counted.
+UNANSWERED = ("refusal", "unparseable", "contradictory", "out_of_range", "empty", "echoed_options",
+              "no_option_logprob", "failed")
+#: Of those, the ones counted as unreadable replies (a refusal is counted on its own).
+UNREADABLE = tuple(s for s in UNANSWERED if s != "refusal")
 
 @dataclass(frozen=True)
 class ParsedAnswer:
@@ -121,34 +140,68 @@ def _label_choice(text: str, labels: dict[int, str]) -> int | None:
     return values.pop() if len(values) == 1 else None
 
 
-def parse_answer(reply: str, valid: list[int] | tuple[int, ...], labels: dict[int, str] | None = None) -> ParsedAnswer:
-    """Read the chosen option from a reply: 'Answer: 3', '3', "I'd say 3 (agree)"; refusals are recognised.
+_EXPLICIT = re.compile(r"answer\s*(?:is|would be|will be)?\s*[:=]?\s*[\"'“*]*\s*(?:option\s*)?(-?\d+)(?![\d.]\d)",
+                       re.IGNORECASE)
+_EXPLICIT_TEXT = re.compile(r"answer\s*(?:is|would be|will be)?\s*[:=]?\s*(.+)", re.IGNORECASE)
+_ENUM_LINE = re.compile(r"^\s*\**\s*(-?\d+)\s*[.)]\s*(.*)$")
+_CHOICE_PHRASE = re.compile(
+    r"(?:\boption|\bnumber|\bchoose|\bchoice is|\bpick|\bselect|\bgo with|\bI(?:'d| would)? say|\bI think|"
+    r"\bI believe|\bwould be)\s*(?:option|number)?\s*[:#]?\s*\**(-?\d+)(?![\d.]\d)", re.IGNORECASE)
+_NEGATED_CHOICE = re.compile(r"\b(?:would|will|do) not (?:choose|pick|select)\b|\bwouldn't (?:choose|pick)\b",
+                             re.IGNORECASE)
 
-    Rules, in order: an explicit 'Answer: N' wins; else a reply that is only a number; else, when ``labels`` are
-    given, the one option whose label the reply names ("I would say it is not very important"); else the first
-    number in the reply that is a valid option. A number outside the options is 'out_of_range'; nothing
-    readable, 'unparseable' (or 'refusal' when the reply declines to answer).
+
+def _number(n: int, valid_set: set[int]) -> ParsedAnswer:
+    return ParsedAnswer(n, "ok") if n in valid_set else ParsedAnswer(None, "out_of_range")
+
+
+def parse_answer(reply: str, valid: list[int] | tuple[int, ...], labels: dict[int, str] | None = None) -> ParsedAnswer:
+    """Read the chosen option from a reply as a person would.
+
+    Rules, in order:
+
+    1. nothing: ``empty``;
+    2. an explicit answer: "Answer: 3", "The answer is 3.", "The answer is option 2" (a number outside the
+       options: ``out_of_range``); or "The answer is <the label of one option>";
+    3. an echoed option list (two or more lines that start "1. ", "2. ", ...): ``echoed_options``, no answer;
+    4. a reply that starts with a number, "3", "3.", "4. Not often" (when the text after the number names
+       another option's label, "4. Not often" where 3 is "Not often", the reply is ``contradictory``);
+    5. a choice phrase: "I think 2.", "I would choose option 2.", "I'd say 3 (agree)", "option 4";
+    6. a refusal ("I would not be able to provide a specific answer"): ``refusal``;
+    7. when ``labels`` are given, the one option whose label the reply names ("I would say it is not very
+       important"); a reply that names two options, or says it would *not* choose one, is ``unparseable``;
+    8. otherwise ``unparseable``: numbers elsewhere in the text ("a person aged 65 or older") are not answers.
     """
     text = (reply or "").strip()
     if not text:
         return ParsedAnswer(None, "empty")
     valid_set = {int(v) for v in valid}
-    m = re.search(r"answer\s*(?:is)?\s*[:=]?\s*\**\s*(-?\d+)", text, re.IGNORECASE)
-    if m is None:
-        m = re.fullmatch(r"\**\s*(-?\d+)\s*[.)]?\**.*", text, re.DOTALL) if re.match(r"\**\s*-?\d", text) else None
+    m = _EXPLICIT.search(text)
     if m is not None:
-        n = int(m.group(1))
-        return ParsedAnswer(n, "ok") if n in valid_set else ParsedAnswer(None, "out_of_range")
-    if labels:
+        return _number(int(m.group(1)), valid_set)
+    if labels and not _NEGATED_CHOICE.search(text):
+        for tail in _EXPLICIT_TEXT.finditer(text):
+            by_label = _label_choice(tail.group(1).split("\n")[0], labels)
+            if by_label is not None and by_label in valid_set:
+                return ParsedAnswer(by_label, "ok")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    enum = [_ENUM_LINE.match(ln) for ln in lines]
+    if sum(e is not None for e in enum) >= 2:
+        return ParsedAnswer(None, "echoed_options")
+    first = _ENUM_LINE.match(lines[0]) or re.fullmatch(r"\**\s*(-?\d+)\s*\**\s*()", lines[0])
+    if first is not None:
+        n = int(first.group(1))
+        named = _label_choice(first.group(2), labels) if labels and first.group(2) else None
+        if named is not None and named != n:
+            return ParsedAnswer(None, "contradictory")
+        return _number(n, valid_set)
+    m = _CHOICE_PHRASE.search(text)
+    if m is not None and not _NEGATED_CHOICE.search(text):
+        return _number(int(m.group(1)), valid_set)
+    if REFUSAL_PATTERNS.search(text):
+        return ParsedAnswer(None, "refusal")
+    if labels and not _NEGATED_CHOICE.search(text):
         by_label = _label_choice(text, labels)
         if by_label is not None and by_label in valid_set:
             return ParsedAnswer(by_label, "ok")
-    if REFUSAL_PATTERNS.search(text):
-        return ParsedAnswer(None, "refusal")
-    numbers = [int(x) for x in re.findall(r"(?<![\d.])(-?\d+)(?![\d.])", text)]
-    for n in numbers:
-        if n in valid_set:
-            return ParsedAnswer(n, "ok")
-    if numbers:
-        return ParsedAnswer(None, "out_of_range")
     return ParsedAnswer(None, "unparseable")

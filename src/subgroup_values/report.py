@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
+
+from . import paper
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -16,3 +21,181 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     sep = "|" + "|".join("---" for _ in df.columns) + "|"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([head, sep, *body]) + "\n"
+
+
+# ---- the paper beside ours, and the README's results block (every number read from results/) ------------------
+
+README_BEGIN = "<!-- results:begin (written by notebooks/07_paper_comparison.ipynb; do not edit by hand) -->"
+README_END = "<!-- results:end -->"
+
+
+def _by(metrics: dict, key: str = "by_subset") -> dict:
+    return {(r["subset"], r["metric"]): r for r in metrics[key]}
+
+
+def load_metrics(res_dir: str | Path, run: str) -> dict | None:
+    path = Path(res_dir) / run / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_label: str,
+                     base_run: str = "base_ood", sft_run: str = "sft_ood") -> pd.DataFrame:
+    """Each number the paper reports (from :mod:`.paper`), ours for the same quantity, and what differs."""
+    res_dir = Path(res_dir)
+    rows = []
+
+    def add(section, quantity, reported, ours, differs=""):
+        rows.append({"section": section, "quantity": quantity, "paper (reported)": reported, "ours": ours,
+                     "profile / model": f"{profile} / {model_label}" if section not in ("data", "landscape")
+                     else "survey file", "what differs": differs})
+
+    P, c = paper.DATASET, manifest["counts"]
+    add("data", "questions", P["questions"], c["questions"], f"our rule: {manifest['rule']['question_rule']} "
+        "(drop the zero-based 3-point items); the paper's rule is not stated (see the rule search)")
+    add("data", "train / OOD subgroups", f"{P['train_subgroups']} / {P['ood_subgroups']}",
+        f"{c['subgroups']['train']} / {c['subgroups']['ood']}")
+    add("data", "train / OOD / total pairs", f"{P['train_pairs']:,} / {P['ood_pairs']:,} / {P['total_pairs']:,}",
+        f"{c['pairs']['train']:,} / {c['pairs']['ood']:,} / {c['pairs']['total']:,}",
+        "rule found here: drop pairs with < 30 answers")
+    land_path = res_dir / "landscape" / "category_ranking.csv"
+    if land_path.is_file():
+        land = pd.read_csv(land_path).set_index("category")
+        for cat, val in paper.LANDSCAPE.items():
+            add("landscape", f"mean MDS, {cat}", val, round(land.loc[cat, "mds"], 3),
+                f"95% CI [{land.loc[cat, 'mds_lo']:.3f}, {land.loc[cat, 'mds_hi']:.3f}]; rank "
+                f"{list(land.index).index(cat) + 1} of {len(land)}")
+    base, sft = load_metrics(res_dir, base_run), load_metrics(res_dir, sft_run)
+    om = paper.OOD_RESULTS.set_index("model").loc["open-model mean"]
+    best = paper.OOD_RESULTS.set_index("model").loc["GPT-4.1"]
+    if base:
+        bb = _by(base)
+        add("zero-shot (OOD)", "accuracy", f"{om.acc_base:.3f} (open mean); GPT-4.1 {best.acc_base:.3f}",
+            round(bb[("all", "accuracy")]["estimate"], 3), "135M model vs 3B-8B/GPT-4.x; prompt wording ours")
+        add("zero-shot (OOD)", "NMAE", f"{om.nmae_base:.3f} (open mean); GPT-4.1 {best.nmae_base:.3f}",
+            round(bb[("all", "nmae")]["estimate"], 3), "as above")
+        add("zero-shot (OOD)", "accuracy on consensus / divergent pairs", "not reported",
+            f"{bb[('consensus', 'accuracy')]['estimate']:.3f} / {bb[('divergent', 'accuracy')]['estimate']:.3f}",
+            "our addition")
+        if base.get("option_mass"):
+            add("zero-shot (OOD)", "probability mass on the options (mean / min)", "not reported",
+                f"{base['option_mass']['mean']:.3f} / {base['option_mass']['min']:.3f}", "our addition")
+        for b in ("population_mode", "compositional", "uniform"):
+            x = {(r["subset"], r["metric"]): r for r in base["baselines"][b]}
+            add("baselines (OOD)", f"{b}: accuracy (all / consensus / divergent)", "not reported",
+                f"{x[('all', 'accuracy')]['estimate']:.3f} / {x[('consensus', 'accuracy')]['estimate']:.3f} / "
+                f"{x[('divergent', 'accuracy')]['estimate']:.3f}", "no LLM; our addition")
+    if base and sft:
+        bb, bs = _by(base), _by(sft)
+        add("fine-tuning (OOD)", "accuracy base -> SFT",
+            f"{om.acc_base:.3f} -> {om.acc_sft:.3f} ({100 * (om.acc_sft - om.acc_base):+.1f} points)",
+            f"{bb[('all', 'accuracy')]['estimate']:.3f} -> {bs[('all', 'accuracy')]['estimate']:.3f} "
+            f"({100 * (bs[('all', 'accuracy')]['estimate'] - bb[('all', 'accuracy')]['estimate']):+.1f} points)",
+            "CPU recipe (LoRA, larger learning rate, sampled training pairs) vs the paper's")
+        add("fine-tuning (OOD)", "NMAE base -> SFT", f"{om.nmae_base:.3f} -> {om.nmae_sft:.3f}",
+            f"{bb[('all', 'nmae')]['estimate']:.3f} -> {bs[('all', 'nmae')]['estimate']:.3f}", "as above")
+        add("fine-tuning (OOD)", "divergent-pair accuracy base -> SFT", "not reported",
+            f"{bb[('divergent', 'accuracy')]['estimate']:.3f} -> {bs[('divergent', 'accuracy')]['estimate']:.3f}",
+            "our addition")
+    fair_path = res_dir / "fairness" / "disparity_table.csv"
+    if fair_path.is_file():
+        for r in pd.read_csv(fair_path).to_dict("records"):
+            add("fairness (OOD)", r["statistic"] + " base -> SFT", r.get("paper base -> SFT (reported mean)", ""),
+                f"{r['base']:.3f} -> {r['SFT']:.3f} (delta {r['interval'].split(' ')[0]} CI "
+                f"[{r['delta_lo']:.3f}, {r['delta_hi']:.3f}]): {r['verdict']}", "paper: mean over 7 models, no intervals")
+    ref_path = res_dir / "fairness" / "refusals.csv"
+    if ref_path.is_file():
+        ref = pd.read_csv(ref_path)
+        s = ref[ref["items"] == "sensitive items"].set_index("model")
+        if {"base", "SFT"} <= set(s.index):
+            a, b = paper.REFUSALS_SENSITIVE
+            add("refusals", "refusal rate on sensitive items base -> SFT", f"{a:.2%} -> {b:.0%}",
+                f"{s.loc['base', 'refusal_rate']:.2%} -> {s.loc['SFT', 'refusal_rate']:.2%}",
+                "generate mode on a seeded OOD sample")
+    wr_path = res_dir / "open_ended" / "win_rates.csv"
+    if wr_path.is_file():
+        wr = pd.read_csv(wr_path).set_index("criterion")
+        for crit, gain in paper.OPEN_ENDED_GAIN.items():
+            if crit in wr.index:
+                add("open-ended", f"{crit}: SFT vs base", f"+{100 * gain:.1f} points (vs GPT-4.1 reference)",
+                    f"win rate {wr.loc[crit, 'win_rate']:.3f} [{wr.loc[crit, 'lo']:.3f}, {wr.loc[crit, 'hi']:.3f}] "
+                    "vs base", "135M judge (plumbing only) vs the paper's 24B judge; reference = our base model")
+    return pd.DataFrame(rows)
+
+
+def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
+    """The README's results: the OOD table, the generate-mode and fairness findings, the paper comparison and
+    the question-rule search, all read from ``res_dir`` and ``data_dir`` (never typed)."""
+    res_dir, data_dir = Path(res_dir), Path(data_dir)
+    out = []
+    runs = {k: load_metrics(res_dir, k) for k in ("base_ood", "sft_ood", "base_ood_generate", "sft_ood_generate")}
+    base = runs["base_ood"]
+    if base:
+        bb = _by(base)
+        n = {s: bb[(s, "accuracy")]["pairs"] for s in ("all", "consensus", "divergent")}
+        out.append(f"| OOD, accuracy [95% CI] ({n['all']:,} pairs) | all pairs | consensus ({n['consensus']:,}) | "
+                   f"divergent ({n['divergent']:,}) |\n|---|---|---|---|")
+
+        def line(name, by):
+            cells = [f"{by[(s, 'accuracy')]['estimate']:.3f} [{by[(s, 'accuracy')]['lo']:.3f}, "
+                     f"{by[(s, 'accuracy')]['hi']:.3f}]" for s in ("all", "consensus", "divergent")]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+
+        line("base model", bb)
+        if runs["sft_ood"]:
+            line("SFT model", _by(runs["sft_ood"]))
+        for b in ("population_mode", "compositional", "uniform"):
+            line(f"{b} baseline", {(r["subset"], r["metric"]): r for r in base["baselines"][b]})
+        out.append("")
+        if base.get("option_mass"):
+            m = base["option_mass"]
+            out.append(f"The base model puts on average {m['mean']:.0%} of its next-token probability after "
+                       f"`Answer:` on the options (median {m['median']:.0%}, minimum {m['min']:.0%}; under half on "
+                       f"{m['share_below_half']:.0%} of pairs): its option distribution is renormalised over what "
+                       "is often a minority of its probability.\n")
+    for run in ("base_ood_generate", "sft_ood_generate"):
+        g = runs[run]
+        if g:
+            by = _by(g)
+            st = g.get("status_counts", {})
+            out.append(f"- `{run}` ({g['pairs']} pairs, generate mode): accuracy {by[('all', 'accuracy')]['estimate']:.3f} "
+                       f"[{by[('all', 'accuracy')]['lo']:.3f}, {by[('all', 'accuracy')]['hi']:.3f}]; reply statuses "
+                       + ", ".join(f"{k} {v}" for k, v in sorted(st.items(), key=lambda kv: -kv[1])) + ".")
+    fair = res_dir / "fairness" / "disparity_table.csv"
+    if fair.is_file():
+        out.append("\nFairness (disparity over OOD subgroups, base -> SFT; delta with its interval; the verdict "
+                   "requires every interval method that covers a true zero in at least 90% of simulated null "
+                   "worlds to agree):\n")
+        t = pd.read_csv(fair)
+        keep = ["statistic", "base", "SFT", "delta", "delta_lo", "delta_hi", "null_coverage", "verdict"]
+        out.append(markdown_table(t[[c for c in keep if c in t]]))
+    comp = res_dir / "paper_comparison.md"
+    if comp.is_file():
+        out.append("\nEvery number the paper reports, beside ours (`" + comp.as_posix() + "`):\n")
+        out.append(comp.read_text())
+    rules = data_dir / "question_rule_search.csv"
+    if rules.is_file():
+        s = json.loads((data_dir / "question_rule_search.json").read_text())
+        out.append(f"\nQuestion-rule search (`{rules.as_posix()}`): {s['droppable_items']} items can be dropped "
+                   f"without changing the pair counts; of {s['unions_enumerated']:,} unions of whole questionnaire "
+                   f"batteries of 19 such items{' (enumeration capped)' if s['enumeration_capped'] else ''}, "
+                   f"{s['unions_fitting_both']:,} match both landscape numbers within {s['unions_fitting_both_within']}: "
+                   "the counts and the two numbers do not identify the paper's rule. Our rule and the closest "
+                   "unions:\n")
+        r = pd.read_csv(rules)
+        out.append(markdown_table(r.drop(columns=["counts_match"])))
+    return "\n".join(out).rstrip() + "\n"
+
+
+def update_readme(readme: str | Path, block: str) -> bool:
+    """Put ``block`` between the README's markers; True when the file changed."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{readme} lacks the markers {README_BEGIN!r} and {README_END!r}.")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    new = f"{head}{README_BEGIN}\n{block}{README_END}{tail}"
+    if new != text:
+        readme.write_text(new)
+        return True
+    return False

@@ -17,9 +17,10 @@ class ScoreRequest:
 
 @dataclass
 class OptionScores:
-    probs: list[float]  # renormalised over the options
+    probs: list[float] | None  # renormalised over the options; None when the backend could not score them
     option_mass: float  # probability of all options before renormalising (the rest went elsewhere)
     logprobs: list[float] = field(default_factory=list)  # log P(code, then the number ends)
+    status: str = "ok"  # "ok", or why there is no distribution (e.g. "no_option_logprob")
 
 
 @dataclass

@@ -6,6 +6,8 @@ is read from an environment variable (never from a file in the repository).
 
 ``generate`` returns the reply text. ``score`` asks for the top log-probabilities of the answer token and
 renormalises them over the option codes; it needs a server that returns ``logprobs`` (OpenAI and vLLM do).
+When no option is among the top log-probabilities the prediction has status ``no_option_logprob`` and counts as
+unanswered (never a uniform distribution, which would pick the lowest code).
 With tokenisers that write numbers up to 999 as one token (OpenAI's, Llama-3's) this is exact; where a code
 is split over several tokens only its first token is seen, so prefer a local ``hf`` backend for such models.
 """
@@ -114,10 +116,9 @@ class OpenAICompatBackend(Backend):
             top = {t["token"].strip(): t["logprob"] for t in position.get("top_logprobs", [])}
             logps = [top.get(code, -math.inf) for code in r.options]
             mass = sum(math.exp(lp) for lp in logps if lp > -math.inf)
-            if mass <= 0:
-                probs = [1.0 / len(logps)] * len(logps)
-            else:
-                probs = [math.exp(lp) / mass if lp > -math.inf else 0.0 for lp in logps]
+            if mass <= 0:  # no option among the top log-probabilities: no distribution, never a made-up one
+                return OptionScores(probs=None, option_mass=0.0, logprobs=logps, status="no_option_logprob")
+            probs = [math.exp(lp) / mass if lp > -math.inf else 0.0 for lp in logps]
             return OptionScores(probs=probs, option_mass=mass, logprobs=logps)
 
         return self._map(one, requests)

@@ -1,0 +1,27 @@
+"""README's results are generated from results/ and data/processed/: a test ties them together."""
+
+from __future__ import annotations
+
+import pytest
+
+from subgroup_values import report
+from subgroup_values.questions import REPO_ROOT
+
+
+def test_readme_results_block_matches_results():
+    text = (REPO_ROOT / "README.md").read_text()
+    assert report.README_BEGIN in text and report.README_END in text
+    current = text.split(report.README_BEGIN, 1)[1].split(report.README_END, 1)[0]
+    expected = "\n" + report.readme_block(REPO_ROOT / "results" / "default", REPO_ROOT / "data" / "processed")
+    assert current == expected, "README's results block is stale: run `make report` (notebook 07) to rewrite it."
+
+
+def test_update_readme_replaces_only_the_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.README_BEGIN}\nold 0.292\n{report.README_END}\noutro\n")
+    assert report.update_readme(readme, "new\n")
+    assert readme.read_text() == f"intro\n{report.README_BEGIN}\nnew\n{report.README_END}\noutro\n"
+    assert not report.update_readme(readme, "new\n")
+    (tmp_path / "bad.md").write_text("no markers")
+    with pytest.raises(ValueError, match="lacks the markers"):
+        report.update_readme(tmp_path / "bad.md", "x")
