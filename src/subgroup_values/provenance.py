@@ -16,13 +16,20 @@ PACKAGES = ("subgroup-values", "torch", "transformers", "peft", "trl", "accelera
             "seaborn", "matplotlib", "papermill")
 
 
+#: What makes a result: code, notebooks, configs and inputs. The outputs a run writes (results/, figures/,
+#: data/processed/, README's results block) are not among them, so a run's own steps do not make it "dirty".
+SOURCE_PATHS = ("src", "notebooks", "configs", "scripts", "Makefile", "requirements.txt", "pyproject.toml",
+                "data/questions.csv")
+
+
 def git_revision(root: Path = REPO_ROOT) -> str:
-    """The checkout's commit, with '-dirty' when tracked files differ from it; 'unknown' outside git."""
+    """The checkout's commit, with '-dirty' when tracked sources (:data:`SOURCE_PATHS`) differ from it;
+    'unknown' outside git."""
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *SOURCE_PATHS],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
