@@ -40,13 +40,13 @@ endif
 
 # Package modules each step imports.
 CORE := $(addprefix $(PKG)/,__init__.py questions.py dataset.py provenance.py plots.py notebooks.py bootstrap.py)
-MOD_DATA := $(CORE) $(addprefix $(PKG)/,wvs.py subgroups.py)
+MOD_DATA := $(CORE) $(addprefix $(PKG)/,wvs.py subgroups.py rule_search.py landscape.py metrics.py paper.py)
 MOD_LANDSCAPE := $(CORE) $(addprefix $(PKG)/,landscape.py metrics.py)
 MOD_EVAL := $(CORE) $(addprefix $(PKG)/,evaluate.py metrics.py prompts.py paper.py subgroups.py) $(wildcard $(PKG)/backends/*.py)
 MOD_FT := $(CORE) $(addprefix $(PKG)/,finetune.py prompts.py evaluate.py)
-MOD_FAIR := $(CORE) $(addprefix $(PKG)/,fairness.py evaluate.py paper.py)
+MOD_FAIR := $(CORE) $(addprefix $(PKG)/,fairness.py evaluate.py paper.py prompts.py subgroups.py metrics.py) $(wildcard $(PKG)/backends/*.py)
 MOD_OPEN := $(CORE) $(addprefix $(PKG)/,openended.py evaluate.py prompts.py) $(wildcard $(PKG)/backends/*.py)
-MOD_REPORT := $(CORE) $(addprefix $(PKG)/,evaluate.py paper.py report.py)
+MOD_REPORT := $(CORE) $(addprefix $(PKG)/,paper.py report.py)
 
 BASE_RUNS := base_ood base_train base_ood_generate
 SFT_RUNS := sft_ood sft_train sft_ood_generate
