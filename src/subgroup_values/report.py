@@ -29,6 +29,16 @@ README_BEGIN = "<!-- results:begin (written by notebooks/07_paper_comparison.ipy
 README_END = "<!-- results:end -->"
 
 
+def _shown(path: Path) -> str:
+    """A path as the README shows it: relative to the repository when inside it."""
+    from .questions import REPO_ROOT
+
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 def _by(metrics: dict, key: str = "by_subset") -> dict:
     return {(r["subset"], r["metric"]): r for r in metrics[key]}
 
@@ -170,12 +180,12 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
         out.append(markdown_table(t[[c for c in keep if c in t]]))
     comp = res_dir / "paper_comparison.md"
     if comp.is_file():
-        out.append("\nEvery number the paper reports, beside ours (`" + comp.as_posix() + "`):\n")
+        out.append("\nEvery number the paper reports, beside ours (`" + _shown(comp) + "`):\n")
         out.append(comp.read_text())
     rules = data_dir / "question_rule_search.csv"
     if rules.is_file():
         s = json.loads((data_dir / "question_rule_search.json").read_text())
-        out.append(f"\nQuestion-rule search (`{rules.as_posix()}`): {s['droppable_items']} items can be dropped "
+        out.append(f"\nQuestion-rule search (`{_shown(rules)}`): {s['droppable_items']} items can be dropped "
                    f"without changing the pair counts; of {s['unions_enumerated']:,} unions of whole questionnaire "
                    f"batteries of 19 such items{' (enumeration capped)' if s['enumeration_capped'] else ''}, "
                    f"{s['unions_fitting_both']:,} match both landscape numbers within {s['unions_fitting_both_within']}: "
