@@ -6,7 +6,15 @@
 # nothing and a change to one module reruns only the steps that use it.
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
+# A recipe that fails removes its target: a failed step is never taken for a finished one.
+.DELETE_ON_ERROR:
 PROFILE ?= default
+KNOWN_PROFILES := $(basename $(notdir $(wildcard configs/*.yaml)))
+ifeq ($(filter $(PROFILE),$(KNOWN_PROFILES)),)
+$(error Unknown profile PROFILE=$(PROFILE): there is no configs/$(PROFILE).yaml. Known profiles: $(KNOWN_PROFILES))
+endif
+# The country to study (B_COUNTRY_ALPHA); empty: the profile's (configs/<profile>.yaml).
+COUNTRY ?=
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -24,6 +32,9 @@ export PYTHONHASHSEED := 0
 export PYTHONUNBUFFERED := 1
 
 RUN_NB := $(PY) -m subgroup_values.notebooks --profile $(PROFILE)
+# The survey file's identity (path, size, SHA-256), rewritten only when it changes: a changed or different file
+# rebuilds the dataset; a missing one stops step 1 with a message saying what to do.
+WVS_ID := build/wvs_file.id
 NB := notebooks
 OUT := build/notebooks/$(PROFILE)
 PKG := src/subgroup_values
@@ -54,7 +65,8 @@ STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb \
   $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
   $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/07_paper_comparison.ipynb
 
-.PHONY: all setup data landscape evaluate finetune fairness open-ended report figures model tiny-model test \
+FORCE:
+.PHONY: FORCE all setup data landscape evaluate finetune fairness open-ended report figures model tiny-model test \
   pytest smoke bench clean clean-venv check-wvs help
 
 all: $(STEPS)
@@ -92,9 +104,11 @@ model: models/SmolLM2-135M-Instruct/conversion.json
 tiny-model: models/tiny-random/config.json
 
 # ---- 1. the dataset (the same for every profile) ---------------------------------------------------------------
-$(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(MOD_DATA) data/questions.csv $(CONFIG) $(wildcard $(WVS_FILE)) | $(STAMP)
-	@$(MAKE) --no-print-directory check-wvs
-	$(RUN_NB) $<
+$(WVS_ID): FORCE | $(STAMP)
+	@$(PY) -m subgroup_values.wvs identify "$(WVS_FILE)" $@
+
+$(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(MOD_DATA) data/questions.csv $(CONFIG) $(WVS_ID) | $(STAMP)
+	$(RUN_NB) $< -p wvs_file "$(WVS_FILE)" $(if $(COUNTRY),-p country $(COUNTRY))
 
 # Notebook 1 rewrites data/processed/ only where the content changed: later steps depend on the table itself,
 # so rerunning step 1 after a change that leaves the data as it was reruns nothing else.

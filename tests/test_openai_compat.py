@@ -6,8 +6,7 @@ import pytest
 
 from fake_openai import FakeOpenAI
 from subgroup_values.backends import make_backend
-from subgroup_values.backends.base import GenerateRequest, ScoreRequest
-from subgroup_values.backends.openai_compat import OpenAICompatError
+from subgroup_values.backends.base import GenerateRequest, RequestFailed, ScoreRequest
 
 MSG = [{"role": "user", "content": "How important is family? Answer: <number>"}]
 
@@ -43,37 +42,37 @@ def test_rate_limit_then_success():
 
 def test_server_errors_exhaust_retries():
     with FakeOpenAI(["500"] * 10) as srv:
-        with pytest.raises(OpenAICompatError, match=r"failed 3 times; last: HTTP 500.*resumed later"):
-            backend(srv.url, max_retries=2).generate([GenerateRequest(MSG)])
+        [out] = backend(srv.url, max_retries=2).generate([GenerateRequest(MSG)])
         assert len(srv.requests) == 3
+    assert isinstance(out, RequestFailed) and "failed 3 times; last: HTTP 500" in out.error
 
 
 def test_malformed_reply_is_retried_then_reported():
     with FakeOpenAI(["malformed", "ok"]) as srv:
         assert backend(srv.url).generate([GenerateRequest(MSG)]) == ["Answer: 3"]
     with FakeOpenAI(["malformed"] * 5) as srv:
-        with pytest.raises(OpenAICompatError, match="malformed reply"):
-            backend(srv.url, max_retries=1).generate([GenerateRequest(MSG)])
+        [out] = backend(srv.url, max_retries=1).generate([GenerateRequest(MSG)])
+    assert isinstance(out, RequestFailed) and "malformed reply" in out.error
 
 
 def test_client_error_is_not_retried():
     with FakeOpenAI(["400"]) as srv:
-        with pytest.raises(OpenAICompatError, match="HTTP 400.*Check the model name"):
-            backend(srv.url).generate([GenerateRequest(MSG)])
+        [out] = backend(srv.url).generate([GenerateRequest(MSG)])
         assert len(srv.requests) == 1
+    assert isinstance(out, RequestFailed) and "HTTP 400" in out.error and "Check the model name" in out.error
 
 
 def test_no_logprobs_says_use_generate():
     with FakeOpenAI(["nologprobs"]) as srv:
-        with pytest.raises(OpenAICompatError, match="use scoring='generate'"):
-            backend(srv.url).score([ScoreRequest(MSG, ["1", "2"])])
+        [out] = backend(srv.url).score([ScoreRequest(MSG, ["1", "2"])])
+    assert out.status == "failed" and out.probs is None and "use scoring='generate'" in out.error
 
 
 def test_unreachable_server_times_out_cleanly():
     be = make_backend("openai_compat", model="m", base_url="http://127.0.0.1:9/v1", backoff=0.01, max_retries=1,
                       timeout=2)
-    with pytest.raises(OpenAICompatError, match="failed 2 times"):
-        be.generate([GenerateRequest(MSG)])
+    [out] = be.generate([GenerateRequest(MSG)])
+    assert isinstance(out, RequestFailed) and "failed 2 times" in out.error
     with pytest.raises(ValueError, match="needs base_url"):
         make_backend("openai_compat", model="m")
 

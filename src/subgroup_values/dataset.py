@@ -26,17 +26,26 @@ class Dataset:
     manifest: dict
 
 
+def valid_codes(questions: list[Question]) -> dict[str, set[int]]:
+    """The survey codes each item may hold besides missing codes: its scale's codes, or the codes its recode
+    knows (which include the documented off-scale answers, such as "not allowed to vote")."""
+    return {q.qid: set(q.recode) if q.recode else {v for v, _ in q.options} for q in questions}
+
+
 def build_dataset(wvs_file: str | Path, country: str = "SGP", min_size: int = 30, min_answers: int | None = None,
-                  question_rule: str = "paper", progress: bool = True) -> tuple[Dataset, Survey, list[Question]]:
+                  question_rule: str = "paper", progress: bool = True,
+                  expected_respondents: int | None = None) -> tuple[Dataset, Survey, list[Question]]:
     """Read the survey file and build every (question, subgroup) pair of the train and OOD strata.
 
     ``min_answers`` (default: ``min_size``) drops a pair whose subgroup gave fewer answers to that question.
+    ``expected_respondents``: the country's documented sample size, checked against the file.
     """
     if question_rule not in QUESTION_RULES:
         raise ValueError(f"question_rule must be one of {QUESTION_RULES}, got {question_rule!r}.")
     min_answers = min_size if min_answers is None else min_answers
     questions = load_questions(rule=question_rule)
-    survey = read_wvs(wvs_file, country=country, items=[q.qid for q in questions])
+    survey = read_wvs(wvs_file, country=country, items=[q.qid for q in questions],
+                      valid_codes=valid_codes(load_questions(rule="all")), expected_respondents=expected_respondents)
     subgroups = find_subgroups(survey, list(TRAIN_STRATA) + list(OOD_STRATA), min_size=min_size)
     pairs = build_pairs(survey, questions, subgroups, min_answers=min_answers, progress=progress)
     sub = subgroups_frame(subgroups)

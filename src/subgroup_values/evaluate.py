@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .backends.base import Backend, GenerateRequest, ScoreRequest
+from .backends.base import Backend, GenerateRequest, RequestFailed, ScoreRequest
 from .backends.cache import NullCache, ResponseCache, cache_key
 from .bootstrap import bootstrap
 from .metrics import expected_nmae, jensen_shannon, wasserstein
@@ -75,7 +75,8 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
         messages.append(msgs)
         options.append(opts)
         groups.append(prefix_group(template, row.qid, row.subgroup_id))
-        settings = {"scoring": scoring} | ({"max_new_tokens": max_new_tokens, "decoding": "greedy"}
+        settings = {"scoring": scoring} | ({"max_new_tokens": max_new_tokens, "decoding": "greedy",
+                                           "batch_size": getattr(backend, "batch_size", None)}
                                           if scoring == "generate" else {})
         keys.append(cache_key(backend=identity, settings=settings, messages=msgs, options=opts))
     found = cache.get_many(keys)
@@ -84,25 +85,44 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
     bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=f"{scoring} pairs", disable=not progress,
                mininterval=15, smoothing=0.05)
     t0 = time.time()
+    failures: dict[str, dict] = {}  # recorded in the predictions, never cached: the next run retries them
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start:start + chunk_size]
+        new, bad = {}, {}
         if scoring == "logprob":
             scored = backend.score([ScoreRequest(messages[i], options[i], groups[i]) for i in chunk])
-            new = {keys[i]: {"probs": s.probs, "option_mass": s.option_mass, "status": s.status}
-                   for i, s in zip(chunk, scored)}
+            for i, s in zip(chunk, scored):
+                rec = {"probs": s.probs, "option_mass": s.option_mass, "status": s.status}
+                (bad if s.status == "failed" else new)[keys[i]] = rec | ({"error": s.error} if s.error else {})
         else:
             replies = backend.generate([GenerateRequest(messages[i], max_new_tokens) for i in chunk])
-            new = {keys[i]: {"reply": r} for i, r in zip(chunk, replies)}
+            for i, r in zip(chunk, replies):
+                if isinstance(r, RequestFailed):
+                    bad[keys[i]] = {"reply": None, "status": "failed", "error": r.error}
+                elif not (r or "").strip():
+                    bad[keys[i]] = {"reply": r or "", "status": "empty", "error": "empty reply (not cached)"}
+                else:
+                    new[keys[i]] = {"reply": r}
+        if bad and not new and start == 0 and len(bad) == len(chunk):
+            first = next(iter(bad.values()))
+            raise RuntimeError(f"Every request of the first chunk ({len(bad)}) failed; first error: "
+                               f"{first.get('error')}. Nothing was cached; fix the cause and rerun.")
         cache.put_many(new)
         found.update(new)
+        failures.update(bad)
         bar.update(len(chunk))
     bar.close()
+    if failures:
+        print(f"{len(failures)} of {len(keys)} requests failed or came back empty; they are recorded as such "
+              "(status 'failed' / 'empty', scored as wrong) and retried by the next run.")
+    found.update(failures)
     elapsed = time.time() - t0
 
-    choice, probs, mass, reply, status = [], [], [], [], []
+    choice, probs, mass, reply, status, errors = [], [], [], [], [], []
     for i, k in enumerate(keys):
         rec = found[k]
         values = [int(o) for o in options[i]]
+        errors.append(rec.get("error", ""))
         if scoring == "logprob":
             p = rec["probs"]
             st = rec.get("status", "ok")
@@ -111,6 +131,12 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
             mass.append(rec["option_mass"])
             reply.append(None)
             status.append(st if p is not None else (st if st != "ok" else "no_option_logprob"))
+        elif rec.get("status") in ("failed", "empty"):
+            choice.append(None)
+            probs.append(None)
+            mass.append(np.nan)
+            reply.append(rec.get("reply"))
+            status.append(rec["status"])
         else:
             parsed = parse_answer(rec["reply"], values, labels=dict(questions[frame.qid[i]].options))
             choice.append(parsed.choice)
@@ -123,8 +149,10 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
     frame["option_mass"] = mass
     frame["reply"] = reply
     frame["status"] = status
+    frame["error"] = errors
     frame.attrs["seconds_computing"] = elapsed
-    frame.attrs["pairs_computed"] = len(todo)
+    frame.attrs["pairs_computed"] = len(todo) - len(failures)
+    frame.attrs["pairs_failed"] = len(failures)
     return score(frame)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -20,12 +21,68 @@ import yaml
 from .questions import REPO_ROOT
 
 
+#: The sections a profile may have.
+PROFILE_SECTIONS = ("profile", "notebooks", "runs")
+
+#: Checks of parameters that every notebook shares the meaning of: (test, what is expected).
+PARAMETER_RULES = {
+    "batch_size": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "limit": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0 (0: every pair)"),
+    "max_new_tokens": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "n_boot": (lambda v: isinstance(v, int) and v >= 10, "an integer >= 10 (1,000 for reported intervals)"),
+    "n_sim": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "concurrency": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "n_pairs": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "min_group_size": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "min_answers": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "sample_seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "split": (lambda v: v in ("train", "ood"), "'train' or 'ood'"),
+    "scoring": (lambda v: v in ("logprob", "generate"), "'logprob' or 'generate'"),
+    "template": (lambda v: v in ("persona_user", "persona_system", "no_persona"),
+                 "'persona_user', 'persona_system' or 'no_persona'"),
+    "backend": (lambda v: v in ("hf", "openai_compat"), "'hf' or 'openai_compat'"),
+    "api_key_env": (lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) is not None,
+                    "the NAME of an environment variable that holds the key (e.g. OPENAI_API_KEY), never the key"),
+}
+#: What an API key looks like (OpenAI, Anthropic, Hugging Face, generic bearer tokens).
+KEY_PATTERN = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|(?:api|key|token)[-_]?[A-Za-z0-9]{24,})\b")
+
+
+def known_profiles(root: Path = REPO_ROOT) -> list[str]:
+    return sorted(p.stem for p in (root / "configs").glob("*.yaml"))
+
+
 def load_profile(profile: str, root: Path = REPO_ROOT) -> dict:
+    """Read ``configs/<profile>.yaml`` and check its sections and notebook names."""
     path = root / "configs" / f"{profile}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in (root / "configs").glob("*.yaml"))
-        raise SystemExit(f"Unknown profile {profile!r}: no {path}. Known profiles: {known}.")
-    return yaml.safe_load(path.read_text()) or {}
+        raise SystemExit(f"Unknown profile {profile!r}: no {path}. Known profiles: {known_profiles(root)}.")
+    cfg = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(cfg, dict):
+        raise SystemExit(f"{path} must be a mapping with sections {list(PROFILE_SECTIONS)}.")
+    unknown = sorted(set(cfg) - set(PROFILE_SECTIONS))
+    if unknown:
+        raise SystemExit(f"{path}: unknown section(s) {unknown}; a profile has only {list(PROFILE_SECTIONS)}.")
+    stems = sorted(p.stem for p in (root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    bad = sorted(set(cfg.get("notebooks") or {}) - set(stems))
+    if bad:
+        raise SystemExit(f"{path}: notebooks: {bad} name no notebook; known notebooks: {stems}.")
+    return cfg
+
+
+def check_parameters(params: dict, where: str) -> None:
+    """Refuse values that cannot be right (a negative batch size, an unknown split) and anything that looks
+    like a secret, before the notebook runs (and before its parameters are printed or stored)."""
+    for name, value in params.items():
+        if isinstance(value, str) and KEY_PATTERN.search(value):
+            raise SystemExit(f"{where}: parameter {name!r} looks like an API key. Keys never go into parameters "
+                             "(they would be written into the executed notebook): put the key in an environment "
+                             "variable and pass its name as api_key_env.")
+    for name, value in params.items():
+        rule = PARAMETER_RULES.get(name)
+        if rule and not rule[0](value):
+            raise SystemExit(f"{where}: parameter {name!r} = {value!r} is invalid; expected {rule[1]}.")
 
 
 def notebook_parameters(profile: str, stem: str, overrides: dict | None = None, run: str | None = None,
@@ -41,6 +98,7 @@ def notebook_parameters(profile: str, stem: str, overrides: dict | None = None, 
         params.update(runs[run] or {})
         params["run_name"] = run
     params.update(overrides or {})
+    check_parameters(params, f"configs/{profile}.yaml + flags, notebook {stem}")
     return params
 
 
@@ -68,21 +126,34 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
     out_dir = Path(out_dir or REPO_ROOT / "build" / "notebooks" / profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / (f"{src.stem}__{run}.ipynb" if run else src.name)
+    # papermill writes the output notebook while it runs: write it under another name and move it into place
+    # only on success, so that a failed or killed step never leaves a target that `make` takes for done.
+    partial = out.with_name(out.stem + ".partial.ipynb")
+    failed = out.with_name(out.stem + ".failed.ipynb")
+    for stale in (out, out.with_suffix(".html"), failed):
+        stale.unlink(missing_ok=True)
     t0 = time.time()
     print(f"[{profile}] {out.stem}: running with {params}", flush=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    pm.execute_notebook(str(src), str(out), parameters=params, cwd=str(REPO_ROOT), progress_bar=False,
-                        log_output=False, kernel_name="python3")
-    print(f"[{profile}] {out.stem}: done in {time.time() - t0:.1f} s -> {out}", flush=True)
-    _log_timing(out_dir, out.stem, time.time() - t0)
+    try:
+        pm.execute_notebook(str(src), str(partial), parameters=params, cwd=str(REPO_ROOT), progress_bar=False,
+                            log_output=False, kernel_name="python3")
+    except BaseException:
+        if partial.exists():
+            partial.replace(failed)
+            print(f"[{profile}] {out.stem}: FAILED; the notebook as far as it ran is {failed}", file=sys.stderr)
+        raise
     if html:
         import nbformat
         from nbconvert import HTMLExporter
 
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(out, as_version=4))
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(partial, as_version=4))
         out.with_suffix(".html").write_text(body, encoding="utf-8")
+    partial.replace(out)  # last: the target exists only when everything above succeeded
+    print(f"[{profile}] {out.stem}: done in {time.time() - t0:.1f} s -> {out}", flush=True)
+    _log_timing(out_dir, out.stem, time.time() - t0)
     return out
 
 

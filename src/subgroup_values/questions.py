@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .paths import REPO_ROOT  # noqa: E402  (kept here for notebooks that import it from questions)
 DEFAULT_BANK = REPO_ROOT / "data" / "questions.csv"
 
 #: Question-selection rules. ``paper`` reproduces the paper's 214 questions: every asked ordinal value item

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,7 @@ class Survey:
     file_format: str
     country: str
     version: str = ""
-    extra: dict = field(default_factory=dict)
+    encoding: str = ""
 
     @property
     def n_respondents(self) -> int:
@@ -64,11 +64,35 @@ class Survey:
     def record(self) -> dict:
         """Provenance of the source file (no respondent data)."""
         return {"path": self.path.name, "sha256": self.sha256, "format": self.file_format,
-                "country": self.country, "version": self.version, "n_respondents": self.n_respondents}
+                "country": self.country, "version": self.version, "n_respondents": self.n_respondents,
+                **({"encoding": self.encoding} if self.encoding and self.encoding != "utf-8" else {})}
+
+
+ENCODINGS = ("utf-8 (with or without BOM)", "utf-16 (with BOM)", "latin-1")
+
+
+def _decode(raw: bytes, name: str) -> tuple[str, str]:
+    """The file's text and its encoding: UTF-8 (with or without BOM), UTF-16 (with BOM), else Latin-1."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise WVSFileError(f"{name} starts with a UTF-16 byte-order mark but is not valid UTF-16 ({exc}). "
+                               f"Save it as UTF-8 or download it again. {DOWNLOAD_HINT}") from None
+    try:
+        return raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    text = raw.decode("latin-1")
+    if "\x00" in text:
+        raise WVSFileError(f"{name}: cannot tell its text encoding (NUL bytes, not UTF-8, no UTF-16 byte-order "
+                           f"mark). Expected one of {list(ENCODINGS)}: save it as UTF-8. {DOWNLOAD_HINT}")
+    return text, "latin-1"
 
 
 def _read_csv(raw: bytes, name: str) -> pd.DataFrame:
-    head = raw[:4096].decode("utf-8-sig", errors="replace").splitlines()[0] if raw else ""
+    text, encoding = _decode(raw, name)
+    head = text[:4096].splitlines()[0] if text else ""
     if not head:
         raise WVSFileError(f"{name} is empty. Expected a WVS Wave 7 CSV file. {DOWNLOAD_HINT}")
     sep = ";" if head.count(";") > head.count(",") else ","
@@ -78,7 +102,7 @@ def _read_csv(raw: bytes, name: str) -> pd.DataFrame:
             f"header (found {head[:80]!r}). {DOWNLOAD_HINT}")
     import csv
 
-    lines = raw.decode("utf-8-sig", errors="replace").rstrip("\r\n").rsplit("\n", 1)
+    lines = text.rstrip("\r\n").rsplit("\n", 1)
     if len(lines) == 2:
         n_head = len(next(csv.reader([head], delimiter=sep)))
         n_last = len(next(csv.reader([lines[1]], delimiter=sep)))
@@ -87,15 +111,17 @@ def _read_csv(raw: bytes, name: str) -> pd.DataFrame:
                 f"{name} looks truncated: its last row has {n_last} fields, the header {n_head}. "
                 f"The download was probably interrupted: download it again. {DOWNLOAD_HINT}")
     try:
-        df = pd.read_csv(io.BytesIO(raw), sep=sep, encoding="utf-8-sig", low_memory=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        df = pd.read_csv(io.StringIO(text), sep=sep, low_memory=False)
+    except (pd.errors.ParserError, ValueError) as exc:
         raise WVSFileError(
             f"{name} could not be parsed as a {'semicolon' if sep == ';' else 'comma'}-separated WVS file "
             f"({exc.__class__.__name__}: {str(exc).splitlines()[0]}). Is it complete? Download it again. "
             f"{DOWNLOAD_HINT}") from None
     # the single-country CSV ends every row with ';': an empty, unnamed last column
     unnamed = [c for c in df.columns if str(c).startswith("Unnamed:") and df[c].isna().all()]
-    return df.drop(columns=unnamed)
+    df = df.drop(columns=unnamed)
+    df.attrs["encoding"] = encoding
+    return df
 
 
 def _read_stat(raw: bytes, name: str, suffix: str) -> pd.DataFrame:
@@ -145,10 +171,15 @@ def _read_bytes(raw: bytes, name: str, suffix: str) -> tuple[pd.DataFrame, str]:
     raise WVSFileError(f"{name}: unknown file type {suffix!r}. Expected .csv, .sav, .dta or .zip. {DOWNLOAD_HINT}")
 
 
-def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[str] | None = None) -> Survey:
+def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[str] | None = None,
+             valid_codes: dict[str, set[int]] | None = None, expected_respondents: int | None = None) -> Survey:
     """Read a WVS-7 file, check it, select ``country`` (alpha-3 code or ISO number) and code missing answers.
 
     ``items`` are the value-item columns the study needs (e.g. the question bank's ids); they are checked too.
+    ``valid_codes`` maps an item to the survey codes it may hold besides the negative missing codes (its scale's
+    codes and documented off-scale codes): any other value is an error naming the column, row and value.
+    ``expected_respondents`` is the country's documented sample size: a file with more (duplicated) or fewer
+    (cut) respondents is an error. Respondent ids (``D_INTERVIEW``) must be unique.
     """
     if path is None or str(path) == "":
         raise WVSFileError(f"No survey file given. {DOWNLOAD_HINT}")
@@ -184,6 +215,22 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
         raise WVSFileError(f"Country {country!r} is not in {path.name}; it holds: {shown}. "
                            f"Pick one of these (COUNTRY=...) or use a file that covers {country!r}.")
     df = df.loc[sel].reset_index(drop=True)
+    if "D_INTERVIEW" in df.columns:
+        dup = df["D_INTERVIEW"].duplicated(keep=False)
+        if dup.any():
+            first = df.loc[dup, "D_INTERVIEW"].iloc[0]
+            raise WVSFileError(f"{path.name}: respondent ids (D_INTERVIEW) repeat: {int(dup.sum())} rows share an id "
+                               f"(e.g. {first}, data rows {list(np.flatnonzero(df['D_INTERVIEW'] == first)[:3] + 1)}). "
+                               f"Each respondent appears once in an official file: was it concatenated twice? "
+                               f"{DOWNLOAD_HINT}")
+    elif df.duplicated().any():
+        raise WVSFileError(f"{path.name}: {int(df.duplicated().sum())} rows are exact copies of other rows and the "
+                           f"file has no D_INTERVIEW id to tell respondents apart. {DOWNLOAD_HINT}")
+    if expected_respondents is not None and len(df) != int(expected_respondents):
+        raise WVSFileError(f"{path.name} holds {len(df):,} respondents for {country_key}; its documented sample is "
+                           f"{int(expected_respondents):,}. A file cut short or with rows added gives wrong "
+                           f"subgroups: use the complete official file (or fix expected_respondents in the study's "
+                           f"config if the release changed). {DOWNLOAD_HINT}")
 
     items = list(items or [])
     absent = [c for c in items if c not in df.columns]
@@ -205,9 +252,83 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
         raise WVSFileError(f"{path.name}: W_WEIGHT must be positive; found {int((df['W_WEIGHT'] <= 0).sum())} "
                            f"non-positive weights.")
 
+    for col, allowed in (valid_codes or {}).items():
+        if col not in df.columns:
+            continue
+        v = df[col]
+        bad = ~(v.isin(list(allowed)) | v.isin(list(MISSING_CODES)))
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise WVSFileError(
+                f"{path.name}: column {col} holds {float(v.iloc[row]):g} at data row {row + 1} ({int(bad.sum())} invalid "
+                f"cell(s) in that column); expected one of its codes {sorted(allowed)} or a missing code "
+                f"{sorted(MISSING_CODES)}. The file is damaged or not an official WVS-7 release. {DOWNLOAD_HINT}")
+
     values = df[coded]
     missing = values.where(values < 0, 0).astype("int16")
     df[coded] = values.where(values >= 0).astype(float)
     version = str(df["version"].iloc[0]) if "version" in df.columns else ""
     return Survey(data=df, missing=missing, path=path, sha256=sha256_of(path), file_format=fmt,
-                  country=country_key, version=version)
+                  country=country_key, version=version, encoding=df.attrs.get("encoding", ""))
+
+
+def find_survey_file(given: str | Path | None = None) -> str:
+    """The survey file to read: ``given``; else the WVS_FILE environment variable; else the one WVS Wave 7 file
+    in ``data/raw/`` (where README tells users to put it). A clear error when there is none, or several."""
+    import os
+
+    from .paths import REPO_ROOT
+
+    if given:
+        return str(given)
+    if os.environ.get("WVS_FILE"):
+        return os.environ["WVS_FILE"]
+    raw = REPO_ROOT / "data" / "raw"
+    found = sorted(p for p in raw.glob("WVS*") if p.suffix.lower() in (".csv", ".zip", ".sav", ".dta"))
+    if len(found) == 1:
+        return str(found[0])
+    if len(found) > 1:
+        raise WVSFileError(f"Several survey files in {raw}: {[p.name for p in found]}; pass the one to use as "
+                           "WVS_FILE=... (make) or the notebook's wvs_file parameter.")
+    raise WVSFileError(f"No survey file given and none in {raw}. {DOWNLOAD_HINT}")
+
+
+# ---- the file's identity, for make ----------------------------------------------------------------------------
+
+def identify(path: str | Path | None, out: str | Path) -> bool:
+    """Write ``path``'s identity (absolute path, size, SHA-256) to ``out`` when it differs from what is there;
+    True when it changed. The hash is recomputed only when the path, size or modification time changed."""
+    import json
+
+    if path is None or str(path).strip() == "" or not Path(path).expanduser().is_file():
+        raise WVSFileError(f"No WVS survey file found (WVS_FILE={str(path or '')!r}). {DOWNLOAD_HINT}")
+    p = Path(path).expanduser().resolve()
+    st = p.stat()
+    out = Path(out)
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    if old.get("path") == str(p) and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns:
+        return False
+    new = {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_of(p)}
+    if all(old.get(k) == new[k] for k in ("path", "size", "sha256")):
+        return False  # touched but the same content: leave the stamp (and what depends on it) alone
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(new) + "\n")
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 3 or args[0] != "identify":
+        raise SystemExit("usage: python -m subgroup_values.wvs identify WVS_FILE OUT")
+    try:
+        changed = identify(args[1], args[2])
+    except WVSFileError as exc:
+        raise SystemExit(str(exc)) from None
+    if changed:
+        print(f"survey file {args[1]}: new or changed, the dataset will be rebuilt")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Backend, GenerateRequest, OptionScores, ScoreRequest
+from .base import Backend, GenerateRequest, OptionScores, RequestFailed, ScoreRequest
 
 BACKENDS = ("hf", "openai_compat")
 
@@ -25,4 +25,4 @@ def make_backend(kind: str, model: str, adapter: str | None = None, dtype: str =
     raise ValueError(f"Unknown backend {kind!r}; expected one of {BACKENDS}.")
 
 
-__all__ = ["Backend", "GenerateRequest", "OptionScores", "ScoreRequest", "make_backend", "BACKENDS"]
+__all__ = ["Backend", "GenerateRequest", "OptionScores", "RequestFailed", "ScoreRequest", "make_backend", "BACKENDS"]

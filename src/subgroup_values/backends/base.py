@@ -20,7 +20,15 @@ class OptionScores:
     probs: list[float] | None  # renormalised over the options; None when the backend could not score them
     option_mass: float  # probability of all options before renormalising (the rest went elsewhere)
     logprobs: list[float] = field(default_factory=list)  # log P(code, then the number ends)
-    status: str = "ok"  # "ok", or why there is no distribution (e.g. "no_option_logprob")
+    status: str = "ok"  # "ok", or why there is no distribution ("no_option_logprob", "failed")
+    error: str = ""  # what went wrong, for status "failed"
+
+
+@dataclass
+class RequestFailed:
+    """A request that failed for good (retries exhausted, a client error): recorded, never cached."""
+
+    error: str
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """An on-disk response cache: a rerun costs nothing and an interrupted run resumes where it stopped.
 
 Keys hash everything that changes an answer: the backend's identity (kind, model, weights hash, adapter and its
-hash, dtype), the scoring mode and decoding settings, the template, and the exact messages and options.
+hash, dtype), the scoring mode and decoding settings (for generation also the batch size, since padding can change
+greedy output), and the exact messages and options. Only real answers are stored: a failed request or an empty
+reply is recorded in the run's predictions (status ``failed`` / ``empty``) and asked again by the next run.
 Storage is SQLite (one file, atomic commits): work is committed in small batches, so a kill loses at most the
 batch in flight.
 """

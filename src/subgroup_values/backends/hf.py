@@ -81,12 +81,23 @@ class HFBackend(Backend):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_name = str(model)
-        if Path(self.model_name).exists() is False and os.environ.get("HF_HUB_OFFLINE") == "1" and "/" not in self.model_name:
-            raise FileNotFoundError(f"Model {model!r} is neither a local folder nor a hub id. For the embedded "
-                                    f"model run `make model` first.")
+        if not Path(self.model_name).is_dir() and os.environ.get("HF_HUB_OFFLINE") == "1":
+            from huggingface_hub import try_to_load_from_cache
+
+            try:
+                cached = try_to_load_from_cache(self.model_name, "config.json")
+            except ValueError:  # not a valid hub id either (a path)
+                cached = None
+            if not isinstance(cached, str):
+                raise FileNotFoundError(
+                    f"No model folder at {self.model_name!r} (and, offline, no hub copy of it in the local cache). "
+                    f"For the embedded model run `make model`; for the tiny test model `make tiny-model`; for "
+                    f"another model give the path of a local folder with config.json.")
         self.adapter = str(adapter) if adapter else None
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
         self.batch_size = int(batch_size)
         self.prefix_cache = bool(prefix_cache)
         self.progress = progress

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from .base import Backend, GenerateRequest, OptionScores, ScoreRequest
+from .base import Backend, GenerateRequest, OptionScores, RequestFailed, ScoreRequest
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -91,17 +91,25 @@ class OpenAICompatBackend(Backend):
         raise OpenAICompatError(f"{self.url} failed {self.max_retries + 1} times; last: {last}. The run can be "
                                 f"resumed later: finished answers are cached.")
 
-    def _map(self, fn, items):
+    def _map(self, fn, items, on_failure):
+        """``fn`` over ``items`` with ``concurrency`` requests in flight; a request that fails for good becomes
+        ``on_failure(message)`` instead of aborting the others (they finish and are kept)."""
+        def safe(item):
+            try:
+                return fn(item)
+            except OpenAICompatError as exc:
+                return on_failure(str(exc))
+
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(fn, items))
+            return list(pool.map(safe, items))
 
     # ---- the Backend interface ---------------------------------------------------------------------------------
-    def generate(self, requests: list[GenerateRequest]) -> list[str]:
+    def generate(self, requests: list[GenerateRequest]) -> list[str | RequestFailed]:
         def one(r: GenerateRequest) -> str:
             reply = self._post({"messages": r.messages, "max_tokens": r.max_new_tokens})
             return (reply["choices"][0]["message"].get("content") or "").strip()
 
-        return self._map(one, requests)
+        return self._map(one, requests, RequestFailed)
 
     def score(self, requests: list[ScoreRequest]) -> list[OptionScores]:
         def one(r: ScoreRequest) -> OptionScores:
@@ -121,4 +129,4 @@ class OpenAICompatBackend(Backend):
             probs = [math.exp(lp) / mass if lp > -math.inf else 0.0 for lp in logps]
             return OptionScores(probs=probs, option_mass=mass, logprobs=logps)
 
-        return self._map(one, requests)
+        return self._map(one, requests, lambda msg: OptionScores(None, float("nan"), status="failed", error=msg))
