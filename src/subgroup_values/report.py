@@ -186,8 +186,8 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
     if rules.is_file():
         s = json.loads((data_dir / "question_rule_search.json").read_text())
         out.append(f"\nQuestion-rule search (`{_shown(rules)}`): {s['droppable_items']} items can be dropped "
-                   f"without changing the pair counts; of {s['unions_enumerated']:,} unions of whole questionnaire "
-                   f"batteries of 19 such items{' (enumeration capped)' if s['enumeration_capped'] else ''}, "
+                   f"without changing the pair counts; {s.get('unions_total', 0):,} unions of whole questionnaire "
+                   f"batteries have 19 such items; of the first {s['unions_enumerated']:,} in questionnaire order, "
                    f"{s['unions_fitting_both']:,} match both landscape numbers within {s['unions_fitting_both_within']}: "
                    "the counts and the two numbers do not identify the paper's rule. Our rule and the closest "
                    "unions:\n")
