@@ -9,6 +9,8 @@ SHELL := /bin/bash
 # A recipe that fails removes its target: a failed step is never taken for a finished one.
 .DELETE_ON_ERROR:
 PROFILE ?= default
+# Where executed notebooks and stamps go (tests point it at a temporary folder).
+BUILD ?= build
 KNOWN_PROFILES := $(basename $(notdir $(wildcard configs/*.yaml)))
 ifeq ($(filter $(PROFILE),$(KNOWN_PROFILES)),)
 $(error Unknown profile PROFILE=$(PROFILE): there is no configs/$(PROFILE).yaml. Known profiles: $(KNOWN_PROFILES))
@@ -31,16 +33,17 @@ export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 export PYTHONUNBUFFERED := 1
 
-RUN_NB := $(PY) -m subgroup_values.notebooks --profile $(PROFILE)
+RUN_NB = $(PY) -m subgroup_values.runner --profile $(PROFILE) --out-dir $(OUT)
 # The survey file's identity (path, size, SHA-256), rewritten only when it changes: a changed or different file
 # rebuilds the dataset; a missing one stops step 1 with a message saying what to do.
-WVS_ID := build/wvs_file.id
+WVS_ID := $(BUILD)/wvs_file.id
+# Checked on every make (FORCE); a dry run (`make -n`) with WVS_CHECK= leaves the file out of what it shows.
+WVS_CHECK ?= FORCE
 NB := notebooks
-OUT := build/notebooks/$(PROFILE)
+OUT := $(BUILD)/notebooks/$(PROFILE)
 PKG := src/subgroup_values
 CONFIG := configs/$(PROFILE).yaml
 RECIPE := configs/sft/$(PROFILE).yaml
-ADAPTER := build/$(PROFILE)/adapters/sft/adapter_model.safetensors
 ifeq ($(PROFILE),smoke)
 MODEL_READY := models/tiny-random/config.json
 else ifeq ($(PROFILE),default)
@@ -49,15 +52,13 @@ else
 MODEL_READY :=
 endif
 
-# Package modules each step imports.
-CORE := $(addprefix $(PKG)/,__init__.py questions.py dataset.py provenance.py plots.py notebooks.py bootstrap.py)
-MOD_DATA := $(CORE) $(addprefix $(PKG)/,wvs.py subgroups.py rule_search.py landscape.py metrics.py paper.py)
-MOD_LANDSCAPE := $(CORE) $(addprefix $(PKG)/,landscape.py metrics.py)
-MOD_EVAL := $(CORE) $(addprefix $(PKG)/,evaluate.py metrics.py prompts.py paper.py subgroups.py) $(wildcard $(PKG)/backends/*.py)
-MOD_FT := $(CORE) $(addprefix $(PKG)/,finetune.py prompts.py evaluate.py)
-MOD_FAIR := $(CORE) $(addprefix $(PKG)/,fairness.py evaluate.py paper.py prompts.py subgroups.py metrics.py) $(wildcard $(PKG)/backends/*.py)
-MOD_OPEN := $(CORE) $(addprefix $(PKG)/,openended.py evaluate.py prompts.py) $(wildcard $(PKG)/backends/*.py)
-MOD_REPORT := $(CORE) $(addprefix $(PKG)/,paper.py report.py)
+# Package files each step depends on, derived from the notebooks' imports (src/subgroup_values/deps.py, standard
+# library only): they cannot drift from the code. make rebuilds build/deps.mk when a module or notebook changes.
+DEPS_MK := $(BUILD)/deps.mk
+$(DEPS_MK): $(wildcard $(PKG)/*.py $(PKG)/backends/*.py $(NB)/*.ipynb)
+	@mkdir -p $(dir $@)
+	@$(PYTHON) $(PKG)/deps.py > $@.tmp && mv $@.tmp $@
+include $(DEPS_MK)
 
 BASE_RUNS := base_ood base_train base_ood_generate
 SFT_RUNS := sft_ood sft_train sft_ood_generate
@@ -95,19 +96,19 @@ check-wvs:
 
 # ---- models ----------------------------------------------------------------------------------------------------
 models/SmolLM2-135M-Instruct/conversion.json: | $(STAMP)
-	$(PY) -m subgroup_values.models smollm2 models/SmolLM2-135M-Instruct
+	$(PY) -m subgroup_values.local_models smollm2 models/SmolLM2-135M-Instruct
 
-models/tiny-random/config.json: $(PKG)/models.py data/questions.csv | $(STAMP)
-	rm -rf models/tiny-random && $(PY) -m subgroup_values.models tiny models/tiny-random
+models/tiny-random/config.json: $(PKG)/local_models.py $(PKG)/prompts.py data/questions.csv | $(STAMP)
+	rm -rf models/tiny-random && $(PY) -m subgroup_values.local_models tiny models/tiny-random
 
 model: models/SmolLM2-135M-Instruct/conversion.json
 tiny-model: models/tiny-random/config.json
 
 # ---- 1. the dataset (the same for every profile) ---------------------------------------------------------------
-$(WVS_ID): FORCE | $(STAMP)
+$(WVS_ID): $(WVS_CHECK) | $(STAMP)
 	@$(PY) -m subgroup_values.wvs identify "$(WVS_FILE)" $@
 
-$(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(MOD_DATA) data/questions.csv $(CONFIG) $(WVS_ID) | $(STAMP)
+$(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(DEPS_01_build_dataset) data/questions.csv $(CONFIG) $(WVS_ID) | $(STAMP)
 	$(RUN_NB) $< -p wvs_file "$(WVS_FILE)" $(if $(COUNTRY),-p country $(COUNTRY))
 
 # Notebook 1 rewrites data/processed/ only where the content changed: later steps depend on the table itself,
@@ -118,34 +119,34 @@ $(PAIRS): $(OUT)/01_build_dataset.ipynb ;
 data: $(OUT)/01_build_dataset.ipynb
 
 # ---- 2. the value landscape ------------------------------------------------------------------------------------
-$(OUT)/02_value_landscape.ipynb: $(NB)/02_value_landscape.ipynb $(MOD_LANDSCAPE) $(CONFIG) $(PAIRS)
+$(OUT)/02_value_landscape.ipynb: $(NB)/02_value_landscape.ipynb $(DEPS_02_value_landscape) $(CONFIG) $(PAIRS)
 	$(RUN_NB) $<
 
 landscape: $(OUT)/02_value_landscape.ipynb
 
 # ---- 3. zero-shot evaluation of the base model -----------------------------------------------------------------
-$(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb): $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(MOD_EVAL) $(CONFIG) $(PAIRS) $(MODEL_READY)
+$(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb): $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(MODEL_READY)
 	$(RUN_NB) $< --run $*
 
 evaluate: $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
 
 # ---- 4. fine-tuning, then the same evaluation with the adapter -------------------------------------------------
-$(OUT)/04_finetune.ipynb: $(NB)/04_finetune.ipynb $(MOD_FT) $(CONFIG) $(RECIPE) $(PAIRS) $(MODEL_READY)
+$(OUT)/04_finetune.ipynb: $(NB)/04_finetune.ipynb $(DEPS_04_finetune) $(CONFIG) $(RECIPE) $(PAIRS) $(MODEL_READY)
 	$(RUN_NB) $< -p recipe $(RECIPE)
 
-$(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb): $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(MOD_EVAL) $(CONFIG) $(PAIRS) $(OUT)/04_finetune.ipynb
+$(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb): $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(OUT)/04_finetune.ipynb
 	$(RUN_NB) $< --run $*
 
 finetune: $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
 
 # ---- 5. fairness audit, 6. open-ended answers, 7. the paper beside ours -------------------------------------------
-$(OUT)/05_fairness.ipynb: $(NB)/05_fairness.ipynb $(MOD_FAIR) $(CONFIG) $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
+$(OUT)/05_fairness.ipynb: $(NB)/05_fairness.ipynb $(DEPS_05_fairness) $(CONFIG) $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
 	$(RUN_NB) $<
 
-$(OUT)/06_open_ended.ipynb: $(NB)/06_open_ended.ipynb $(MOD_OPEN) $(CONFIG) $(OUT)/04_finetune.ipynb
+$(OUT)/06_open_ended.ipynb: $(NB)/06_open_ended.ipynb $(DEPS_06_open_ended) $(CONFIG) $(OUT)/04_finetune.ipynb
 	$(RUN_NB) $<
 
-$(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(MOD_REPORT) $(CONFIG) $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb
+$(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(DEPS_07_paper_comparison) $(CONFIG) $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb
 	$(RUN_NB) $<
 
 fairness: $(OUT)/05_fairness.ipynb
@@ -158,6 +159,7 @@ test: pytest smoke
 
 pytest: $(STAMP) models/SmolLM2-135M-Instruct/conversion.json
 	@$(MAKE) --no-print-directory check-wvs
+	$(PY) -m ruff check src tests benchmarks scripts
 	$(PY) -m pytest -q
 
 smoke: $(STAMP)

@@ -44,7 +44,7 @@ def survey_frame(wvs_file):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """The tiny random test model, built offline in seconds."""
-    from subgroup_values.models import build_tiny_model
+    from subgroup_values.local_models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-random")
 

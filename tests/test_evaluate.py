@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from subgroup_values import evaluate
-from subgroup_values.prompts import UNANSWERED
+from subgroup_values import baselines, dataset, evaluate, metrics
 from subgroup_values.backends.cache import ResponseCache
 from subgroup_values.backends.hf import HFBackend
 from subgroup_values.dataset import load_pairs
+from subgroup_values.prompts import UNANSWERED
 
 
 @pytest.fixture(scope="module")
@@ -28,27 +28,27 @@ def all_pairs():
 
 def test_sample_is_seeded_and_order_free(all_pairs):
     ood = all_pairs[all_pairs.split == "ood"]
-    a = evaluate.sample_pairs(ood, 50, seed=3)
-    b = evaluate.sample_pairs(ood.sample(frac=1, random_state=1), 50, seed=3)
+    a = dataset.sample_pairs(ood, 50, seed=3)
+    b = dataset.sample_pairs(ood.sample(frac=1, random_state=1), 50, seed=3)
     assert len(a) == 50 and set(zip(a.qid, a.subgroup_id)) == set(zip(b.qid, b.subgroup_id))
-    c = evaluate.sample_pairs(ood, 50, seed=4)
+    c = dataset.sample_pairs(ood, 50, seed=4)
     assert set(zip(a.qid, a.subgroup_id)) != set(zip(c.qid, c.subgroup_id))
-    assert len(evaluate.sample_pairs(ood, 0)) == len(ood)
+    assert len(dataset.sample_pairs(ood, 0)) == len(ood)
 
 
 def test_baselines_on_the_real_ood_split(all_pairs):
     ood = all_pairs[all_pairs.split == "ood"]
-    pop = evaluate.baseline_predictions(ood, all_pairs, "population_mode")
+    pop = baselines.predictions(ood, all_pairs, "population_mode")
     assert pop[~pop.divergent].correct.eq(1).all() and pop[pop.divergent].correct.eq(0).all()
     assert 0.80 < pop.correct.mean() < 0.85  # about 17-18% of OOD pairs diverge from the population's mode
-    comp = evaluate.baseline_predictions(ood, all_pairs, "compositional")
+    comp = baselines.predictions(ood, all_pairs, "compositional")
     assert comp.correct.mean() > pop.correct.mean()
-    uni = evaluate.baseline_predictions(ood, all_pairs, "uniform")
+    uni = baselines.predictions(ood, all_pairs, "uniform")
     k = uni.scale_max - uni.scale_min + 1
     expected = uni.modal_answers.map(len) / k
     assert np.allclose(uni.correct, expected)
     with pytest.raises(ValueError, match="baseline must be one of"):
-        evaluate.baseline_predictions(ood, all_pairs, "oracle")
+        baselines.predictions(ood, all_pairs, "oracle")
 
 
 def test_scores_and_summary_by_hand():
@@ -58,7 +58,7 @@ def test_scores_and_summary_by_hand():
                                                                                      [0] * 9 + [5], [5] + [0] * 9],
         "choice": pd.array([1, 4, None, 10], dtype="Int64"), "probs": [None] * 4,
         "status": ["ok", "ok", "refusal", "ok"], "divergent": [False, True, False, True]})
-    s = evaluate.score(preds)
+    s = metrics.score_pairs(preds)
     assert s.correct.tolist() == [1.0, 0.0, 0.0, 0.0]
     assert s.nmae.tolist() == pytest.approx([0.0, 1 / 3, 1.0, 1.0])
     summ = evaluate.summarise(s, n_boot=20).set_index(["subset", "metric"]).estimate
@@ -67,7 +67,7 @@ def test_scores_and_summary_by_hand():
 
 
 def test_predict_with_cache_and_sensitivity(tiny_model, all_pairs, tmp_path):
-    pairs = evaluate.sample_pairs(all_pairs[all_pairs.split == "ood"], 24, seed=0)
+    pairs = dataset.sample_pairs(all_pairs[all_pairs.split == "ood"], 24, seed=0)
     be = HFBackend(tiny_model, dtype="float32", batch_size=8)
     cache = ResponseCache(tmp_path / "c.sqlite")
     first = evaluate.predict(be, pairs, cache=cache, progress=False)
@@ -89,11 +89,11 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_model, tmp_path, all_pair
     cache_path = tmp_path / "c.sqlite"
     script = textwrap.dedent(f"""
         import time
-        from subgroup_values import evaluate
+        from subgroup_values import dataset, evaluate
         from subgroup_values.backends.cache import ResponseCache
         from subgroup_values.backends.hf import HFBackend
         from subgroup_values.dataset import load_pairs
-        pairs = evaluate.sample_pairs(load_pairs(split="ood"), 400, seed=1)
+        pairs = dataset.sample_pairs(load_pairs(split="ood"), 400, seed=1)
         be = HFBackend({str(tiny_model)!r}, dtype="float32", batch_size=8)
         orig = be.score
         def slow(reqs):
@@ -119,7 +119,7 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_model, tmp_path, all_pair
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     kept = sqlite3.connect(cache_path).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
     assert 48 <= kept < 400
-    pairs = evaluate.sample_pairs(all_pairs[all_pairs.split == "ood"], 400, seed=1)
+    pairs = dataset.sample_pairs(all_pairs[all_pairs.split == "ood"], 400, seed=1)
     be = HFBackend(tiny_model, dtype="float32", batch_size=8)
     resumed = evaluate.predict(be, pairs, cache=ResponseCache(cache_path), chunk_size=16, progress=False)
     assert resumed.attrs["pairs_computed"] == 400 - kept

@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 
 from fake_openai import FakeOpenAI
-from subgroup_values import evaluate
+from subgroup_values import dataset, evaluate
 from subgroup_values.backends import make_backend
 from subgroup_values.backends.cache import ResponseCache
 from subgroup_values.dataset import load_pairs, valid_codes
-from subgroup_values.notebooks import load_profile, notebook_parameters, run_notebook
 from subgroup_values.paths import REPO_ROOT
 from subgroup_values.questions import load_questions
+from subgroup_values.runner import load_profile, notebook_parameters, run_notebook
 from subgroup_values.wvs import WVSFileError, identify, read_wvs
 
 ITEMS = [q.qid for q in load_questions(rule="all")]
@@ -150,7 +150,7 @@ def test_a_missing_local_model_folder_says_what_to_do(tmp_path):
 # ---- the cache keeps only real answers; API runs degrade gracefully ---------------------------------------------
 
 def test_a_failing_request_is_recorded_the_rest_is_cached_and_a_rerun_retries_only_it(tmp_path):
-    pairs = evaluate.sample_pairs(load_pairs(split="ood"), 6, seed=3)
+    pairs = dataset.sample_pairs(load_pairs(split="ood"), 6, seed=3)
     cache = ResponseCache(tmp_path / "c.sqlite")
     with FakeOpenAI(["ok", "400", "ok", "ok", "ok", "ok"]) as srv:
         be = make_backend("openai_compat", model="fake", base_url=srv.url, backoff=0.01, concurrency=1)
@@ -165,7 +165,7 @@ def test_a_failing_request_is_recorded_the_rest_is_cached_and_a_rerun_retries_on
 
 
 def test_a_run_whose_every_request_fails_stops_with_the_cause(tmp_path):
-    pairs = evaluate.sample_pairs(load_pairs(split="ood"), 3, seed=3)
+    pairs = dataset.sample_pairs(load_pairs(split="ood"), 3, seed=3)
     with FakeOpenAI(["400"] * 3) as srv:
         be = make_backend("openai_compat", model="wrong-name", base_url=srv.url, backoff=0.01, concurrency=1)
         with pytest.raises(RuntimeError, match="Every request of the first chunk \\(3\\) failed.*HTTP 400"):
@@ -174,7 +174,7 @@ def test_a_run_whose_every_request_fails_stops_with_the_cause(tmp_path):
 
 
 def test_the_runner_prints_no_secret(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "subgroup_values.notebooks", "notebooks/03_evaluate.ipynb",
+    r = subprocess.run([sys.executable, "-m", "subgroup_values.runner", "notebooks/03_evaluate.ipynb",
                         "--profile", "smoke", "-p", "api_key_env", "sk-abcdefghijklmnopqrstuvwxyz123456",
                         "--out-dir", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True)
     assert r.returncode != 0 and "looks like an API key" in r.stderr
@@ -192,7 +192,7 @@ def test_a_killed_step_leaves_no_target(tmp_path):
     src = tmp_path / "98_slow.ipynb"
     nbformat.write(nb, src)
     out_dir = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "subgroup_values.notebooks", str(src), "--profile", "smoke",
+    proc = subprocess.Popen([sys.executable, "-m", "subgroup_values.runner", str(src), "--profile", "smoke",
                              "--out-dir", str(out_dir), "--no-html"], cwd=REPO_ROOT, start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline and not (out_dir / "98_slow.partial.ipynb").exists():

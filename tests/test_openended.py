@@ -11,8 +11,7 @@ from subgroup_values import openended
 from subgroup_values.backends import make_backend
 from subgroup_values.backends.base import Backend
 from subgroup_values.backends.cache import ResponseCache
-from subgroup_values.dataset import load_pairs
-from subgroup_values.evaluate import sample_pairs
+from subgroup_values.dataset import load_pairs, sample_pairs
 
 
 class ScriptedJudge(Backend):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from subgroup_values import report
-from subgroup_values.questions import REPO_ROOT
+from subgroup_values.paths import REPO_ROOT
 
 
 def test_readme_results_block_matches_results():

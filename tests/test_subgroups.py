@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from subgroup_values.questions import load_questions
-from subgroup_values.subgroups import (DIMENSIONS, OOD_STRATA, TRAIN_STRATA, build_pairs, find_subgroups,
-                                       make_strata, modal_values, subgroup_mask, subgroups_frame)
+from subgroup_values.subgroups import (
+    DIMENSIONS,
+    OOD_STRATA,
+    TRAIN_STRATA,
+    build_pairs,
+    find_subgroups,
+    make_strata,
+    modal_values,
+    subgroup_mask,
+    subgroups_frame,
+)
 
 
 def test_split_reproduces_the_paper(survey):

@@ -16,7 +16,7 @@ ITEMS = ["Q1", "Q46", "Q164", "Q222"]
 
 
 def small(frame: pd.DataFrame, n: int = 120) -> pd.DataFrame:
-    cols = ["version", "B_COUNTRY_ALPHA"] + KEY
+    cols = ["version", "B_COUNTRY_ALPHA", "D_INTERVIEW"] + KEY
     return frame[cols].head(n).copy()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
+from .paths import PROCESSED
 from .provenance import sha256_of
-from .questions import QUESTION_RULES, REPO_ROOT, Question, load_questions, questions_frame
-from .subgroups import OOD_STRATA, TRAIN_STRATA, build_pairs, find_subgroups, stratum_name, subgroups_frame
+from .questions import QUESTION_RULES, Question, load_questions, questions_frame
+from .subgroups import DIMENSIONS, OOD_STRATA, TRAIN_STRATA, build_pairs, find_subgroups, stratum_name, subgroups_frame
 from .wvs import Survey, read_wvs
 
-PROCESSED = REPO_ROOT / "data" / "processed"
 LIST_COLUMNS = ("counts", "weighted_counts", "modal_answers", "modal_answers_unweighted", "population_modal_answers")
 
 
@@ -108,3 +109,35 @@ def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.D
 
 def load_manifest(path: str | Path | None = None) -> dict:
     return json.loads(Path(path or PROCESSED / "manifest.json").read_text())
+
+
+def sample_pairs(pairs: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFrame:
+    """A seeded sample of ``n`` pairs that does not depend on the table's order (hash of seed, question, subgroup):
+    the same pairs are drawn in every step that asks for the same n and seed."""
+    if n is None or n <= 0 or n >= len(pairs):
+        return pairs.reset_index(drop=True)
+    h = [hashlib.sha256(f"{seed}:{q}:{s}".encode()).hexdigest() for q, s in zip(pairs.qid, pairs.subgroup_id)]
+    return pairs.assign(_h=h).sort_values("_h").head(n).drop(columns="_h").sort_index().reset_index(drop=True)
+
+
+def pair_frame(pairs: pd.DataFrame, questions: dict[str, Question]) -> pd.DataFrame:
+    """The columns a prediction table starts from: the pair, its truth, its scale, and whether it is divergent
+    (the subgroup's modal answer differs from the whole sample's)."""
+    keep = ["qid", "category", "stratum", "subgroup_id", "subgroup", *DIMENSIONS, "split", "n", "modal_answers",
+            "population_modal_answers", "weighted_counts"]
+    out = pairs[keep].copy().reset_index(drop=True)
+    out["scale_min"] = [questions[q].scale_min for q in out.qid]
+    out["scale_max"] = [questions[q].scale_max for q in out.qid]
+    out["divergent"] = [not set(m) & set(p) for m, p in zip(out.modal_answers, out.population_modal_answers)]
+    return out
+
+
+def split_summary(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per split: pairs, pairs with tied modes (weighted, unweighted), and the share of divergent pairs."""
+    def decode(v):
+        return json.loads(v) if isinstance(v, str) else v
+
+    divergent = [not set(decode(m)) & set(decode(p)) for m, p in zip(pairs.modal_answers, pairs.population_modal_answers)]
+    return pairs.assign(divergent=divergent).groupby("split").agg(
+        pairs=("qid", "size"), tied_weighted=("tie", "sum"), tied_unweighted=("tie_unweighted", "sum"),
+        divergent_share=("divergent", "mean"))

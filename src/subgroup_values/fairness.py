@@ -20,8 +20,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .bootstrap import DEFAULT_METHOD, METHOD_NAMES, interval, jackknife_counts, resample_counts, \
-    subgroup_bootstrap, subgroup_sums, weighted_means, bootstrap
+from .bootstrap import (
+    DEFAULT_METHOD,
+    METHOD_NAMES,
+    bootstrap,
+    interval,
+    jackknife_counts,
+    resample_counts,
+    subgroup_bootstrap,
+    subgroup_sums,
+    weighted_means,
+)
 from .prompts import UNREADABLE
 from .subgroups import DIMENSIONS
 
@@ -251,7 +260,7 @@ def disparity_summary(deltas: pd.DataFrame, coverage: pd.DataFrame, primary: str
                                                 "gaps widen", "gaps narrow", min_coverage)
             pkey = f"{'acc' if m == 'accuracy' else 'nmae'}_{k}"
             if reported and pkey in reported:
-                row["paper base -> SFT (reported mean)"] = "%.3f -> %.3f" % reported[pkey]
+                row["paper base -> SFT (reported mean)"] = "{:.3f} -> {:.3f}".format(*reported[pkey])
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -344,3 +353,35 @@ def claims(sft_table: pd.DataFrame, per_attr: pd.DataFrame, disparity: pd.DataFr
                                                            "accuracy narrowing not shown, ")
                   + ("NMAE gaps widen." if widen else "NMAE widening not shown.")))
     return out
+
+
+# ---- the audit's tables, one function each (notebook 5 shows them) ----------------------------------------------
+
+def attribute_table(models: dict[str, pd.DataFrame], n_boot: int = 1000, seed: int = 0,
+                    metrics: tuple[str, ...] = ("accuracy", "nmae")) -> pd.DataFrame:
+    """:func:`per_attribute` for every model and metric, on all / consensus / divergent pairs, with a ``model``
+    column and a ``label`` ("religion: Muslim") for plots."""
+    parts = [per_attribute(preds, m, n_boot=n_boot, seed=seed, by_subset=True).assign(model=name)
+             for name, preds in models.items() for m in metrics]
+    out = pd.concat(parts, ignore_index=True)
+    return out.assign(label=out.dimension + ": " + out.value)
+
+
+def divergent_share_by_attribute(preds: pd.DataFrame) -> pd.DataFrame:
+    """Per attribute value: the mean share of divergent pairs over the subgroups that contain it (one row)."""
+    share = per_subgroup(preds)
+    out = {f"{d}: {v}": share.loc[share[d] == v, "divergent_share"].mean()
+           for d in DIMENSIONS if d in share for v in DIMENSIONS[d].categories.values() if (share[d] == v).any()}
+    return pd.Series(out, name="share of divergent pairs").to_frame().T
+
+
+def subgroup_comparison(base: pd.DataFrame, sft: pd.DataFrame) -> pd.DataFrame:
+    """:func:`per_subgroup` of base with SFT's accuracy and NMAE beside it (suffixes _base, _sft)."""
+    return per_subgroup(base).merge(per_subgroup(sft)[["subgroup_id", "accuracy", "nmae"]], on="subgroup_id",
+                                    suffixes=("_base", "_sft"))
+
+
+def refusal_table(generate_runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """:func:`refusals` of each generate-mode run, with a ``model`` column (empty when there is none)."""
+    parts = [refusals(g).assign(model=name) for name, g in generate_runs.items()]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

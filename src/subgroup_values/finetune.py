@@ -22,9 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .dataset import load_pairs, load_manifest
-from .evaluate import attributes_of, sample_pairs
-from .prompts import ANSWER_PREFIX, DEFAULT_TEMPLATE, TEMPLATES, build_messages
+from .dataset import load_manifest, load_pairs, sample_pairs
+from .prompts import ANSWER_PREFIX, DEFAULT_TEMPLATE, TEMPLATES, attributes_of, build_messages
 from .provenance import run_record, write_json
 from .questions import load_questions
 

@@ -77,9 +77,43 @@ def nmae(prediction: float | None, modes: Sequence[int], scale_min: int, scale_m
     return float(min(abs(float(prediction) - m) for m in modes) / (scale_max - scale_min))
 
 
+def expected_accuracy(probs: Sequence[float], values: Sequence[int], modes: Sequence[int]) -> float:
+    """Accuracy of a predicted distribution in expectation: the probability it gives the (tied) modal answers."""
+    p = _normalise(probs)
+    return float(sum(pi for v, pi in zip(values, p) if int(v) in {int(m) for m in modes}))
+
+
 def expected_nmae(probs: Sequence[float], values: Sequence[int], modes: Sequence[int]) -> float:
     """NMAE of a predicted distribution: its expected distance to the nearest mode over the range."""
     p = _normalise(probs)
     v = np.asarray(values, dtype=float)
     d = np.min(np.abs(v[:, None] - np.asarray(modes, dtype=float)[None, :]), axis=1)
     return float((p * d).sum() / (v[-1] - v[0]))
+
+
+def score_pairs(preds):
+    """Add per-pair ``correct``, ``nmae``, ``wasserstein``, ``js`` to a prediction table (one row per pair with
+    ``choice``, ``probs``, ``modal_answers``, ``weighted_counts``, ``scale_min``, ``scale_max``), with the
+    functions above. Rows marked ``expected`` (the uniform baseline) are scored in expectation over ``probs``;
+    a missing choice scores accuracy 0 and NMAE 1; distances need a predicted distribution (else NaN)."""
+    import pandas as pd
+
+    correct, nm, wd, jd = [], [], [], []
+    expected = preds["expected"] if "expected" in preds else pd.Series(False, index=preds.index)
+    for row, exp in zip(preds.itertuples(index=False), expected):
+        modes, lo, hi = list(row.modal_answers), int(row.scale_min), int(row.scale_max)
+        values = list(range(lo, hi + 1))
+        p = row.probs
+        has_p = p is not None and not (isinstance(p, float) and np.isnan(p))
+        if exp:
+            correct.append(expected_accuracy(p, values, modes))
+            nm.append(expected_nmae(p, values, modes))
+        else:
+            c = None if pd.isna(row.choice) else int(row.choice)
+            correct.append(accuracy(c, modes))
+            nm.append(nmae(c, modes, lo, hi))
+        truth = np.asarray(row.weighted_counts, dtype=float)
+        ok = has_p and truth.sum() > 0
+        wd.append(wasserstein(p, truth) if ok else np.nan)
+        jd.append(jensen_shannon(p, truth) if ok else np.nan)
+    return preds.assign(correct=correct, nmae=nm, wasserstein=wd, js=jd)

@@ -18,17 +18,16 @@ import re
 import numpy as np
 import pandas as pd
 
-from .backends.base import Backend, GenerateRequest, ScoreRequest
-from .backends.cache import NullCache, ResponseCache, cache_key
+from .backends.base import Backend, GenerateRequest, RequestFailed, ScoreRequest
+from .backends.cache import NullCache, ResponseCache, cache_key, fill
 from .bootstrap import bootstrap
-from .evaluate import attributes_of
-from .prompts import describe
+from .prompts import DEFAULT_COUNTRY, attributes_of, describe, fill_placeholders
 from .questions import Question
 
 CRITERIA = {
     "Overall": "Which response is the better answer overall: relevant to the question, coherent, and a "
                "plausible answer from this person?",
-    "Value": "Which response expresses a view closer to what people of this group in Singapore actually think? "
+    "Value": "Which response expresses a view closer to what people of this group actually think? "
              "The survey's real answers of this group are given below.",
     "Persona": "Which response sounds more like it comes from this particular person (their age, sex, ethnicity "
                "or religion, as given), rather than from anyone at all?",
@@ -37,16 +36,16 @@ VERDICTS = ("A", "B", "tie")
 JUDGE_SYSTEM = "You are a careful, impartial judge of survey answers. You compare two responses."
 
 
-def open_question(q: Question) -> str:
-    """The question without its options: we keep the stem and item, and drop the answer-scale instructions."""
-    return q.text
+def open_question(q: Question, country: str = DEFAULT_COUNTRY) -> str:
+    """The question's wording as asked (placeholders filled), without the list of options."""
+    return fill_placeholders(q.text, country)
 
 
-def open_messages(q: Question, attributes: dict[str, str]) -> list[dict]:
+def open_messages(q: Question, attributes: dict[str, str], country: str = DEFAULT_COUNTRY) -> list[dict]:
     persona = describe(attributes)
-    return [{"role": "system", "content": f"You are {persona} living in Singapore. Answer as yourself."},
-            {"role": "user", "content": f"{open_question(q)}\n\nIn two or three sentences, what do you think, "
-                                        f"and why?"}]
+    return [{"role": "system", "content": f"You are {persona} living in {country}. Answer as yourself."},
+            {"role": "user", "content": f"{open_question(q, country)}\n\nIn two or three sentences, what do you "
+                                        f"think, and why?"}]
 
 
 def distribution_text(q: Question, weighted_counts: list[float]) -> str:
@@ -56,13 +55,13 @@ def distribution_text(q: Question, weighted_counts: list[float]) -> str:
 
 
 def judge_messages(q: Question, attributes: dict[str, str], criterion: str, answer_a: str, answer_b: str,
-                   weighted_counts: list[float] | None = None) -> list[dict]:
+                   weighted_counts: list[float] | None = None, country: str = DEFAULT_COUNTRY) -> list[dict]:
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {list(CRITERIA)}, got {criterion!r}.")
     context = ""
     if criterion == "Value" and weighted_counts is not None:
         context = f"\nHow this group really answered in the survey: {distribution_text(q, weighted_counts)}\n"
-    user = (f"Person: {describe(attributes)} living in Singapore.\nQuestion: {open_question(q)}\n{context}\n"
+    user = (f"Person: {describe(attributes)} living in {country}.\nQuestion: {open_question(q, country)}\n{context}\n"
             f"Response A: {answer_a}\n\nResponse B: {answer_b}\n\n{CRITERIA[criterion]}\n"
             f"Reply with exactly one line: \"Verdict: A\", \"Verdict: B\" or \"Verdict: tie\".")
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
@@ -80,33 +79,39 @@ def parse_verdict(reply: str) -> str | None:
     return "tie" if v.lower() == "tie" else v.upper()
 
 
+def _replies(backend: Backend, requests: list[GenerateRequest]) -> list[dict]:
+    out = []
+    for r in backend.generate(requests):
+        if isinstance(r, RequestFailed):
+            out.append({"reply": None, "status": "failed", "error": r.error})
+        elif not (r or "").strip():
+            out.append({"reply": r or "", "status": "empty", "error": "empty reply (not stored)"})
+        else:
+            out.append({"reply": r})
+    return out
+
+
 def generate_answers(backend: Backend, pairs: pd.DataFrame, questions: dict[str, Question],
-                     cache: ResponseCache | NullCache | None = None, max_new_tokens: int = 64) -> list[str]:
-    """Free-text persona answers for every pair (cached)."""
-    cache = cache if cache is not None else NullCache()
+                     cache: ResponseCache | NullCache | None = None, max_new_tokens: int = 64,
+                     chunk_size: int = 16, progress: bool = False) -> list[str | None]:
+    """Free-text persona answers for every pair (cached in chunks; None where a request failed)."""
     msgs = [open_messages(questions[r["qid"]], attributes_of(r)) for r in pairs.to_dict("records")]
     keys = [cache_key(backend=backend.identity(), settings={"task": "open_answer", "max_new_tokens": max_new_tokens},
                       messages=m) for m in msgs]
-    found = cache.get_many(keys)
-    todo = [i for i, k in enumerate(keys) if k not in found]
-    if todo:
-        replies = backend.generate([GenerateRequest(msgs[i], max_new_tokens) for i in todo])
-        new = {keys[i]: {"reply": r} for i, r in zip(todo, replies)}
-        cache.put_many(new)
-        found.update(new)
-    return [found[k]["reply"] for k in keys]
+    done = fill(cache, keys, lambda idx: _replies(backend, [GenerateRequest(msgs[i], max_new_tokens) for i in idx]),
+                chunk_size=chunk_size, desc="open answers", progress=progress)
+    return [r.get("reply") for r in done.records]
 
 
 def judge(backend: Backend, pairs: pd.DataFrame, questions: dict[str, Question], system_answers: list[str],
           reference_answers: list[str], criteria: list[str] | tuple[str, ...] = tuple(CRITERIA),
           mode: str = "logprob", cache: ResponseCache | NullCache | None = None, retries: int = 2,
-          max_new_tokens: int = 8) -> pd.DataFrame:
+          max_new_tokens: int = 8, chunk_size: int = 32) -> pd.DataFrame:
     """Judge every pair on every criterion in both orders. One row per judgement:
     ``order`` ('system_first' / 'system_second'), the verdict about the slots (A/B/tie or None), and ``score``
     for the system (1 win, 0.5 tie, 0 loss, NaN when the judge's reply could not be read)."""
     if mode not in ("logprob", "generate"):
         raise ValueError(f"judge mode must be logprob or generate, got {mode!r}.")
-    cache = cache if cache is not None else NullCache()
     jobs = []
     for i, r in enumerate(pairs.to_dict("records")):
         q, attrs = questions[r["qid"]], attributes_of(r)
@@ -122,15 +127,14 @@ def judge(backend: Backend, pairs: pd.DataFrame, questions: dict[str, Question],
     if mode == "logprob":
         keys = [cache_key(backend=identity, settings={"task": "judge", "mode": "logprob"}, messages=j["messages"])
                 for j in jobs]
-        found = cache.get_many(keys)
-        todo = [k for k in range(len(jobs)) if keys[k] not in found]
-        if todo:
-            scored = backend.score([ScoreRequest(jobs[k]["messages"], list(VERDICTS), prefix="Verdict:") for k in todo])
-            new = {keys[k]: {"probs": s.probs} for k, s in zip(todo, scored)}
-            cache.put_many(new)
-            found.update(new)
-        for k in range(len(jobs)):
-            verdicts[k] = VERDICTS[int(np.argmax(found[keys[k]]["probs"]))]
+
+        def score(idx: list[int]) -> list[dict]:
+            scored = backend.score([ScoreRequest(jobs[k]["messages"], list(VERDICTS), prefix="Verdict:") for k in idx])
+            return [{"probs": x.probs, "status": x.status} | ({"error": x.error} if x.error else {}) for x in scored]
+
+        done = fill(cache, keys, score, chunk_size=chunk_size, desc="judgements", progress=False)
+        for k, rec in enumerate(done.records):
+            verdicts[k] = VERDICTS[int(np.argmax(rec["probs"]))] if rec.get("probs") is not None else None
             attempts[k] = 1
     else:
         pending = list(range(len(jobs)))
@@ -138,21 +142,16 @@ def judge(backend: Backend, pairs: pd.DataFrame, questions: dict[str, Question],
             if not pending:
                 break
             reminder = "" if attempt == 0 else "\n\nAnswer with exactly one of: Verdict: A / Verdict: B / Verdict: tie."
-            msgs = {k: [*jobs[k]["messages"][:-1], {"role": "user", "content": jobs[k]["messages"][-1]["content"] + reminder}]
-                    for k in pending}
-            keys = {k: cache_key(backend=identity, settings={"task": "judge", "mode": "generate",
-                                                             "max_new_tokens": max_new_tokens}, messages=msgs[k])
-                    for k in pending}
-            found = cache.get_many(list(keys.values()))
-            todo = [k for k in pending if keys[k] not in found]
-            if todo:
-                replies = backend.generate([GenerateRequest(msgs[k], max_new_tokens) for k in todo])
-                new = {keys[k]: {"reply": r} for k, r in zip(todo, replies)}
-                cache.put_many(new)
-                found.update(new)
-            for k in pending:
+            msgs = [[*jobs[k]["messages"][:-1], {"role": "user", "content": jobs[k]["messages"][-1]["content"] + reminder}]
+                    for k in pending]
+            keys = [cache_key(backend=identity, settings={"task": "judge", "mode": "generate",
+                                                          "max_new_tokens": max_new_tokens}, messages=m) for m in msgs]
+            done = fill(cache, keys, lambda idx, msgs=msgs: _replies(
+                backend, [GenerateRequest(msgs[i], max_new_tokens) for i in idx]), chunk_size=chunk_size,
+                desc="judgements", progress=False)
+            for k, rec in zip(pending, done.records):
                 attempts[k] = attempt + 1
-                verdicts[k] = parse_verdict(found[keys[k]]["reply"])
+                verdicts[k] = parse_verdict(rec.get("reply"))
             pending = [k for k in pending if verdicts[k] is None]
     rows = []
     for j, v, n in zip(jobs, verdicts, attempts):

@@ -22,8 +22,6 @@ OOD_RESULTS = pd.DataFrame(
 #: Fairness over subgroups (OOD), mean over models, base -> SFT.
 FAIRNESS = {"acc_norm_range": (.240, .179), "acc_cv": (.078, .054), "nmae_norm_range": (.280, .336),
             "nmae_cv": (.094, .116)}
-NMAE_NORM_RANGE_PER_MODEL = {"Llama-3.1-8B": (.250, .426), "Qwen2.5-7B": (.318, .352), "Sailor2-8B": (.228, .343),
-                             "SeaLLMs-v3-7B": (.294, .318)}
 LANDSCAPE = {"Religious Values": 0.318, "Social Capital & Trust": 0.084}
 DATASET = {"questions": 214, "train_subgroups": 50, "ood_subgroups": 48, "train_pairs": 10700, "ood_pairs": 10177,
            "total_pairs": 20877}

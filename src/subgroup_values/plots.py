@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -145,4 +143,16 @@ def model_bars(df, value: str, ax=None):
         ax.invert_yaxis()
     for i, v in enumerate(d[value]):
         ax.text(v, i, f" {v:.2f}", va="center", fontsize=6)
+    return ax
+
+
+def base_vs_sft(table, metric: str, ax=None):
+    """One point per subgroup: ``<metric>_base`` against ``<metric>_sft``, coloured by stratum, with the diagonal."""
+    ax = ax or plt.gca()
+    for j, (stratum, g) in enumerate(table.groupby("stratum")):
+        ax.scatter(g[f"{metric}_base"], g[f"{metric}_sft"], s=14, color=PALETTE[j % len(PALETTE)], label=stratum)
+    lo = min(table[f"{metric}_base"].min(), table[f"{metric}_sft"].min())
+    hi = max(table[f"{metric}_base"].max(), table[f"{metric}_sft"].max())
+    ax.plot([lo, hi], [lo, hi], color="0.5", lw=1, ls="--")
+    ax.set(xlabel=f"{metric}, base", ylabel=f"{metric}, SFT")
     return ax

@@ -27,6 +27,7 @@ from .subgroups import DIMENSIONS
 
 TEMPLATES = ("persona_user", "persona_system", "no_persona")
 DEFAULT_TEMPLATE = "persona_user"
+#: The assistant's reply starts with this; option scoring reads what follows (the one definition).
 ANSWER_PREFIX = "Answer:"
 INSTRUCTION = ("Reply with the number of the option you choose, in the form \"Answer: <number>\". "
                "Do not explain.")
@@ -41,6 +42,11 @@ AFTER = {"age": {"21-24": "aged 21 to 24", "25-34": "aged 25 to 34", "35-44": "a
                  "45-54": "aged 45 to 54", "55-64": "aged 55 to 64", "65+": "aged 65 or older"},
          "religion": {"No religion": "with no religious affiliation",
                       "Other religion": "who follows another religion (such as Taoism)"}}
+
+
+def attributes_of(row) -> dict[str, str]:
+    """The known attributes of a pair's subgroup ({"age": "65+", "religion": "Muslim"}) from a pairs-table row."""
+    return {d: row[d] for d in DIMENSIONS if isinstance(row.get(d), str) and row[d]}
 
 
 def describe(attributes: dict[str, str]) -> str:

@@ -10,7 +10,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from .questions import REPO_ROOT
+from .paths import REPO_ROOT
 
 PACKAGES = ("subgroup-values", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "pandas", "numpy",
             "seaborn", "matplotlib", "papermill")

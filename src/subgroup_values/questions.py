@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .paths import REPO_ROOT  # noqa: E402  (kept here for notebooks that import it from questions)
-DEFAULT_BANK = REPO_ROOT / "data" / "questions.csv"
+from .paths import DATA
+
+DEFAULT_BANK = DATA / "questions.csv"
 
 #: Question-selection rules. ``paper`` reproduces the paper's 214 questions: every asked ordinal value item
 #: except the 19 items answered on a zero-based three-point scale (organisational membership Q94-Q104 and
@@ -88,3 +89,9 @@ def questions_frame(questions: list[Question]) -> pd.DataFrame:
     return pd.DataFrame([{"qid": q.qid, "category": q.category, "short_label": q.short_label,
                           "n_options": q.n_options, "scale_min": q.scale_min, "scale_max": q.scale_max}
                          for q in questions])
+
+
+def bank_summary(questions: list[Question]) -> pd.DataFrame:
+    """Per category: how many items, and which answer scales they use."""
+    df = questions_frame(questions).assign(scale=lambda d: d.scale_min.astype(str) + "-" + d.scale_max.astype(str))
+    return df.groupby("category").agg(items=("qid", "size"), scales=("scale", lambda s: ", ".join(sorted(set(s)))))

@@ -31,7 +31,7 @@ README_END = "<!-- results:end -->"
 
 def _shown(path: Path) -> str:
     """A path as the README shows it: relative to the repository when inside it."""
-    from .questions import REPO_ROOT
+    from .paths import REPO_ROOT
 
     try:
         return path.resolve().relative_to(REPO_ROOT).as_posix()
@@ -209,3 +209,48 @@ def update_readme(readme: str | Path, block: str) -> bool:
         readme.write_text(new)
         return True
     return False
+
+
+# ---- tables of one evaluation run (notebook 3) ------------------------------------------------------------------
+
+def systems_table(summaries: dict[str, pd.DataFrame], metrics: tuple[str, ...] = ("accuracy", "nmae", "wasserstein")
+                  ) -> pd.DataFrame:
+    """Model and baselines side by side: "estimate [lo, hi]" per system and metric (rows) and subset (columns)."""
+    table = pd.concat(summaries, names=["system"]).reset_index(level=0)
+    show = table[table.metric.isin(list(metrics))]
+    show = show.assign(value=[f"{e:.3f} [{lo:.3f}, {hi:.3f}]" for e, lo, hi in zip(show.estimate, show.lo, show.hi)])
+    return show.pivot_table(index=["system", "metric"], columns="subset", values="value", aggfunc="first")
+
+
+def long_summaries(summaries: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every system's summary in one long table (a ``system`` column)."""
+    return pd.concat(summaries, names=["system"]).reset_index(level=0).reset_index(drop=True)
+
+
+def beside_paper(summaries: dict[str, pd.DataFrame], run_name: str) -> pd.DataFrame:
+    """Our run, the baselines and the paper's reported models: accuracy and NMAE on all pairs."""
+    def get(name, metric):
+        return summaries[name].set_index(["subset", "metric"]).loc[("all", metric), "estimate"]
+
+    ours = [{"model": f"{run_name} (ours)", "kind": "ours", "acc": get("model", "accuracy"),
+             "nmae": get("model", "nmae")}]
+    ours += [{"model": f"{k} (baseline)", "kind": "baseline", "acc": get(k, "accuracy"), "nmae": get(k, "nmae")}
+             for k in summaries if k != "model"]
+    reported = paper.OOD_RESULTS.rename(columns={"acc_base": "acc", "nmae_base": "nmae"})[["model", "kind", "acc", "nmae"]]
+    reported = reported.assign(model=reported.model + " (reported)")
+    return pd.concat([pd.DataFrame(ours), reported], ignore_index=True)
+
+
+def evaluation_verdict(summaries: dict[str, pd.DataFrame], pairs: int, split: str) -> list[str]:
+    """What one run shows, in sentences computed from its summaries."""
+    by = {k: s.set_index(["subset", "metric"]) for k, s in summaries.items()}
+    acc, div = by["model"].loc[("all", "accuracy")], by["model"].loc[("divergent", "accuracy")]
+    pop = by["population_mode"].loc[("all", "accuracy"), "estimate"]
+    comp = by["compositional"].loc[("all", "accuracy"), "estimate"]
+    return [f"Accuracy {acc.estimate:.3f} [{acc.lo:.3f}, {acc.hi:.3f}] on {pairs} {split} pairs; population mode "
+            f"{pop:.3f}, compositional {comp:.3f}.",
+            f"On divergent pairs (the persona test) the model scores {div.estimate:.3f} [{div.lo:.3f}, {div.hi:.3f}]; "
+            "the population mode scores 0 there by construction.",
+            "Verdict: " + ("the model beats answering with the population's mode" if acc.lo > pop else
+                           "the model does NOT beat answering with the population's mode: its persona adds nothing "
+                           "measurable overall")]

@@ -223,7 +223,7 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
                                f"(e.g. {first}, data rows {list(np.flatnonzero(df['D_INTERVIEW'] == first)[:3] + 1)}). "
                                f"Each respondent appears once in an official file: was it concatenated twice? "
                                f"{DOWNLOAD_HINT}")
-    elif df.duplicated().any():
+    elif len(df.columns) >= 50 and df.duplicated().any():  # whole questionnaires identical: copied rows
         raise WVSFileError(f"{path.name}: {int(df.duplicated().sum())} rows are exact copies of other rows and the "
                            f"file has no D_INTERVIEW id to tell respondents apart. {DOWNLOAD_HINT}")
     if expected_respondents is not None and len(df) != int(expected_respondents):
@@ -305,7 +305,10 @@ def identify(path: str | Path | None, out: str | Path) -> bool:
     p = Path(path).expanduser().resolve()
     st = p.stat()
     out = Path(out)
-    old = json.loads(out.read_text()) if out.is_file() else {}
+    try:
+        old = json.loads(out.read_text()) if out.is_file() else {}
+    except ValueError:
+        old = {}
     if old.get("path") == str(p) and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns:
         return False
     new = {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_of(p)}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..prompts import ANSWER_PREFIX
+
 
 @dataclass
 class ScoreRequest:
@@ -11,8 +13,8 @@ class ScoreRequest:
 
     messages: list[dict]
     options: list[str]
-    group: str | None = None  # requests of one group share a prompt prefix (e.g. one subgroup's persona)
-    prefix: str = "Answer:"  # the assistant's reply starts with this; the options follow it after a space
+    group: str | None = None  # requests of one group share a prompt prefix (e.g. one question's text and options)
+    prefix: str = ANSWER_PREFIX  # the assistant's reply starts with this; the options follow it after a space
 
 
 @dataclass

@@ -13,6 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -62,3 +65,65 @@ class NullCache:
 
     def __len__(self):
         return 0
+
+
+@dataclass
+class Filled:
+    """What :func:`fill` returns: a record for every key, and what this call computed."""
+
+    records: list[dict]
+    computed: int
+    failed: int
+    seconds: float
+
+
+#: Record statuses that are not answers: kept in the run's output, never stored, asked again next time.
+NOT_STORED = ("failed", "empty")
+
+
+def fill(cache: ResponseCache | NullCache | None, keys: list[str], compute: Callable[[list[int]], list[dict]],
+         order: Callable[[int], object] | None = None, chunk_size: int = 128, desc: str = "requests",
+         progress: bool = True) -> Filled:
+    """The one "look up, compute what is missing, store it" loop of the package.
+
+    ``compute(indices)`` answers the requests at those positions of ``keys`` with one record (a dict) each. Work
+    goes in chunks of ``chunk_size``, each stored as soon as it is done, so a killed run loses at most one chunk
+    and a rerun computes only the rest. Records whose ``status`` is in :data:`NOT_STORED` are returned but not
+    stored (retried next time). When every request of the first chunk fails (status ``failed``: an error, not an
+    empty reply), the cause is raised at once.
+    ``order`` sorts the missing work (e.g. to keep requests that share a prompt prefix together).
+    """
+    from tqdm.auto import tqdm
+
+    cache = cache if cache is not None else NullCache()
+    found = cache.get_many(keys)
+    todo = [i for i, k in enumerate(keys) if k not in found]
+    if order is not None:
+        todo.sort(key=order)
+    bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, disable=not progress, mininterval=15,
+               smoothing=0.05)
+    t0 = time.time()
+    kept: dict[str, dict] = {}
+    failed = 0
+    for start in range(0, len(todo), chunk_size):
+        chunk = todo[start:start + chunk_size]
+        records = compute(chunk)
+        if len(records) != len(chunk):
+            raise RuntimeError(f"compute returned {len(records)} records for {len(chunk)} requests.")
+        good = {keys[i]: r for i, r in zip(chunk, records) if r.get("status") not in NOT_STORED}
+        bad = {keys[i]: r for i, r in zip(chunk, records) if r.get("status") in NOT_STORED}
+        if start == 0 and bad and not good and all(r.get("status") == "failed" for r in bad.values()):
+            first = next(iter(bad.values()))
+            raise RuntimeError(f"Every request of the first chunk ({len(bad)}) failed; first error: "
+                               f"{first.get('error')}. Nothing was stored; fix the cause and rerun.")
+        cache.put_many(good)
+        found.update(good)
+        kept.update(bad)
+        failed += len(bad)
+        bar.update(len(chunk))
+    bar.close()
+    if failed:
+        print(f"{failed} of {len(keys)} requests failed or came back empty; they are recorded as such and asked "
+              "again by the next run.")
+    found.update(kept)
+    return Filled([found[k] for k in keys], len(todo) - failed, failed, time.time() - t0)

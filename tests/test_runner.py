@@ -5,9 +5,9 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from subgroup_values.notebooks import notebook_parameters, run_notebook
-from subgroup_values.questions import REPO_ROOT
+from subgroup_values.paths import REPO_ROOT
 from subgroup_values.report import markdown_table
+from subgroup_values.runner import notebook_parameters, run_notebook
 
 NOTEBOOKS = ["01_build_dataset", "02_value_landscape", "03_evaluate", "04_finetune", "05_fairness", "06_open_ended",
              "07_paper_comparison"]
@@ -46,9 +46,9 @@ def test_markdown_table():
 
 
 def test_reference_profile_refuses_a_dirty_tree(tmp_path, monkeypatch):
-    from subgroup_values import notebooks, provenance
+    from subgroup_values import provenance, runner
 
     monkeypatch.delenv("ALLOW_DIRTY", raising=False)
     monkeypatch.setattr(provenance, "git_revision", lambda *a, **k: "abc123-dirty")
     with pytest.raises(SystemExit, match="commit \\(or stash\\) first"):
-        notebooks.run_notebook(REPO_ROOT / "notebooks" / "07_paper_comparison.ipynb", "default", out_dir=tmp_path)
+        runner.run_notebook(REPO_ROOT / "notebooks" / "07_paper_comparison.ipynb", "default", out_dir=tmp_path)

@@ -1,0 +1,104 @@
+"""A run on disk: its predictions, its summary and the record of how it was made.
+
+``results/<profile>/<run>/predictions.parquet`` (one row per pair) and ``metrics.json`` (the summary on all,
+consensus and divergent pairs with intervals, the baselines on the same pairs, the record: config, data hashes,
+backend identity, revision, timings, status counts, option mass).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from . import baselines
+from .evaluate import option_mass_summary, persona_sensitivity, summarise
+from .metrics import score_pairs
+from .prompts import parse_answer
+from .provenance import run_record
+from .questions import Question, load_questions
+
+
+def evaluation_record(config: dict, preds: pd.DataFrame, all_pairs: pd.DataFrame, manifest: dict, backend: dict,
+                      wall_seconds: float, n_boot: int = 1000, seed: int = 0,
+                      questions: dict[str, Question] | None = None) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """The record of an evaluation run and the baselines' summaries on the same pairs."""
+    run_pairs = _pairs_of(preds, all_pairs)
+    base = {k: summarise(baselines.predictions(run_pairs, all_pairs, k, questions), n_boot=n_boot, seed=seed)
+            for k in baselines.KINDS}
+    sens = persona_sensitivity(preds)
+    record = run_record(
+        config=config, data={"pairs_sha256": manifest["files"]["pairs"]["sha256"],
+                             "survey_sha256": manifest["source"]["sha256"]},
+        backend=backend, timing={"wall_seconds": round(wall_seconds, 1),
+                                 "pairs_computed": preds.attrs.get("pairs_computed", 0),
+                                 "pairs_failed": preds.attrs.get("pairs_failed", 0)},
+        baselines={k: json.loads(s.to_json(orient="records")) for k, s in base.items()},
+        persona_sensitivity={"model_change": sens.model_change.mean(), "true_change": sens.true_change.mean(),
+                             "never_changes": float((sens.model_distinct == 1).mean())},
+        status_counts=preds.status.value_counts().to_dict(), option_mass=option_mass_summary(preds))
+    return record, base
+
+
+def _pairs_of(preds: pd.DataFrame, all_pairs: pd.DataFrame) -> pd.DataFrame:
+    idx = all_pairs.set_index(["qid", "subgroup_id"]).index
+    return all_pairs[idx.isin(list(zip(preds.qid, preds.subgroup_id)))]
+
+
+def save_run(preds: pd.DataFrame, summary: pd.DataFrame, run_dir: str | Path, record: dict) -> dict[str, Path]:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"predictions": run_dir / "predictions.parquet", "metrics": run_dir / "metrics.json"}
+    keep = preds.drop(columns=["weighted_counts"], errors="ignore")
+    keep.to_parquet(paths["predictions"], index=False)
+    main = summary[summary.subset == "all"].set_index("metric").estimate.to_dict()
+    body = {"results": main,
+            "by_subset": json.loads(summary.to_json(orient="records")),
+            "pairs": len(preds), "questions": int(preds.qid.nunique()), "subgroups": int(preds.subgroup_id.nunique()),
+            **record}
+    paths["metrics"].write_text(json.dumps(body, indent=2, default=str) + "\n")
+    return paths
+
+
+def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:
+    run_dir = Path(run_dir)
+    if not (run_dir / "predictions.parquet").is_file():
+        raise FileNotFoundError(f"No predictions in {run_dir}: run notebooks/03_evaluate.ipynb for it first.")
+    preds = pd.read_parquet(run_dir / "predictions.parquet")
+    for col in ("modal_answers", "population_modal_answers", "probs"):
+        if col in preds:
+            preds[col] = preds[col].map(lambda v: None if v is None else list(v))
+    return preds, json.loads((run_dir / "metrics.json").read_text())
+
+
+def rescore_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0,
+                questions: dict[str, Question] | None = None) -> dict[str, Path]:
+    """Re-derive a saved run's scores and summary from its stored predictions with the current scoring rules:
+    generate-mode replies are parsed again, logprob predictions keep their distributions; intervals and the
+    option mass are recomputed. The model is not called. The record says when and by which revision."""
+    from .dataset import load_pairs
+    from .provenance import git_revision
+
+    preds, record = load_run(run_dir)
+    questions = questions or {q.qid: q for q in load_questions(rule="all")}
+    all_pairs = load_pairs()
+    truth = all_pairs.set_index(["qid", "subgroup_id"]).weighted_counts
+    preds["weighted_counts"] = [truth.loc[(q, s)] for q, s in zip(preds.qid, preds.subgroup_id)]
+    if preds["reply"].notna().any():
+        parsed = [parse_answer(r, [v for v, _ in questions[q].options], labels=dict(questions[q].options))
+                  for q, r in zip(preds.qid, preds.reply)]
+        preds["choice"] = pd.array([p.choice for p in parsed], dtype="Int64")
+        preds["status"] = [p.status for p in parsed]
+    preds = score_pairs(preds.drop(columns=["correct", "nmae", "wasserstein", "js"], errors="ignore"))
+    summary = summarise(preds, n_boot=n_boot, seed=seed)
+    keep = {k: v for k, v in record.items() if k not in ("results", "by_subset", "pairs", "questions", "subgroups")}
+    keep["status_counts"] = preds.status.value_counts().to_dict()
+    keep["option_mass"] = option_mass_summary(preds)
+    run_pairs = _pairs_of(preds, all_pairs)
+    keep["baselines"] = {k: json.loads(summarise(baselines.predictions(run_pairs, all_pairs, k, questions),
+                                                 n_boot=n_boot, seed=seed).to_json(orient="records"))
+                         for k in baselines.KINDS}
+    keep["rescored"] = {"revision": git_revision(), "rules": "current parser, scores and BCa intervals",
+                        "model_revision": record.get("git_revision")}
+    return save_run(preds, summary, run_dir, keep)
