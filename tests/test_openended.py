@@ -97,3 +97,61 @@ def test_tiny_model_end_to_end_with_cache(tiny_model, few_pairs, questions, tmp_
     n = len(cache)
     openended.judge(be, few_pairs, questions, answers, answers[::-1], mode="logprob", cache=cache)
     assert len(cache) == n  # the second judging is read from the cache
+
+
+def test_an_interrupted_open_ended_step_resumes_where_it_stopped(tmp_path, tiny_model, questions):
+    """Kill the judging part-way (SIGKILL): the finished chunks are in the cache, and the rerun asks only for
+    the rest (the open answers go through the same loop, cache.fill)."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    cache_path = tmp_path / "c.sqlite"
+    setup = f"""
+        from subgroup_values import openended
+        from subgroup_values.backends.cache import ResponseCache
+        from subgroup_values.backends.hf import HFBackend
+        from subgroup_values.dataset import load_pairs, sample_pairs
+        from subgroup_values.questions import load_questions
+        qs = {{q.qid: q for q in load_questions(rule="all")}}
+        pairs = sample_pairs(load_pairs(split="ood"), 16, seed=2)
+        be = HFBackend({str(tiny_model)!r}, dtype="float32", batch_size=4)
+        answers = ["a short answer"] * 16
+    """
+    script = textwrap.dedent(setup + """
+        import time
+        orig = be.score
+        def slow(reqs):
+            time.sleep(0.5)
+            return orig(reqs)
+        be.score = slow
+        openended.judge(be, pairs, qs, answers, ["another answer"] * 16, criteria=["Overall"], cache=ResponseCache(CACHE),
+                        chunk_size=4)
+    """).replace("CACHE", repr(str(cache_path)))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            done = sqlite3.connect(cache_path).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        except sqlite3.OperationalError:
+            continue
+        if done >= 8:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the step finished before it could be killed"
+    kept = sqlite3.connect(cache_path).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    assert 8 <= kept < 32
+    be = make_backend("hf", str(tiny_model), dtype="float32", batch_size=4)
+    asked = []
+    orig = be.score
+    be.score = lambda reqs: asked.extend(reqs) or orig(reqs)
+    pairs = sample_pairs(load_pairs(split="ood"), 16, seed=2)
+    j = openended.judge(be, pairs, questions, ["a short answer"] * 16, ["another answer"] * 16, criteria=["Overall"],
+                        cache=ResponseCache(cache_path), chunk_size=4)
+    assert len(j) == 32 and len(asked) == 32 - kept
