@@ -141,3 +141,40 @@ def split_summary(pairs: pd.DataFrame) -> pd.DataFrame:
     return pairs.assign(divergent=divergent).groupby("split").agg(
         pairs=("qid", "size"), tied_weighted=("tie", "sum"), tied_unweighted=("tie_unweighted", "sum"),
         divergent_share=("divergent", "mean"))
+
+
+def verify(out_dir: str | Path = PROCESSED) -> dict:
+    """Check the committed aggregates against their manifest (SHA-256 of every file it lists); return the
+    manifest. A difference is an error saying how to restore or rebuild the tables."""
+    out_dir = Path(out_dir)
+    path = out_dir / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"No manifest at {path}: build the dataset from the survey file (make data "
+                                "WVS_FILE=...) or restore data/processed/ with `git checkout data/processed`.")
+    manifest = json.loads(path.read_text())
+    for key, entry in manifest.get("files", {}).items():
+        f = out_dir / entry["name"]
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} ({key}) is missing: restore it (`git checkout {f}`) or rebuild the "
+                                    "dataset from the survey file (make data WVS_FILE=...).")
+        if sha256_of(f) != entry["sha256"]:
+            raise ValueError(f"{f} differs from its manifest (SHA-256 {sha256_of(f)[:12]}... != "
+                             f"{entry['sha256'][:12]}...): restore it (`git checkout {f}`) or rebuild the dataset "
+                             "from the survey file (make data WVS_FILE=...).")
+    return manifest
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) not in (3, 4) or sys.argv[1] != "verify":
+        raise SystemExit("usage: python -m subgroup_values.dataset verify DATA_DIR [STAMP]")
+    try:
+        m = verify(sys.argv[2])
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"{sys.argv[2]}: {len(m['files'])} tables match the manifest (survey SHA-256 {m['source']['sha256'][:12]}...)")
+    if len(sys.argv) == 4:  # a stamp for make, rewritten only when the verified tables change
+        stamp = Path(sys.argv[3])
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        _write_if_changed(stamp, json.dumps(m["files"], sort_keys=True) + "\n")
