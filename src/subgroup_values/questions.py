@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .paths import DATA
-
-DEFAULT_BANK = DATA / "questions.csv"
+#: The question bank: ``data/questions.csv`` of the repository, shipped inside the package (``_data/`` links
+#: to it) so that an installed package has it too.
+DEFAULT_BANK = Path(__file__).resolve().parent / "_data" / "questions.csv"
 
 #: Question-selection rules. ``paper`` reproduces the paper's 214 questions: every asked ordinal value item
 #: except the 19 items answered on a zero-based three-point scale (organisational membership Q94-Q104 and

@@ -1,0 +1,147 @@
+"""The command line: the jobs people run by hand, outside the notebooks.
+
+    subgroup-values build-dataset --wvs-file FILE [--country SGP] [--out data/processed]
+    subgroup-values verify-data [DIR]
+    subgroup-values evaluate --model PATH [--adapter DIR] [--split ood] [--scoring logprob] [--limit N] --out DIR
+    subgroup-values finetune --config configs/sft/default.yaml [TRL flags ...]
+
+Each subcommand's ``--help`` explains its options. The study itself (every table and figure) is ``make all``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def _build_dataset(args) -> int:
+    from .dataset import build_dataset, save_dataset
+
+    ds, survey, _ = build_dataset(args.wvs_file, country=args.country, min_size=args.min_group_size,
+                                  min_answers=args.min_answers, question_rule=args.question_rule,
+                                  expected_respondents=args.expected_respondents or None, progress=not args.quiet)
+    paths = save_dataset(ds, args.out)
+    c = ds.manifest["counts"]
+    print(f"{survey.n_respondents} respondents, {c['questions']} questions, {c['pairs']['train']:,} train + "
+          f"{c['pairs']['ood']:,} OOD pairs -> {paths['pairs'].parent}")
+    return 0
+
+
+def _verify(args) -> int:
+    from .dataset import verify
+
+    m = verify(args.dir)
+    print(f"{args.dir}: {len(m['files'])} tables match the manifest")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .backends import make_backend
+    from .backends.cache import NullCache, ResponseCache
+    from .dataset import load_manifest, load_pairs, sample_pairs
+    from .evaluate import predict, summarise
+    from .questions import load_questions
+    from .runs import evaluation_record, save_run
+
+    if args.api_key_env and not args.api_key_env.replace("_", "").isalnum():
+        raise SystemExit("--api-key-env takes the NAME of an environment variable, never the key itself.")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    all_pairs = load_pairs(args.pairs)
+    pairs = sample_pairs(all_pairs[all_pairs.split == args.split], args.limit, args.sample_seed)
+    llm = make_backend(args.backend, model=args.model, adapter=args.adapter, dtype=args.dtype,
+                       batch_size=args.batch_size, base_url=args.base_url, api_key_env=args.api_key_env,
+                       concurrency=args.concurrency)
+    questions = {q.qid: q for q in load_questions(rule="all")}
+    t0 = time.time()
+    preds = predict(llm, pairs, scoring=args.scoring, template=args.template, questions=questions,
+                    cache=ResponseCache(args.cache) if args.cache else NullCache(), progress=not args.quiet)
+    summary = summarise(preds, n_boot=args.n_boot)
+    manifest = load_manifest(os.path.join(os.path.dirname(os.path.abspath(args.pairs)), "manifest.json"))
+    record, _ = evaluation_record(vars(args) | {"command": "subgroup-values evaluate"}, preds, all_pairs, manifest,
+                                  llm.identity(), time.time() - t0, n_boot=args.n_boot, questions=questions)
+    save_run(preds, summary, args.out, record)
+    show = summary[summary.metric.isin(["accuracy", "nmae"])]
+    for r in show.itertuples():
+        print(f"{r.subset:>9} {r.metric:<8} {r.estimate:.3f} [{r.lo:.3f}, {r.hi:.3f}]  ({r.pairs} pairs)")
+    print(f"-> {args.out}/predictions.parquet, {args.out}/metrics.json")
+    return 0
+
+
+def _finetune(args, rest: list[str]) -> int:
+    from . import finetune
+
+    script_args, training_args, model_args = finetune.parse(["--config", args.config, *rest])
+    record = finetune.main(script_args, training_args, model_args)
+    print(json.dumps(record.get("training", {}), indent=1, default=str))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="subgroup-values", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build-dataset", help="build the (question, subgroup) pairs from an official WVS-7 file")
+    b.add_argument("--wvs-file", required=True, help="the official WVS Wave 7 file (.csv, .sav, .dta or .zip)")
+    b.add_argument("--country", default="SGP", help="B_COUNTRY_ALPHA code of the country (default SGP)")
+    b.add_argument("--out", default="data/processed", help="folder for pairs.csv, subgroups.csv, manifest.json")
+    b.add_argument("--min-group-size", type=int, default=30, help="respondents a subgroup needs (default 30)")
+    b.add_argument("--min-answers", type=int, default=30, help="answers a (question, subgroup) pair needs")
+    b.add_argument("--question-rule", default="paper", choices=["paper", "all"],
+                   help="paper: the 214 items of the paper's counts; all: every asked ordinal item (233)")
+    b.add_argument("--expected-respondents", type=int, default=0,
+                   help="the country's documented sample size, checked against the file (0: no check)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(run=_build_dataset)
+
+    v = sub.add_parser("verify-data", help="check the aggregated tables against their manifest (SHA-256)")
+    v.add_argument("dir", nargs="?", default="data/processed", help="folder with manifest.json (default data/processed)")
+    v.set_defaults(run=_verify)
+
+    e = sub.add_parser("evaluate", help="score a model on the pairs (accuracy, NMAE, distances, with intervals)")
+    e.add_argument("--model", required=True, help="local model folder (hf) or model name (openai_compat)")
+    e.add_argument("--adapter", default=None, help="LoRA adapter folder (hf backend)")
+    e.add_argument("--backend", default="hf", choices=["hf", "openai_compat"], help="default hf (transformers)")
+    e.add_argument("--base-url", default=None, help="openai_compat: e.g. http://127.0.0.1:8000/v1")
+    e.add_argument("--api-key-env", default="OPENAI_API_KEY", help="NAME of the variable holding the API key")
+    e.add_argument("--concurrency", type=int, default=4, help="openai_compat: requests in flight")
+    e.add_argument("--pairs", default="data/processed/pairs.csv", help="pairs table (with manifest.json beside it)")
+    e.add_argument("--split", default="ood", choices=["ood", "train"], help="which pairs (default ood)")
+    e.add_argument("--limit", type=int, default=0, help="a seeded sample of this many pairs (0: all)")
+    e.add_argument("--sample-seed", type=int, default=0, help="seed of the sample")
+    e.add_argument("--scoring", default="logprob", choices=["logprob", "generate"],
+                   help="logprob: exact option probabilities; generate: greedy reply, parsed")
+    e.add_argument("--template", default="persona_user", choices=["persona_user", "persona_system", "no_persona"])
+    e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    e.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass")
+    e.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws over questions")
+    e.add_argument("--cache", default="cache/responses.sqlite", help="response cache ('' for none)")
+    e.add_argument("--out", required=True, help="run folder for predictions.parquet and metrics.json")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(run=_evaluate)
+
+    f = sub.add_parser("finetune", help="LoRA SFT with TRL from a recipe; other flags go to TRL's parser",
+                       description="LoRA SFT with TRL. Extra flags (e.g. --max_steps 10) override the recipe.")
+    f.add_argument("--config", required=True, help="a TRL recipe, e.g. configs/sft/default.yaml")
+    f.set_defaults(run=None)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, rest = parser().parse_known_args(argv)
+    if args.command == "finetune":
+        return _finetune(args, rest)
+    if rest:
+        parser().error(f"unrecognised arguments: {' '.join(rest)}")
+    try:
+        return args.run(args)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"subgroup-values {args.command}: {exc}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
