@@ -72,7 +72,7 @@ STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb \
   $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/07_paper_comparison.ipynb
 
 FORCE:
-.PHONY: FORCE all setup data landscape evaluate finetune fairness open-ended report figures model tiny-model test \
+.PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended report figures model tiny-model test \
   pytest smoke bench clean clean-venv check-wvs help
 
 ifeq ($(FROM_AGGREGATES),1)
@@ -85,7 +85,7 @@ all: $(STEPS)
 help:
 	@echo "make all [PROFILE=default|smoke|paper] [WVS_FILE=...]  regenerate every table and figure"
 	@echo "make test                                             the tests and the smoke chain"
-	@echo "make data | landscape | evaluate | finetune | fairness | open-ended | report | model | bench | clean"
+	@echo "make data | landscape | evaluate | finetune | fairness | open-ended | report | paper | model | bench | clean"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -174,7 +174,20 @@ report: $(OUT)/07_paper_comparison.ipynb
 figures: all
 
 # ---- tests -----------------------------------------------------------------------------------------------------
-test: pytest smoke
+test: browser pytest smoke
+	$(MAKE) --no-print-directory paper PROFILE=smoke
+	$(PY) -m pytest -q -rs tests/test_paper.py -k rendered
+
+# ---- the paper: executed notebooks and one HTML page (docs/<profile>/) --------------------------------------------
+paper: $(STEPS)
+	$(PY) -m subgroup_values.publish --profile $(PROFILE) --src $(OUT) --dest docs/$(PROFILE)
+
+# Chromium for the browser test (Debian packages); without root or a package index the browser tests skip.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }; } || \
+	  echo "Chromium could not be installed here: the browser tests will be skipped."
 
 # Without the survey file the tests that need it are skipped, each with its reason (in CI they must run).
 pytest: $(STAMP) models/SmolLM2-135M-Instruct/conversion.json

@@ -135,7 +135,8 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
     print(f"[{profile}] {out.stem}: running with {params}", flush=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # figures show in the executed notebook (the tutorial and the paper read them there) and are saved as files
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         pm.execute_notebook(str(src), str(partial), parameters=params, cwd=str(REPO_ROOT), progress_bar=False,
                             log_output=False, kernel_name="python3")
