@@ -29,7 +29,8 @@ def test_a_changed_or_missing_table_is_refused(tmp_path):
 
 
 def make_without_file(*args):
-    env = {k: v for k, v in os.environ.items() if k != "WVS_FILE"}
+    # not the calling make's variables (make test passes WVS_FILE=... down through MAKEFLAGS)
+    env = {k: v for k, v in os.environ.items() if k not in ("WVS_FILE", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     return subprocess.run(["make", "--no-print-directory", *args, "WVS_SEARCH=/nonexistent/WVS*.csv"],
                           cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=300)
 

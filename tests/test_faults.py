@@ -47,7 +47,8 @@ def test_a_failed_step_leaves_no_target(tmp_path):
 
 def make(*args, **env):
     return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
+                          env={**{k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
+                               **env}, timeout=300)
 
 
 def test_make_refuses_a_missing_survey_file_and_an_unknown_profile():
