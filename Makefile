@@ -122,7 +122,8 @@ $(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(DEPS_01_build_data
 
 # Notebook 1 rewrites data/processed/ only where the content changed: later steps depend on the table itself,
 # so rerunning step 1 after a change that leaves the data as it was reruns nothing else.
-PAIRS := data/processed/pairs.csv
+# The dataset table later steps depend on (a test points it into a temporary folder to leave the real one alone).
+PAIRS ?= data/processed/pairs.csv
 ifeq ($(FROM_AGGREGATES),1)
 AGGREGATES_OK := $(BUILD)/aggregates.ok
 # Checked on every make; the stamp changes only when the verified tables do.

@@ -31,7 +31,8 @@ STEPS = {"01_build_dataset": [], "02_value_landscape": ["01_build_dataset"],
 def make(*args, build):
     env = {**{k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
            "PYTHONPATH": str(REPO_ROOT / "src")}
-    r = subprocess.run(["make", "--no-print-directory", *args, "PROFILE=paper", f"BUILD={build}", "WVS_CHECK="], cwd=REPO_ROOT,
+    r = subprocess.run(["make", "--no-print-directory", *args, "PROFILE=paper", f"BUILD={build}", "WVS_CHECK=",
+                        f"PAIRS={build}/pairs.csv"], cwd=REPO_ROOT,
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
