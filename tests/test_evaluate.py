@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
 import textwrap
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
+from kill_helper import kill_after_cached
 
 from subgroup_values import baselines, dataset, evaluate, metrics
 from subgroup_values.backends.cache import ResponseCache
@@ -102,22 +97,7 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_model, tmp_path, all_pair
         be.score = slow
         evaluate.predict(be, pairs, cache=ResponseCache({str(cache_path)!r}), chunk_size=16, progress=False)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
-    done = 0
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        if cache_path.exists():
-            try:
-                done = sqlite3.connect(cache_path).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-            except sqlite3.OperationalError:
-                continue
-            if done >= 48:
-                proc.send_signal(signal.SIGKILL)
-                break
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    kept = sqlite3.connect(cache_path).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    kept = kill_after_cached(script, cache_path, 48)
     assert 48 <= kept < 400
     pairs = dataset.sample_pairs(all_pairs[all_pairs.split == "ood"], 400, seed=1)
     be = HFBackend(tiny_model, dtype="float32", batch_size=8)

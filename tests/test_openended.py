@@ -102,13 +102,9 @@ def test_tiny_model_end_to_end_with_cache(tiny_model, few_pairs, questions, tmp_
 def test_an_interrupted_open_ended_step_resumes_where_it_stopped(tmp_path, tiny_model, questions):
     """Kill the judging part-way (SIGKILL): the finished chunks are in the cache, and the rerun asks only for
     the rest (the open answers go through the same loop, cache.fill)."""
-    import os
-    import signal
-    import sqlite3
-    import subprocess
-    import sys
     import textwrap
-    import time
+
+    from kill_helper import kill_after_cached
 
     cache_path = tmp_path / "c.sqlite"
     setup = f"""
@@ -132,20 +128,7 @@ def test_an_interrupted_open_ended_step_resumes_where_it_stopped(tmp_path, tiny_
         openended.judge(be, pairs, qs, answers, ["another answer"] * 16, criteria=["Overall"], cache=ResponseCache(CACHE),
                         chunk_size=4)
     """).replace("CACHE", repr(str(cache_path)))
-    proc = subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        try:
-            done = sqlite3.connect(cache_path).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        except sqlite3.OperationalError:
-            continue
-        if done >= 8:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, "the step finished before it could be killed"
-    kept = sqlite3.connect(cache_path).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    kept = kill_after_cached(script, cache_path, 8)
     assert 8 <= kept < 32
     be = make_backend("hf", str(tiny_model), dtype="float32", batch_size=4)
     asked = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .backends.base import Backend, GenerateRequest, RequestFailed, ScoreRequest
+from .backends.base import Backend, GenerateRequest, ScoreRequest, reply_records
 from .backends.cache import NullCache, ResponseCache, cache_key, fill
 from .bootstrap import bootstrap
 from .dataset import pair_frame
@@ -49,15 +49,7 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
             return [{"probs": s.probs, "option_mass": s.option_mass, "status": s.status}
                     | ({"error": s.error} if s.error else {})
                     for s in backend.score([ScoreRequest(messages[i], options[i], groups[i]) for i in idx])]
-        out = []
-        for r in backend.generate([GenerateRequest(messages[i], max_new_tokens) for i in idx]):
-            if isinstance(r, RequestFailed):
-                out.append({"reply": None, "status": "failed", "error": r.error})
-            elif not (r or "").strip():
-                out.append({"reply": r or "", "status": "empty", "error": "empty reply (not stored)"})
-            else:
-                out.append({"reply": r})
-        return out
+        return reply_records(backend.generate([GenerateRequest(messages[i], max_new_tokens) for i in idx]))
 
     done = fill(cache, keys, compute, order=lambda i: groups[i], chunk_size=chunk_size, desc=f"{scoring} pairs",
                 progress=progress)

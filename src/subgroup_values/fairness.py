@@ -240,12 +240,12 @@ def disparity_summary(deltas: pd.DataFrame, coverage: pd.DataFrame, primary: str
     ``coverage``: :func:`null_coverage` on the same pairs.
     """
     cov = coverage.set_index(["statistic", "method"]).coverage
+    get = deltas[deltas.method == primary].set_index("statistic")
     rows = []
     for m in ("accuracy", "nmae"):
         for k in ("norm_range", "cv"):
             key = f"{m}_{k}_delta"
             by = deltas[deltas.statistic == key].set_index("method")
-            get = deltas[deltas.method == primary].set_index("statistic")
             r = by.loc[primary]
             row = {"statistic": f"{m} {k.replace('_', ' ')}", "base": get.loc[f"{m}_{k}_base", "estimate"],
                    "SFT": get.loc[f"{m}_{k}_sft", "estimate"], "delta": r.estimate, "delta_lo": r.lo,

@@ -18,7 +18,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from .backends.base import Backend, GenerateRequest, RequestFailed, ScoreRequest
+from .backends.base import Backend, GenerateRequest, ScoreRequest, reply_records
 from .backends.cache import NullCache, ResponseCache, cache_key, fill
 from .bootstrap import bootstrap
 from .prompts import DEFAULT_COUNTRY, attributes_of, describe, fill_placeholders
@@ -79,18 +79,6 @@ def parse_verdict(reply: str) -> str | None:
     return "tie" if v.lower() == "tie" else v.upper()
 
 
-def _replies(backend: Backend, requests: list[GenerateRequest]) -> list[dict]:
-    out = []
-    for r in backend.generate(requests):
-        if isinstance(r, RequestFailed):
-            out.append({"reply": None, "status": "failed", "error": r.error})
-        elif not (r or "").strip():
-            out.append({"reply": r or "", "status": "empty", "error": "empty reply (not stored)"})
-        else:
-            out.append({"reply": r})
-    return out
-
-
 def generate_answers(backend: Backend, pairs: pd.DataFrame, questions: dict[str, Question],
                      cache: ResponseCache | NullCache | None = None, max_new_tokens: int = 64,
                      chunk_size: int = 16, progress: bool = False) -> list[str | None]:
@@ -98,7 +86,7 @@ def generate_answers(backend: Backend, pairs: pd.DataFrame, questions: dict[str,
     msgs = [open_messages(questions[r["qid"]], attributes_of(r)) for r in pairs.to_dict("records")]
     keys = [cache_key(backend=backend.identity(), settings={"task": "open_answer", "max_new_tokens": max_new_tokens},
                       messages=m) for m in msgs]
-    done = fill(cache, keys, lambda idx: _replies(backend, [GenerateRequest(msgs[i], max_new_tokens) for i in idx]),
+    done = fill(cache, keys, lambda idx: reply_records(backend.generate([GenerateRequest(msgs[i], max_new_tokens) for i in idx])),
                 chunk_size=chunk_size, desc="open answers", progress=progress)
     return [r.get("reply") for r in done.records]
 
@@ -146,8 +134,8 @@ def judge(backend: Backend, pairs: pd.DataFrame, questions: dict[str, Question],
                     for k in pending]
             keys = [cache_key(backend=identity, settings={"task": "judge", "mode": "generate",
                                                           "max_new_tokens": max_new_tokens}, messages=m) for m in msgs]
-            done = fill(cache, keys, lambda idx, msgs=msgs: _replies(
-                backend, [GenerateRequest(msgs[i], max_new_tokens) for i in idx]), chunk_size=chunk_size,
+            done = fill(cache, keys, lambda idx, msgs=msgs: reply_records(
+                backend.generate([GenerateRequest(msgs[i], max_new_tokens) for i in idx])), chunk_size=chunk_size,
                 desc="judgements", progress=False)
             for k, rec in zip(pending, done.records):
                 attempts[k] = attempt + 1

@@ -39,6 +39,20 @@ class GenerateRequest:
     max_new_tokens: int = 12
 
 
+def reply_records(replies: list) -> list[dict]:
+    """Records of generated replies for the response cache: a reply, or a failure (``failed``: the request's
+    error; ``empty``: nothing came back) that is recorded but not stored."""
+    out = []
+    for r in replies:
+        if isinstance(r, RequestFailed):
+            out.append({"reply": None, "status": "failed", "error": r.error})
+        elif not (r or "").strip():
+            out.append({"reply": r or "", "status": "empty", "error": "empty reply (not stored)"})
+        else:
+            out.append({"reply": r})
+    return out
+
+
 class Backend:
     """Base class; subclasses implement what they support."""
 
