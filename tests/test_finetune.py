@@ -33,7 +33,8 @@ def test_dataset_targets_the_modal_answer():
 
 
 def test_train_save_reload_and_labels(tiny_model, tmp_path, questions):
-    s, t, m = recipe(tiny_model, tmp_path / "sft", train_limit=48, save_steps=1000)
+    # TRL's own SFTTrainer here (the packed trainer's equality with it: tests/test_packing.py)
+    s, t, m = recipe(tiny_model, tmp_path / "sft", train_limit=48, save_steps=1000, trainer="trl")
     trainer, pairs = finetune.build_trainer(s, t, m)
     text, loss_part = finetune.loss_tokens(trainer, 0)
     assert loss_part.startswith("Answer: ") and "Question:" not in loss_part and "Question:" in text
@@ -72,3 +73,15 @@ def test_resume_from_checkpoint_gives_the_same_final_state(tiny_model, tmp_path)
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6), k
+
+
+def test_resume_refuses_checkpoints_of_another_recipe(tiny_model, tmp_path):
+    out = tmp_path / "sft"
+    s, t, m = recipe(tiny_model, out, train_limit=16, num_train_epochs=1, save_steps=1)
+    finetune.main(s, t, m)
+    s, t, m = recipe(tiny_model, out, train_limit=16, num_train_epochs=1, save_steps=1, learning_rate=1e-3)
+    with pytest.raises(RuntimeError, match="different recipe"):
+        finetune.main(s, t, m)
+    (out / "recipe.json").unlink()
+    with pytest.raises(RuntimeError, match="no recipe.json"):
+        finetune.main(s, t, m)

@@ -103,8 +103,9 @@ def tiny_corpus() -> list[str]:
     from .prompts import ADJECTIVE, AFTER, INSTRUCTION, system_survey
     from .questions import load_questions
 
-    texts = [system_survey(), INSTRUCTION, "Answer: 1 2 3 4 5 6 7 8 9 10", "How would a man woman person living in "
-             "Singapore most likely answer this question? You are taking part in the World Values Survey."]
+    texts = [system_survey(), INSTRUCTION, "Answer: 1 2 3 4 5 6 7 8 9 10", "How would the following respondent from "
+             "Singapore most likely answer this question? Respondent: a man woman person living in Singapore. You "
+             "are taking part in the World Values Survey."]
     for q in load_questions(rule="all"):
         texts.append(q.text)
         texts.extend(f"{v}. {label}" for v, label in q.options)

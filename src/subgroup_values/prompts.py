@@ -3,15 +3,17 @@
 A persona says only what is known of the subgroup: a pair knows two attributes and the prompt names only
 those two. Templates (``TEMPLATES``):
 
-- ``persona_user`` (default): the question and its options first, then a third-person description in the user
-  message: "How would a Malay Muslim person living in Singapore most likely answer this question?". The persona
-  sits right before the answer, and the long shared part (question and options) comes first, so a backend
-  computes it once for all 98 subgroups (about 3x less work per prompt than persona-first).
+- ``persona_user`` (default): the question and its options first, then "How would the following respondent
+  from Singapore most likely answer this question?" and, last, "Respondent: a Malay Muslim person". Everything
+  but the persona's few words is the same for all 98 subgroups of a question, so a backend (and the packed
+  trainer) computes it once per question: a subgroup costs ~12 tokens instead of ~176. (Until issue 14 the
+  instruction sat after the persona, in every subgroup's part: ~46 tokens each; the answer-format instruction
+  now lives in the system message.)
 - ``persona_system``: the persona in the system message, in the second person ("You are a woman aged 25 to 34
   living in Singapore ..."), the question in the user message: the classic persona prompt. Its shared part is
   the persona, reused across a subgroup's questions.
-- ``no_persona``: the same as ``persona_user`` for "a person living in Singapore": the model's population
-  answer, the reference for how much a persona changes anything.
+- ``no_persona``: the same as ``persona_user`` for "Respondent: a person": the model's population answer, the
+  reference for how much a persona changes anything.
 
 Every template ends by asking for ``Answer: <number>``; log-probability scoring reads the options right after
 the assistant's ``Answer:``.
@@ -29,7 +31,7 @@ TEMPLATES = ("persona_user", "persona_system", "no_persona")
 DEFAULT_TEMPLATE = "persona_user"
 #: The assistant's reply starts with this; option scoring reads what follows (the one definition).
 ANSWER_PREFIX = "Answer:"
-INSTRUCTION = ("Reply with the number of the option you choose, in the form \"Answer: <number>\". "
+INSTRUCTION = ("Answer each question with the number of the option you choose, in the form \"Answer: <number>\". "
                "Do not explain.")
 
 
@@ -70,8 +72,7 @@ PLACEHOLDER = re.compile(r"\[(?:your |my |the )?country\]", re.IGNORECASE)
 
 
 def system_survey(country: str = DEFAULT_COUNTRY) -> str:
-    return (f"You are helping with the World Values Survey in {country}. Answer each question with the number "
-            "of one option.")
+    return f"You are helping with the World Values Survey in {country}. {INSTRUCTION}"
 
 
 def fill_placeholders(text: str, country: str = DEFAULT_COUNTRY) -> str:
@@ -92,12 +93,11 @@ def build_messages(q: Question, attributes: dict[str, str], template: str = DEFA
         system = (f"You are {describe(attributes)} living in {country}, taking part in the World Values Survey. "
                   "Answer every question as yourself, from your own point of view.")
         return [{"role": "system", "content": system}, {"role": "user", "content": f"{block}\n\n{INSTRUCTION}"}]
-    if template == "persona_user":
-        user = (f"{block}\n\nHow would {describe(attributes)} living in {country} most likely answer "
-                f"this question? {INSTRUCTION}")
-        return [{"role": "system", "content": system_survey(country)}, {"role": "user", "content": user}]
-    if template == "no_persona":
-        user = f"{block}\n\nHow would a person living in {country} most likely answer this question? {INSTRUCTION}"
+    if template in ("persona_user", "no_persona"):
+        # the persona's words come last: everything before them is shared by every subgroup of the question
+        persona = describe(attributes if template == "persona_user" else {})
+        user = (f"{block}\n\nHow would the following respondent from {country} most likely answer this question?"
+                f"\nRespondent: {persona}")
         return [{"role": "system", "content": system_survey(country)}, {"role": "user", "content": user}]
     raise ValueError(f"Unknown template {template!r}; expected one of {TEMPLATES}.")
 

@@ -182,6 +182,9 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
     if comp.is_file():
         out.append("\nEvery number the paper reports, beside ours (`" + _shown(comp) + "`):\n")
         out.append(comp.read_text())
+    timings = res_dir / "timings.csv"
+    if timings.is_file():
+        out.append(timing_block(pd.read_csv(timings, keep_default_na=False)))
     rules = data_dir / "question_rule_search.csv"
     if rules.is_file():
         s = json.loads((data_dir / "question_rule_search.json").read_text())
@@ -194,6 +197,31 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
         r = pd.read_csv(rules)
         out.append(markdown_table(r.drop(columns=["counts_match"])))
     return "\n".join(out).rstrip() + "\n"
+
+
+def step_timings(timings_file: str | Path, fine_tune_record: str | Path | None = None) -> pd.DataFrame:
+    """The latest wall time and peak memory of every step of a profile (from the runner's ``timings.tsv``), in the
+    order the steps last ran, with the fine-tune's training pairs and seconds where its record exists."""
+    path = Path(timings_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"No step timings at {path}: run `make all` for the profile first.")
+    t = pd.read_csv(path, sep="\t", names=["finished", "step", "seconds", "peak_mb"])
+    t = t.drop_duplicates("step", keep="last").sort_values("finished").reset_index(drop=True)
+    t["minutes"] = (t["seconds"] / 60).round(1)
+    t["note"] = ""
+    if fine_tune_record and Path(fine_tune_record).is_file():
+        rec = json.loads(Path(fine_tune_record).read_text())
+        tr = rec.get("training", {})
+        t.loc[t.step == "04_finetune", "note"] = (
+            f"{rec['data']['train_pairs']:,} training pairs, {tr.get('trainer', 'trl')} trainer: "
+            f"{tr['seconds'] / 60:.1f} min training, {tr.get('examples_per_second', 0):.1f} examples/s")
+    return t[["step", "minutes", "peak_mb", "finished", "note"]]
+
+
+def timing_block(timings: pd.DataFrame) -> str:
+    total = timings["minutes"].sum()
+    return ("\nTime of each step in the last run of the profile (2 CPU cores; `results/<profile>/timings.csv`; the "
+            f"steps sum to {total:.0f} min):\n\n" + markdown_table(timings) + "\n")
 
 
 def update_readme(readme: str | Path, block: str) -> bool:

@@ -23,6 +23,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -119,6 +120,7 @@ class HFBackend(Backend):
         mask[: len(digit)] = torch.tensor(digit)
         self.digit_mask = mask.to(self.device)
         self._option_ids: dict[tuple[str, str], list[int]] = {}
+        self._trees: dict[tuple, _Tree] = {}
         self._identity = {"backend": "hf", "model": self.model_name, "model_weights": weights_digest(self.model_name),
                           "adapter": self.adapter, "adapter_weights": weights_digest(self.adapter),
                           "dtype": str(self.dtype).replace("torch.", "")}
@@ -174,70 +176,71 @@ class HFBackend(Backend):
         out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
         return _cache_tensors(out.past_key_values)
 
+    def _tree(self, option_tokens: list[list[int]]) -> _Tree:
+        key = tuple(tuple(t) for t in option_tokens)
+        tree = self._trees.get(key)
+        if tree is None:
+            tree = self._trees[key] = _option_tree([list(t) for t in option_tokens])
+        return tree
+
     def _score_chunk(self, suffixes: list[list[int]], prefix_kv, prefix_len: int,
                      option_tokens: list[list[list[int]]]) -> list[OptionScores]:
         """One forward pass per chunk: each row holds its suffix, then its option tree (a 4-D attention mask lets
-        every tree node see the prompt and its own ancestors only), so options cost one token per tree node."""
+        every tree node see the prompt and its own ancestors only), so options cost one token per tree node. The
+        mask and the read-out are tensor operations per row (a question's subgroups share one tree)."""
         from transformers import DynamicCache
 
         b = len(suffixes)
-        trees = [_option_tree(opts) for opts in option_tokens]
-        width = max(len(s) for s in suffixes)
+        trees = [self._tree(opts) for opts in option_tokens]
+        lengths = torch.tensor([len(s) for s in suffixes])
+        width = int(lengths.max())
         n_nodes = max(len(t.tokens) for t in trees)
         total = width + n_nodes
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((b, total), pad, dtype=torch.long)
+        ids = torch.full((b, total), self.tokenizer.pad_token_id, dtype=torch.long)
         positions = torch.zeros((b, total), dtype=torch.long)
+        positions[:, :width] = prefix_len + torch.arange(width)
         allowed = torch.zeros((b, 1, total, prefix_len + total), dtype=torch.bool)
         allowed[:, :, :, :prefix_len] = True
-        last = torch.zeros(b, dtype=torch.long)
+        diag = torch.arange(total)
+        allowed[:, 0, diag, prefix_len + diag] = True  # every position sees itself (padding sees nothing else)
+        col = torch.arange(width)
+        real = col[None, :] < lengths[:, None]  # [b, width]
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        allowed[:, 0, :width, prefix_len:prefix_len + width] = causal[None] & real[:, None, :] & real[:, :, None]
+        allowed[:, 0, width:, prefix_len:prefix_len + width] = real[:, None, :]  # tree nodes see the whole suffix
         for row, (s, tree) in enumerate(zip(suffixes, trees)):
-            n = len(s)
+            n, k = len(s), len(tree.tokens)
             ids[row, :n] = torch.tensor(s)
-            positions[row, :width] = prefix_len + torch.arange(width)
-            causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
-            allowed[row, 0, :n, prefix_len:prefix_len + n] = causal
-            for i in range(n, width):  # padding rows attend to themselves only (never read)
-                allowed[row, 0, i, prefix_len + i] = True
-            last[row] = n - 1
-            for k, (token, depth, ancestors) in enumerate(zip(tree.tokens, tree.depth, tree.ancestors)):
-                q = width + k
-                ids[row, q] = token
-                positions[row, q] = prefix_len + n + depth
-                allowed[row, 0, q, prefix_len:prefix_len + n] = True
-                for a in ancestors:
-                    allowed[row, 0, q, prefix_len + width + a] = True
-                allowed[row, 0, q, prefix_len + q] = True
-            for k in range(len(tree.tokens), n_nodes):
-                allowed[row, 0, width + k, prefix_len + width + k] = True
+            ids[row, width:width + k] = tree.token_tensor
+            positions[row, width:width + k] = prefix_len + n + tree.depth_tensor
+            allowed[row, 0, width:width + k, prefix_len + width:prefix_len + width + k] = tree.visible
         dev = self.device
         cache = None
         if prefix_kv is not None:
-            cache = DynamicCache(ddp_cache_data=[(k.expand(b, -1, -1, -1).contiguous(),
-                                                  v.expand(b, -1, -1, -1).contiguous()) for k, v in prefix_kv])
+            cache = DynamicCache(ddp_cache_data=[(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1))
+                                                 for k, v in prefix_kv])
         body = self.model.get_decoder()
         mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill_(~allowed, torch.finfo(self.dtype).min)
         out = body(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
                    past_key_values=cache, use_cache=False)
         hidden = out.last_hidden_state
         # only the positions we read go through the output layer: the suffix's last token and the tree nodes
-        gather = torch.cat([last.unsqueeze(1), width + torch.arange(n_nodes).unsqueeze(0).expand(b, -1)], dim=1)
+        gather = torch.cat([(lengths - 1).unsqueeze(1), width + torch.arange(n_nodes).unsqueeze(0).expand(b, -1)],
+                           dim=1)
         picked = hidden[torch.arange(b).unsqueeze(1), gather.to(dev)]
-        logp = torch.log_softmax(self.model.get_output_embeddings()(picked).float(), dim=-1).cpu()
-        p_digit = logp.exp()[:, :, self.digit_mask.cpu()].sum(-1)
+        logp = torch.log_softmax(self.model.get_output_embeddings()(picked).float(), dim=-1)
+        # log P(the number ends) after each position: the next token is not a digit
+        p_digit = logp.exp()[:, :, self.digit_mask].sum(-1)
+        ends = torch.log1p(-p_digit.clamp(max=1 - 1e-12)).double().cpu().numpy()
         results = []
         for row, tree in enumerate(trees):
-            lps = []
-            for path in tree.option_paths:
-                lp, prev = 0.0, 0  # position 0 of `logp` is the prompt's end; node k is position k + 1
-                for node in path:
-                    lp += logp[row, prev, tree.tokens[node]].item()
-                    prev = node + 1
-                lp += float(torch.log1p(-p_digit[row, prev].clamp(max=1 - 1e-12)).item())
-                lps.append(lp)
-            t = torch.tensor(lps, dtype=torch.float64)
-            results.append(OptionScores(probs=torch.softmax(t, 0).tolist(), option_mass=float(t.exp().sum()),
-                                        logprobs=lps))
+            # node k's token read at its parent's position (0: the prompt's end; node j sits at position j + 1)
+            node_lp = logp[row, tree.parent_tensor, tree.token_tensor].double().cpu().numpy()
+            lps = tree.paths @ node_lp + ends[row, tree.last_node + 1]
+            t = lps - lps.max()
+            probs = np.exp(t) / np.exp(t).sum()
+            results.append(OptionScores(probs=probs.tolist(), option_mass=float(np.exp(lps).sum()),
+                                        logprobs=lps.tolist()))
         return results
 
     # ---- generation -------------------------------------------------------------------------------------------
@@ -265,13 +268,29 @@ class HFBackend(Backend):
 
 
 class _Tree:
-    """The options' token sequences as a prefix tree: shared tokens (the space, the '1' of '10') appear once."""
+    """The options' token sequences as a prefix tree: shared tokens (the space, the '1' of '10') appear once.
+    :meth:`freeze` adds the arrays the scorer reads: tokens, depths, parents' read-out positions, the ancestor-or-
+    self mask, and a matrix that sums a path's token log-probabilities per option."""
 
     def __init__(self) -> None:
         self.tokens: list[int] = []
         self.depth: list[int] = []
         self.ancestors: list[list[int]] = []
         self.option_paths: list[list[int]] = []
+
+    def freeze(self) -> _Tree:
+        k = len(self.tokens)
+        self.token_tensor = torch.tensor(self.tokens, dtype=torch.long)
+        self.depth_tensor = torch.tensor(self.depth, dtype=torch.long)
+        self.parent_tensor = torch.tensor([a[-1] + 1 if a else 0 for a in self.ancestors], dtype=torch.long)
+        self.visible = torch.eye(k, dtype=torch.bool)
+        for node, anc in enumerate(self.ancestors):
+            self.visible[node, anc] = True
+        self.paths = np.zeros((len(self.option_paths), k))
+        for o, path in enumerate(self.option_paths):
+            self.paths[o, path] = 1.0
+        self.last_node = np.array([path[-1] for path in self.option_paths])
+        return self
 
 
 def _option_tree(sequences: list[list[int]]) -> _Tree:
@@ -288,7 +307,7 @@ def _option_tree(sequences: list[list[int]]) -> _Tree:
                 tree.ancestors.append(list(path))
             path.append(index[key])
         tree.option_paths.append(path)
-    return tree
+    return tree.freeze()
 
 
 def _common_prefix_len(seqs: list[list[int]]) -> int:
