@@ -81,7 +81,7 @@ def _read(rec: dict, values: list[int], q: Question, scoring: str) -> tuple:
 # ---- summaries ------------------------------------------------------------------------------------------------
 
 def _means(d: pd.DataFrame) -> pd.Series:
-    return pd.Series({"accuracy": d["correct"].mean(), "nmae": d["nmae"].mean(),
+    return pd.Series({"accuracy": d["correct"].mean(), "nmae": d["nmae"].mean(), "tv": d["tv"].mean(),
                       "wasserstein": d["wasserstein"].mean(), "js": d["js"].mean(),
                       "option_mass": d["option_mass"].mean() if "option_mass" in d else np.nan,
                       "refusal_rate": (d["status"] == "refusal").mean(),
