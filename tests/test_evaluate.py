@@ -129,3 +129,13 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_model, tmp_path, all_pair
     clean = evaluate.predict(be, pairs, cache=ResponseCache(tmp_path / "clean.sqlite"), progress=False)
     assert np.allclose(np.vstack(resumed.probs.map(lambda p: np.pad(p, (0, 10 - len(p))))),
                        np.vstack(clean.probs.map(lambda p: np.pad(p, (0, 10 - len(p))))), atol=1e-5)
+
+
+def test_predict_with_the_marginals_template(tiny_model, all_pairs):
+    ood = all_pairs[all_pairs.split == "ood"].head(12)
+    be = HFBackend(tiny_model, dtype="float32", batch_size=8)
+    preds = evaluate.predict(be, ood, template="marginals", all_pairs=all_pairs, progress=False)
+    assert len(preds) == 12 and preds.status.eq("ok").all()
+    assert np.allclose([sum(p) for p in preds.probs], 1.0)
+    plain = evaluate.predict(be, ood, template="persona_user", progress=False)
+    assert not np.allclose(np.concatenate(preds.probs.tolist()), np.concatenate(plain.probs.tolist()))

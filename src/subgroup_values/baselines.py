@@ -54,6 +54,25 @@ def population_distributions(all_pairs: pd.DataFrame) -> dict[str, np.ndarray]:
     return {q: np.sum([np.asarray(c, float) for c in g.weighted_counts], axis=0) for q, g in sex.groupby("qid")}
 
 
+def single_marginals(pairs: pd.DataFrame, all_pairs: pd.DataFrame) -> list[dict[str, tuple[str, list[float]]]]:
+    """For each pair of ``pairs``: {dimension: (value, weighted answer counts of that single-attribute training
+    cell)} over its known attributes (the input of the ``marginals`` prompt template). A pair whose cell was
+    dropped (too few answers) raises: the template cannot be filled honestly."""
+    singles = all_pairs[all_pairs.stratum.isin(list(DIMENSIONS)) & (all_pairs.split == "train")]
+    cell = {(r.qid, r.subgroup_id): list(r.weighted_counts) for r in singles.itertuples()}
+    out = []
+    for row in pairs.itertuples(index=False):
+        m = {}
+        for part in row.subgroup_id.split("|"):
+            dim = part.split("=")[0]
+            if (row.qid, part) not in cell:
+                raise ValueError(f"No single-attribute training cell {part} for {row.qid}: the marginals template "
+                                 f"cannot describe pair {row.qid} x {row.subgroup_id}.")
+            m[dim] = (getattr(row, dim), cell[(row.qid, part)])
+        out.append(m)
+    return out
+
+
 def predictions(pairs: pd.DataFrame, all_pairs: pd.DataFrame, kind: str,
                 questions: dict[str, Question] | None = None) -> pd.DataFrame:
     """The ``kind`` baseline's prediction for every pair of ``pairs`` (``all_pairs`` supplies the marginals)."""
