@@ -92,3 +92,43 @@ def noise_floor(survey, questions, subgroups, pairs: pd.DataFrame, n_boot: int =
             floor = pair_floor(options, weights[sel], q.n_options, n_boot, n_splits, rng)
             rows.append({"qid": qid, "subgroup_id": r.subgroup_id, "n_valid": int(sel.sum())} | floor)
     return pd.DataFrame(rows)
+
+
+#: Where the floor of the study's pairs is kept (per-pair aggregates of groups of 30+: committed with the data).
+FLOOR_FILE = "data/processed/noise_floor.csv"
+
+
+def from_survey_file(wvs_file, pairs: pd.DataFrame, country: str = "SGP", min_size: int = 30, n_boot: int = 200,
+                     n_splits: int = 50, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """The floor of ``pairs`` from the survey file (the same respondents as the dataset build)."""
+    from .dataset import valid_codes
+    from .questions import load_questions
+    from .subgroups import OOD_STRATA, TRAIN_STRATA, find_subgroups
+    from .wvs import read_wvs
+
+    questions = load_questions(rule="all")
+    survey = read_wvs(wvs_file, country=country, items=[q.qid for q in questions], valid_codes=valid_codes(questions))
+    subgroups = find_subgroups(survey, list(TRAIN_STRATA) + list(OOD_STRATA), min_size=min_size)
+    return noise_floor(survey, questions, subgroups, pairs, n_boot, n_splits, seed, progress)
+
+
+def save(floor: pd.DataFrame, path=FLOOR_FILE) -> bool:
+    """Write the floor table (rounded to 6 decimals) only when its content changed; True when written."""
+    from pathlib import Path
+
+    path = Path(path)
+    text = floor.round(6).to_csv(index=False)
+    if path.is_file() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True
+
+
+def load(path=FLOOR_FILE) -> pd.DataFrame:
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"No noise floor at {path}: run notebook 08 once with the survey file "
+                                f"(make all WVS_FILE=...), which computes and keeps it.")
+    return pd.read_csv(path)
