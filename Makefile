@@ -69,10 +69,10 @@ BASE_RUNS := base_ood base_train base_ood_generate
 SFT_RUNS := sft_ood sft_train sft_ood_generate
 STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb \
   $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
-  $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/07_paper_comparison.ipynb
+  $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb $(OUT)/07_paper_comparison.ipynb
 
 FORCE:
-.PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended report figures model tiny-model test \
+.PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended headroom report figures model tiny-model test \
   pytest smoke bench bench-bf16 clean clean-venv check-wvs help
 
 ifeq ($(FROM_AGGREGATES),1)
@@ -85,7 +85,7 @@ all: $(STEPS)
 help:
 	@echo "make all [PROFILE=default|smoke|paper] [WVS_FILE=...]  regenerate every table and figure"
 	@echo "make test                                             the tests and the smoke chain"
-	@echo "make data | landscape | evaluate | finetune | fairness | open-ended | report | paper | model | bench | clean"
+	@echo "make data | landscape | evaluate | finetune | fairness | open-ended | headroom | report | paper | model | bench | clean"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -166,11 +166,19 @@ $(OUT)/05_fairness.ipynb: $(NB)/05_fairness.ipynb $(DEPS_05_fairness) $(CONFIG) 
 $(OUT)/06_open_ended.ipynb: $(NB)/06_open_ended.ipynb $(DEPS_06_open_ended) $(CONFIG) $(OUT)/04_finetune.ipynb
 	$(RUN_NB) $<
 
-$(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(DEPS_07_paper_comparison) $(CONFIG) $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb
+# 8. the headroom: every method between the noise floor and uniform. With the survey file (default profile) the
+# noise floor is computed from the respondents and kept in data/processed/noise_floor.csv (rewritten only when it
+# changes); without it (or in the smoke profile) the committed floor is read.
+HEADROOM_ARGS := $(if $(FROM_AGGREGATES),,$(if $(filter smoke,$(PROFILE)),,-p wvs_file "$(WVS_FILE)"))
+$(OUT)/08_headroom.ipynb: $(NB)/08_headroom.ipynb $(DEPS_08_headroom) $(CONFIG) $(PAIRS) $(OUT)/03_evaluate__base_ood.ipynb $(OUT)/03_evaluate__sft_ood.ipynb
+	$(RUN_NB) $< $(HEADROOM_ARGS)
+
+$(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(DEPS_07_paper_comparison) $(CONFIG) $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb
 	$(RUN_NB) $<
 
 fairness: $(OUT)/05_fairness.ipynb
 open-ended: $(OUT)/06_open_ended.ipynb
+headroom: $(OUT)/08_headroom.ipynb
 report: $(OUT)/07_paper_comparison.ipynb
 figures: all
 

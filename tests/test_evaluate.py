@@ -44,6 +44,29 @@ def test_baselines_on_the_real_ood_split(all_pairs):
     assert np.allclose(uni.correct, expected)
     with pytest.raises(ValueError, match="baseline must be one of"):
         baselines.predictions(ood, all_pairs, "oracle")
+    # point masses: the true mode is right by definition; the population's mode as a point mass answers as the
+    # population-mode baseline but is a worse distribution
+    true = baselines.predictions(ood, all_pairs, "true_mode")
+    assert true.correct.eq(1).all()
+    point = baselines.predictions(ood, all_pairs, "population_mode_point")
+    assert (point.correct.to_numpy() == pop.correct.to_numpy()).all()
+    assert point.tv.mean() > pop.tv.mean() and point.js.mean() > pop.js.mean()
+    # the log-linear composition beats the mean of the marginals as a distribution, on divergent pairs too
+    loglin = baselines.predictions(ood, all_pairs, "log_linear")
+    for d in (slice(None), loglin.divergent.to_numpy()):
+        assert loglin.tv.to_numpy()[d].mean() < comp.tv.to_numpy()[d].mean()
+        assert loglin.wasserstein.to_numpy()[d].mean() < comp.wasserstein.to_numpy()[d].mean()
+
+
+def test_log_linear_by_hand():
+    # two marginals that both favour option 1 against a flat population: their product is sharper than either
+    m1, m2, pop = np.array([6.0, 2.0]), np.array([6.0, 2.0]), np.array([4.0, 4.0])
+    p = baselines.log_linear([m1, m2], pop, pseudocount=0.0)
+    assert p == pytest.approx(np.array([9, 1]) / 10)  # (.75 * .75) / .5 : (.25 * .25) / .5 = 9 : 1
+    # one attribute: its own (smoothed) distribution; an option nobody chose keeps the pseudo-count's weight
+    assert baselines.log_linear([np.array([3.0, 0.0])], pop) == pytest.approx(np.array([3.5, 0.5]) / 4)
+    with pytest.raises(ValueError, match="at least one"):
+        baselines.log_linear([], pop)
 
 
 def test_scores_and_summary_by_hand():
@@ -106,3 +129,13 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_model, tmp_path, all_pair
     clean = evaluate.predict(be, pairs, cache=ResponseCache(tmp_path / "clean.sqlite"), progress=False)
     assert np.allclose(np.vstack(resumed.probs.map(lambda p: np.pad(p, (0, 10 - len(p))))),
                        np.vstack(clean.probs.map(lambda p: np.pad(p, (0, 10 - len(p))))), atol=1e-5)
+
+
+def test_predict_with_the_marginals_template(tiny_model, all_pairs):
+    ood = all_pairs[all_pairs.split == "ood"].head(12)
+    be = HFBackend(tiny_model, dtype="float32", batch_size=8)
+    preds = evaluate.predict(be, ood, template="marginals", all_pairs=all_pairs, progress=False)
+    assert len(preds) == 12 and preds.status.eq("ok").all()
+    assert np.allclose([sum(p) for p in preds.probs], 1.0)
+    plain = evaluate.predict(be, ood, template="persona_user", progress=False)
+    assert not np.allclose(np.concatenate(preds.probs.tolist()), np.concatenate(plain.probs.tolist()))

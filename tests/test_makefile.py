@@ -25,7 +25,8 @@ STEPS = {"01_build_dataset": [], "02_value_landscape": ["01_build_dataset"],
                                                                            "base_ood_generate", "sft_ood",
                                                                            "sft_train", "sft_ood_generate")],
          "06_open_ended": ["04_finetune"],
-         "07_paper_comparison": ["02_value_landscape", "05_fairness", "06_open_ended"]}
+         "08_headroom": ["01_build_dataset", "03_evaluate:base_ood", "03_evaluate:sft_ood"],
+         "07_paper_comparison": ["02_value_landscape", "05_fairness", "06_open_ended", "08_headroom"]}
 
 
 def make(*args, build):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from subgroup_values.metrics import accuracy, expected_nmae, jensen_shannon, nmae, wasserstein
+from subgroup_values.metrics import accuracy, expected_nmae, jensen_shannon, nmae, total_variation, wasserstein
 
 
 def test_wasserstein_hand_worked():
@@ -29,7 +29,30 @@ def test_jensen_shannon_hand_worked():
     assert jensen_shannon([1, 0], [0.5, 0.5]) == pytest.approx(math.sqrt(jsd))
 
 
-@pytest.mark.parametrize("distance", [wasserstein, jensen_shannon])
+def test_total_variation_hand_worked():
+    assert total_variation([1, 0, 0], [0, 0, 1]) == pytest.approx(1.0)
+    # (.5, .3, .2) vs (.2, .3, .5): |.3| + 0 + |.3| over 2
+    assert total_variation([0.5, 0.3, 0.2], [0.2, 0.3, 0.5]) == pytest.approx(0.3)
+    assert total_variation([5, 3, 2], [2, 3, 5]) == pytest.approx(0.3)  # counts are normalised
+    # blind to distance: one step and three steps cost the same, unlike Wasserstein
+    assert total_variation([1, 0, 0, 0], [0, 1, 0, 0]) == total_variation([1, 0, 0, 0], [0, 0, 0, 1]) == 1.0
+
+
+def test_wasserstein_is_one_minus_opinionqa_representativeness():
+    """OpinionQA (Santurkar et al. 2023) scores alignment as 1 - W1(D1, D2) / (N - 1), W1 on the option positions
+    1..N (scipy's wasserstein_distance, as in their released code): our normalised W is exactly 1 - that."""
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        n = int(rng.integers(2, 11))
+        p, q = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(n))
+        pos = np.arange(1, n + 1)
+        representativeness = 1 - wasserstein_distance(pos, pos, p, q) / (n - 1)
+        assert wasserstein(p, q) == pytest.approx(1 - representativeness, abs=1e-12)
+
+
+@pytest.mark.parametrize("distance", [wasserstein, jensen_shannon, total_variation])
 def test_distance_properties(distance):
     rng = np.random.default_rng(0)
     for _ in range(200):

@@ -145,3 +145,81 @@ def test_packed_trainer_refuses_what_it_cannot_keep_exact(tiny_model, tmp_path):
             finetune.build_trainer(s, t, m)
     with pytest.raises(ValueError, match="trainer must be one of"):
         finetune.training_pairs(finetune.SubgroupSFTArguments(trainer="fast"))
+
+
+def distribution_trainer(model_path, tmp_path, limit=300, per_chunk=4, recipe="configs/sft/smoke.yaml"):
+    s, t, m = finetune.load_recipe(recipe, model_name_or_path=str(model_path), output_dir=str(tmp_path / "dist"),
+                                   train_limit=limit, loss="distribution", subgroups_per_chunk=per_chunk,
+                                   lora_dropout=0.0)
+    return finetune.build_trainer(s, t, m)[0]
+
+
+def brute_force_loss(model, chunks, digit_mask) -> float:
+    """Each option scored by a full forward pass over prompt + option tokens (no packing, no tree), renormalised
+    over the options; cross-entropy with the target, averaged over the examples."""
+    losses = []
+    with torch.no_grad():
+        for c in chunks:
+            for suffix, options, target in zip(c["suffixes"], c["options"], c["targets"]):
+                prompt = c["prefix"] + suffix
+                lps = []
+                for opt in options:
+                    ids = torch.tensor([prompt + list(opt)])
+                    logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
+                    lp = sum(float(logp[len(prompt) - 1 + j, tok]) for j, tok in enumerate(opt))
+                    lp += float(torch.log1p(-logp[-1].exp()[digit_mask].sum()))
+                    lps.append(lp)
+                q = torch.log_softmax(torch.tensor(lps), 0)
+                losses.append(float(-(torch.tensor(target, dtype=torch.float64) * q).sum()))
+    return sum(losses) / len(losses)
+
+
+def test_distribution_loss_equals_the_hand_computed_value(tiny_model, tmp_path):
+    trainer = distribution_trainer(tiny_model, tmp_path)
+    model = trainer.model
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if p.requires_grad and "lora_B" in name:
+            p.data.normal_(0, 0.01)
+    model.eval()
+    chunks = [c for c in trainer.chunks if len(c["rows"]) > 1][:3]
+    with torch.no_grad():
+        loss = float(trainer.distribution_loss(model, trainer.data_collator(chunks)))
+    assert loss == pytest.approx(brute_force_loss(model, chunks, trainer.digit_mask), abs=1e-5)
+
+
+def test_distribution_gradient_moves_mass_toward_the_target(tiny_model, tmp_path):
+    trainer = distribution_trainer(tiny_model, tmp_path)
+    model = trainer.model
+    model.train()
+    batch = trainer.data_collator(trainer.chunks[:4])
+    params = [p for p in model.parameters() if p.requires_grad]
+    before = float(trainer.distribution_loss(model, batch))
+    kl_before = trainer._metrics["train"]["kl"][-1]
+    mass_before = trainer._metrics["train"]["target_prob"][-1]
+    for _ in range(5):
+        model.zero_grad()
+        trainer.distribution_loss(model, batch).backward()
+        with torch.no_grad():
+            for p in params:
+                p -= 0.05 * p.grad
+    after = float(trainer.distribution_loss(model, batch))
+    assert after < before
+    assert trainer._metrics["train"]["kl"][-1] < kl_before
+    assert trainer._metrics["train"]["target_prob"][-1] > mass_before
+
+
+def test_distribution_training_runs_and_refuses_bad_settings(tiny_model, tmp_path):
+    s, t, m = finetune.load_recipe("configs/sft/smoke.yaml", model_name_or_path=str(tiny_model),
+                                   output_dir=str(tmp_path / "d"), train_limit=64, loss="distribution",
+                                   num_train_epochs=1, save_strategy="no")
+    trainer, pairs = finetune.build_trainer(s, t, m)
+    record = finetune.train(trainer, pairs, s, t, m)
+    assert record["training"]["global_step"] > 0 and record["data"]["train_pairs"] == 64
+    with pytest.raises(ValueError, match="packed trainer"):
+        finetune.training_pairs(finetune.SubgroupSFTArguments(loss="distribution", trainer="trl"))
+    with pytest.raises(ValueError, match="loss must be"):
+        finetune.training_pairs(finetune.SubgroupSFTArguments(loss="kl"))
+    from subgroup_values.packing import distribution_chunks
+    with pytest.raises(ValueError, match="one non-negative weight per option"):
+        distribution_chunks([[1, 2]], [[[5], [6]]], [[1.0]], ["q"])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from subgroup_values import prompts
 from subgroup_values.prompts import TEMPLATES, build_messages, describe, parse_answer, prefix_group
 
 
@@ -26,7 +27,8 @@ def test_persona_names_only_known_attributes(questions):
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_every_template_lists_options_and_asks_for_answer(questions, template):
     q = questions["Q241"]
-    msgs = build_messages(q, {"sex": "Male"}, template)
+    marginals = {"sex": ("Male", [1.0] * q.n_options)} if template == "marginals" else None
+    msgs = build_messages(q, {"sex": "Male"}, template, marginals=marginals)
     text = "\n".join(m["content"] for m in msgs)
     assert "10. An essential characteristic of democracy" in text and "Answer: <number>" in text
     assert ("a man" in text) == (template != "no_persona")
@@ -106,8 +108,31 @@ def test_no_placeholder_left_in_any_prompt():
 
     for q in load_questions(rule="all"):
         for template in TEMPLATES:
-            for m in build_messages(q, {"sex": "Female", "age": "65+"}, template):
+            flat = {"sex": ("Female", [1.0] * q.n_options), "age": ("65+", [1.0] * q.n_options)}
+            for m in build_messages(q, {"sex": "Female", "age": "65+"}, template,
+                                    marginals=flat if template == "marginals" else None):
                 assert "[" not in m["content"] and "]" not in m["content"], (q.qid, template, m["content"])
     q112 = next(q for q in load_questions(rule="all") if q.qid == "Q257")
     assert "Singapore" in build_messages(q112, {}, "persona_user")[1]["content"].split("Options:")[0]
     assert "Turkey" in build_messages(q112, {}, "persona_user", country="Turkey")[1]["content"]
+
+
+def test_marginals_template_names_each_training_cell(questions):
+    from subgroup_values import baselines, dataset
+
+    all_pairs = dataset.load_pairs()
+    ood = all_pairs[all_pairs.split == "ood"]
+    row = ood[ood.subgroup_id.str.contains("religion")].iloc[0]
+    (m,) = baselines.single_marginals(ood.loc[[row.name]], all_pairs)
+    assert set(m) == set(prompts.attributes_of(row))
+    q = questions[row.qid]
+    text = prompts.build_messages(q, prompts.attributes_of(row), "marginals", marginals=m)[1]["content"]
+    for dim, (label, counts) in m.items():
+        share = round(100 * counts[0] / sum(counts))
+        assert f"- {prompts.describe({dim: label})}: 1: {share}%" in text
+    assert text.endswith(f"Respondent: {prompts.describe(prompts.attributes_of(row))}")
+    with pytest.raises(ValueError, match="one training-cell distribution per known attribute"):
+        prompts.build_messages(q, prompts.attributes_of(row), "marginals")
+    with pytest.raises(ValueError, match="non-negative shares"):
+        prompts.build_messages(q, prompts.attributes_of(row), "marginals",
+                               marginals={d: (lab, [1.0]) for d, (lab, _) in m.items()})

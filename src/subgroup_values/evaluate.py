@@ -24,8 +24,10 @@ SCORINGS = ("logprob", "generate")
 
 def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", template: str = DEFAULT_TEMPLATE,
             cache: ResponseCache | NullCache | None = None, chunk_size: int = 128, max_new_tokens: int = 12,
-            progress: bool = True, questions: dict[str, Question] | None = None) -> pd.DataFrame:
-    """Predictions of ``backend`` for every pair (cached; resumable: finished chunks are never recomputed)."""
+            progress: bool = True, questions: dict[str, Question] | None = None,
+            all_pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Predictions of ``backend`` for every pair (cached; resumable: finished chunks are never recomputed).
+    ``all_pairs`` (default: the committed table) supplies the training cells of the ``marginals`` template."""
     if scoring not in SCORINGS:
         raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}.")
     if template not in TEMPLATES:
@@ -37,8 +39,14 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
     settings = {"scoring": scoring} | ({"max_new_tokens": max_new_tokens, "decoding": "greedy",
                                        "batch_size": getattr(backend, "batch_size", None)}
                                       if scoring == "generate" else {})
-    messages = [build_messages(questions[r.qid], attributes_of(r._asdict()), template)
-                for r in frame.itertuples(index=False)]
+    marginals = [None] * len(frame)
+    if template == "marginals":
+        from .baselines import single_marginals
+        from .dataset import load_pairs
+
+        marginals = single_marginals(frame, all_pairs if all_pairs is not None else load_pairs())
+    messages = [build_messages(questions[r.qid], attributes_of(r._asdict()), template, marginals=m)
+                for r, m in zip(frame.itertuples(index=False), marginals)]
     options = [[str(v) for v, _ in questions[q].options] for q in frame.qid]
     groups = [prefix_group(template, q, s) for q, s in zip(frame.qid, frame.subgroup_id)]
     identity = backend.identity()
@@ -81,7 +89,7 @@ def _read(rec: dict, values: list[int], q: Question, scoring: str) -> tuple:
 # ---- summaries ------------------------------------------------------------------------------------------------
 
 def _means(d: pd.DataFrame) -> pd.Series:
-    return pd.Series({"accuracy": d["correct"].mean(), "nmae": d["nmae"].mean(),
+    return pd.Series({"accuracy": d["correct"].mean(), "nmae": d["nmae"].mean(), "tv": d["tv"].mean(),
                       "wasserstein": d["wasserstein"].mean(), "js": d["js"].mean(),
                       "option_mass": d["option_mass"].mean() if "option_mass" in d else np.nan,
                       "refusal_rate": (d["status"] == "refusal").mean(),

@@ -100,7 +100,7 @@ def paired(base: pd.DataFrame, sft: pd.DataFrame) -> pd.DataFrame:
     """Base and SFT predictions side by side on the pairs both scored (columns suffixed _base and _sft)."""
     key = ["qid", "subgroup_id"]
     keep = ["correct", "nmae", "wasserstein", "status"]
-    meta = [c for c in base.columns if c not in keep + ["choice", "probs", "option_mass", "reply", "js", "expected"]]
+    meta = [c for c in base.columns if c not in keep + ["choice", "probs", "option_mass", "reply", "tv", "js", "expected"]]
     merged = base[meta + keep].merge(sft[key + keep], on=key, suffixes=("_base", "_sft"), validate="one_to_one")
     if not len(merged) == len(base) == len(sft):
         raise ValueError("base and SFT predictions cover different pairs; evaluate both on the same split/sample.")

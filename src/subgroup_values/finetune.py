@@ -40,6 +40,9 @@ class SubgroupSFTArguments:
     trainer: str = field(default="packed", metadata={
         "help": "packed: a question's shared prompt computed once per step for its subgroups (exact, ~10x faster; "
                 "per_device_train_batch_size counts question chunks); trl: TRL's SFTTrainer on one example per row"})
+    loss: str = field(default="modal", metadata={
+        "help": "modal: TRL's completion-only loss on 'Answer: <modal code>'; distribution: cross-entropy between the "
+                "subgroup's weighted answer distribution and the model's exact option distribution (packed trainer)"})
     subgroups_per_chunk: int = field(default=0, metadata={
         "help": "packed trainer: subgroups of one question per chunk (0: all of the question's training subgroups)"})
 
@@ -63,9 +66,34 @@ def sft_records(pairs: pd.DataFrame, template: str = DEFAULT_TEMPLATE) -> list[d
 TRAINERS = ("packed", "trl")
 
 
+def distribution_examples(pairs: pd.DataFrame, tokenizer, template: str = DEFAULT_TEMPLATE) -> dict:
+    """Per pair: the evaluation's prompt up to ``Answer:`` (token ids), each option code's tokens in context (as
+    the scorer reads them) and the subgroup's weighted answer distribution (the target)."""
+    from .backends.hf import option_token_ids
+
+    questions = {q.qid: q for q in load_questions(rule="all")}
+    prompt_ids, option_ids, targets = [], [], []
+    codes: dict[str, list[list[int]]] = {}
+    for row in pairs.to_dict("records"):
+        q = questions[row["qid"]]
+        text = tokenizer.apply_chat_template(build_messages(q, attributes_of(row), template), tokenize=False,
+                                             add_generation_prompt=True) + ANSWER_PREFIX
+        prompt_ids.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if q.qid not in codes:
+            codes[q.qid] = [option_token_ids(tokenizer, str(v)) for v, _ in q.options]
+        option_ids.append(codes[q.qid])
+        counts = row["weighted_counts"]
+        targets.append(json.loads(counts) if isinstance(counts, str) else list(counts))
+    return {"prompt_ids": prompt_ids, "option_ids": option_ids, "targets": targets}
+
+
 def training_pairs(args: SubgroupSFTArguments) -> pd.DataFrame:
     if args.trainer not in TRAINERS:
         raise ValueError(f"trainer must be one of {TRAINERS}, got {args.trainer!r}.")
+    if args.loss not in ("modal", "distribution"):
+        raise ValueError(f"loss must be modal or distribution, got {args.loss!r}.")
+    if args.loss == "distribution" and args.trainer != "packed":
+        raise ValueError("The distribution loss runs on the packed trainer: set trainer: packed.")
     if args.template not in TEMPLATES:
         raise ValueError(f"template must be one of {TEMPLATES}, got {args.template!r}.")
     pairs = load_pairs(args.pairs_file or None, split="train")
@@ -99,9 +127,12 @@ def build_trainer(script_args: SubgroupSFTArguments, training_args, model_args):
     if script_args.trainer == "packed":
         from .packing import PackedSFTTrainer
 
+        extra = ({"distribution_examples": distribution_examples(pairs, tok, script_args.template)}
+                 if script_args.loss == "distribution" else {})
         trainer = PackedSFTTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=tok,
                                    peft_config=peft_config, groups=list(pairs["qid"]),
-                                   subgroups_per_chunk=script_args.subgroups_per_chunk, chunk_seed=training_args.seed)
+                                   subgroups_per_chunk=script_args.subgroups_per_chunk, chunk_seed=training_args.seed,
+                                   loss=script_args.loss, **extra)
     else:
         trainer = SFTTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=tok,
                              peft_config=peft_config)

@@ -2,7 +2,11 @@
 
 Definitions (options ``v_1 < ... < v_K`` of one ordinal question):
 
-- normalised Wasserstein: ``W(p, q) = sum_{i<K} |F_p(i) - F_q(i)| (v_{i+1} - v_i) / (v_K - v_1)``, in [0, 1];
+- total variation: ``TV(p, q) = 1/2 sum_i |p_i - q_i|``, in [0, 1] (the share of probability that must move; blind
+  to how far it moves: the distance of Meister et al.'s distributional-alignment benchmark);
+- normalised Wasserstein: ``W(p, q) = sum_{i<K} |F_p(i) - F_q(i)| (v_{i+1} - v_i) / (v_K - v_1)``, in [0, 1]
+  (ordinal: moving mass from "1" to "4" costs three times a move to "2"). OpinionQA's representativeness
+  (Santurkar et al. 2023) is ``1 - W`` with options at equal steps;
 - Jensen-Shannon distance: ``sqrt(JSD(p, q))`` with base-2 logarithms, in [0, 1];
 - accuracy of a predicted answer: 1 when it equals any of the (tied) modal answers;
 - NMAE: ``min_m |prediction - m| / (v_K - v_1)`` over the tied modes ``m``; an answer that could not be parsed
@@ -39,6 +43,14 @@ def wasserstein(p: Sequence[float], q: Sequence[float], values: Sequence[float] 
         raise ValueError("option values must be strictly increasing")
     cdf_gap = np.abs(np.cumsum(p) - np.cumsum(q))[:-1]
     return float((cdf_gap * gaps).sum() / (v[-1] - v[0]))
+
+
+def total_variation(p: Sequence[float], q: Sequence[float]) -> float:
+    """Total variation distance ``1/2 sum |p_i - q_i|`` between two distributions over the same options."""
+    p, q = _normalise(p), _normalise(q)
+    if p.shape != q.shape:
+        raise ValueError(f"distributions over different option sets: {p.shape} vs {q.shape}")
+    return float(np.abs(p - q).sum() / 2)
 
 
 def jensen_shannon(p: Sequence[float], q: Sequence[float]) -> float:
@@ -92,13 +104,13 @@ def expected_nmae(probs: Sequence[float], values: Sequence[int], modes: Sequence
 
 
 def score_pairs(preds):
-    """Add per-pair ``correct``, ``nmae``, ``wasserstein``, ``js`` to a prediction table (one row per pair with
+    """Add per-pair ``correct``, ``nmae``, ``tv``, ``wasserstein``, ``js`` to a prediction table (one row per pair with
     ``choice``, ``probs``, ``modal_answers``, ``weighted_counts``, ``scale_min``, ``scale_max``), with the
     functions above. Rows marked ``expected`` (the uniform baseline) are scored in expectation over ``probs``;
     a missing choice scores accuracy 0 and NMAE 1; distances need a predicted distribution (else NaN)."""
     import pandas as pd
 
-    correct, nm, wd, jd = [], [], [], []
+    correct, nm, tv, wd, jd = [], [], [], [], []
     expected = preds["expected"] if "expected" in preds else pd.Series(False, index=preds.index)
     for row, exp in zip(preds.itertuples(index=False), expected):
         modes, lo, hi = list(row.modal_answers), int(row.scale_min), int(row.scale_max)
@@ -114,6 +126,7 @@ def score_pairs(preds):
             nm.append(nmae(c, modes, lo, hi))
         truth = np.asarray(row.weighted_counts, dtype=float)
         ok = has_p and truth.sum() > 0
+        tv.append(total_variation(p, truth) if ok else np.nan)
         wd.append(wasserstein(p, truth) if ok else np.nan)
         jd.append(jensen_shannon(p, truth) if ok else np.nan)
-    return preds.assign(correct=correct, nmae=nm, wasserstein=wd, js=jd)
+    return preds.assign(correct=correct, nmae=nm, tv=tv, wasserstein=wd, js=jd)

@@ -156,3 +156,25 @@ def base_vs_sft(table, metric: str, ax=None):
     ax.plot([lo, hi], [lo, hi], color="0.5", lw=1, ls="--")
     ax.set(xlabel=f"{metric}, base", ylabel=f"{metric}, SFT")
     return ax
+
+
+def headroom(table, models: list[str] = (), metric: str = "tv"):
+    """Each method's distance (with its interval) on all and on divergent pairs, between the noise floor and
+    uniform (vertical lines); models in colour, non-LLM predictors in grey."""
+    subsets = [s for s in ("all", "divergent") if (table.pairs == s).any()]
+    fig, axes = plt.subplots(1, len(subsets), figsize=(WIDTH, 3.2), sharey=True, squeeze=False)
+    order = table[table.pairs == "all"].sort_values(metric, ascending=False).method.tolist()
+    for ax, subset in zip(axes[0], subsets):
+        t = table[table.pairs == subset].set_index("method").reindex(order)
+        y = range(len(order))
+        colours = ["C0" if m in models else ("C3" if m == "noise_floor" else "0.4") for m in order]
+        ax.errorbar(t[metric], y, xerr=[t[metric] - t[f"{metric}_lo"], t[f"{metric}_hi"] - t[metric]], fmt="none",
+                    ecolor="0.6", lw=1)
+        ax.scatter(t[metric], y, c=colours, zorder=3, s=18)
+        for m, style in (("noise_floor", ":"), ("uniform", "--")):
+            if m in t.index:
+                ax.axvline(t.loc[m, metric], color="0.3", ls=style, lw=0.8)
+        ax.set(yticks=list(y), yticklabels=order, xlabel=f"{metric.upper()} to the subgroup's distribution",
+               title=f"{subset} pairs")
+    fig.tight_layout()
+    return fig

@@ -14,6 +14,9 @@ those two. Templates (``TEMPLATES``):
   the persona, reused across a subgroup's questions.
 - ``no_persona``: the same as ``persona_user`` for "Respondent: a person": the model's population answer, the
   reference for how much a persona changes anything.
+- ``marginals``: ``persona_user`` plus, before the respondent, how the survey's respondents with each of the
+  persona's single attributes answered (their weighted answer shares, from the training cells only): can a
+  language model compose the marginals better than the log-linear rule of :mod:`subgroup_values.baselines`?
 
 Every template ends by asking for ``Answer: <number>``; log-probability scoring reads the options right after
 the assistant's ``Answer:``.
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from .questions import Question
 from .subgroups import DIMENSIONS
 
-TEMPLATES = ("persona_user", "persona_system", "no_persona")
+TEMPLATES = ("persona_user", "persona_system", "no_persona", "marginals")
 DEFAULT_TEMPLATE = "persona_user"
 #: The assistant's reply starts with this; option scoring reads what follows (the one definition).
 ANSWER_PREFIX = "Answer:"
@@ -85,10 +88,35 @@ def question_block(q: Question, country: str = DEFAULT_COUNTRY) -> str:
     return f"Question: {fill_placeholders(q.text, country)}\n\nOptions:\n{options}"
 
 
+def marginal_lines(q: Question, marginals: dict[str, list[float]]) -> str:
+    """One line per single attribute: 'a man: 1: 80%, 2: 15%, ...' (shares of the attribute's respondents)."""
+    lines = []
+    for dim, dist in marginals.items():
+        label, shares = dist
+        total = sum(shares)
+        if len(shares) != q.n_options or total <= 0:
+            raise ValueError(f"{q.qid}: the marginal of {dim}={label} needs {q.n_options} non-negative shares with a "
+                             f"positive total, got {shares}.")
+        parts = ", ".join(f"{v}: {100 * x / total:.0f}%" for (v, _), x in zip(q.options, shares))
+        lines.append(f"- {describe({dim: label})}: {parts}")
+    return "\n".join(lines)
+
+
 def build_messages(q: Question, attributes: dict[str, str], template: str = DEFAULT_TEMPLATE,
-                   country: str = DEFAULT_COUNTRY) -> list[dict]:
-    """Chat messages for one (question, subgroup) pair; ``country`` names the survey's country."""
+                   country: str = DEFAULT_COUNTRY, marginals: dict[str, tuple[str, list[float]]] | None = None
+                   ) -> list[dict]:
+    """Chat messages for one (question, subgroup) pair; ``country`` names the survey's country. The ``marginals``
+    template needs ``marginals``: {dimension: (its value, the weighted answer counts of that single-attribute
+    training cell)} for each known attribute."""
     block = question_block(q, country)
+    if template == "marginals":
+        if not marginals or set(marginals) != set(attributes):
+            raise ValueError(f"The marginals template needs one training-cell distribution per known attribute "
+                             f"{sorted(attributes)}; got {sorted(marginals or {})}.")
+        user = (f"{block}\n\nShares of respondents from {country} choosing each option, by one characteristic:\n"
+                f"{marginal_lines(q, marginals)}\nHow would the following respondent, who has all of these "
+                f"characteristics, most likely answer this question?\nRespondent: {describe(attributes)}")
+        return [{"role": "system", "content": system_survey(country)}, {"role": "user", "content": user}]
     if template == "persona_system":
         system = (f"You are {describe(attributes)} living in {country}, taking part in the World Values Survey. "
                   "Answer every question as yourself, from your own point of view.")

@@ -28,7 +28,8 @@ from .paths import REPO_ROOT
 
 ORDER = ["01_build_dataset", "02_value_landscape", "03_evaluate__base_ood", "03_evaluate__base_train",
          "03_evaluate__base_ood_generate", "04_finetune", "03_evaluate__sft_ood", "03_evaluate__sft_train",
-         "03_evaluate__sft_ood_generate", "05_fairness", "06_open_ended", "07_paper_comparison"]
+         "03_evaluate__sft_ood_generate", "05_fairness", "06_open_ended", "08_headroom",
+         "07_paper_comparison"]
 DROP_METADATA = ("widgets", "execution", "papermill")
 
 

@@ -90,7 +90,7 @@ def rescore_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0,
                   for q, r in zip(preds.qid, preds.reply)]
         preds["choice"] = pd.array([p.choice for p in parsed], dtype="Int64")
         preds["status"] = [p.status for p in parsed]
-    preds = score_pairs(preds.drop(columns=["correct", "nmae", "wasserstein", "js"], errors="ignore"))
+    preds = score_pairs(preds.drop(columns=["correct", "nmae", "tv", "wasserstein", "js"], errors="ignore"))
     summary = summarise(preds, n_boot=n_boot, seed=seed)
     keep = {k: v for k, v in record.items() if k not in ("results", "by_subset", "pairs", "questions", "subgroups")}
     keep["status_counts"] = preds.status.value_counts().to_dict()

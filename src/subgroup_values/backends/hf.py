@@ -52,6 +52,22 @@ def weights_digest(path: str | Path | None) -> str | None:
     return _file_digest(files) if files else None
 
 
+def digit_token_mask(tokenizer, n_out: int) -> torch.Tensor:
+    """True for every output token whose text starts with a digit (the number would go on)."""
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    digit = [bool(t) and tokenizer.convert_tokens_to_string([t])[:1].isdigit() for t in vocab]
+    mask = torch.zeros(n_out, dtype=torch.bool)
+    mask[: len(digit)] = torch.tensor(digit[:n_out])
+    return mask
+
+
+def option_token_ids(tokenizer, code: str, prefix: str = ANSWER_PREFIX) -> list[int]:
+    """Tokens of ' <code>' as they follow ``prefix`` (computed in context, so merges are respected)."""
+    base = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    full = tokenizer(f"{prefix} {code}", add_special_tokens=False)["input_ids"]
+    return full[len(base):] if full[: len(base)] == base else tokenizer(f" {code}", add_special_tokens=False)["input_ids"]
+
+
 def pick_device(device: str | None = None) -> str:
     if device:
         return device
@@ -113,12 +129,8 @@ class HFBackend(Backend):
                 raise FileNotFoundError(f"No LoRA adapter at {self.adapter} (expected adapter_config.json).")
             net = PeftModel.from_pretrained(net, self.adapter).merge_and_unload()
         self.model = net.to(self.device).eval()
-        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
-        digit = [bool(t) and self.tokenizer.convert_tokens_to_string([t])[:1].isdigit() for t in vocab]
         n_out = self.model.get_output_embeddings().weight.shape[0]
-        mask = torch.zeros(n_out, dtype=torch.bool)
-        mask[: len(digit)] = torch.tensor(digit)
-        self.digit_mask = mask.to(self.device)
+        self.digit_mask = digit_token_mask(self.tokenizer, n_out).to(self.device)
         self._option_ids: dict[tuple[str, str], list[int]] = {}
         self._trees: dict[tuple, _Tree] = {}
         self._identity = {"backend": "hf", "model": self.model_name, "model_weights": weights_digest(self.model_name),
@@ -140,10 +152,7 @@ class HFBackend(Backend):
         """Tokens of ' <code>' as they follow ``prefix`` (computed in context, so merges are respected)."""
         key = (prefix, code)
         if key not in self._option_ids:
-            base = self.encode(prefix)
-            full = self.encode(f"{prefix} {code}")
-            ids = full[len(base):] if full[: len(base)] == base else self.encode(f" {code}")
-            self._option_ids[key] = ids
+            self._option_ids[key] = option_token_ids(self.tokenizer, code, prefix)
         return self._option_ids[key]
 
     # ---- option scoring ---------------------------------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""The noise floor: how far a subgroup's observed answer distribution lies from the distribution it was sampled
+from, by chance alone. No predictor can be expected to come closer to the observed distribution than this on
+average, so every distribution table shows it as its floor (and uniform as its ceiling).
+
+Two estimates per (question, subgroup) pair, from the subgroup's own respondents who answered on the scale:
+
+- ``bootstrap``: resample the respondents with replacement (``n_boot`` times); each respondent keeps its survey
+  weight (``W_WEIGHT``), so the resampled distribution is the same weighted estimator as the observed one and the
+  variability of the design weights is part of the noise. The floor is the mean distance between the resampled
+  and the observed distribution (the bootstrap estimate of E d(p_hat, p)).
+- ``split_half``: split the respondents at random into two halves (``n_splits`` times), weighted distribution of
+  each half, distance between the halves. For distances that shrink as 1/sqrt(n) (TV, W1 and the JS distance
+  of nearby distributions do), E d(half, half') is about sqrt(2) x sqrt(2) = 2 times the full sample's
+  E d(p_hat, p), so ``split_half`` reports half of the mean distance: an estimate that does not lean on the
+  bootstrap's plug-in assumption.
+
+Distances are those of :mod:`subgroup_values.metrics` (TV, normalised W1, JS distance).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .metrics import jensen_shannon, total_variation, wasserstein
+
+DISTANCES = {"tv": total_variation, "w1": wasserstein, "jsd": jensen_shannon}
+
+
+def _batch_distances(draws: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+    """TV, W1, JSD of each row of ``draws`` (weighted counts) to ``target`` (vectorised forms of metrics')."""
+    p = draws / np.clip(draws.sum(1, keepdims=True), 1e-300, None)
+    q = target / target.sum()
+    tv = np.abs(p - q).sum(1) / 2
+    k = p.shape[1]
+    w1 = (np.abs(np.cumsum(p, 1) - np.cumsum(q))[:, :-1].sum(1) / (k - 1)) if k > 1 else np.zeros(len(p))
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum(1)
+        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum(1)
+    jsd = np.sqrt(np.clip((kl_p + kl_q) / 2, 0, None))
+    return {"tv": tv, "w1": w1, "jsd": jsd}
+
+
+def pair_floor(options: np.ndarray, weights: np.ndarray, k: int, n_boot: int = 200, n_splits: int = 50,
+               rng: np.random.Generator | None = None) -> dict[str, float]:
+    """Noise floor of one pair from its respondents' option indices (0..k-1) and weights."""
+    rng = rng or np.random.default_rng(0)
+    n = len(options)
+    if n < 2:
+        raise ValueError(f"a noise floor needs at least 2 respondents, got {n}.")
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), options] = weights
+    observed = onehot.sum(0)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # [n_boot, n]: how often each is drawn
+    boot = _batch_distances(counts @ onehot, observed)
+    halves = np.argsort(rng.random((n_splits, n)), axis=1) < n // 2  # [n_splits, n]: True = first half
+    first, second = halves.astype(float) @ onehot, (~halves).astype(float) @ onehot
+    split = {}
+    for s in range(n_splits):
+        d = _batch_distances(first[s:s + 1], second[s])
+        for name, v in d.items():
+            split.setdefault(name, []).append(float(v[0]))
+    out = {f"boot_{name}": float(v.mean()) for name, v in boot.items()}
+    out |= {f"split_{name}": float(np.mean(v)) / 2 for name, v in split.items()}
+    return out
+
+
+def noise_floor(survey, questions, subgroups, pairs: pd.DataFrame, n_boot: int = 200, n_splits: int = 50,
+                seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """The floor of every pair in ``pairs`` (one row per pair: qid, subgroup_id, n_valid, and ``boot_tv``,
+    ``boot_w1``, ``boot_jsd``, ``split_tv``, ``split_w1``, ``split_jsd``). ``survey``, ``questions`` and
+    ``subgroups`` are those the pairs were built from (:func:`subgroup_values.dataset.build_dataset`)."""
+    from .subgroups import subgroup_mask
+
+    rng = np.random.default_rng(seed)
+    weights = survey.data["W_WEIGHT"].to_numpy(dtype=float)
+    by_id = {s.subgroup_id: s for s in subgroups}
+    masks: dict[str, np.ndarray] = {}
+    qs = {q.qid: q for q in questions}
+    rows = []
+    for qid, group in tqdm(pairs.groupby("qid", sort=False), desc="noise floor", disable=not progress):
+        q = qs[qid]
+        scaled = q.to_scale(survey.data[qid]).to_numpy(dtype=float)
+        on_scale = ~np.isnan(scaled)
+        for r in group.itertuples(index=False):
+            if r.subgroup_id not in masks:
+                masks[r.subgroup_id] = subgroup_mask(survey, by_id[r.subgroup_id])
+            sel = masks[r.subgroup_id] & on_scale
+            options = (scaled[sel] - q.scale_min).astype(int)
+            floor = pair_floor(options, weights[sel], q.n_options, n_boot, n_splits, rng)
+            rows.append({"qid": qid, "subgroup_id": r.subgroup_id, "n_valid": int(sel.sum())} | floor)
+    return pd.DataFrame(rows)
+
+
+#: Where the floor of the study's pairs is kept (per-pair aggregates of groups of 30+: committed with the data).
+FLOOR_FILE = "data/processed/noise_floor.csv"
+
+
+def from_survey_file(wvs_file, pairs: pd.DataFrame, country: str = "SGP", min_size: int = 30, n_boot: int = 200,
+                     n_splits: int = 50, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """The floor of ``pairs`` from the survey file (the same respondents as the dataset build)."""
+    from .dataset import valid_codes
+    from .questions import load_questions
+    from .subgroups import OOD_STRATA, TRAIN_STRATA, find_subgroups
+    from .wvs import read_wvs
+
+    questions = load_questions(rule="all")
+    survey = read_wvs(wvs_file, country=country, items=[q.qid for q in questions], valid_codes=valid_codes(questions))
+    subgroups = find_subgroups(survey, list(TRAIN_STRATA) + list(OOD_STRATA), min_size=min_size)
+    return noise_floor(survey, questions, subgroups, pairs, n_boot, n_splits, seed, progress)
+
+
+def save(floor: pd.DataFrame, path=FLOOR_FILE) -> bool:
+    """Write the floor table (rounded to 6 decimals) only when its content changed; True when written."""
+    from pathlib import Path
+
+    path = Path(path)
+    text = floor.round(6).to_csv(index=False)
+    if path.is_file() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True
+
+
+def load(path=FLOOR_FILE) -> pd.DataFrame:
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"No noise floor at {path}: run notebook 08 once with the survey file "
+                                f"(make all WVS_FILE=...), which computes and keeps it.")
+    return pd.read_csv(path)

@@ -1,0 +1,60 @@
+"""The noise floor: by-hand and simulated checks, and the real survey's OOD pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from subgroup_values import noise_floor
+from subgroup_values.metrics import jensen_shannon, total_variation, wasserstein
+
+
+def test_batch_distances_match_the_metrics():
+    rng = np.random.default_rng(0)
+    draws, target = rng.random((20, 5)) * 10, rng.random(5)
+    d = noise_floor._batch_distances(draws, target)
+    for i in range(20):
+        assert d["tv"][i] == pytest.approx(total_variation(draws[i], target))
+        assert d["w1"][i] == pytest.approx(wasserstein(draws[i], target))
+        assert d["jsd"][i] == pytest.approx(jensen_shannon(draws[i], target))
+
+
+def test_floor_estimates_the_sampling_distance():
+    """Sample n respondents from a known distribution many times: the mean TV between sample and truth is what
+    both estimates should recover from a single sample (within sampling noise), and it shrinks as 1/sqrt(n)."""
+    rng = np.random.default_rng(1)
+    truth = np.array([0.5, 0.3, 0.15, 0.05])
+    for n in (50, 400):
+        actual = np.mean([total_variation(np.bincount(rng.choice(4, n, p=truth), minlength=4), truth)
+                          for _ in range(2000)])
+        est = [noise_floor.pair_floor(rng.choice(4, n, p=truth), np.ones(n), 4, rng=rng) for _ in range(30)]
+        assert np.mean([e["boot_tv"] for e in est]) == pytest.approx(actual, rel=0.25)
+        assert np.mean([e["split_tv"] for e in est]) == pytest.approx(actual, rel=0.25)
+    with pytest.raises(ValueError, match="at least 2"):
+        noise_floor.pair_floor(np.array([1]), np.ones(1), 4)
+
+
+def test_unequal_weights_raise_the_floor():
+    rng = np.random.default_rng(2)
+    options = rng.choice(3, 200, p=[0.6, 0.3, 0.1])
+    flat = noise_floor.pair_floor(options, np.ones(200), 3, n_boot=400, rng=np.random.default_rng(0))
+    uneven = noise_floor.pair_floor(options, rng.lognormal(0, 1, 200), 3, n_boot=400, rng=np.random.default_rng(0))
+    assert uneven["boot_tv"] > flat["boot_tv"]  # fewer effective respondents: more noise
+
+
+def test_real_ood_pairs(survey, questions):
+    from subgroup_values import dataset
+    from subgroup_values.subgroups import OOD_STRATA, find_subgroups
+
+    pairs = dataset.load_pairs(split="ood")
+    pairs = pairs[pairs.qid.isin(["Q1", "Q46"])]
+    subgroups = find_subgroups(survey, list(OOD_STRATA), min_size=30)
+    qs = [questions[q] for q in ("Q1", "Q46")]
+    floor = noise_floor.noise_floor(survey, qs, subgroups, pairs, n_boot=100, n_splits=20, progress=False)
+    assert len(floor) == len(pairs)
+    assert (floor.n_valid.to_numpy() == pairs.n_valid.to_numpy()).all()  # the same respondents as the dataset
+    assert (floor[["boot_tv", "split_tv", "boot_w1", "boot_jsd"]] >= 0).all().all()
+    assert (floor.boot_tv > 0).mean() > 0.9  # zero only where every respondent gave the same answer
+    assert (floor.boot_tv < 0.5).all()
+    # smaller subgroups are noisier
+    assert np.corrcoef(floor.n_valid, floor.boot_tv)[0, 1] < 0
