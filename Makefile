@@ -65,10 +65,18 @@ $(DEPS_MK): $(wildcard $(PKG)/*.py $(PKG)/backends/*.py $(NB)/*.ipynb)
 	@$(PYTHON) $(PKG)/deps.py > $@.tmp && mv $@.tmp $@
 include $(DEPS_MK)
 
+# Named runs of notebook 3 (configs/<profile>.yaml, runs:): the base model, the modal SFT adapter (step 4) and the
+# distribution SFT adapter (step 4, run sft_distribution); the *_marginals runs use the marginals prompt template.
 BASE_RUNS := base_ood base_train base_ood_generate
 SFT_RUNS := sft_ood sft_train sft_ood_generate
+DIST_RUNS := sft_distribution_ood
+MARGINALS_RUNS := base_ood_marginals sft_ood_marginals sft_distribution_ood_marginals
+DIST_FT := $(OUT)/04_finetune__sft_distribution.ipynb
+DIST_RECIPE := configs/sft/$(PROFILE)_distribution.yaml
+HEADROOM_RUNS := base_ood sft_ood $(DIST_RUNS) $(MARGINALS_RUNS)
 STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb \
   $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
+  $(DIST_FT) $(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(MARGINALS_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
   $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb $(OUT)/07_paper_comparison.ipynb
 
 FORCE:
@@ -145,7 +153,7 @@ $(OUT)/02_value_landscape.ipynb: $(NB)/02_value_landscape.ipynb $(DEPS_02_value_
 landscape: $(OUT)/02_value_landscape.ipynb
 
 # ---- 3. zero-shot evaluation of the base model -----------------------------------------------------------------
-$(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb): $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(MODEL_READY)
+$(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/03_evaluate__base_ood_marginals.ipynb: $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(MODEL_READY)
 	$(RUN_NB) $< --run $*
 
 evaluate: $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
@@ -154,10 +162,17 @@ evaluate: $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
 $(OUT)/04_finetune.ipynb: $(NB)/04_finetune.ipynb $(DEPS_04_finetune) $(CONFIG) $(RECIPE) $(PAIRS) $(MODEL_READY)
 	$(RUN_NB) $< -p recipe $(RECIPE)
 
-$(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb): $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(OUT)/04_finetune.ipynb
+$(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/03_evaluate__sft_ood_marginals.ipynb: $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(OUT)/04_finetune.ipynb
 	$(RUN_NB) $< --run $*
 
-finetune: $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
+# The distribution-matching fine-tune (configs/sft/<profile>_distribution.yaml: loss distribution), then its runs.
+$(DIST_FT): $(NB)/04_finetune.ipynb $(DEPS_04_finetune) $(CONFIG) $(DIST_RECIPE) $(PAIRS) $(MODEL_READY)
+	$(RUN_NB) $< --run sft_distribution -p recipe $(DIST_RECIPE)
+
+$(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/03_evaluate__sft_distribution_ood_marginals.ipynb: $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(DIST_FT)
+	$(RUN_NB) $< --run $*
+
+finetune: $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(DIST_FT) $(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
 
 # ---- 5. fairness audit, 6. open-ended answers, 7. the paper beside ours -------------------------------------------
 $(OUT)/05_fairness.ipynb: $(NB)/05_fairness.ipynb $(DEPS_05_fairness) $(CONFIG) $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
@@ -170,7 +185,7 @@ $(OUT)/06_open_ended.ipynb: $(NB)/06_open_ended.ipynb $(DEPS_06_open_ended) $(CO
 # noise floor is computed from the respondents and kept in data/processed/noise_floor.csv (rewritten only when it
 # changes); without it (or in the smoke profile) the committed floor is read.
 HEADROOM_ARGS := $(if $(FROM_AGGREGATES),,$(if $(filter smoke,$(PROFILE)),,-p wvs_file "$(WVS_FILE)"))
-$(OUT)/08_headroom.ipynb: $(NB)/08_headroom.ipynb $(DEPS_08_headroom) $(CONFIG) $(PAIRS) $(OUT)/03_evaluate__base_ood.ipynb $(OUT)/03_evaluate__sft_ood.ipynb
+$(OUT)/08_headroom.ipynb: $(NB)/08_headroom.ipynb $(DEPS_08_headroom) $(CONFIG) $(PAIRS) $(HEADROOM_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
 	$(RUN_NB) $< $(HEADROOM_ARGS)
 
 $(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(DEPS_07_paper_comparison) $(CONFIG) $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb

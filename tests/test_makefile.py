@@ -24,8 +24,15 @@ STEPS = {"01_build_dataset": [], "02_value_landscape": ["01_build_dataset"],
          "05_fairness": [f"03_evaluate:{r}" for r in ("base_ood", "base_train",
                                                                            "base_ood_generate", "sft_ood",
                                                                            "sft_train", "sft_ood_generate")],
+         "04_finetune:sft_distribution": ["01_build_dataset"],
+         "03_evaluate:sft_distribution_ood": ["01_build_dataset", "04_finetune:sft_distribution"],
+         "03_evaluate:base_ood_marginals": ["01_build_dataset"],
+         "03_evaluate:sft_ood_marginals": ["01_build_dataset", "04_finetune"],
+         "03_evaluate:sft_distribution_ood_marginals": ["01_build_dataset", "04_finetune:sft_distribution"],
          "06_open_ended": ["04_finetune"],
-         "08_headroom": ["01_build_dataset", "03_evaluate:base_ood", "03_evaluate:sft_ood"],
+         "08_headroom": ["01_build_dataset", *(f"03_evaluate:{r}" for r in (
+             "base_ood", "sft_ood", "sft_distribution_ood", "base_ood_marginals", "sft_ood_marginals",
+             "sft_distribution_ood_marginals"))],
          "07_paper_comparison": ["02_value_landscape", "05_fairness", "06_open_ended", "08_headroom"]}
 
 

@@ -214,6 +214,10 @@ def test_distribution_training_runs_and_refuses_bad_settings(tiny_model, tmp_pat
                                    output_dir=str(tmp_path / "d"), train_limit=64, loss="distribution",
                                    num_train_epochs=1, save_strategy="no")
     trainer, pairs = finetune.build_trainer(s, t, m)
+    text, loss_part = finetune.loss_tokens(trainer, 0)  # what notebook 4 shows: the prompt, then the target
+    assert text.rstrip().endswith("Answer:") and loss_part.startswith("target distribution {")
+    shown = [float(x.rsplit(":", 1)[1]) for x in loss_part[len("target distribution {"):-1].split(", ")]
+    assert shown == pytest.approx(trainer.chunks[0]["targets"][0], abs=5e-4) and sum(shown) == pytest.approx(1, abs=5e-3)
     record = finetune.train(trainer, pairs, s, t, m)
     assert record["training"]["global_step"] > 0 and record["data"]["train_pairs"] == 64
     with pytest.raises(ValueError, match="packed trainer"):

@@ -146,6 +146,9 @@ def loss_tokens(trainer, index: int = 0) -> tuple[str, str]:
     tok = trainer.processing_class
     if hasattr(trainer, "chunks"):  # the packed trainer: a question's prefix, then one subgroup's suffix
         chunk = trainer.chunks[index]
+        if "targets" in chunk:  # the distribution loss: the prompt, then the target over the options' tokens
+            target = ", ".join(f"{tok.decode(o)!r}: {p:.3f}" for o, p in zip(chunk["options"][0], chunk["targets"][0]))
+            return tok.decode(chunk["prefix"] + chunk["suffixes"][0]), "target distribution {" + target + "}"
         ids = torch.tensor(chunk["prefix"] + chunk["suffixes"][0])
         labels = torch.tensor([-100] * len(chunk["prefix"]) + chunk["suffix_labels"][0])
         return tok.decode(ids), tok.decode(ids[labels != -100])

@@ -137,7 +137,8 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
     the question-rule search, all read from ``res_dir`` and ``data_dir`` (never typed)."""
     res_dir, data_dir = Path(res_dir), Path(data_dir)
     out = []
-    runs = {k: load_metrics(res_dir, k) for k in ("base_ood", "sft_ood", "base_ood_generate", "sft_ood_generate")}
+    runs = {k: load_metrics(res_dir, k) for k in ("base_ood", "sft_ood", "sft_distribution_ood", "base_ood_generate",
+                                                  "sft_ood_generate")}
     base = runs["base_ood"]
     if base:
         bb = _by(base)
@@ -152,7 +153,9 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
 
         line("base model", bb)
         if runs["sft_ood"]:
-            line("SFT model", _by(runs["sft_ood"]))
+            line("SFT model (modal loss)", _by(runs["sft_ood"]))
+        if runs["sft_distribution_ood"]:
+            line("SFT model (distribution loss)", _by(runs["sft_distribution_ood"]))
         for b in ("population_mode", "compositional", "uniform"):
             line(f"{b} baseline", {(r["subset"], r["metric"]): r for r in base["baselines"][b]})
         out.append("")
@@ -170,6 +173,7 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
             out.append(f"- `{run}` ({g['pairs']} pairs, generate mode): accuracy {by[('all', 'accuracy')]['estimate']:.3f} "
                        f"[{by[('all', 'accuracy')]['lo']:.3f}, {by[('all', 'accuracy')]['hi']:.3f}]; reply statuses "
                        + ", ".join(f"{k} {v}" for k, v in sorted(st.items(), key=lambda kv: -kv[1])) + ".")
+    out += headroom_block(res_dir)
     fair = res_dir / "fairness" / "disparity_table.csv"
     if fair.is_file():
         out.append("\nFairness (disparity over OOD subgroups, base -> SFT; delta with its interval; the verdict "
@@ -199,9 +203,36 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def step_timings(timings_file: str | Path, fine_tune_record: str | Path | None = None) -> pd.DataFrame:
+def headroom_block(res_dir: str | Path) -> list[str]:
+    """The README's headroom lines: every method between the noise floor and uniform by TV (with W1 and JSD), on
+    all and divergent pairs, and the findings, read from ``results/<profile>/headroom/``."""
+    hdir = Path(res_dir) / "headroom"
+    table = hdir / "headroom.csv"
+    if not table.is_file():
+        return []
+    t = pd.read_csv(table)
+    out = ["\nHow much is there to emulate? Every method as a distribution, from the noise floor up to uniform "
+           f"(`{_shown(table)}`; 95% BCa intervals over questions):\n"]
+    rows = []
+    for _, r in t[t.pairs.isin(["all", "divergent"])].iterrows():
+        rows.append({"pairs": r["pairs"], "method": r["method"], "n_pairs": int(r["n_pairs"]),
+                     "accuracy": "" if pd.isna(r["accuracy"]) else f"{r['accuracy']:.3f}",
+                     "TV [95% CI]": f"{r['tv']:.3f} [{r['tv_lo']:.3f}, {r['tv_hi']:.3f}]",
+                     "W1": f"{r['w1']:.3f}", "JSD": f"{r['jsd']:.3f}"})
+    out.append(markdown_table(pd.DataFrame(rows)))
+    for name in ("finding.md", "finding_marginals.md"):
+        f = hdir / name
+        if f.is_file():
+            label = "" if name == "finding.md" else ("With the marginals in the prompt (a seeded sample of OOD "
+                                                      "pairs, every method on the same pairs): ")
+            out.append("\n" + label + f.read_text().strip().replace("\n", " "))
+    return out
+
+
+def step_timings(timings_file: str | Path, finetune_dir: str | Path | None = None) -> pd.DataFrame:
     """The latest wall time and peak memory of every step of a profile (from the runner's ``timings.tsv``), in the
-    order the steps last ran, with the fine-tune's training pairs and seconds where its record exists."""
+    order the steps last ran. A fine-tune step (``04_finetune`` or ``04_finetune__<run>``) whose run record is in
+    ``finetune_dir`` (``sft_run.json`` or ``<run>_run.json``) says its training pairs, loss and seconds."""
     path = Path(timings_file)
     if not path.is_file():
         raise FileNotFoundError(f"No step timings at {path}: run `make all` for the profile first.")
@@ -209,12 +240,18 @@ def step_timings(timings_file: str | Path, fine_tune_record: str | Path | None =
     t = t.drop_duplicates("step", keep="last").sort_values("finished").reset_index(drop=True)
     t["minutes"] = (t["seconds"] / 60).round(1)
     t["note"] = ""
-    if fine_tune_record and Path(fine_tune_record).is_file():
-        rec = json.loads(Path(fine_tune_record).read_text())
-        tr = rec.get("training", {})
-        t.loc[t.step == "04_finetune", "note"] = (
-            f"{rec['data']['train_pairs']:,} training pairs, {tr.get('trainer', 'trl')} trainer: "
-            f"{tr['seconds'] / 60:.1f} min training, {tr.get('examples_per_second', 0):.1f} examples/s")
+    for i, step in t["step"].items():
+        if not finetune_dir or not str(step).startswith("04_finetune"):
+            continue
+        run = step.split("__", 1)[1] if "__" in step else "sft"
+        record = Path(finetune_dir) / f"{run}_run.json"
+        if record.is_file():
+            rec = json.loads(record.read_text())
+            tr = rec.get("training", {})
+            loss = rec.get("config", {}).get("script", {}).get("loss", "modal")
+            t.loc[i, "note"] = (f"{rec['data']['train_pairs']:,} training pairs, {loss} loss, "
+                                f"{tr.get('trainer', 'trl')} trainer: {tr['seconds'] / 60:.1f} min training, "
+                                f"{tr.get('examples_per_second', 0):.1f} examples/s")
     return t[["step", "minutes", "peak_mb", "finished", "note"]]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from .paths import REPO_ROOT
+from .prompts import TEMPLATES
 
 #: The sections a profile may have.
 PROFILE_SECTIONS = ("profile", "notebooks", "runs")
@@ -38,8 +39,7 @@ PARAMETER_RULES = {
     "sample_seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     "split": (lambda v: v in ("train", "ood"), "'train' or 'ood'"),
     "scoring": (lambda v: v in ("logprob", "generate"), "'logprob' or 'generate'"),
-    "template": (lambda v: v in ("persona_user", "persona_system", "no_persona"),
-                 "'persona_user', 'persona_system' or 'no_persona'"),
+    "template": (lambda v: v in TEMPLATES, f"one of {', '.join(TEMPLATES)}"),
     "backend": (lambda v: v in ("hf", "openai_compat"), "'hf' or 'openai_compat'"),
     "api_key_env": (lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) is not None,
                     "the NAME of an environment variable that holds the key (e.g. OPENAI_API_KEY), never the key"),
