@@ -15,7 +15,13 @@ KNOWN_PROFILES := $(basename $(notdir $(wildcard configs/*.yaml)))
 ifeq ($(filter $(PROFILE),$(KNOWN_PROFILES)),)
 $(error Unknown profile PROFILE=$(PROFILE): there is no configs/$(PROFILE).yaml. Known profiles: $(KNOWN_PROFILES))
 endif
-# The country to study (B_COUNTRY_ALPHA); empty: the profile's (configs/<profile>.yaml).
+# The study the profile runs (configs/<profile>.yaml, `study:`; default sgp): its country, dimensions and split
+# (src/subgroup_values/_data/studies/<study>.yaml). Its dataset goes to data/processed/ (sgp) or
+# data/processed/<study>/; results, figures and notebooks to the profile's folders (e.g. results/tur/).
+STUDY := $(or $(shell sed -n 's/^study: *\([A-Za-z0-9_./-]*\).*/\1/p' configs/$(PROFILE).yaml),sgp)
+export SUBGROUP_VALUES_STUDY := $(STUDY)
+DATA_DIR := $(if $(filter sgp,$(STUDY)),data/processed,data/processed/$(STUDY))
+# The country to study (B_COUNTRY_ALPHA); empty: the study's.
 COUNTRY ?=
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -24,13 +30,23 @@ STAMP := $(VENV)/.installed
 # The survey file: data/raw/ first (where users put it), else the copy beside this checkout on project machines.
 # Given explicitly (WVS_FILE=... or the environment), it must exist. Found nowhere, the study runs from the
 # committed aggregates in data/processed/ (their hashes checked against the manifest); step 1 is then skipped.
-WVS_SEARCH ?= data/raw/WVS_Cross-National_Wave_7*.csv data/raw/WVS_Cross-National_Wave_7*.zip \
-  data/raw/WVS_Cross-National_Wave_7*.sav data/raw/WVS_Cross-National_Wave_7*.dta \
-  ../shared/wvs7_sgp/microdata/WVS_Cross-National_Wave_7_csv_v6_0_SGP_only.csv
+# Another study looks for its country's single-country file first (WVS_Wave_7_<Country>*), then the pooled file.
+POOLED_SEARCH := data/raw/WVS_Cross-National_Wave_7*.csv data/raw/WVS_Cross-National_Wave_7*.zip \
+  data/raw/WVS_Cross-National_Wave_7*.sav data/raw/WVS_Cross-National_Wave_7*.dta
+ifeq ($(STUDY),sgp)
+WVS_SEARCH ?= $(POOLED_SEARCH) ../shared/wvs7_sgp/microdata/WVS_Cross-National_Wave_7_csv_v6_0_SGP_only.csv
+else ifeq ($(STUDY),tur)
+WVS_SEARCH ?= data/raw/WVS_Wave_7_Turkey* $(POOLED_SEARCH) ../shared/wvs7_tur/microdata/WVS_Wave_7_Turkey_Csv_v5.0.csv
+else
+WVS_SEARCH ?= $(POOLED_SEARCH)
+endif
 WVS_GIVEN := $(if $(filter command line environment environment override,$(origin WVS_FILE)),$(strip $(WVS_FILE)))
 WVS_FILE ?= $(firstword $(wildcard $(WVS_SEARCH)))
 FROM_AGGREGATES := $(if $(strip $(WVS_FILE))$(WVS_GIVEN),,1)
 export WVS_FILE
+# Turkey's official single-country file, for the tests of other layouts and studies (they skip without it).
+WVS_FILE_TUR ?= $(firstword $(wildcard data/raw/WVS_Wave_7_Turkey* ../shared/wvs7_tur/microdata/WVS_Wave_7_Turkey_Csv_v5.0.csv))
+export WVS_FILE_TUR
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -41,7 +57,7 @@ export PYTHONUNBUFFERED := 1
 RUN_NB = $(PY) -m subgroup_values.runner --profile $(PROFILE) --out-dir $(OUT)
 # The survey file's identity (path, size, SHA-256), rewritten only when it changes: a changed or different file
 # rebuilds the dataset; a missing one stops step 1 with a message saying what to do.
-WVS_ID := $(BUILD)/wvs_file.id
+WVS_ID := $(BUILD)/wvs_file$(if $(filter sgp,$(STUDY)),,.$(STUDY)).id
 # Checked on every make (FORCE); a dry run (`make -n`) with WVS_CHECK= leaves the file out of what it shows.
 WVS_CHECK ?= FORCE
 NB := notebooks
@@ -51,7 +67,7 @@ CONFIG := configs/$(PROFILE).yaml
 RECIPE := configs/sft/$(PROFILE).yaml
 ifeq ($(PROFILE),smoke)
 MODEL_READY := models/tiny-random/config.json
-else ifeq ($(PROFILE),default)
+else ifneq ($(filter default tur,$(PROFILE)),)
 MODEL_READY := models/SmolLM2-135M-Instruct/conversion.json
 else
 MODEL_READY :=
@@ -78,6 +94,13 @@ STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb \
   $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
   $(DIST_FT) $(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(MARGINALS_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
   $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb $(OUT)/07_paper_comparison.ipynb
+ifneq ($(STUDY),sgp)
+# Another country: the dataset, the landscape, the zero-shot runs with the baselines and the headroom. The paper
+# comparison (step 7) is Singapore's; fine-tuning, fairness and open-ended steps run on request (make finetune ...).
+HEADROOM_RUNS := base_ood base_ood_marginals
+STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
+  $(OUT)/03_evaluate__base_ood_marginals.ipynb $(OUT)/08_headroom.ipynb
+endif
 
 FORCE:
 .PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended headroom report figures model tiny-model test \
@@ -131,14 +154,14 @@ $(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(DEPS_01_build_data
 # Notebook 1 rewrites data/processed/ only where the content changed: later steps depend on the table itself,
 # so rerunning step 1 after a change that leaves the data as it was reruns nothing else.
 # The dataset table later steps depend on (a test points it into a temporary folder to leave the real one alone).
-PAIRS ?= data/processed/pairs.csv
+PAIRS ?= $(DATA_DIR)/pairs.csv
 ifeq ($(FROM_AGGREGATES),1)
-AGGREGATES_OK := $(BUILD)/aggregates.ok
+AGGREGATES_OK := $(BUILD)/aggregates$(if $(filter sgp,$(STUDY)),,.$(STUDY)).ok
 # Checked on every make; the stamp changes only when the verified tables do.
 $(AGGREGATES_OK): $(WVS_CHECK) | $(STAMP)
-	@echo "No survey file found: the study runs from the committed aggregates in data/processed/ (hashes checked)." \
+	@echo "No survey file found: the study runs from the committed aggregates in $(DATA_DIR)/ (hashes checked)." \
 	  "To rebuild them, put the WVS file in data/raw/ or pass WVS_FILE=/path/to/file (see data/raw/README.md)."
-	@$(PY) -m subgroup_values.dataset verify data/processed $@
+	@$(PY) -m subgroup_values.dataset verify $(DATA_DIR) $@
 $(PAIRS): $(AGGREGATES_OK) ;
 else
 $(PAIRS): $(OUT)/01_build_dataset.ipynb ;

@@ -1,6 +1,6 @@
 """The command line: the jobs people run by hand, outside the notebooks.
 
-    subgroup-values build-dataset --wvs-file FILE [--country SGP] [--out data/processed]
+    subgroup-values build-dataset --wvs-file FILE [--study sgp|tur|STUDY.yaml] [--out DIR]
     subgroup-values verify-data [DIR]
     subgroup-values evaluate --model PATH [--adapter DIR] [--split ood] [--scoring logprob] [--limit N] --out DIR
     subgroup-values finetune --config configs/sft/default.yaml [TRL flags ...]
@@ -20,9 +20,12 @@ import time
 def _build_dataset(args) -> int:
     from .dataset import build_dataset, save_dataset
 
+    if args.study:
+        os.environ["SUBGROUP_VALUES_STUDY"] = args.study
+    expected = -1 if args.expected_respondents is None else (args.expected_respondents or None)
     ds, survey, _ = build_dataset(args.wvs_file, country=args.country, min_size=args.min_group_size,
                                   min_answers=args.min_answers, question_rule=args.question_rule,
-                                  expected_respondents=args.expected_respondents or None, progress=not args.quiet)
+                                  expected_respondents=expected, progress=not args.quiet)
     paths = save_dataset(ds, args.out)
     c = ds.manifest["counts"]
     print(f"{survey.n_respondents} respondents, {c['questions']} questions, {c['pairs']['train']:,} train + "
@@ -86,14 +89,22 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build-dataset", help="build the (question, subgroup) pairs from an official WVS-7 file")
     b.add_argument("--wvs-file", required=True, help="the official WVS Wave 7 file (.csv, .sav, .dta or .zip)")
-    b.add_argument("--country", default="SGP", help="B_COUNTRY_ALPHA code of the country (default SGP)")
-    b.add_argument("--out", default="data/processed", help="folder for pairs.csv, subgroups.csv, manifest.json")
-    b.add_argument("--min-group-size", type=int, default=30, help="respondents a subgroup needs (default 30)")
-    b.add_argument("--min-answers", type=int, default=30, help="answers a (question, subgroup) pair needs")
-    b.add_argument("--question-rule", default="paper", choices=["paper", "all"],
+    b.add_argument("--study", default=None,
+                   help="the study: a shipped one (sgp, tur) or a study config file (YAML: country, dimensions, "
+                        "strata, rules; see subgroup_values/_data/studies/sgp.yaml). Default: sgp, or "
+                        "SUBGROUP_VALUES_STUDY. The options below override the study's settings")
+    b.add_argument("--country", default=None, help="B_COUNTRY_ALPHA code of the country (default: the study's)")
+    b.add_argument("--out", default=None, help="folder for pairs.csv, subgroups.csv, manifest.json (default: the "
+                                               "study's: data/processed for sgp, data/processed/<study> otherwise)")
+    b.add_argument("--min-group-size", type=int, default=None, help="respondents a subgroup needs (default: the "
+                                                                   "study's, 30)")
+    b.add_argument("--min-answers", type=int, default=None, help="answers a (question, subgroup) pair needs "
+                                                                "(default: the study's, 30)")
+    b.add_argument("--question-rule", default=None, choices=["paper", "all"],
                    help="paper: the 214 items of the paper's counts; all: every asked ordinal item (233)")
-    b.add_argument("--expected-respondents", type=int, default=0,
-                   help="the country's documented sample size, checked against the file (0: no check)")
+    b.add_argument("--expected-respondents", type=int, default=None,
+                   help="the country's documented sample size, checked against the file (default: the study's; "
+                        "0: no check)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(run=_build_dataset)
 
