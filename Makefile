@@ -20,7 +20,9 @@ endif
 # data/processed/<study>/; results, figures and notebooks to the profile's folders (e.g. results/tur/).
 STUDY := $(or $(shell sed -n 's/^study: *\([A-Za-z0-9_./-]*\).*/\1/p' configs/$(PROFILE).yaml),sgp)
 export SUBGROUP_VALUES_STUDY := $(STUDY)
-DATA_DIR := $(if $(filter sgp,$(STUDY)),data/processed,data/processed/$(STUDY))
+# A study given as a config file is named by its own `study:` key (its folders are named after it).
+STUDY_NAME := $(if $(filter %.yaml %.yml,$(STUDY)),$(shell sed -n 's/^study: *\([A-Za-z0-9_-]*\).*/\1/p' $(STUDY)),$(STUDY))
+DATA_DIR := $(if $(filter sgp,$(STUDY_NAME)),data/processed,data/processed/$(STUDY_NAME))
 # The country to study (B_COUNTRY_ALPHA); empty: the study's.
 COUNTRY ?=
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -33,9 +35,9 @@ STAMP := $(VENV)/.installed
 # Another study looks for its country's single-country file first (WVS_Wave_7_<Country>*), then the pooled file.
 POOLED_SEARCH := data/raw/WVS_Cross-National_Wave_7*.csv data/raw/WVS_Cross-National_Wave_7*.zip \
   data/raw/WVS_Cross-National_Wave_7*.sav data/raw/WVS_Cross-National_Wave_7*.dta
-ifeq ($(STUDY),sgp)
+ifeq ($(STUDY_NAME),sgp)
 WVS_SEARCH ?= $(POOLED_SEARCH) ../shared/wvs7_sgp/microdata/WVS_Cross-National_Wave_7_csv_v6_0_SGP_only.csv
-else ifeq ($(STUDY),tur)
+else ifeq ($(STUDY_NAME),tur)
 WVS_SEARCH ?= data/raw/WVS_Wave_7_Turkey* $(POOLED_SEARCH) ../shared/wvs7_tur/microdata/WVS_Wave_7_Turkey_Csv_v5.0.csv
 else
 WVS_SEARCH ?= $(POOLED_SEARCH)
@@ -57,13 +59,15 @@ export PYTHONUNBUFFERED := 1
 RUN_NB = $(PY) -m subgroup_values.runner --profile $(PROFILE) --out-dir $(OUT)
 # The survey file's identity (path, size, SHA-256), rewritten only when it changes: a changed or different file
 # rebuilds the dataset; a missing one stops step 1 with a message saying what to do.
-WVS_ID := $(BUILD)/wvs_file$(if $(filter sgp,$(STUDY)),,.$(STUDY)).id
+WVS_ID := $(BUILD)/wvs_file$(if $(filter sgp,$(STUDY_NAME)),,.$(STUDY_NAME)).id
 # Checked on every make (FORCE); a dry run (`make -n`) with WVS_CHECK= leaves the file out of what it shows.
 WVS_CHECK ?= FORCE
 NB := notebooks
 OUT := $(BUILD)/notebooks/$(PROFILE)
 PKG := src/subgroup_values
-CONFIG := configs/$(PROFILE).yaml
+# The profile's config and its study's config: a change to either reruns the steps (persona words, codes, split).
+STUDY_FILE := $(if $(filter %.yaml %.yml,$(STUDY)),$(STUDY),src/subgroup_values/_data/studies/$(STUDY).yaml)
+CONFIG := configs/$(PROFILE).yaml $(STUDY_FILE)
 RECIPE := configs/sft/$(PROFILE).yaml
 ifeq ($(PROFILE),smoke)
 MODEL_READY := models/tiny-random/config.json
@@ -94,7 +98,7 @@ STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb \
   $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
   $(DIST_FT) $(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(MARGINALS_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
   $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb $(OUT)/07_paper_comparison.ipynb
-ifneq ($(STUDY),sgp)
+ifneq ($(STUDY_NAME),sgp)
 # Another country: the dataset, the landscape, the zero-shot runs with the baselines and the headroom. The paper
 # comparison (step 7) is Singapore's; fine-tuning, fairness and open-ended steps run on request (make finetune ...).
 HEADROOM_RUNS := base_ood base_ood_marginals
@@ -156,7 +160,7 @@ $(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(DEPS_01_build_data
 # The dataset table later steps depend on (a test points it into a temporary folder to leave the real one alone).
 PAIRS ?= $(DATA_DIR)/pairs.csv
 ifeq ($(FROM_AGGREGATES),1)
-AGGREGATES_OK := $(BUILD)/aggregates$(if $(filter sgp,$(STUDY)),,.$(STUDY)).ok
+AGGREGATES_OK := $(BUILD)/aggregates$(if $(filter sgp,$(STUDY_NAME)),,.$(STUDY_NAME)).ok
 # Checked on every make; the stamp changes only when the verified tables do.
 $(AGGREGATES_OK): $(WVS_CHECK) | $(STAMP)
 	@echo "No survey file found: the study runs from the committed aggregates in $(DATA_DIR)/ (hashes checked)." \

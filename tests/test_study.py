@@ -177,3 +177,32 @@ def test_a_wrong_study_config_says_what_is_expected(change, message):
         parse_study(cfg, "bad.yaml")
     with pytest.raises(StudyConfigError, match="Shipped studies"):
         load_study("atlantis")
+
+
+def test_make_runs_turkeys_steps_into_its_own_folders(tmp_path, wvs_file_tur):
+    import os
+    import re
+    import subprocess
+
+    from subgroup_values.paths import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL",
+                                                            "SUBGROUP_VALUES_STUDY")}
+    r = subprocess.run(["make", "-n", "--no-print-directory", "all", "PROFILE=tur", f"BUILD={tmp_path}",
+                        "WVS_CHECK=", f"WVS_FILE={wvs_file_tur}"], cwd=REPO_ROOT, capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    steps = re.findall(r"runner --profile tur --out-dir \S+/notebooks/tur notebooks/(\w+)\.ipynb(?: --run (\w+))?",
+                       r.stdout)
+    assert [s + (f":{run}" if run else "") for s, run in steps] == [
+        "01_build_dataset", "02_value_landscape", "03_evaluate:base_ood", "03_evaluate:base_train",
+        "03_evaluate:base_ood_generate", "03_evaluate:base_ood_marginals", "08_headroom"]
+    assert "wvs_file.tur.id" in r.stdout and str(wvs_file_tur) in r.stdout
+
+
+def test_the_profile_and_the_environment_must_agree_on_the_study(monkeypatch):
+    from subgroup_values import runner
+
+    monkeypatch.setenv("SUBGROUP_VALUES_STUDY", "sgp")
+    with pytest.raises(SystemExit, match="runs study 'tur' but SUBGROUP_VALUES_STUDY is 'sgp'"):
+        runner.run_notebook("notebooks/01_build_dataset.ipynb", profile="tur", out_dir="/tmp/never")

@@ -12,8 +12,9 @@ country is one YAML file away: pass its path wherever a study name is accepted. 
   regions) are numbered per country (Singapore's Chinese is 702004): they live here, never in the code;
 - ``train_strata`` and ``ood_strata`` (lists of dimension lists): train on the first, test on the second;
 - ``min_group_size``, ``min_answers``, ``question_rule``, ``expected_respondents`` (the documented sample: a file
-  with more or fewer respondents is refused; ``null``: no check), ``data_dir`` (where the dataset goes) and
-  optionally ``budget_minutes`` (what ``make all`` for the study should take on the default profile).
+  with more or fewer respondents is refused; ``null``: no check) and
+  optionally ``budget_minutes`` (what ``make all`` for the study should take on the default profile). The dataset
+  goes to ``data/processed/<study>/`` (Singapore's: ``data/processed/``).
 
 The active study of a process is ``SUBGROUP_VALUES_STUDY`` (a name or a path; default ``sgp``): the Makefile sets
 it from ``STUDY=``.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,8 @@ STUDIES_DIR = Path(__file__).parent / "_data" / "studies"
 DEFAULT_STUDY = "sgp"
 POSITIONS = ("noun", "before", "after")
 REQUIRED_KEYS = ("study", "country", "country_name", "dimensions", "train_strata", "ood_strata")
+OPTIONAL_KEYS = ("country_code", "min_group_size", "min_answers", "question_rule", "expected_respondents",
+                 "budget_minutes")
 
 Stratum = tuple[str, ...]
 
@@ -145,6 +149,12 @@ def parse_study(cfg: dict, where: str = "study config") -> Study:
     missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:
         _fail(where, f"lacks {missing} (see subgroup_values/_data/studies/sgp.yaml for a complete one).")
+    unknown = sorted(set(cfg) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        _fail(where, f"unknown key(s) {unknown}; a study config has {list(REQUIRED_KEYS + OPTIONAL_KEYS)}.")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", str(cfg["study"])):
+        _fail(where, f"study (its name: folders are named after it) must be letters, digits, _ or -, got "
+                     f"{cfg['study']!r}.")
     country = str(cfg["country"]).strip().upper()
     if len(country) != 3 or not country.isalpha():
         _fail(where, f"country must be an ISO 3166 alpha-3 code such as SGP or TUR, got {cfg['country']!r}.")
@@ -169,7 +179,7 @@ def parse_study(cfg: dict, where: str = "study config") -> Study:
     return Study(name=str(cfg["study"]), country=country, country_code=int(code) if code is not None else None,
                  country_name=str(cfg["country_name"]), dimensions=dims, train_strata=train, ood_strata=ood,
                  question_rule=str(cfg.get("question_rule", "paper")), expected_respondents=expected,
-                 data_dir=str(cfg.get("data_dir") or default_data_dir(str(cfg["study"]))),
+                 data_dir=default_data_dir(str(cfg["study"])),
                  budget_minutes=cfg.get("budget_minutes"), source=where, **ints)
 
 
