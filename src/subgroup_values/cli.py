@@ -54,12 +54,14 @@ def _evaluate(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     all_pairs = load_pairs(args.pairs)
     pairs = sample_pairs(all_pairs[all_pairs.split == args.split], args.limit, args.sample_seed)
+    extra = ({"endpoint": args.endpoint, "tokenizer": args.tokenizer}
+             if args.backend == "openai_compat" else {})
     llm = make_backend(args.backend, model=args.model, adapter=args.adapter, dtype=args.dtype,
                        batch_size=args.batch_size, base_url=args.base_url, api_key_env=args.api_key_env,
-                       concurrency=args.concurrency)
+                       concurrency=args.concurrency, **extra)
     questions = {q.qid: q for q in load_questions(rule="all")}
     t0 = time.time()
-    preds = predict(llm, pairs, scoring=args.scoring, template=args.template, questions=questions,
+    preds = predict(llm, pairs, scoring=args.scoring, template=args.template, questions=questions, all_pairs=all_pairs,
                     cache=ResponseCache(args.cache) if args.cache else NullCache(), progress=not args.quiet)
     summary = summarise(preds, n_boot=args.n_boot)
     manifest = load_manifest(os.path.join(os.path.dirname(os.path.abspath(args.pairs)), "manifest.json"))
@@ -119,13 +121,20 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--base-url", default=None, help="openai_compat: e.g. http://127.0.0.1:8000/v1")
     e.add_argument("--api-key-env", default="OPENAI_API_KEY", help="NAME of the variable holding the API key")
     e.add_argument("--concurrency", type=int, default=4, help="openai_compat: requests in flight")
+    e.add_argument("--endpoint", default="chat", choices=["chat", "completions"],
+                   help="openai_compat scoring: completions (a vLLM server: exact, from the prompt tokens' "
+                        "log-probabilities; needs --tokenizer) or chat (top log-probabilities of the answer token: "
+                        "exact only where every code is one token)")
+    e.add_argument("--tokenizer", default=None, help="openai_compat: the served model's folder or hub id (its chat "
+                                                    "template and tokens); needed by --endpoint completions")
     e.add_argument("--pairs", default="data/processed/pairs.csv", help="pairs table (with manifest.json beside it)")
     e.add_argument("--split", default="ood", choices=["ood", "train"], help="which pairs (default ood)")
     e.add_argument("--limit", type=int, default=0, help="a seeded sample of this many pairs (0: all)")
     e.add_argument("--sample-seed", type=int, default=0, help="seed of the sample")
     e.add_argument("--scoring", default="logprob", choices=["logprob", "generate"],
                    help="logprob: exact option probabilities; generate: greedy reply, parsed")
-    e.add_argument("--template", default="persona_user", choices=["persona_user", "persona_system", "no_persona"])
+    e.add_argument("--template", default="persona_user",
+                   choices=["persona_user", "persona_system", "no_persona", "marginals"])
     e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     e.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass")
     e.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws over questions")
