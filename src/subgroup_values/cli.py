@@ -1,6 +1,6 @@
 """The command line: the jobs people run by hand, outside the notebooks.
 
-    subgroup-values build-dataset --wvs-file FILE [--country SGP] [--out data/processed]
+    subgroup-values build-dataset --wvs-file FILE [--study sgp|tur|STUDY.yaml] [--out DIR]
     subgroup-values verify-data [DIR]
     subgroup-values evaluate --model PATH [--adapter DIR] [--split ood] [--scoring logprob] [--limit N] --out DIR
     subgroup-values finetune --config configs/sft/default.yaml [TRL flags ...]
@@ -20,9 +20,12 @@ import time
 def _build_dataset(args) -> int:
     from .dataset import build_dataset, save_dataset
 
+    if args.study:
+        os.environ["SUBGROUP_VALUES_STUDY"] = args.study
+    expected = -1 if args.expected_respondents is None else (args.expected_respondents or None)
     ds, survey, _ = build_dataset(args.wvs_file, country=args.country, min_size=args.min_group_size,
                                   min_answers=args.min_answers, question_rule=args.question_rule,
-                                  expected_respondents=args.expected_respondents or None, progress=not args.quiet)
+                                  expected_respondents=expected, progress=not args.quiet)
     paths = save_dataset(ds, args.out)
     c = ds.manifest["counts"]
     print(f"{survey.n_respondents} respondents, {c['questions']} questions, {c['pairs']['train']:,} train + "
@@ -51,12 +54,14 @@ def _evaluate(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     all_pairs = load_pairs(args.pairs)
     pairs = sample_pairs(all_pairs[all_pairs.split == args.split], args.limit, args.sample_seed)
+    extra = ({"endpoint": args.endpoint, "tokenizer": args.tokenizer}
+             if args.backend == "openai_compat" else {})
     llm = make_backend(args.backend, model=args.model, adapter=args.adapter, dtype=args.dtype,
                        batch_size=args.batch_size, base_url=args.base_url, api_key_env=args.api_key_env,
-                       concurrency=args.concurrency)
+                       concurrency=args.concurrency, **extra)
     questions = {q.qid: q for q in load_questions(rule="all")}
     t0 = time.time()
-    preds = predict(llm, pairs, scoring=args.scoring, template=args.template, questions=questions,
+    preds = predict(llm, pairs, scoring=args.scoring, template=args.template, questions=questions, all_pairs=all_pairs,
                     cache=ResponseCache(args.cache) if args.cache else NullCache(), progress=not args.quiet)
     summary = summarise(preds, n_boot=args.n_boot)
     manifest = load_manifest(os.path.join(os.path.dirname(os.path.abspath(args.pairs)), "manifest.json"))
@@ -86,14 +91,22 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build-dataset", help="build the (question, subgroup) pairs from an official WVS-7 file")
     b.add_argument("--wvs-file", required=True, help="the official WVS Wave 7 file (.csv, .sav, .dta or .zip)")
-    b.add_argument("--country", default="SGP", help="B_COUNTRY_ALPHA code of the country (default SGP)")
-    b.add_argument("--out", default="data/processed", help="folder for pairs.csv, subgroups.csv, manifest.json")
-    b.add_argument("--min-group-size", type=int, default=30, help="respondents a subgroup needs (default 30)")
-    b.add_argument("--min-answers", type=int, default=30, help="answers a (question, subgroup) pair needs")
-    b.add_argument("--question-rule", default="paper", choices=["paper", "all"],
+    b.add_argument("--study", default=None,
+                   help="the study: a shipped one (sgp, tur) or a study config file (YAML: country, dimensions, "
+                        "strata, rules; see subgroup_values/_data/studies/sgp.yaml). Default: sgp, or "
+                        "SUBGROUP_VALUES_STUDY. The options below override the study's settings")
+    b.add_argument("--country", default=None, help="B_COUNTRY_ALPHA code of the country (default: the study's)")
+    b.add_argument("--out", default=None, help="folder for pairs.csv, subgroups.csv, manifest.json (default: the "
+                                               "study's: data/processed for sgp, data/processed/<study> otherwise)")
+    b.add_argument("--min-group-size", type=int, default=None, help="respondents a subgroup needs (default: the "
+                                                                   "study's, 30)")
+    b.add_argument("--min-answers", type=int, default=None, help="answers a (question, subgroup) pair needs "
+                                                                "(default: the study's, 30)")
+    b.add_argument("--question-rule", default=None, choices=["paper", "all"],
                    help="paper: the 214 items of the paper's counts; all: every asked ordinal item (233)")
-    b.add_argument("--expected-respondents", type=int, default=0,
-                   help="the country's documented sample size, checked against the file (0: no check)")
+    b.add_argument("--expected-respondents", type=int, default=None,
+                   help="the country's documented sample size, checked against the file (default: the study's; "
+                        "0: no check)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(run=_build_dataset)
 
@@ -108,13 +121,20 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--base-url", default=None, help="openai_compat: e.g. http://127.0.0.1:8000/v1")
     e.add_argument("--api-key-env", default="OPENAI_API_KEY", help="NAME of the variable holding the API key")
     e.add_argument("--concurrency", type=int, default=4, help="openai_compat: requests in flight")
+    e.add_argument("--endpoint", default="chat", choices=["chat", "completions"],
+                   help="openai_compat scoring: completions (a vLLM server: exact, from the prompt tokens' "
+                        "log-probabilities; needs --tokenizer) or chat (top log-probabilities of the answer token: "
+                        "exact only where every code is one token)")
+    e.add_argument("--tokenizer", default=None, help="openai_compat: the served model's folder or hub id (its chat "
+                                                    "template and tokens); needed by --endpoint completions")
     e.add_argument("--pairs", default="data/processed/pairs.csv", help="pairs table (with manifest.json beside it)")
     e.add_argument("--split", default="ood", choices=["ood", "train"], help="which pairs (default ood)")
     e.add_argument("--limit", type=int, default=0, help="a seeded sample of this many pairs (0: all)")
     e.add_argument("--sample-seed", type=int, default=0, help="seed of the sample")
     e.add_argument("--scoring", default="logprob", choices=["logprob", "generate"],
                    help="logprob: exact option probabilities; generate: greedy reply, parsed")
-    e.add_argument("--template", default="persona_user", choices=["persona_user", "persona_system", "no_persona"])
+    e.add_argument("--template", default="persona_user",
+                   choices=["persona_user", "persona_system", "no_persona", "marginals"])
     e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     e.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass")
     e.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws over questions")

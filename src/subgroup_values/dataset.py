@@ -10,12 +10,17 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .paths import PROCESSED
+from .paths import PROCESSED  # noqa: F401  (Singapore's folder; tests import it from here)
 from .provenance import sha256_of
 from .questions import QUESTION_RULES, Question, load_questions, questions_frame
-from .subgroups import DIMENSIONS, OOD_STRATA, TRAIN_STRATA, build_pairs, find_subgroups, stratum_name, subgroups_frame
+from .study import Study, active, load_study, processed_dir
+from .subgroups import build_pairs, find_subgroups, stratum_name, subgroups_frame, usable_dimensions
 from .wvs import Survey, read_wvs
 
+#: The pairs table's columns besides the study's dimension columns.
+PAIR_COLUMNS = ("qid", "category", "stratum", "subgroup_id", "subgroup", "split", "n", "n_answered", "n_valid",
+                "counts", "weighted_counts", "modal_answer", "modal_answers", "tie", "modal_answers_unweighted",
+                "tie_unweighted", "population_modal_answers")
 LIST_COLUMNS = ("counts", "weighted_counts", "modal_answers", "modal_answers_unweighted", "population_modal_answers")
 
 
@@ -33,30 +38,51 @@ def valid_codes(questions: list[Question]) -> dict[str, set[int]]:
     return {q.qid: set(q.recode) if q.recode else {v for v, _ in q.options} for q in questions}
 
 
-def build_dataset(wvs_file: str | Path, country: str = "SGP", min_size: int = 30, min_answers: int | None = None,
-                  question_rule: str = "paper", progress: bool = True,
-                  expected_respondents: int | None = None) -> tuple[Dataset, Survey, list[Question]]:
-    """Read the survey file and build every (question, subgroup) pair of the train and OOD strata.
+def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: int | None = None,
+                  min_answers: int | None = None, question_rule: str | None = None, progress: bool = True,
+                  expected_respondents: int | None = -1, study: Study | str | None = None
+                  ) -> tuple[Dataset, Survey, list[Question]]:
+    """Read the survey file and build every (question, subgroup) pair of the study's train and OOD strata.
 
-    ``min_answers`` (default: ``min_size``) drops a pair whose subgroup gave fewer answers to that question.
-    ``expected_respondents``: the country's documented sample size, checked against the file.
+    ``study`` (a :class:`~subgroup_values.study.Study`, a shipped study's name or a config path; default: the
+    active study) gives the country, dimensions, split and rules; the other arguments override it.
+    ``min_answers`` (default: the study's) drops a pair whose subgroup gave fewer answers to that question.
+    ``expected_respondents``: the country's documented sample size, checked against the file (-1: the study's;
+    None: no check). A dimension that cannot form two groups of ``min_size`` is dropped, with its reason kept in
+    the manifest (``dropped_dimensions``) and printed.
     """
+    study = load_study(study) if isinstance(study, str | Path) else (study or active())
+    country = country or study.country
+    min_size = study.min_group_size if min_size is None else min_size
+    min_answers = (study.min_answers if min_size == study.min_group_size else min_size) if min_answers is None \
+        else min_answers
+    question_rule = question_rule or study.question_rule
+    expected_respondents = study.expected_respondents if expected_respondents == -1 else expected_respondents
     if question_rule not in QUESTION_RULES:
         raise ValueError(f"question_rule must be one of {QUESTION_RULES}, got {question_rule!r}.")
-    min_answers = min_size if min_answers is None else min_answers
     questions = load_questions(rule=question_rule)
     survey = read_wvs(wvs_file, country=country, items=[q.qid for q in questions],
-                      valid_codes=valid_codes(load_questions(rule="all")), expected_respondents=expected_respondents)
-    subgroups = find_subgroups(survey, list(TRAIN_STRATA) + list(OOD_STRATA), min_size=min_size)
-    pairs = build_pairs(survey, questions, subgroups, min_answers=min_answers, progress=progress)
-    sub = subgroups_frame(subgroups)
+                      valid_codes=valid_codes(load_questions(rule="all")), expected_respondents=expected_respondents,
+                      columns=tuple(study.columns))
+    questions = [q for q in questions if q.qid not in survey.absent_items]
+    used, dropped = usable_dimensions(survey, study, min_size)
+    for reason in dropped.values():
+        print(f"dimension dropped: {reason}")
+    if not used.train_strata or not used.ood_strata:
+        raise ValueError(f"{study.name}: after dropping {sorted(dropped)} no {'training' if not used.train_strata else 'OOD'} "
+                         f"stratum is left ({list(dropped.values())}). Choose dimensions that form groups of "
+                         f"{min_size}+ respondents in this country (see the study config).")
+    subgroups = find_subgroups(survey, used.strata, min_size=min_size, study=used)
+    pairs = build_pairs(survey, questions, subgroups, min_answers=min_answers, progress=progress, study=used)
+    sub = subgroups_frame(subgroups, used)
     qf = questions_frame(questions)
     manifest = {
         "source": survey.record(),
         "rule": {"country": country, "min_group_size": min_size, "min_answers_per_pair": min_answers,
                  "question_rule": question_rule, "ground_truth": "weighted mode (W_WEIGHT); ties kept",
-                 "train_strata": [stratum_name(s) for s in TRAIN_STRATA],
-                 "ood_strata": [stratum_name(s) for s in OOD_STRATA]},
+                 "train_strata": [stratum_name(s) for s in used.train_strata],
+                 "ood_strata": [stratum_name(s) for s in used.ood_strata]},
+        "study": used.record() | ({"dropped_dimensions": dropped} if dropped else {}),
         "counts": {
             "respondents": survey.n_respondents,
             "questions": len(questions),
@@ -70,9 +96,9 @@ def build_dataset(wvs_file: str | Path, country: str = "SGP", min_size: int = 30
     return Dataset(pairs, sub, qf, manifest), survey, questions
 
 
-def save_dataset(ds: Dataset, out_dir: str | Path = PROCESSED) -> dict[str, Path]:
+def save_dataset(ds: Dataset, out_dir: str | Path | None = None) -> dict[str, Path]:
     """Write pairs.csv, subgroups.csv, questions_used.csv and manifest.json (with the files' hashes)."""
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir) if out_dir else processed_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"pairs": out_dir / "pairs.csv", "subgroups": out_dir / "subgroups.csv",
              "questions": out_dir / "questions_used.csv"}
@@ -93,7 +119,7 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.DataFrame:
     """Read a pairs table written by :func:`save_dataset`; list columns come back as Python lists."""
-    path = Path(path or PROCESSED / "pairs.csv")
+    path = Path(path or processed_dir() / "pairs.csv")
     if not path.is_file():
         raise FileNotFoundError(f"No pairs table at {path}. Build it first: `make data` (needs WVS_FILE).")
     pairs = pd.read_csv(path, dtype={"modal_answer": "Int64"}, keep_default_na=True)
@@ -108,7 +134,7 @@ def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.D
 
 
 def load_manifest(path: str | Path | None = None) -> dict:
-    return json.loads(Path(path or PROCESSED / "manifest.json").read_text())
+    return json.loads(Path(path or processed_dir() / "manifest.json").read_text())
 
 
 def sample_pairs(pairs: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFrame:
@@ -123,7 +149,9 @@ def sample_pairs(pairs: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFr
 def pair_frame(pairs: pd.DataFrame, questions: dict[str, Question]) -> pd.DataFrame:
     """The columns a prediction table starts from: the pair, its truth, its scale, and whether it is divergent
     (the subgroup's modal answer differs from the whole sample's)."""
-    keep = ["qid", "category", "stratum", "subgroup_id", "subgroup", *DIMENSIONS, "split", "n", "modal_answers",
+    dims = [d for d in active().dimensions if d in pairs.columns] or [
+        c for c in pairs.columns if c not in PAIR_COLUMNS]  # a table of another study: its own dimension columns
+    keep = ["qid", "category", "stratum", "subgroup_id", "subgroup", *dims, "split", "n", "modal_answers",
             "population_modal_answers", "weighted_counts"]
     out = pairs[keep].copy().reset_index(drop=True)
     out["scale_min"] = [questions[q].scale_min for q in out.qid]
@@ -143,10 +171,10 @@ def split_summary(pairs: pd.DataFrame) -> pd.DataFrame:
         divergent_share=("divergent", "mean"))
 
 
-def verify(out_dir: str | Path = PROCESSED) -> dict:
+def verify(out_dir: str | Path | None = None) -> dict:
     """Check the committed aggregates against their manifest (SHA-256 of every file it lists); return the
     manifest. A difference is an error saying how to restore or rebuild the tables."""
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir) if out_dir else processed_dir()
     path = out_dir / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"No manifest at {path}: build the dataset from the survey file (make data "

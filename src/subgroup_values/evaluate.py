@@ -55,7 +55,7 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
     def compute(idx: list[int]) -> list[dict]:
         if scoring == "logprob":
             return [{"probs": s.probs, "option_mass": s.option_mass, "status": s.status}
-                    | ({"error": s.error} if s.error else {})
+                    | ({"error": s.error} if s.error else {}) | ({"exact": s.exact} if s.exact is not None else {})
                     for s in backend.score([ScoreRequest(messages[i], options[i], groups[i]) for i in idx])]
         return reply_records(backend.generate([GenerateRequest(messages[i], max_new_tokens) for i in idx]))
 
@@ -66,6 +66,8 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
     frame["choice"] = pd.array([r[0] for r in rows], dtype="Int64")
     for k, col in enumerate(("probs", "option_mass", "reply", "status", "error"), start=1):
         frame[col] = [r[k] for r in rows]
+    if any("exact" in rec for rec in done.records):  # a backend that approximates says so per prediction
+        frame["exact"] = pd.array([rec.get("exact") for rec in done.records], dtype="boolean")
     frame.attrs.update(seconds_computing=done.seconds, pairs_computed=done.computed, pairs_failed=done.failed)
     return score_pairs(frame)
 

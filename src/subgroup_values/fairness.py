@@ -32,7 +32,7 @@ from .bootstrap import (
     weighted_means,
 )
 from .prompts import UNREADABLE
-from .subgroups import DIMENSIONS
+from .study import active
 
 #: Items on which refusals are most likely (sexuality, abortion, divorce, violence, religion).
 SENSITIVE_ITEMS = {
@@ -48,7 +48,7 @@ LOWER_IS_BETTER = {"accuracy": False, "nmae": True, "wasserstein": True}
 
 def per_subgroup(preds: pd.DataFrame) -> pd.DataFrame:
     """One row per subgroup: its attributes, pair count and mean metrics (incl. refusal and unparseable rates)."""
-    attrs = [d for d in DIMENSIONS if d in preds]
+    attrs = [d for d in active().dimensions if d in preds]
     g = preds.groupby("subgroup_id", sort=False)
     out = g.agg(subgroup=("subgroup", "first"), stratum=("stratum", "first"), pairs=("qid", "size"),
                 accuracy=("correct", "mean"), nmae=("nmae", "mean"), wasserstein=("wasserstein", "mean"),
@@ -293,7 +293,7 @@ def per_attribute(preds: pd.DataFrame, metric: str = "accuracy", n_boot: int = 1
         if d.empty:
             continue
         members = {(dim, val): d.loc[d[dim] == val, "subgroup_id"].unique()
-                   for dim in DIMENSIONS if dim in d for val in DIMENSIONS[dim].categories.values()}
+                   for dim in active().dimensions if dim in d for val in active().dimensions[dim].categories.values()}
         members = {k: v for k, v in members.items() if len(v)}
 
         def stat(x: pd.DataFrame, members=members) -> pd.Series:
@@ -306,7 +306,7 @@ def per_attribute(preds: pd.DataFrame, metric: str = "accuracy", n_boot: int = 1
             rows.append({"subset": subset, "dimension": dim, "value": val, "metric": metric,
                          "subgroups": len(members[(dim, val)]), "estimate": r.estimate, "lo": r.lo, "hi": r.hi})
     out = pd.DataFrame(rows)
-    order = {(d, v): i for i, (d, v) in enumerate((d, v) for d in DIMENSIONS for v in DIMENSIONS[d].categories.values())}
+    order = {(d, v): i for i, (d, v) in enumerate((d, v) for d in active().dimensions for v in active().dimensions[d].categories.values())}
     return out.assign(_o=[order[(d, v)] for d, v in zip(out.dimension, out.value)]).sort_values(["subset", "_o"]) \
         .drop(columns="_o").reset_index(drop=True)
 
@@ -371,7 +371,7 @@ def divergent_share_by_attribute(preds: pd.DataFrame) -> pd.DataFrame:
     """Per attribute value: the mean share of divergent pairs over the subgroups that contain it (one row)."""
     share = per_subgroup(preds)
     out = {f"{d}: {v}": share.loc[share[d] == v, "divergent_share"].mean()
-           for d in DIMENSIONS if d in share for v in DIMENSIONS[d].categories.values() if (share[d] == v).any()}
+           for d in active().dimensions if d in share for v in active().dimensions[d].categories.values() if (share[d] == v).any()}
     return pd.Series(out, name="share of divergent pairs").to_frame().T
 
 

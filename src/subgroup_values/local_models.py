@@ -100,8 +100,9 @@ CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\
 
 def tiny_corpus() -> list[str]:
     """Text the tiny tokenizer is trained on: the question bank and persona phrases."""
-    from .prompts import ADJECTIVE, AFTER, INSTRUCTION, system_survey
+    from .prompts import INSTRUCTION, system_survey
     from .questions import load_questions
+    from .study import active
 
     texts = [system_survey(), INSTRUCTION, "Answer: 1 2 3 4 5 6 7 8 9 10", "How would the following respondent from "
              "Singapore most likely answer this question? Respondent: a man woman person living in Singapore. You "
@@ -109,9 +110,9 @@ def tiny_corpus() -> list[str]:
     for q in load_questions(rule="all"):
         texts.append(q.text)
         texts.extend(f"{v}. {label}" for v, label in q.options)
-    for table in (ADJECTIVE, AFTER):
-        for d in table.values():
-            texts.extend(d.values())
+    dims = active().dimensions.values()
+    for position in ("before", "after"):  # the persona words of the study (words before the noun, then after)
+        texts.extend(w for d in dims for pos, w in d.phrases.values() if pos == position)
     return texts
 
 

@@ -94,29 +94,39 @@ def noise_floor(survey, questions, subgroups, pairs: pd.DataFrame, n_boot: int =
     return pd.DataFrame(rows)
 
 
-#: Where the floor of the study's pairs is kept (per-pair aggregates of groups of 30+: committed with the data).
-FLOOR_FILE = "data/processed/noise_floor.csv"
+def floor_file():
+    """Where the floor of the active study's pairs is kept, beside its dataset (per-pair aggregates of groups of
+    30+: committed with the data); ``data/processed/noise_floor.csv`` for Singapore."""
+    from .study import processed_dir
+
+    return processed_dir() / "noise_floor.csv"
 
 
-def from_survey_file(wvs_file, pairs: pd.DataFrame, country: str = "SGP", min_size: int = 30, n_boot: int = 200,
-                     n_splits: int = 50, seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """The floor of ``pairs`` from the survey file (the same respondents as the dataset build)."""
+def from_survey_file(wvs_file, pairs: pd.DataFrame, country: str | None = None, min_size: int | None = None,
+                     n_boot: int = 200, n_splits: int = 50, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """The floor of ``pairs`` from the survey file (the same respondents and subgroups as the active study's
+    dataset build)."""
     from .dataset import valid_codes
     from .questions import load_questions
-    from .subgroups import OOD_STRATA, TRAIN_STRATA, find_subgroups
+    from .study import active
+    from .subgroups import find_subgroups, usable_dimensions
     from .wvs import read_wvs
 
+    study = active()
+    min_size = study.min_group_size if min_size is None else min_size
     questions = load_questions(rule="all")
-    survey = read_wvs(wvs_file, country=country, items=[q.qid for q in questions], valid_codes=valid_codes(questions))
-    subgroups = find_subgroups(survey, list(TRAIN_STRATA) + list(OOD_STRATA), min_size=min_size)
+    survey = read_wvs(wvs_file, country=country or study.country, items=[q.qid for q in questions],
+                      valid_codes=valid_codes(questions), columns=tuple(study.columns))
+    used, _ = usable_dimensions(survey, study, min_size)
+    subgroups = find_subgroups(survey, used.strata, min_size=min_size, study=used)
     return noise_floor(survey, questions, subgroups, pairs, n_boot, n_splits, seed, progress)
 
 
-def save(floor: pd.DataFrame, path=FLOOR_FILE) -> bool:
+def save(floor: pd.DataFrame, path=None) -> bool:
     """Write the floor table (rounded to 6 decimals) only when its content changed; True when written."""
     from pathlib import Path
 
-    path = Path(path)
+    path = Path(path) if path else floor_file()
     text = floor.round(6).to_csv(index=False)
     if path.is_file() and path.read_text() == text:
         return False
@@ -125,10 +135,11 @@ def save(floor: pd.DataFrame, path=FLOOR_FILE) -> bool:
     return True
 
 
-def load(path=FLOOR_FILE) -> pd.DataFrame:
+def load(path=None) -> pd.DataFrame:
     from pathlib import Path
 
-    if not Path(path).is_file():
+    path = Path(path) if path else floor_file()
+    if not path.is_file():
         raise FileNotFoundError(f"No noise floor at {path}: run notebook 08 once with the survey file "
                                 f"(make all WVS_FILE=...), which computes and keeps it.")
     return pd.read_csv(path)

@@ -21,7 +21,7 @@ import pandas as pd
 from .backends.base import Backend, GenerateRequest, ScoreRequest, reply_records
 from .backends.cache import NullCache, ResponseCache, cache_key, fill
 from .bootstrap import bootstrap
-from .prompts import DEFAULT_COUNTRY, attributes_of, describe, fill_placeholders
+from .prompts import attributes_of, default_country, describe, fill_placeholders
 from .questions import Question
 
 CRITERIA = {
@@ -36,12 +36,13 @@ VERDICTS = ("A", "B", "tie")
 JUDGE_SYSTEM = "You are a careful, impartial judge of survey answers. You compare two responses."
 
 
-def open_question(q: Question, country: str = DEFAULT_COUNTRY) -> str:
+def open_question(q: Question, country: str | None = None) -> str:
     """The question's wording as asked (placeholders filled), without the list of options."""
-    return fill_placeholders(q.text, country)
+    return fill_placeholders(q.text, country or default_country())
 
 
-def open_messages(q: Question, attributes: dict[str, str], country: str = DEFAULT_COUNTRY) -> list[dict]:
+def open_messages(q: Question, attributes: dict[str, str], country: str | None = None) -> list[dict]:
+    country = country or default_country()
     persona = describe(attributes)
     return [{"role": "system", "content": f"You are {persona} living in {country}. Answer as yourself."},
             {"role": "user", "content": f"{open_question(q, country)}\n\nIn two or three sentences, what do you "
@@ -55,7 +56,8 @@ def distribution_text(q: Question, weighted_counts: list[float]) -> str:
 
 
 def judge_messages(q: Question, attributes: dict[str, str], criterion: str, answer_a: str, answer_b: str,
-                   weighted_counts: list[float] | None = None, country: str = DEFAULT_COUNTRY) -> list[dict]:
+                   weighted_counts: list[float] | None = None, country: str | None = None) -> list[dict]:
+    country = country or default_country()
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {list(CRITERIA)}, got {criterion!r}.")
     context = ""

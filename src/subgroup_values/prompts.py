@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from .questions import Question
-from .subgroups import DIMENSIONS
+from .study import Study, active
 
 TEMPLATES = ("persona_user", "persona_system", "no_persona", "marginals")
 DEFAULT_TEMPLATE = "persona_user"
@@ -38,52 +38,52 @@ INSTRUCTION = ("Answer each question with the number of the option you choose, i
                "Do not explain.")
 
 
-# How each attribute enters the persona: an adjective before the noun, the noun itself, or a phrase after it.
-ADJECTIVE = {"ethnicity": {"Chinese": "Chinese", "Malay": "Malay", "Indian": "Indian"},
-             "religion": {"Buddhist": "Buddhist", "Protestant": "Protestant Christian", "Muslim": "Muslim",
-                          "Roman Catholic": "Roman Catholic", "Hindu": "Hindu"}}
-NOUN = {"Male": "man", "Female": "woman"}
-AFTER = {"age": {"21-24": "aged 21 to 24", "25-34": "aged 25 to 34", "35-44": "aged 35 to 44",
-                 "45-54": "aged 45 to 54", "55-64": "aged 55 to 64", "65+": "aged 65 or older"},
-         "religion": {"No religion": "with no religious affiliation",
-                      "Other religion": "who follows another religion (such as Taoism)"}}
-
-
-def attributes_of(row) -> dict[str, str]:
+def attributes_of(row, study: Study | None = None) -> dict[str, str]:
     """The known attributes of a pair's subgroup ({"age": "65+", "religion": "Muslim"}) from a pairs-table row."""
-    return {d: row[d] for d in DIMENSIONS if isinstance(row.get(d), str) and row[d]}
+    return {d: row[d] for d in (study or active()).dimensions if isinstance(row.get(d), str) and row[d]}
 
 
-def describe(attributes: dict[str, str]) -> str:
-    """A noun phrase naming only the known attributes, e.g. {"sex": "Female", "age": "25-34"} -> 'a woman aged
-    25 to 34'; {"ethnicity": "Malay", "religion": "Muslim"} -> 'a Malay Muslim person'."""
-    known = {d: v for d, v in attributes.items() if d in DIMENSIONS and isinstance(v, str) and v}
+def describe(attributes: dict[str, str], study: Study | None = None) -> str:
+    """A noun phrase naming only the known attributes, in the study config's words: the noun ("a woman"; else
+    "person"), the words before it and the phrases after it, each in the order of the study's dimensions, e.g.
+    {"sex": "Female", "age": "25-34"} -> 'a woman aged 25 to 34'; {"ethnicity": "Malay", "religion": "Muslim"} ->
+    'a Malay Muslim person'."""
+    dims = (study or active()).dimensions
+    unknown = [d for d in attributes if d not in dims and isinstance(attributes[d], str) and attributes[d]]
+    if unknown:
+        raise ValueError(f"Unknown dimension(s) {unknown}; the study's are {list(dims)}.")
+    known = {d: attributes[d] for d in dims if isinstance(attributes.get(d), str) and attributes[d]}
     for dim, label in known.items():
-        if label not in DIMENSIONS[dim].categories.values():
-            raise ValueError(f"Unknown {dim} {label!r}; expected one of {list(DIMENSIONS[dim].categories.values())}.")
-    adjectives = [ADJECTIVE[d][known[d]] for d in ("ethnicity", "religion") if known.get(d) in ADJECTIVE.get(d, {})]
-    noun = NOUN.get(known.get("sex"), "person")
-    after = [AFTER[d][known[d]] for d in ("age", "religion") if known.get(d) in AFTER.get(d, {})]
-    head = " ".join([*adjectives, noun])
+        if label not in dims[dim].phrases:
+            raise ValueError(f"Unknown {dim} {label!r}; expected one of {list(dims[dim].categories.values())}.")
+    said = [(dims[d].phrases[v]) for d, v in known.items()]
+    nouns = [w for pos, w in said if pos == "noun"]
+    head = " ".join([*(w for pos, w in said if pos == "before"), nouns[0] if nouns else "person"])
     article = "an" if head[0].lower() in "aeiou" else "a"
-    return " ".join([article, head, *after])
+    return " ".join([article, head, *(w for pos, w in said if pos == "after")])
 
 
-DEFAULT_COUNTRY = "Singapore"
+def default_country() -> str:
+    """The active study's country name (Singapore by default)."""
+    return active().country_name
+
+
 #: The questionnaire's placeholders for the country's name ("[your country]", "[my country]", "[Country]").
 PLACEHOLDER = re.compile(r"\[(?:your |my |the )?country\]", re.IGNORECASE)
 
 
-def system_survey(country: str = DEFAULT_COUNTRY) -> str:
+def system_survey(country: str | None = None) -> str:
+    country = country or default_country()
     return f"You are helping with the World Values Survey in {country}. {INSTRUCTION}"
 
 
-def fill_placeholders(text: str, country: str = DEFAULT_COUNTRY) -> str:
+def fill_placeholders(text: str, country: str | None = None) -> str:
     """The questionnaire's "[your country]" / "[my country]" / "[Country]" replaced by the country's name."""
-    return PLACEHOLDER.sub(country, text)
+    return PLACEHOLDER.sub(country or default_country(), text)
 
 
-def question_block(q: Question, country: str = DEFAULT_COUNTRY) -> str:
+def question_block(q: Question, country: str | None = None) -> str:
+    country = country or default_country()
     options = "\n".join(f"{v}. {fill_placeholders(label, country)}" for v, label in q.options)
     return f"Question: {fill_placeholders(q.text, country)}\n\nOptions:\n{options}"
 
@@ -103,11 +103,12 @@ def marginal_lines(q: Question, marginals: dict[str, list[float]]) -> str:
 
 
 def build_messages(q: Question, attributes: dict[str, str], template: str = DEFAULT_TEMPLATE,
-                   country: str = DEFAULT_COUNTRY, marginals: dict[str, tuple[str, list[float]]] | None = None
+                   country: str | None = None, marginals: dict[str, tuple[str, list[float]]] | None = None
                    ) -> list[dict]:
     """Chat messages for one (question, subgroup) pair; ``country`` names the survey's country. The ``marginals``
     template needs ``marginals``: {dimension: (its value, the weighted answer counts of that single-attribute
     training cell)} for each known attribute."""
+    country = country or default_country()
     block = question_block(q, country)
     if template == "marginals":
         if not marginals or set(marginals) != set(attributes):

@@ -21,8 +21,9 @@ import yaml
 from .paths import REPO_ROOT
 from .prompts import TEMPLATES
 
-#: The sections a profile may have.
-PROFILE_SECTIONS = ("profile", "notebooks", "runs")
+#: The sections a profile may have. ``study``: the study it runs (a shipped study's name or a config path;
+#: default sgp): the runner hands it to the notebooks as SUBGROUP_VALUES_STUDY.
+PROFILE_SECTIONS = ("profile", "study", "notebooks", "runs")
 
 #: Checks of parameters that every notebook shares the meaning of: (test, what is expected).
 PARAMETER_RULES = {
@@ -135,6 +136,14 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
     print(f"[{profile}] {out.stem}: running with {params}", flush=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    study = load_profile(profile).get("study") or "sgp"
+    if os.environ.get("SUBGROUP_VALUES_STUDY", study) != study:
+        raise SystemExit(f"configs/{profile}.yaml runs study {study!r} but SUBGROUP_VALUES_STUDY is "
+                         f"{os.environ['SUBGROUP_VALUES_STUDY']!r}: unset it, or pick the profile of that study.")
+    from .study import load_study
+
+    load_study(study)  # a wrong study config fails here, before any notebook runs
+    os.environ["SUBGROUP_VALUES_STUDY"] = study
     # figures show in the executed notebook (the tutorial and the paper read them there) and are saved as files
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:

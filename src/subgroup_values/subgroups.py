@@ -17,35 +17,18 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .questions import Question
+from .study import Dimension, Stratum, Study, active
 from .wvs import Survey
 
-
-@dataclass(frozen=True)
-class Dimension:
-    name: str
-    column: str
-    categories: dict[int, str]  # survey code -> readable label, in display order
-
-    def label(self, code: int) -> str:
-        return self.categories[int(code)]
+__all__ = ["Dimension", "Stratum", "Subgroup", "find_subgroups", "build_pairs", "subgroups_frame", "stratum_name"]
 
 
-DIMENSIONS: dict[str, Dimension] = {
-    "sex": Dimension("sex", "Q260", {1: "Male", 2: "Female"}),
-    # X003R's first band is 16-24 in the codebook, but Singapore's respondents are 21 and over.
-    "age": Dimension("age", "X003R", {1: "21-24", 2: "25-34", 3: "35-44", 4: "45-54", 5: "55-64", 6: "65+"}),
-    "ethnicity": Dimension("ethnicity", "Q290", {702004: "Chinese", 702006: "Malay", 702003: "Indian"}),
-    "religion": Dimension("religion", "Q289",
-                          {7: "Buddhist", 0: "No religion", 2: "Protestant", 5: "Muslim", 9: "Other religion",
-                           1: "Roman Catholic", 6: "Hindu"}),
-}
-
-Stratum = tuple[str, ...]
-
-#: The paper's compositional split.
-TRAIN_STRATA: tuple[Stratum, ...] = (("sex",), ("age",), ("ethnicity",), ("religion",),
-                                      ("sex", "age"), ("sex", "ethnicity"), ("sex", "religion"))
-OOD_STRATA: tuple[Stratum, ...] = (("age", "religion"), ("age", "ethnicity"), ("ethnicity", "religion"))
+def __getattr__(name: str):
+    """``DIMENSIONS``, ``TRAIN_STRATA`` and ``OOD_STRATA`` of the active study (:func:`subgroup_values.study.active`)."""
+    attr = {"DIMENSIONS": "dimensions", "TRAIN_STRATA": "train_strata", "OOD_STRATA": "ood_strata"}.get(name)
+    if attr:
+        return getattr(active(), attr)
+    raise AttributeError(name)
 
 
 def stratum_name(stratum: Stratum) -> str:
@@ -58,6 +41,7 @@ class Subgroup:
     attributes: tuple[tuple[str, int], ...]  # (dimension, code) in stratum order
     n: int
     split: str
+    labels: tuple[str, ...] = ()  # the attributes' labels, in stratum order
 
     @property
     def subgroup_id(self) -> str:
@@ -65,7 +49,7 @@ class Subgroup:
 
     @property
     def label(self) -> str:
-        return ", ".join(DIMENSIONS[d].label(c) for d, c in self.attributes)
+        return ", ".join(self.labels)
 
 
 def make_strata(dimensions: list[str], orders: tuple[int, ...] = (1, 2)) -> list[Stratum]:
@@ -74,30 +58,49 @@ def make_strata(dimensions: list[str], orders: tuple[int, ...] = (1, 2)) -> list
 
 
 def find_subgroups(survey: Survey, strata: list[Stratum] | None = None, min_size: int = 30,
-                   train_strata: tuple[Stratum, ...] = TRAIN_STRATA,
-                   dimensions: dict[str, Dimension] = DIMENSIONS) -> list[Subgroup]:
-    """Subgroups of each stratum with at least ``min_size`` respondents; split = train/ood/other by stratum."""
+                   study: Study | None = None) -> list[Subgroup]:
+    """Subgroups of each stratum (default: the study's) with at least ``min_size`` respondents; split =
+    train/ood/other by the study's strata."""
     if min_size < 1:
         raise ValueError(f"min_size must be a positive number of respondents, got {min_size}.")
-    strata = strata if strata is not None else list(TRAIN_STRATA) + list(OOD_STRATA)
+    study = study or active()
+    dimensions = study.dimensions
+    strata = strata if strata is not None else study.strata
     data = survey.data
     out = []
     for stratum in strata:
         unknown = [d for d in stratum if d not in dimensions]
         if unknown:
             raise ValueError(f"Unknown dimension(s) {unknown}; known: {sorted(dimensions)}.")
-        split = "train" if stratum in train_strata else ("ood" if stratum in OOD_STRATA else "other")
+        split = study.split_of(stratum)
         for codes in itertools.product(*(dimensions[d].categories for d in stratum)):
             mask = np.ones(len(data), dtype=bool)
             for d, c in zip(stratum, codes):
                 mask &= (data[dimensions[d].column] == c).to_numpy(dtype=bool, na_value=False)
             n = int(mask.sum())
             if n >= min_size:
-                out.append(Subgroup(stratum, tuple(zip(stratum, codes)), n, split))
+                out.append(Subgroup(stratum, tuple(zip(stratum, codes)), n, split,
+                                    tuple(dimensions[d].label(c) for d, c in zip(stratum, codes))))
     return out
 
 
-def subgroup_mask(survey: Survey, subgroup: Subgroup, dimensions: dict[str, Dimension] = DIMENSIONS) -> np.ndarray:
+def usable_dimensions(survey: Survey, study: Study, min_size: int | None = None) -> tuple[Study, dict[str, str]]:
+    """The study without the dimensions that cannot form two groups of ``min_size`` respondents in this file
+    (e.g. ethnicity where it was not asked), and why each was dropped."""
+    min_size = study.min_group_size if min_size is None else min_size
+    dropped = {}
+    for name, dim in study.dimensions.items():
+        col = survey.data[dim.column]
+        sizes = {lab: int((col == code).sum()) for code, lab in dim.categories.items()}
+        big = [lab for lab, n in sizes.items() if n >= min_size]
+        if len(big) < 2:
+            dropped[name] = (f"{name} ({dim.column}) forms {len(big)} group(s) of {min_size}+ respondents "
+                             f"(sizes: {sizes}); a dimension needs two")
+    return (study.without(list(dropped)) if dropped else study), dropped
+
+
+def subgroup_mask(survey: Survey, subgroup: Subgroup, study: Study | None = None) -> np.ndarray:
+    dimensions = (study or active()).dimensions
     mask = np.ones(survey.n_respondents, dtype=bool)
     for d, c in subgroup.attributes:
         mask &= (survey.data[dimensions[d].column] == c).to_numpy(dtype=bool, na_value=False)
@@ -113,19 +116,19 @@ def modal_values(counts: np.ndarray, values: np.ndarray, rtol: float = 1e-9) -> 
     return [int(v) for v, c in zip(values, counts) if c >= top * (1 - rtol)]
 
 
-def subgroups_frame(subgroups: list[Subgroup]) -> pd.DataFrame:
+def subgroups_frame(subgroups: list[Subgroup], study: Study | None = None) -> pd.DataFrame:
     rows = []
     for s in subgroups:
         row = {"stratum": stratum_name(s.stratum), "subgroup_id": s.subgroup_id, "subgroup": s.label,
                "n": s.n, "split": s.split}
-        row.update({d: DIMENSIONS[d].label(c) for d, c in s.attributes})
+        row.update({d: lab for (d, _), lab in zip(s.attributes, s.labels)})
         rows.append(row)
-    cols = ["stratum", "subgroup_id", "subgroup", *DIMENSIONS, "n", "split"]
+    cols = ["stratum", "subgroup_id", "subgroup", *(study or active()).dimensions, "n", "split"]
     return pd.DataFrame(rows).reindex(columns=cols)
 
 
 def build_pairs(survey: Survey, questions: list[Question], subgroups: list[Subgroup],
-                min_answers: int = 30, progress: bool = True) -> pd.DataFrame:
+                min_answers: int = 30, progress: bool = True, study: Study | None = None) -> pd.DataFrame:
     """The tidy pairs table: one row per (question, subgroup) with at least ``min_answers`` answers.
 
     ``n_answered`` counts respondents who gave any answer (a non-negative code, including answers that are
@@ -133,8 +136,9 @@ def build_pairs(survey: Survey, questions: list[Question], subgroups: list[Subgr
     only answers on the ordinal scale (``n_valid``). Weighted counts use W_WEIGHT. ``modal_answers`` lists
     every tied mode (weighted); ``modal_answer`` is the first of them; the unweighted modes are kept too.
     """
+    study = study or active()
     weights = survey.data["W_WEIGHT"].to_numpy(dtype=float)
-    masks = {s.subgroup_id: subgroup_mask(survey, s) for s in subgroups}
+    masks = {s.subgroup_id: subgroup_mask(survey, s, study) for s in subgroups}
     rows = []
     for q in tqdm(questions, desc="pairs", disable=not progress):
         codes = survey.data[q.qid]
@@ -162,9 +166,9 @@ def build_pairs(survey: Survey, questions: list[Question], subgroups: list[Subgr
                    "modal_answer": modes[0] if modes else None, "modal_answers": json.dumps(modes),
                    "tie": len(modes) > 1, "modal_answers_unweighted": json.dumps(modes_u),
                    "tie_unweighted": len(modes_u) > 1, "population_modal_answers": json.dumps(pop_modes)}
-            row.update({d: DIMENSIONS[d].label(c) for d, c in s.attributes})
+            row.update({d: lab for (d, _), lab in zip(s.attributes, s.labels)})
             rows.append(row)
-    cols = ["qid", "category", "stratum", "subgroup_id", "subgroup", *DIMENSIONS, "split", "n", "n_answered",
+    cols = ["qid", "category", "stratum", "subgroup_id", "subgroup", *study.dimensions, "split", "n", "n_answered",
             "n_valid", "counts", "weighted_counts", "modal_answer", "modal_answers", "tie",
             "modal_answers_unweighted", "tie_unweighted", "population_modal_answers"]
     pairs = pd.DataFrame(rows).reindex(columns=cols)

@@ -1,8 +1,9 @@
 """Read an official World Values Survey Wave 7 file and select one country.
 
 Accepted files (the column names are the same in all of them):
-- the pooled cross-national CSV (comma separated, UTF-8, possibly with a byte-order mark),
-- the single-country CSV (semicolon separated, a trailing ``;`` on every row),
+- the pooled cross-national CSV (comma separated, UTF-8, possibly with a byte-order mark), any country in it,
+- the single-country CSV (semicolon or comma separated, possibly a trailing ``;`` on every row; no ``A_WAVE``
+  column: the wave is named by the file's ``doi``),
 - SPSS ``.sav`` and Stata ``.dta`` (read with pyreadstat),
 - a ``.zip`` as downloaded, holding exactly one of the above.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,11 @@ MISSING_CODES: dict[int, str] = {
     -5: "missing / other",
 }
 
-#: Columns every study needs besides the value items.
-REQUIRED_COLUMNS = ("A_WAVE", "W_WEIGHT", "Q260", "X003R", "Q290", "Q289")
+#: Columns every study needs besides the value items and its dimensions' columns (the study config names them).
+REQUIRED_COLUMNS = ("W_WEIGHT",)
+#: The DOI of the WVS Wave 7 data (pooled and single-country files carry it in their ``doi`` column): the wave of
+#: a single-country file, which has no ``A_WAVE`` column.
+WAVE7_DOI = "10.14281/18241"
 COUNTRY_COLUMNS = ("B_COUNTRY_ALPHA", "B_COUNTRY")
 DOWNLOAD_HINT = (
     "Download the official file from https://www.worldvaluessurvey.org (Data & Documentation > Wave 7 > "
@@ -56,16 +60,25 @@ class Survey:
     country: str
     version: str = ""
     encoding: str = ""
+    absent_items: list[str] = field(default_factory=list)  # question-bank items the (single-country) file lacks
 
     @property
     def n_respondents(self) -> int:
         return len(self.data)
 
+    @property
+    def weighting(self) -> str:
+        """``self-weighting`` when every W_WEIGHT is 1 (e.g. Turkey's file), else ``W_WEIGHT`` (the design weights
+        enter every distribution and mode)."""
+        return "self-weighting" if bool((self.data["W_WEIGHT"] == 1).all()) else "W_WEIGHT"
+
     def record(self) -> dict:
         """Provenance of the source file (no respondent data)."""
         return {"path": self.path.name, "sha256": self.sha256, "format": self.file_format,
                 "country": self.country, "version": self.version, "n_respondents": self.n_respondents,
-                **({"encoding": self.encoding} if self.encoding and self.encoding != "utf-8" else {})}
+                "weights": self.weighting,
+                **({"encoding": self.encoding} if self.encoding and self.encoding != "utf-8" else {}),
+                **({"items_not_in_file": self.absent_items} if self.absent_items else {})}
 
 
 ENCODINGS = ("utf-8 (with or without BOM)", "utf-16 (with BOM)", "latin-1")
@@ -172,8 +185,13 @@ def _read_bytes(raw: bytes, name: str, suffix: str) -> tuple[pd.DataFrame, str]:
 
 
 def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[str] | None = None,
-             valid_codes: dict[str, set[int]] | None = None, expected_respondents: int | None = None) -> Survey:
+             valid_codes: dict[str, set[int]] | None = None, expected_respondents: int | None = None,
+             columns: tuple[str, ...] = ("Q260", "X003R", "Q290", "Q289")) -> Survey:
     """Read a WVS-7 file, check it, select ``country`` (alpha-3 code or ISO number) and code missing answers.
+
+    ``columns`` are the demographic columns the study's dimensions read (required, coded like the items). The
+    wave is checked from ``A_WAVE`` (the pooled file) or, in a single-country file (no ``A_WAVE``), from the
+    Wave 7 DOI in its ``doi`` column.
 
     ``items`` are the value-item columns the study needs (e.g. the question bank's ids); they are checked too.
     ``valid_codes`` maps an item to the survey codes it may hold besides the negative missing codes (its scale's
@@ -188,17 +206,27 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
         raise WVSFileError(f"Survey file not found: {path}. {DOWNLOAD_HINT}")
     df, fmt = _read_any(path)
 
-    missing_cols = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    required = list(dict.fromkeys([*REQUIRED_COLUMNS, *columns]))
+    missing_cols = [c for c in required if c not in df.columns]
     if not any(c in df.columns for c in COUNTRY_COLUMNS):
         missing_cols.append("B_COUNTRY_ALPHA or B_COUNTRY")
+    if "A_WAVE" not in df.columns and "doi" not in df.columns:
+        missing_cols.append("A_WAVE (pooled file) or doi (single-country file)")
     if missing_cols:
         raise WVSFileError(
-            f"{path.name} lacks required columns {missing_cols}: is this a WVS Wave 7 file? Expected the "
-            f"official column names (A_WAVE, B_COUNTRY_ALPHA, W_WEIGHT, Q1..Q290, X003R). {DOWNLOAD_HINT}")
-    waves = sorted(int(w) for w in pd.to_numeric(df["A_WAVE"], errors="coerce").dropna().unique())
-    if waves != [7]:
-        raise WVSFileError(f"{path.name} holds wave(s) {waves}, expected Wave 7 only (A_WAVE = 7). "
-                           f"Use the WVS Wave 7 file. {DOWNLOAD_HINT}")
+            f"{path.name} lacks required columns {missing_cols}: is this a WVS Wave 7 file (and are these the "
+            f"columns the study's dimensions name)? Expected the official column names (A_WAVE or doi, "
+            f"B_COUNTRY_ALPHA, W_WEIGHT, Q1..Q290, X003R). {DOWNLOAD_HINT}")
+    if "A_WAVE" in df.columns:
+        waves = sorted(int(w) for w in pd.to_numeric(df["A_WAVE"], errors="coerce").dropna().unique())
+        if waves != [7]:
+            raise WVSFileError(f"{path.name} holds wave(s) {waves}, expected Wave 7 only (A_WAVE = 7). "
+                               f"Use the WVS Wave 7 file. {DOWNLOAD_HINT}")
+    else:  # a single-country file: the wave is the file's, named by its DOI
+        dois = sorted(df["doi"].dropna().astype(str).unique())
+        if not dois or not all(WAVE7_DOI in d for d in dois):
+            raise WVSFileError(f"{path.name} has no A_WAVE column and its doi {dois[:3]} is not Wave 7's "
+                               f"({WAVE7_DOI}...): expected a WVS Wave 7 file. {DOWNLOAD_HINT}")
 
     country_key = str(country).strip().upper()
     if "B_COUNTRY_ALPHA" in df.columns and not country_key.isdigit():
@@ -234,11 +262,18 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
 
     items = list(items or [])
     absent = [c for c in items if c not in df.columns]
-    if absent:
+    single_country = "A_WAVE" not in df.columns
+    if absent and single_country and len(absent) <= len(items) // 10:
+        # a single-country release leaves out items the country did not ask (Turkey's v5.0 has no Q245): they are
+        # reported (Survey.absent_items, the manifest) and left out; many absent items still mean a wrong file
+        print(f"{path.name}: {len(absent)} item(s) of the question bank are not in this single-country file and are "
+              f"left out: {absent}")
+        items = [c for c in items if c in df.columns]
+    elif absent:
         raise WVSFileError(f"{path.name} lacks {len(absent)} value item(s) of the question bank: "
                            f"{absent[:10]}{' ...' if len(absent) > 10 else ''}. Expected the full WVS-7 "
                            f"questionnaire (Q1-Q259). {DOWNLOAD_HINT}")
-    coded = [c for c in df.columns if c in items or c in REQUIRED_COLUMNS[2:]]
+    coded = [c for c in df.columns if c in items or c in columns]
     for c in coded + ["W_WEIGHT"]:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     blank = df[coded + ["W_WEIGHT"]].isna()
@@ -269,7 +304,8 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
     df[coded] = values.where(values >= 0).astype(float)
     version = str(df["version"].iloc[0]) if "version" in df.columns else ""
     return Survey(data=df, missing=missing, path=path, sha256=sha256_of(path), file_format=fmt,
-                  country=country_key, version=version, encoding=df.attrs.get("encoding", ""))
+                  country=country_key, version=version, encoding=df.attrs.get("encoding", ""),
+                  absent_items=absent if single_country else [])
 
 
 def find_survey_file(given: str | Path | None = None) -> str:

@@ -24,6 +24,7 @@ class OptionScores:
     logprobs: list[float] = field(default_factory=list)  # log P(code, then the number ends)
     status: str = "ok"  # "ok", or why there is no distribution ("no_option_logprob", "failed")
     error: str = ""  # what went wrong, for status "failed"
+    exact: bool | None = None  # False: an approximation (see the backend); None: exact by construction or unknown
 
 
 @dataclass

@@ -1,15 +1,26 @@
-"""Any OpenAI-compatible chat-completions endpoint: OpenAI, a vLLM or llama.cpp server, other hosted APIs.
+"""Any OpenAI-compatible endpoint: OpenAI, a vLLM or llama.cpp server, other hosted APIs.
 
 Temperature 0; retries with exponential backoff (honouring ``Retry-After``) on rate limits (429), server
 errors (5xx), timeouts and broken connections; a limit on requests in flight; a timeout per request. The key
 is read from an environment variable (never from a file in the repository).
 
-``generate`` returns the reply text. ``score`` asks for the top log-probabilities of the answer token and
-renormalises them over the option codes; it needs a server that returns ``logprobs`` (OpenAI and vLLM do).
-When no option is among the top log-probabilities the prediction has status ``no_option_logprob`` and counts as
-unanswered (never a uniform distribution, which would pick the lowest code).
-With tokenisers that write numbers up to 999 as one token (OpenAI's, Llama-3's) this is exact; where a code
-is split over several tokens only its first token is seen, so prefer a local ``hf`` backend for such models.
+``generate`` returns the reply text (chat endpoint). ``score`` has two paths:
+
+- ``endpoint="completions"`` (a completions-capable server, e.g. vLLM; needs ``tokenizer``, the served model's
+  folder or hub id): exact option scoring, as the local scorer does it. The chat prompt is written with the
+  model's chat template, each option's tokens appended (" 1", " 1" "0", ...), and one request per pair sends every
+  option's sequence (token ids) with ``echo`` and ``logprobs``: the server returns the log-probability of each
+  prompt token, so ``log P(code tokens | prompt)`` is exact for codes of any number of tokens. The factor
+  ``P(the number ends)`` (the next token is not a digit) is read from the top ``top_logprobs`` tokens after the
+  code: a digit token not among them has at most the smallest shown probability (and all together at most the
+  mass the shown ones leave); a prediction whose bound on the missed digit mass exceeds ``exact_tol`` (relative,
+  on P(ends)) is flagged ``exact=False`` (it still has a distribution). With SmolLM2 (14 digit tokens) the top 20
+  leave a bound of ~5e-3: raise the server's ``--max-logprobs`` and ``top_logprobs`` for exactness to 1e-4.
+- ``endpoint="chat"`` (chat-only APIs): the top log-probabilities of the answer token, renormalised over the
+  option codes. Exact only where the model's tokenizer writes every code as one token (OpenAI's, Llama-3's up to
+  999); with ``tokenizer`` given, each prediction is flagged ``exact`` True or False from the codes' tokens (without
+  it, unknown). When no option is among the top log-probabilities the prediction has status
+  ``no_option_logprob`` and counts as unanswered (never a uniform distribution, which would pick the lowest code).
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .base import Backend, GenerateRequest, OptionScores, RequestFailed, ScoreRequest
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+ENDPOINTS = ("chat", "completions")
 
 
 class OpenAICompatError(RuntimeError):
@@ -38,8 +50,25 @@ class OpenAICompatBackend(Backend):
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 4,
                  timeout: float = 60.0, max_retries: int = 5, backoff: float = 1.0, top_logprobs: int = 20,
-                 extra_body: dict | None = None):
-        self.url = base_url.rstrip("/") + "/chat/completions"
+                 extra_body: dict | None = None, endpoint: str = "chat", tokenizer: str | None = None,
+                 exact_tol: float = 1e-4):
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {ENDPOINTS}, got {endpoint!r}.")
+        if endpoint == "completions" and not tokenizer:
+            raise ValueError("endpoint='completions' scores options exactly from the prompt's token log-probabilities: "
+                             "give tokenizer= the served model's folder or hub id (the chat template and the options' "
+                             "tokens must be the server's).")
+        self.base_url = base_url.rstrip("/")
+        self.endpoint = endpoint
+        self.url = self.base_url + "/chat/completions"
+        self.completions_url = self.base_url + "/completions"
+        self.tokenizer_name = tokenizer
+        self.tokenizer = None
+        if tokenizer:
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+        self.exact_tol = float(exact_tol)
         self.model = model
         self.api_key = os.environ.get(api_key_env, "")
         self.api_key_env = api_key_env
@@ -51,10 +80,14 @@ class OpenAICompatBackend(Backend):
         self.extra_body = extra_body or {}
 
     def identity(self) -> dict:
-        return {"backend": self.kind, "base_url": self.url, "model": self.model, "temperature": 0}
+        ident = {"backend": self.kind, "base_url": self.url, "model": self.model, "temperature": 0}
+        if self.endpoint == "completions":  # another scoring rule: other cache entries
+            ident |= {"endpoint": "completions", "tokenizer": self.tokenizer_name, "top_logprobs": self.top_logprobs}
+        return ident
 
     # ---- one request with retries -------------------------------------------------------------------------------
-    def _post(self, body: dict) -> dict:
+    def _post(self, body: dict, url: str | None = None) -> dict:
+        url = url or self.url
         data = json.dumps({"model": self.model, "temperature": 0, **body, **self.extra_body}).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
@@ -63,19 +96,19 @@ class OpenAICompatBackend(Backend):
         for attempt in range(self.max_retries + 1):
             wait = self.backoff * (2 ** attempt) * (0.5 + random.random() / 2)
             try:
-                req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+                req = urllib.request.Request(url, data=data, headers=headers, method="POST")
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     payload = resp.read()
                 try:
                     reply = json.loads(payload)
-                    reply["choices"][0]["message"]
+                    reply["choices"][0]["message" if url == self.url else "index"]
                     return reply
                 except (ValueError, KeyError, IndexError, TypeError):
                     last = f"malformed reply: {payload[:200]!r}"
             except urllib.error.HTTPError as err:
                 detail = err.read()[:300].decode(errors="replace")
                 if err.code not in RETRY_STATUS:
-                    raise OpenAICompatError(f"{self.url} answered HTTP {err.code}: {detail}. Check the model name, "
+                    raise OpenAICompatError(f"{url} answered HTTP {err.code}: {detail}. Check the model name, "
                                             f"the key in ${self.api_key_env} and the request.") from None
                 last = f"HTTP {err.code}: {detail}"
                 retry_after = err.headers.get("Retry-After") if err.headers else None
@@ -88,7 +121,7 @@ class OpenAICompatBackend(Backend):
                 last = f"{err.__class__.__name__}: {getattr(err, 'reason', err)}"
             if attempt < self.max_retries:
                 time.sleep(wait)
-        raise OpenAICompatError(f"{self.url} failed {self.max_retries + 1} times; last: {last}. The run can be "
+        raise OpenAICompatError(f"{url} failed {self.max_retries + 1} times; last: {last}. The run can be "
                                 f"resumed later: finished answers are cached.")
 
     def _map(self, fn, items, on_failure):
@@ -112,6 +145,10 @@ class OpenAICompatBackend(Backend):
         return self._map(one, requests, RequestFailed)
 
     def score(self, requests: list[ScoreRequest]) -> list[OptionScores]:
+        failed = lambda msg: OptionScores(None, float("nan"), status="failed", error=msg)  # noqa: E731
+        if self.endpoint == "completions":
+            return self._map(self._score_completions, requests, failed)
+
         def one(r: ScoreRequest) -> OptionScores:
             reply = self._post({"messages": r.messages, "max_tokens": 8, "logprobs": True,
                                 "top_logprobs": self.top_logprobs})
@@ -127,6 +164,59 @@ class OpenAICompatBackend(Backend):
             if mass <= 0:  # no option among the top log-probabilities: no distribution, never a made-up one
                 return OptionScores(probs=None, option_mass=0.0, logprobs=logps, status="no_option_logprob")
             probs = [math.exp(lp) / mass if lp > -math.inf else 0.0 for lp in logps]
-            return OptionScores(probs=probs, option_mass=mass, logprobs=logps)
+            return OptionScores(probs=probs, option_mass=mass, logprobs=logps, exact=self._codes_single(r))
 
-        return self._map(one, requests, lambda msg: OptionScores(None, float("nan"), status="failed", error=msg))
+        return self._map(one, requests, failed)
+
+    def _codes_single(self, r: ScoreRequest) -> bool | None:
+        """Whether the chat path is exact for this request: every code one token (unknown without a tokenizer)."""
+        if self.tokenizer is None:
+            return None
+        from .hf import option_token_ids
+
+        return all(len(option_token_ids(self.tokenizer, c, r.prefix)) == 1 for c in r.options)
+
+    def _digit_strings(self) -> set[str]:
+        """The text of every token of the served model that starts with a digit (the number would go on)."""
+        if not hasattr(self, "_digits"):
+            tok = self.tokenizer
+            self._digits = {t for t in (tok.decode([i]) for i in range(len(tok))) if t[:1].isdigit()}
+        return self._digits
+
+    def _score_completions(self, r: ScoreRequest) -> OptionScores:
+        """Exact option scores from the prompt log-probabilities of prompt + each option (one request per pair)."""
+        from .hf import option_token_ids
+
+        tok = self.tokenizer
+        text = tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) + r.prefix
+        prompt = tok(text, add_special_tokens=False)["input_ids"]
+        options = [option_token_ids(tok, c, r.prefix) for c in r.options]
+        seqs = [prompt + o for o in options]
+        reply = self._post({"prompt": seqs, "max_tokens": 1, "echo": True, "logprobs": self.top_logprobs},
+                           self.completions_url)
+        choices = sorted(reply["choices"], key=lambda c: c["index"])
+        if len(choices) != len(seqs):
+            raise OpenAICompatError(f"{self.completions_url} answered {len(choices)} choices for {len(seqs)} prompts: "
+                                    "it does not take a batch of token-id prompts; use endpoint='chat'.")
+        logps, exact = [], True
+        for seq, ch in zip(seqs, choices):
+            lp = ch.get("logprobs") or {}
+            values, tops = lp.get("token_logprobs") or [], lp.get("top_logprobs") or []
+            if len(values) < len(seq) + 1 or len(tops) < len(seq) + 1:
+                raise OpenAICompatError(f"{self.completions_url} returned no log-probabilities of the prompt tokens "
+                                        f"(echo with logprobs) for model {self.model}: it cannot score options "
+                                        "exactly; use endpoint='chat' or scoring='generate'.")
+            code = sum(values[len(prompt):len(seq)])  # log P(the code's tokens | prompt), exact
+            after = tops[len(seq)] or {}  # the top tokens after the code
+            shown = [math.exp(v) for v in after.values()]
+            p_digit = min(sum(math.exp(v) for t, v in after.items() if t[:1].isdigit()), 1 - 1e-12)
+            # a digit token not among the shown ones has at most the smallest shown probability, and all of them
+            # together at most the mass the shown ones leave
+            hidden = len(self._digit_strings() - set(after))
+            bound = min(max(0.0, 1.0 - sum(shown)), hidden * (min(shown) if shown else 1.0))
+            exact &= bound <= self.exact_tol * (1 - p_digit)
+            logps.append(code + math.log1p(-p_digit))
+        top = max(logps)
+        weights = [math.exp(v - top) for v in logps]
+        return OptionScores(probs=[w / sum(weights) for w in weights], option_mass=sum(math.exp(v) for v in logps),
+                            logprobs=logps, exact=bool(exact))

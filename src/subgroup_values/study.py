@@ -1,0 +1,220 @@
+"""A study is a config: the country, its demographic dimensions, the compositional split and the dataset rules.
+
+The package ships two (``subgroup_values/_data/studies/``): ``sgp`` (Singapore, the paper's study: it reproduces
+the committed dataset byte for byte) and ``tur`` (Turkey, from the official single-country file). Any WVS-7
+country is one YAML file away: pass its path wherever a study name is accepted. A config holds
+
+- ``study``, ``country`` (ISO alpha-3, as ``B_COUNTRY_ALPHA``), ``country_code`` (ISO numeric, ``B_COUNTRY``),
+  ``country_name`` (fills the questionnaire's "[your country]" and names the country in the prompts);
+- ``dimensions``: per dimension its survey ``column`` and its kept ``codes``, each with a ``label`` and how a
+  persona says it: the ``noun`` ("a woman"), a word ``before`` the noun ("a Malay person") or a phrase ``after``
+  it ("a person aged 25 to 34"). Codes not listed are in no subgroup. Country-specific codes (ethnic groups,
+  regions) are numbered per country (Singapore's Chinese is 702004): they live here, never in the code;
+- ``train_strata`` and ``ood_strata`` (lists of dimension lists): train on the first, test on the second;
+- ``min_group_size``, ``min_answers``, ``question_rule``, ``expected_respondents`` (the documented sample: a file
+  with more or fewer respondents is refused; ``null``: no check) and
+  optionally ``budget_minutes`` (what ``make all`` for the study should take on the default profile). The dataset
+  goes to ``data/processed/<study>/`` (Singapore's: ``data/processed/``).
+
+The active study of a process is ``SUBGROUP_VALUES_STUDY`` (a name or a path; default ``sgp``): the Makefile sets
+it from ``STUDY=``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+STUDIES_DIR = Path(__file__).parent / "_data" / "studies"
+DEFAULT_STUDY = "sgp"
+POSITIONS = ("noun", "before", "after")
+REQUIRED_KEYS = ("study", "country", "country_name", "dimensions", "train_strata", "ood_strata")
+OPTIONAL_KEYS = ("country_code", "min_group_size", "min_answers", "question_rule", "expected_respondents",
+                 "budget_minutes")
+
+Stratum = tuple[str, ...]
+
+
+class StudyConfigError(ValueError):
+    """A study config that cannot be right; the message names the file, the key and what is expected."""
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    column: str
+    categories: dict[int, str]  # survey code -> readable label, in display order
+    phrases: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (position, words)
+
+    def label(self, code: int) -> str:
+        return self.categories[int(code)]
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    country: str
+    country_code: int | None
+    country_name: str
+    dimensions: dict[str, Dimension]
+    train_strata: tuple[Stratum, ...]
+    ood_strata: tuple[Stratum, ...]
+    min_group_size: int = 30
+    min_answers: int = 30
+    question_rule: str = "paper"
+    expected_respondents: int | None = None
+    data_dir: str = "data/processed"
+    budget_minutes: float | None = None
+    source: str = ""
+
+    @property
+    def strata(self) -> list[Stratum]:
+        return list(self.train_strata) + list(self.ood_strata)
+
+    @property
+    def columns(self) -> list[str]:
+        """The survey columns the study's dimensions read."""
+        return [d.column for d in self.dimensions.values()]
+
+    def split_of(self, stratum: Stratum) -> str:
+        return "train" if stratum in self.train_strata else ("ood" if stratum in self.ood_strata else "other")
+
+    def without(self, dropped: list[str]) -> Study:
+        """The study without some dimensions (and every stratum that uses them)."""
+        from dataclasses import replace
+
+        keep = {k: v for k, v in self.dimensions.items() if k not in dropped}
+        return replace(self, dimensions=keep,
+                       train_strata=tuple(s for s in self.train_strata if not set(s) & set(dropped)),
+                       ood_strata=tuple(s for s in self.ood_strata if not set(s) & set(dropped)))
+
+    def record(self) -> dict:
+        """What the manifest keeps of the study (no respondent data)."""
+        return {"study": self.name, "country": self.country, "country_code": self.country_code,
+                "country_name": self.country_name,
+                "dimensions": {k: {"column": d.column, "codes": {str(c): lab for c, lab in d.categories.items()}}
+                               for k, d in self.dimensions.items()}}
+
+
+def _fail(where: str, msg: str):
+    raise StudyConfigError(f"{where}: {msg}")
+
+
+def _dimension(name: str, spec, where: str) -> Dimension:
+    if not isinstance(spec, dict) or "column" not in spec or not isinstance(spec.get("codes"), dict):
+        _fail(where, f"dimension {name!r} needs a 'column' and a mapping 'codes' (code: {{label: ..., noun|before|"
+                     f"after: ...}}), got {spec!r}.")
+    cats, phrases = {}, {}
+    for code, c in spec["codes"].items():
+        try:
+            code = int(code)
+        except (TypeError, ValueError):
+            _fail(where, f"dimension {name!r}: code {code!r} is not an integer survey code.")
+        if not isinstance(c, dict) or not isinstance(c.get("label"), str) or not c["label"]:
+            _fail(where, f"dimension {name!r}, code {code}: needs a 'label', got {c!r}.")
+        pos = [p for p in POSITIONS if p in c]
+        if len(pos) != 1 or not isinstance(c[pos[0]], str):
+            _fail(where, f"dimension {name!r}, code {code} ({c['label']}): say how a persona names it with exactly one "
+                         f"of {list(POSITIONS)} (e.g. noun: woman, before: Malay, after: aged 25 to 34), got {c!r}.")
+        if c["label"] in phrases:
+            _fail(where, f"dimension {name!r}: label {c['label']!r} is used twice.")
+        cats[code] = c["label"]
+        phrases[c["label"]] = (pos[0], c[pos[0]])
+    if len(cats) < 2:
+        _fail(where, f"dimension {name!r} keeps {len(cats)} code(s): a dimension needs at least two groups.")
+    return Dimension(name, str(spec["column"]), cats, phrases)
+
+
+def _strata(value, dims: dict, key: str, where: str) -> tuple[Stratum, ...]:
+    if not isinstance(value, list) or not value:
+        _fail(where, f"{key} must be a non-empty list of dimension lists, e.g. [[sex], [sex, age]].")
+    out = []
+    for s in value:
+        s = tuple(s) if isinstance(s, list) else None
+        if not s or any(d not in dims for d in s) or len(set(s)) != len(s):
+            _fail(where, f"{key}: {value!r} holds a stratum that is not a list of distinct dimensions of "
+                         f"{sorted(dims)}.")
+        out.append(s)
+    return tuple(out)
+
+
+def parse_study(cfg: dict, where: str = "study config") -> Study:
+    if not isinstance(cfg, dict):
+        _fail(where, "a study config is a mapping (see subgroup_values/_data/studies/sgp.yaml).")
+    missing = [k for k in REQUIRED_KEYS if k not in cfg]
+    if missing:
+        _fail(where, f"lacks {missing} (see subgroup_values/_data/studies/sgp.yaml for a complete one).")
+    unknown = sorted(set(cfg) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        _fail(where, f"unknown key(s) {unknown}; a study config has {list(REQUIRED_KEYS + OPTIONAL_KEYS)}.")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", str(cfg["study"])):
+        _fail(where, f"study (its name: folders are named after it) must be letters, digits, _ or -, got "
+                     f"{cfg['study']!r}.")
+    country = str(cfg["country"]).strip().upper()
+    if len(country) != 3 or not country.isalpha():
+        _fail(where, f"country must be an ISO 3166 alpha-3 code such as SGP or TUR, got {cfg['country']!r}.")
+    if not isinstance(cfg["dimensions"], dict) or len(cfg["dimensions"]) < 2:
+        _fail(where, "dimensions must map at least two dimension names to their column and codes.")
+    dims = {str(k): _dimension(str(k), v, where) for k, v in cfg["dimensions"].items()}
+    train = _strata(cfg["train_strata"], dims, "train_strata", where)
+    ood = _strata(cfg["ood_strata"], dims, "ood_strata", where)
+    both = set(train) & set(ood)
+    if both:
+        _fail(where, f"strata {sorted(both)} are both training and OOD: the OOD strata must be unseen.")
+    ints = {}
+    for key, default in (("min_group_size", 30), ("min_answers", 30)):
+        v = cfg.get(key, default)
+        if not isinstance(v, int) or v < 1:
+            _fail(where, f"{key} must be a positive integer, got {v!r}.")
+        ints[key] = v
+    expected = cfg.get("expected_respondents")
+    if expected is not None and (not isinstance(expected, int) or expected < 1):
+        _fail(where, f"expected_respondents must be a positive integer or null, got {expected!r}.")
+    code = cfg.get("country_code")
+    return Study(name=str(cfg["study"]), country=country, country_code=int(code) if code is not None else None,
+                 country_name=str(cfg["country_name"]), dimensions=dims, train_strata=train, ood_strata=ood,
+                 question_rule=str(cfg.get("question_rule", "paper")), expected_respondents=expected,
+                 data_dir=default_data_dir(str(cfg["study"])),
+                 budget_minutes=cfg.get("budget_minutes"), source=where, **ints)
+
+
+def default_data_dir(name: str) -> str:
+    """Singapore's dataset stays where the paper's reproduction has always kept it; any other study's goes to its
+    own folder (the Makefile uses the same rule)."""
+    return "data/processed" if name == DEFAULT_STUDY else f"data/processed/{name}"
+
+
+def known_studies() -> list[str]:
+    return sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
+
+
+@functools.cache
+def load_study(name_or_path: str | Path = DEFAULT_STUDY) -> Study:
+    """A shipped study by name (``sgp``, ``tur``) or a study config file by path."""
+    text = str(name_or_path)
+    path = Path(text) if (text.endswith((".yaml", ".yml")) or os.sep in text) else STUDIES_DIR / f"{text}.yaml"
+    if not path.is_file():
+        raise StudyConfigError(f"Unknown study {text!r}: no {path}. Shipped studies: {known_studies()}; or pass the "
+                               f"path of a study config (a copy of {STUDIES_DIR / 'sgp.yaml'} edited for your country).")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise StudyConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_study(cfg, str(path))
+
+
+def processed_dir(study: Study | None = None) -> Path:
+    """The folder of a study's dataset (the active study's by default): ``data/processed`` for Singapore."""
+    from .paths import REPO_ROOT
+
+    return REPO_ROOT / (study or active()).data_dir
+
+
+def active() -> Study:
+    """The study this process works on: ``SUBGROUP_VALUES_STUDY`` (name or path), default ``sgp``."""
+    return load_study(os.environ.get("SUBGROUP_VALUES_STUDY") or DEFAULT_STUDY)
