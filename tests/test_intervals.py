@@ -78,3 +78,22 @@ def test_null_coverage_reports_every_delta():
     cov = fairness.null_coverage(both, n_sim=20, n_boot=100, metrics=("accuracy",))
     assert set(cov.statistic) == {f"accuracy_{k}_delta" for k in ("mean", "norm_range", "cv", "worst", "max_gap")}
     assert cov.coverage.between(0, 1).all() and set(cov.method) == {"bca", "basic", "percentile"}
+
+
+@pytest.mark.parametrize("method", bootstrap.METHODS)
+def test_mean_bootstrap_is_the_generic_bootstrap_of_column_means(method):
+    # Uneven questions, missing values (skipped, as pandas skips them) and a column missing everywhere.
+    rng = np.random.default_rng(5)
+    n = 400
+    df = pd.DataFrame({"qid": rng.choice([f"Q{i}" for i in range(37)], n),
+                       "a": rng.random(n), "b": rng.integers(0, 2, n).astype(float), "c": np.nan})
+    df.loc[rng.random(n) < 0.1, "a"] = np.nan
+    cols = ["a", "b", "c"]
+    slow = bootstrap.bootstrap(df, lambda d: d[cols].mean(), n_boot=300, seed=2, method=method)
+    fast = bootstrap.mean_bootstrap(df, cols, n_boot=300, seed=2, method=method)
+    assert list(fast.index) == cols
+    for c in ("a", "b"):
+        assert fast.loc[c, ["estimate", "lo", "hi", "se"]].to_numpy(float) == pytest.approx(
+            slow.loc[c, ["estimate", "lo", "hi", "se"]].to_numpy(float), rel=1e-9, abs=1e-12)
+    assert fast.loc["c", ["estimate", "lo", "hi"]].isna().all() and slow.loc["c", ["estimate", "lo", "hi"]].isna().all()
+    assert fast.loc["a", "lo"] < fast.loc["a", "estimate"] < fast.loc["a", "hi"]

@@ -17,10 +17,14 @@ Two interval methods (``METHODS``), named in every table that shows an interval:
 
 ``subgroup_bootstrap`` is the fast, vectorised path for statistics of subgroup means (disparities): a resample
 is a vector of question counts, so every subgroup's mean in every resample is one matrix product.
+``mean_bootstrap`` is the same idea for plain column means over pairs (the evaluation summaries): per question
+sums and counts, one matrix product for every resample and every jackknife leave-one-out. Both draw the very
+resamples ``bootstrap`` draws for the same seed, so they give its intervals (to rounding) in a fraction of the time.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -122,6 +126,41 @@ def bootstrap(df: pd.DataFrame, stat: Callable[[pd.DataFrame], float | pd.Series
     lo, hi = interval(float(est), d, None if jack is None else np.asarray(jack, float), level, method)
     return pd.DataFrame({"estimate": [est], "lo": [lo], "hi": [hi], "se": [np.nanstd(d, ddof=1)],
                          "method": [method]})
+
+
+def mean_bootstrap(df: pd.DataFrame, columns: list[str], unit: str = "qid", n_boot: int = 1000, seed: int = 0,
+                   level: float = 0.95, method: str = DEFAULT_METHOD) -> pd.DataFrame:
+    """``bootstrap(df, lambda d: d[columns].mean())``, vectorised: the mean of each column over rows (missing values
+    skipped, as pandas does) with its interval under resampling of ``unit``. Same resamples, same columns out.
+
+    A resample that draws question ``i`` ``c_i`` times has the mean ``sum_i c_i S_i / sum_i c_i N_i`` with ``S_i``
+    and ``N_i`` the question's sum and number of non-missing values; the jackknife drops one question's terms.
+    """
+    _check_method(method)
+    codes, uniques = pd.factorize(df[unit], sort=True)
+    nq = len(uniques)
+    values = df[columns].to_numpy(dtype=float)
+    ok = np.isfinite(values)
+    sums = np.zeros((nq, len(columns)))
+    counts = np.zeros_like(sums)
+    np.add.at(sums, codes, np.where(ok, values, 0.0))
+    np.add.at(counts, codes, ok.astype(float))
+
+    def means(weights: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (weights @ sums) / (weights @ counts)
+
+    est = means(np.ones((1, nq)))[0]
+    boot = means(resample_counts(nq, n_boot, seed))
+    jack = means(jackknife_counts(nq)) if method == "bca" and nq > 1 else None
+    rows = {c: interval(est[k], boot[:, k], None if jack is None else jack[:, k], level, method)
+            for k, c in enumerate(columns)}
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column missing everywhere: its se is NaN, as in pandas
+        se = np.nanstd(boot, axis=0, ddof=1)
+    return pd.DataFrame({"estimate": pd.Series(est, index=columns), "lo": {c: v[0] for c, v in rows.items()},
+                         "hi": {c: v[1] for c, v in rows.items()}, "se": pd.Series(se, index=columns),
+                         "method": method})
 
 
 # ---- statistics of subgroup means, vectorised ---------------------------------------------------------------

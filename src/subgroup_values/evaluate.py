@@ -13,7 +13,7 @@ import pandas as pd
 
 from .backends.base import Backend, GenerateRequest, ScoreRequest, reply_records
 from .backends.cache import NullCache, ResponseCache, cache_key, fill
-from .bootstrap import bootstrap
+from .bootstrap import mean_bootstrap
 from .dataset import pair_frame
 from .metrics import score_pairs
 from .prompts import DEFAULT_TEMPLATE, TEMPLATES, UNREADABLE, attributes_of, build_messages, parse_answer, prefix_group
@@ -90,12 +90,17 @@ def _read(rec: dict, values: list[int], q: Question, scoring: str) -> tuple:
 
 # ---- summaries ------------------------------------------------------------------------------------------------
 
-def _means(d: pd.DataFrame) -> pd.Series:
-    return pd.Series({"accuracy": d["correct"].mean(), "nmae": d["nmae"].mean(), "tv": d["tv"].mean(),
-                      "wasserstein": d["wasserstein"].mean(), "js": d["js"].mean(),
-                      "option_mass": d["option_mass"].mean() if "option_mass" in d else np.nan,
-                      "refusal_rate": (d["status"] == "refusal").mean(),
-                      "unparseable_rate": d["status"].isin(list(UNREADABLE)).mean()})
+SUMMARY_METRICS = ("accuracy", "nmae", "tv", "wasserstein", "js", "option_mass", "refusal_rate", "unparseable_rate")
+
+
+def _metric_columns(d: pd.DataFrame) -> pd.DataFrame:
+    """One column per summary metric, one row per pair; a run's summary is the column means."""
+    return pd.DataFrame({"qid": d["qid"].to_numpy(), "accuracy": d["correct"].to_numpy(float),
+                         "nmae": d["nmae"].to_numpy(float), "tv": d["tv"].to_numpy(float),
+                         "wasserstein": d["wasserstein"].to_numpy(float), "js": d["js"].to_numpy(float),
+                         "option_mass": d["option_mass"].to_numpy(float) if "option_mass" in d else np.nan,
+                         "refusal_rate": (d["status"] == "refusal").to_numpy(float),
+                         "unparseable_rate": d["status"].isin(list(UNREADABLE)).to_numpy(float)})
 
 
 def summarise(preds: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -104,7 +109,7 @@ def summarise(preds: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.Data
     for subset, d in [("all", preds), ("consensus", preds[~preds.divergent]), ("divergent", preds[preds.divergent])]:
         if d.empty:
             continue
-        ci = bootstrap(d, _means, n_boot=n_boot, seed=seed)
+        ci = mean_bootstrap(_metric_columns(d), list(SUMMARY_METRICS), n_boot=n_boot, seed=seed)
         for metric, r in ci.iterrows():
             rows.append({"subset": subset, "metric": metric, "estimate": r.estimate, "lo": r.lo, "hi": r.hi,
                          "pairs": len(d), "questions": d.qid.nunique()})

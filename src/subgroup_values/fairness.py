@@ -17,13 +17,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
 from .bootstrap import (
     DEFAULT_METHOD,
     METHOD_NAMES,
-    bootstrap,
     interval,
     jackknife_counts,
     resample_counts,
@@ -296,11 +297,17 @@ def per_attribute(preds: pd.DataFrame, metric: str = "accuracy", n_boot: int = 1
                    for dim in active().dimensions if dim in d for val in active().dimensions[dim].categories.values()}
         members = {k: v for k, v in members.items() if len(v)}
 
-        def stat(x: pd.DataFrame, members=members) -> pd.Series:
-            sg = x.groupby("subgroup_id")[col].mean()
-            return pd.Series({f"{dim}={val}": sg.reindex(ids).mean() for (dim, val), ids in members.items()})
+        # The statistic is a mean of subgroup means (a subgroup that a resample leaves without pairs is skipped):
+        # the vectorised subgroup bootstrap, on subgroups in the order it factorises them.
+        position = {sid: i for i, sid in enumerate(pd.factorize(d["subgroup_id"], sort=True)[1])}
+        index = {f"{dim}={val}": np.array([position[i] for i in ids]) for (dim, val), ids in members.items()}
 
-        ci = bootstrap(d, stat, n_boot=n_boot, seed=seed)
+        def stat(means: np.ndarray, overall: np.ndarray, index=index) -> dict[str, np.ndarray]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # every member subgroup left out: NaN, skipped
+                return {key: np.nanmean(means[:, idx, 0], axis=1) for key, idx in index.items()}
+
+        ci = subgroup_bootstrap(d, [col], stat, n_boot=n_boot, seed=seed).set_index("statistic")
         for key, r in ci.iterrows():
             dim, val = key.split("=", 1)
             rows.append({"subset": subset, "dimension": dim, "value": val, "metric": metric,

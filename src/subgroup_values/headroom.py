@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .bootstrap import bootstrap
+from .bootstrap import mean_bootstrap
 from .evaluate import summarise
 
 METRICS = {"accuracy": "accuracy", "tv": "tv", "wasserstein": "w1", "js": "jsd"}
@@ -59,7 +59,7 @@ def floor_rows(floor: pd.DataFrame, pairs: pd.DataFrame, n_boot: int = 1000, see
     for subset, d in (("all", f), ("consensus", f[~f.divergent]), ("divergent", f[f.divergent])):
         if d.empty:
             continue
-        ci = bootstrap(d, lambda x: x[["boot_tv", "boot_w1", "boot_jsd"]].mean(), n_boot=n_boot, seed=seed)
+        ci = mean_bootstrap(d, ["boot_tv", "boot_w1", "boot_jsd"], n_boot=n_boot, seed=seed)
         row = {"method": "noise_floor", "pairs": subset, "n_pairs": len(d), "accuracy": np.nan}
         for col, name in (("boot_tv", "tv"), ("boot_w1", "w1"), ("boot_jsd", "jsd")):
             row |= {name: ci.loc[col, "estimate"], f"{name}_lo": ci.loc[col, "lo"], f"{name}_hi": ci.loc[col, "hi"]}

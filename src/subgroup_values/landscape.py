@@ -15,7 +15,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from .bootstrap import bootstrap
+from .bootstrap import mean_bootstrap
 from .metrics import entropy_bits, wasserstein
 
 WEIGHTINGS = ("weighted", "unweighted")
@@ -59,7 +59,7 @@ def by_category(landscape: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> p
     """Mean MDS and Wasserstein per category (over questions and strata), with bootstrap intervals over questions."""
     out = []
     for category, g in landscape.groupby("category"):
-        ci = bootstrap(g, lambda d: d[["mds", "wasserstein"]].mean(), n_boot=n_boot, seed=seed)
+        ci = mean_bootstrap(g, ["mds", "wasserstein"], n_boot=n_boot, seed=seed)
         out.append({"category": category, "questions": g.qid.nunique(),
                     "mds": ci.loc["mds", "estimate"], "mds_lo": ci.loc["mds", "lo"], "mds_hi": ci.loc["mds", "hi"],
                     "wasserstein": ci.loc["wasserstein", "estimate"], "wasserstein_lo": ci.loc["wasserstein", "lo"],
