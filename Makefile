@@ -42,13 +42,22 @@ WVS_SEARCH ?= data/raw/WVS_Wave_7_Turkey* $(POOLED_SEARCH) ../shared/wvs7_tur/mi
 else
 WVS_SEARCH ?= $(POOLED_SEARCH)
 endif
-WVS_GIVEN := $(if $(filter command line environment environment override,$(origin WVS_FILE)),$(strip $(WVS_FILE)))
-WVS_FILE ?= $(firstword $(wildcard $(WVS_SEARCH)))
-FROM_AGGREGATES := $(if $(strip $(WVS_FILE))$(WVS_GIVEN),,1)
-export WVS_FILE
 # Turkey's official single-country file, for the tests of other layouts and studies (they skip without it).
 WVS_FILE_TUR ?= $(firstword $(wildcard data/raw/WVS_Wave_7_Turkey* ../shared/wvs7_tur/microdata/WVS_Wave_7_Turkey_Csv_v5.0.csv))
 export WVS_FILE_TUR
+# Turkey's study reads WVS_FILE_TUR where there is one (WVS_FILE in the environment is Singapore's, as in CI);
+# WVS_FILE=... on the command line still wins (e.g. the pooled file, from which the loader selects Turkey).
+ifeq ($(STUDY_NAME),tur)
+ifneq ($(origin WVS_FILE),command line)
+ifneq ($(strip $(WVS_FILE_TUR)),)
+WVS_FILE := $(WVS_FILE_TUR)
+endif
+endif
+endif
+WVS_GIVEN := $(if $(filter command line environment environment override file,$(origin WVS_FILE)),$(strip $(WVS_FILE)))
+WVS_FILE ?= $(firstword $(wildcard $(WVS_SEARCH)))
+FROM_AGGREGATES := $(if $(strip $(WVS_FILE))$(WVS_GIVEN),,1)
+export WVS_FILE
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
