@@ -117,7 +117,7 @@ endif
 
 FORCE:
 .PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended headroom report figures model tiny-model test \
-  pytest smoke bench bench-bf16 clean clean-venv check-wvs help vllm-env
+  pytest smoke bench bench-bf16 bench-server clean clean-venv check-wvs help vllm-env serve-vllm
 
 ifeq ($(FROM_AGGREGATES),1)
 STEPS := $(filter-out $(OUT)/01_build_dataset.ipynb,$(STEPS))
@@ -130,6 +130,8 @@ help:
 	@echo "make all [PROFILE=default|smoke|paper] [WVS_FILE=...]  regenerate every table and figure"
 	@echo "make test                                             the tests and the smoke chain"
 	@echo "make data | landscape | evaluate | finetune | fairness | open-ended | headroom | report | paper | model | bench | clean"
+	@echo "make all PROFILE=tur                                  the study for Turkey (WVS_FILE_TUR=...)"
+	@echo "make vllm-env | serve-vllm [VLLM_MODEL=folder] | bench-server   vLLM's CPU build, a server, its benchmark"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -298,3 +300,17 @@ $(VLLM_STAMP):
 	@touch $@
 
 vllm-env: $(VLLM_STAMP)
+
+# One command to serve a local model folder on 127.0.0.1:$(VLLM_PORT) from that environment (foreground; Ctrl-C
+# stops it). Then: subgroup-values evaluate --backend openai_compat --base-url http://127.0.0.1:$(VLLM_PORT)/v1 ...
+VLLM_MODEL ?= models/SmolLM2-135M-Instruct
+VLLM_PORT ?= 8000
+serve-vllm: $(VLLM_STAMP) $(STAMP) models/SmolLM2-135M-Instruct/conversion.json
+	VLLM_CPU_KVCACHE_SPACE=2 $(PY) -c "import subprocess, sys; from subgroup_values.backends.vllm_server import \
+	  server_command; sys.exit(subprocess.call(server_command('$(VLLM_VENV)/bin/python', '$(VLLM_MODEL)', $(VLLM_PORT), \
+	  '$(notdir $(VLLM_MODEL))')))"
+
+bench-server: $(VLLM_STAMP) $(STAMP) models/SmolLM2-135M-Instruct/conversion.json
+	@mkdir -p benchmarks/results
+	set -o pipefail; VLLM_VENV=$(VLLM_VENV) $(PY) benchmarks/bench_server.py | tee benchmarks/results/bench_server.txt.tmp
+	mv benchmarks/results/bench_server.txt.tmp benchmarks/results/bench_server.txt

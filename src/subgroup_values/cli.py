@@ -54,11 +54,10 @@ def _evaluate(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     all_pairs = load_pairs(args.pairs)
     pairs = sample_pairs(all_pairs[all_pairs.split == args.split], args.limit, args.sample_seed)
-    extra = ({"endpoint": args.endpoint, "tokenizer": args.tokenizer}
-             if args.backend == "openai_compat" else {})
     llm = make_backend(args.backend, model=args.model, adapter=args.adapter, dtype=args.dtype,
                        batch_size=args.batch_size, base_url=args.base_url, api_key_env=args.api_key_env,
-                       concurrency=args.concurrency, **extra)
+                       concurrency=args.concurrency, endpoint=args.endpoint, tokenizer=args.tokenizer,
+                       **({"top_logprobs": args.top_logprobs} if args.backend == "openai_compat" else {}))
     questions = {q.qid: q for q in load_questions(rule="all")}
     t0 = time.time()
     preds = predict(llm, pairs, scoring=args.scoring, template=args.template, questions=questions, all_pairs=all_pairs,
@@ -125,6 +124,9 @@ def parser() -> argparse.ArgumentParser:
                    help="openai_compat scoring: completions (a vLLM server: exact, from the prompt tokens' "
                         "log-probabilities; needs --tokenizer) or chat (top log-probabilities of the answer token: "
                         "exact only where every code is one token)")
+    e.add_argument("--top-logprobs", type=int, default=20,
+                   help="openai_compat: top log-probabilities per token (the server must allow as many: vLLM "
+                        "--max-logprobs); on the completions path more of them make P(the number ends) exact")
     e.add_argument("--tokenizer", default=None, help="openai_compat: the served model's folder or hub id (its chat "
                                                     "template and tokens); needed by --endpoint completions")
     e.add_argument("--pairs", default="data/processed/pairs.csv", help="pairs table (with manifest.json beside it)")

@@ -174,7 +174,13 @@ class OpenAICompatBackend(Backend):
             return None
         from .hf import option_token_ids
 
-        return all(len(option_token_ids(self.tokenizer, c, r.prefix)) == 1 for c in r.options)
+        def digits(code: str) -> list[int]:  # the code's tokens from its first digit (the path reads that one)
+            ids = option_token_ids(self.tokenizer, code, r.prefix)
+            while ids and not self.tokenizer.decode(ids[:1]).strip():
+                ids = ids[1:]  # a separate space token (SmolLM2 writes " 1" as " " "1")
+            return ids
+
+        return all(len(digits(c)) == 1 for c in r.options)
 
     def _digit_strings(self) -> set[str]:
         """The text of every token of the served model that starts with a digit (the number would go on)."""
