@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from subgroup_values import report
@@ -25,3 +26,18 @@ def test_update_readme_replaces_only_the_block(tmp_path):
     (tmp_path / "bad.md").write_text("no markers")
     with pytest.raises(ValueError, match="lacks the markers"):
         report.update_readme(tmp_path / "bad.md", "x")
+
+
+def test_the_papers_models_stand_beside_singapore_runs_only(monkeypatch):
+    from subgroup_values.report import beside_paper
+
+    def summary(acc):
+        return pd.DataFrame({"subset": ["all", "all"], "metric": ["accuracy", "nmae"], "estimate": [acc, 0.2]})
+
+    summaries = {"model": summary(0.4), "population_mode": summary(0.8)}
+    monkeypatch.setenv("SUBGROUP_VALUES_STUDY", "sgp")
+    sgp = beside_paper(summaries, "base_ood")
+    assert "reported" in set(sgp.model.str.extract(r"\((\w+)\)")[0]) and len(sgp) > 2
+    monkeypatch.setenv("SUBGROUP_VALUES_STUDY", "tur")
+    tur = beside_paper(summaries, "base_ood")
+    assert list(tur.model) == ["base_ood (ours)", "population_mode (baseline)"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paper
+from .study import active
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -293,7 +294,10 @@ def long_summaries(summaries: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def beside_paper(summaries: dict[str, pd.DataFrame], run_name: str) -> pd.DataFrame:
-    """Our run, the baselines and the paper's reported models: accuracy and NMAE on all pairs."""
+    """Our run, the baselines and the paper's reported models: accuracy and NMAE on all pairs.
+
+    The paper's rows are Singapore's: they are shown beside a run of the Singapore study only (another country's
+    run gets its own baselines, never another country's reported models)."""
     def get(name, metric):
         return summaries[name].set_index(["subset", "metric"]).loc[("all", metric), "estimate"]
 
@@ -301,6 +305,8 @@ def beside_paper(summaries: dict[str, pd.DataFrame], run_name: str) -> pd.DataFr
              "nmae": get("model", "nmae")}]
     ours += [{"model": f"{k} (baseline)", "kind": "baseline", "acc": get(k, "accuracy"), "nmae": get(k, "nmae")}
              for k in summaries if k != "model"]
+    if active().name != "sgp":
+        return pd.DataFrame(ours)
     reported = paper.OOD_RESULTS.rename(columns={"acc_base": "acc", "nmae_base": "nmae"})[["model", "kind", "acc", "nmae"]]
     reported = reported.assign(model=reported.model + " (reported)")
     return pd.concat([pd.DataFrame(ours), reported], ignore_index=True)
