@@ -92,6 +92,14 @@ def agreement(ref, got):
     return top, diff
 
 
+def seeded_questions(ood, questions: dict, n: int, seed: int = 7) -> list[str]:
+    """The benchmarks' workload: ``n`` seeded OOD questions, the first on a 1-10 scale (codes of two tokens)."""
+    rng = np.random.default_rng(seed)
+    ten = [q for q in ood.qid.unique() if questions[q].n_options == 10]
+    other = [q for q in ood.qid.unique() if questions[q].n_options != 10]
+    return [rng.choice(ten), *rng.choice(other, n - 1, replace=False)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--questions", type=int, default=4)
@@ -100,10 +108,7 @@ def main() -> None:
     torch.manual_seed(0)
     questions = {q.qid: q for q in load_questions(rule="all")}
     ood = load_pairs(split="ood")
-    rng = np.random.default_rng(7)
-    ten = [q for q in ood.qid.unique() if questions[q].n_options == 10]
-    other = [q for q in ood.qid.unique() if questions[q].n_options != 10]
-    chosen = [rng.choice(ten), *rng.choice(other, args.questions - 1, replace=False)]
+    chosen = seeded_questions(ood, questions, args.questions)
     pairs = ood[ood.qid.isin(chosen)]
     reqs = [ScoreRequest(build_messages(questions[r["qid"]], attributes_of(r), args.template),
                          [str(v) for v, _ in questions[r["qid"]].options],

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from bench_scoring import seeded_questions  # same folder: the same workload
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -40,10 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     questions = {q.qid: q for q in load_questions(rule="all")}
     ood = load_pairs(split="ood")
-    rng = np.random.default_rng(7)
-    ten = [q for q in ood.qid.unique() if questions[q].n_options == 10]
-    other = [q for q in ood.qid.unique() if questions[q].n_options != 10]
-    chosen = [rng.choice(ten), *rng.choice(other, args.questions - 1, replace=False)]
+    chosen = seeded_questions(ood, questions, args.questions)
     pairs = ood[ood.qid.isin(chosen)].reset_index(drop=True)
     print(f"{len(pairs)} OOD prompts of {len(chosen)} questions ({', '.join(chosen)}; options "
           f"{[questions[q].n_options for q in chosen]}); server concurrency {args.concurrency}")
