@@ -3,10 +3,12 @@
     python benchmarks/bench_server.py [--questions 2] [--concurrency 8]
 
 Starts vLLM's CPU build (``make vllm-env``) on 127.0.0.1 with the embedded SmolLM2 folder (fp32, eager), then
-scores every OOD subgroup of a few seeded questions (one on a 1-10 scale) three ways: the local ``hf`` scorer
+scores every OOD subgroup of a few seeded questions (one on a 1-10 scale) four ways: the local ``hf`` scorer
 (exact, prefix reuse, option tree), the server's completions endpoint (exact P(code) from the prompt tokens'
-log-probabilities, one request per pair with every option), and its chat endpoint (top-20 log-probabilities of the
-answer token; inexact for "10"). Prints prompts/s, the agreement with the local scorer (top answer, largest
+log-probabilities, one request per pair with every option) with P(the number ends) read from the top 20
+log-probabilities (any server: bounded) or from every digit token named (vLLM's ``logprob_token_ids``, with no
+alternatives at the prompt positions: exact), and its chat endpoint (top-20 log-probabilities of the answer token;
+inexact for "10"). Prints prompts/s, the agreement with the local scorer (top answer, largest
 probability difference), the server's start-up time, and one ``speedup: <X>x over <anchor>`` line per server path
 (the local scorer's rate over the server's).
 """
@@ -54,7 +56,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, VLLMServer(MODEL, Path(tmp) / "server.log") as server:
         print(f"vLLM server ready in {server.ready_s:.0f} s (eager, fp32)")
-        paths = {"vLLM completions (exact: echo + logprobs)": dict(endpoint="completions", tokenizer=str(MODEL)),
+        paths = {"vLLM completions, top-20 ends (echo + logprobs)": dict(endpoint="completions",
+                                                                         tokenizer=str(MODEL)),
+                 "vLLM completions, digit-id ends (logprob_token_ids)": dict(endpoint="completions",
+                                                                             tokenizer=str(MODEL),
+                                                                             ends_from="digit_ids"),
                  "vLLM chat (top-20 logprobs of the answer token)": dict(endpoint="chat")}
         for name, kw in paths.items():
             be = make_backend("openai_compat", model=server.served_name, base_url=server.url,

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from subgroup_values import finetune  # noqa: E402
 from subgroup_values.backends.cache import NullCache  # noqa: E402
 from subgroup_values.backends.hf import HFBackend  # noqa: E402
-from subgroup_values.bootstrap import bootstrap  # noqa: E402
+from subgroup_values.bootstrap import mean_bootstrap  # noqa: E402
 from subgroup_values.dataset import load_pairs, sample_pairs  # noqa: E402
 from subgroup_values.evaluate import predict  # noqa: E402
 
@@ -44,15 +44,15 @@ def main() -> None:
             speed[name] = record["training"]["examples_per_second"]
             backend = HFBackend(m.model_name_or_path, adapter=out, dtype="float32", batch_size=16)
             preds[name] = predict(backend, ood, cache=NullCache(), progress=False)
-            print(f"{name}: trained on {args.train_pairs} pairs at {speed[name]:.2f} examples/s, final loss "
-                  f"{record['training']['last_loss']:.4f}; OOD accuracy {preds[name]['accuracy'].mean():.4f}",
+            print(f"{name}: trained on {args.train_pairs} pairs at {speed[name]:.2f} examples/s, mean training "
+                  f"loss {record['training']['train_loss']:.4f}; OOD accuracy {preds[name]['correct'].mean():.4f}",
                   flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    both = pd.DataFrame({"qid": preds["fp32"]["qid"].to_numpy(), "fp32": preds["fp32"]["accuracy"].to_numpy(),
-                         "bf16": preds["bf16"]["accuracy"].to_numpy()})
-    ci = bootstrap(both, lambda d: pd.Series({"fp32": d["fp32"].mean(), "bf16": d["bf16"].mean(),
-                                              "bf16 - fp32": d["bf16"].mean() - d["fp32"].mean()}), n_boot=1000)
+    both = pd.DataFrame({"qid": preds["fp32"]["qid"].to_numpy(), "fp32": preds["fp32"]["correct"].to_numpy(float),
+                         "bf16": preds["bf16"]["correct"].to_numpy(float)})
+    both["bf16 - fp32"] = both["bf16"] - both["fp32"]  # paired: the mean difference is the difference of means
+    ci = mean_bootstrap(both, ["fp32", "bf16", "bf16 - fp32"], n_boot=1000)
     print(f"\n{len(both)} OOD pairs ({both.qid.nunique()} questions), adapters trained on {args.train_pairs} "
           f"training pairs; BCa 95% intervals, questions resampled:")
     print(ci[["estimate", "lo", "hi"]].round(4).to_string())

@@ -6,6 +6,9 @@ when it runs out, requests succeed. Every request body is recorded in ``requests
 ``/v1/completions`` answers as vLLM does for token-id prompts with ``echo`` and ``logprobs`` (one choice per
 prompt: ``tokens``, ``token_logprobs`` with None first, ``top_logprobs`` per position, then one greedy token),
 computed with a real local model (``model_path``), so that faults can be injected into an exact scoring path.
+It honours vLLM's own fields as vLLM does: ``prompt_logprobs`` (alternatives at the prompt positions; 0: the prompt
+token only), ``logprob_token_ids`` (exactly these tokens after the prompt) and ``return_tokens_as_token_ids``
+("token_id:N" keys); behaviour "generic" answers as a server that ignores them.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class FakeOpenAI:
                     self.wfile.write(b'{"choices": [')
                     return
                 if self.path.endswith("/completions") and not self.path.endswith("/chat/completions"):
-                    reply = outer.completions(body, with_logprobs=what != "nologprobs")
+                    reply = outer.completions(body, with_logprobs=what != "nologprobs", vllm_fields=what != "generic")
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
                     self.end_headers()
@@ -76,23 +79,32 @@ class FakeOpenAI:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def completions(self, body: dict, with_logprobs: bool = True) -> dict:
+    def completions(self, body: dict, with_logprobs: bool = True, vllm_fields: bool = True) -> dict:
         import torch
 
         tok, model = self.lm
         k = int(body.get("logprobs") or 0)
+        k_prompt = body.get("prompt_logprobs") if vllm_fields and body.get("prompt_logprobs") is not None else k
+        named = body.get("logprob_token_ids") if vllm_fields else None
+        as_ids = bool(vllm_fields and body.get("return_tokens_as_token_ids"))
+        name = (lambda t: f"token_id:{t}") if as_ids else (lambda t: tok.decode([t]))
         choices = []
         for i, ids in enumerate(body["prompt"]):
             with torch.no_grad():
                 logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
             nxt = int(logp[-1].argmax())
             seq = list(ids) + [nxt]
-            text = [tok.decode([t]) for t in seq]
+            text = [name(t) for t in seq]
             values = [None] + [float(logp[j - 1, seq[j]]) for j in range(1, len(seq))]
             tops = [None]
             for j in range(1, len(seq)):
-                top = torch.topk(logp[j - 1], min(k, logp.shape[-1]))
-                tops.append({tok.decode([int(t)]): float(v) for v, t in zip(top.values, top.indices)})
+                generated = j == len(seq) - 1
+                if generated and named:
+                    shown = [int(t) for t in named] + [seq[j]]  # the named tokens and the sampled one
+                else:
+                    top = torch.topk(logp[j - 1], min(k if generated else k_prompt, logp.shape[-1]))
+                    shown = [int(t) for t in top.indices] + [seq[j]]  # vLLM adds the actual token
+                tops.append({name(t): float(logp[j - 1, t]) for t in shown})
             lp = {"tokens": text, "token_logprobs": values, "top_logprobs": tops,
                   "text_offset": [sum(len(x) for x in text[:j]) for j in range(len(text))]}
             choices.append({"index": i, "text": "".join(text), "finish_reason": "length",

@@ -140,6 +140,40 @@ def test_completions_path_refuses_a_server_without_prompt_logprobs(tiny_model):
         backend("http://127.0.0.1:9/v1", endpoint="completions")
 
 
+def test_digit_ids_make_the_completions_path_exact_with_one_logprob_per_prompt_token(tiny_model):
+    from subgroup_values.backends.cache import NullCache
+    from subgroup_values.evaluate import predict
+
+    pairs = _real_pairs(8)
+    local = predict(make_backend("hf", model=str(tiny_model), dtype="float32"), pairs, cache=NullCache(),
+                    progress=False)
+    with FakeOpenAI(model_path=tiny_model) as srv:
+        be = backend(srv.url, endpoint="completions", tokenizer=str(tiny_model), ends_from="digit_ids",
+                     concurrency=1, timeout=600)
+        remote = predict(be, pairs, cache=NullCache(), progress=False)
+        req = srv.requests[0]
+    # every digit token named (the tiny tokenizer has 11: "0"-"9" and "10"), no alternatives at prompt positions
+    assert req["logprob_token_ids"] == be._digit_ids() and req["logprobs"] == len(be._digit_ids()) == 11
+    assert req["prompt_logprobs"] == 0 and req["return_tokens_as_token_ids"] is True
+    assert be.identity()["ends_from"] == "digit_ids"  # its own cache entries
+    # with the default top 20 the tiny model's flat distribution left most of the digit mass unbounded; named ids
+    # make P(the number ends) exact, and flagged so
+    assert (remote.status == "ok").all() and remote["exact"].all() and (remote.choice == local.choice).all()
+    gaps = np.array([max(abs(a - b) for a, b in zip(p, q)) for p, q in zip(remote.probs, local.probs)])
+    assert gaps.max() < 1e-5, gaps.max()
+
+
+def test_digit_ids_refuse_a_server_that_ignores_them(tiny_model):
+    with FakeOpenAI(["generic"], model_path=tiny_model) as srv:
+        be = backend(srv.url, endpoint="completions", tokenizer=str(tiny_model), ends_from="digit_ids")
+        [s] = be.score([ScoreRequest(MSG, ["1", "2", "3", "4"])])
+    assert s.status == "failed" and s.probs is None and "does not take vLLM's fields" in s.error
+    with pytest.raises(ValueError, match="endpoint='completions'"):
+        backend("http://127.0.0.1:9/v1", ends_from="digit_ids")
+    with pytest.raises(ValueError, match="ends_from must be one of"):
+        backend("http://127.0.0.1:9/v1", endpoint="completions", tokenizer=str(tiny_model), ends_from="top20")
+
+
 def test_chat_path_says_per_prediction_whether_it_is_exact(smollm2):
     with FakeOpenAI() as srv:
         be = backend(srv.url, tokenizer=str(smollm2))

@@ -57,6 +57,7 @@ def _evaluate(args) -> int:
     llm = make_backend(args.backend, model=args.model, adapter=args.adapter, dtype=args.dtype,
                        batch_size=args.batch_size, base_url=args.base_url, api_key_env=args.api_key_env,
                        concurrency=args.concurrency, endpoint=args.endpoint, tokenizer=args.tokenizer,
+                       ends_from=args.ends_from,
                        **({"top_logprobs": args.top_logprobs} if args.backend == "openai_compat" else {}))
     questions = {q.qid: q for q in load_questions(rule="all")}
     t0 = time.time()
@@ -127,6 +128,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--top-logprobs", type=int, default=20,
                    help="openai_compat: top log-probabilities per token (the server must allow as many: vLLM "
                         "--max-logprobs); on the completions path more of them make P(the number ends) exact")
+    e.add_argument("--ends-from", default="top_logprobs", choices=["top_logprobs", "digit_ids"],
+                   help="openai_compat completions: P(the number ends) from the top log-probabilities (any server; "
+                        "bounded, flagged per prediction) or from every digit token named (vLLM: exact)")
     e.add_argument("--tokenizer", default=None, help="openai_compat: the served model's folder or hub id (its chat "
                                                     "template and tokens); needed by --endpoint completions")
     e.add_argument("--pairs", default="data/processed/pairs.csv", help="pairs table (with manifest.json beside it)")

@@ -9,15 +9,18 @@ BACKENDS = ("hf", "openai_compat")
 
 def make_backend(kind: str, model: str, adapter: str | None = None, dtype: str = "auto", device: str | None = None,
                  batch_size: int = 16, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 4, endpoint: str = "chat", tokenizer: str | None = None, **kwargs) -> Backend:
+                 concurrency: int = 4, endpoint: str = "chat", tokenizer: str | None = None,
+                 ends_from: str = "top_logprobs", **kwargs) -> Backend:
     """Build a backend by name (``hf`` or ``openai_compat``).
 
     ``endpoint`` and ``tokenizer`` are the server's scoring path (see :mod:`.openai_compat`): ``completions`` with
     the served model's folder as ``tokenizer`` scores options exactly; ``chat`` reads the top log-probabilities.
+    ``ends_from="digit_ids"`` (a vLLM server) reads P(the number ends) from every digit token, exactly.
     """
     if kind == "hf":
-        if endpoint != "chat" or tokenizer:
-            raise ValueError("endpoint and tokenizer belong to backend 'openai_compat' (a server); the hf backend "
+        if endpoint != "chat" or tokenizer or ends_from != "top_logprobs":
+            raise ValueError("endpoint, tokenizer and ends_from belong to backend 'openai_compat' (a server); the hf "
+                             "backend "
                              "scores with its own model's tokenizer: leave them at their defaults.")
         from .hf import HFBackend
 
@@ -28,7 +31,8 @@ def make_backend(kind: str, model: str, adapter: str | None = None, dtype: str =
         if not base_url:
             raise ValueError("openai_compat needs base_url (e.g. http://localhost:8000/v1 for a vLLM server).")
         return OpenAICompatBackend(base_url=base_url, model=model, api_key_env=api_key_env,
-                                   concurrency=concurrency, endpoint=endpoint, tokenizer=tokenizer, **kwargs)
+                                   concurrency=concurrency, endpoint=endpoint, tokenizer=tokenizer,
+                                   ends_from=ends_from, **kwargs)
     raise ValueError(f"Unknown backend {kind!r}; expected one of {BACKENDS}.")
 
 

@@ -16,6 +16,11 @@ is read from an environment variable (never from a file in the repository).
   mass the shown ones leave); a prediction whose bound on the missed digit mass exceeds ``exact_tol`` (relative,
   on P(ends)) is flagged ``exact=False`` (it still has a distribution). With SmolLM2 (14 digit tokens) the top 20
   leave a bound of ~5e-3: raise the server's ``--max-logprobs`` and ``top_logprobs`` for exactness to 1e-4.
+  With ``ends_from="digit_ids"`` (vLLM's own request fields) the factor is exact by construction instead: the
+  request names every digit token of the tokenizer (``logprob_token_ids``) for the position after the code, and asks
+  for no alternatives at the prompt positions (``prompt_logprobs=0``), so the reply carries one log-probability per
+  prompt token instead of ``top_logprobs`` of them; tokens come back as ids (``return_tokens_as_token_ids``), so
+  pieces that decode to the same text cannot merge. A server that ignores these fields is an error, never a guess.
 - ``endpoint="chat"`` (chat-only APIs): the top log-probabilities of the answer token, renormalised over the
   option codes. Exact only where the model's tokenizer writes every code as one token (OpenAI's, Llama-3's up to
   999); with ``tokenizer`` given, each prediction is flagged ``exact`` True or False from the codes' tokens (without
@@ -38,6 +43,8 @@ from .base import Backend, GenerateRequest, OptionScores, RequestFailed, ScoreRe
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 ENDPOINTS = ("chat", "completions")
+ENDS_FROM = ("top_logprobs", "digit_ids")
+MAX_LOGPROB_TOKEN_IDS = 128  # vLLM's bound on logprob_token_ids per request (vllm.sampling_params)
 
 
 class OpenAICompatError(RuntimeError):
@@ -51,9 +58,14 @@ class OpenAICompatBackend(Backend):
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 4,
                  timeout: float = 60.0, max_retries: int = 5, backoff: float = 1.0, top_logprobs: int = 20,
                  extra_body: dict | None = None, endpoint: str = "chat", tokenizer: str | None = None,
-                 exact_tol: float = 1e-4):
+                 exact_tol: float = 1e-4, ends_from: str = "top_logprobs"):
         if endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be one of {ENDPOINTS}, got {endpoint!r}.")
+        if ends_from not in ENDS_FROM:
+            raise ValueError(f"ends_from must be one of {ENDS_FROM}, got {ends_from!r}.")
+        if ends_from == "digit_ids" and endpoint != "completions":
+            raise ValueError("ends_from='digit_ids' reads P(the number ends) on the completions path: give "
+                             "endpoint='completions' (and tokenizer=), or leave ends_from at 'top_logprobs'.")
         if endpoint == "completions" and not tokenizer:
             raise ValueError("endpoint='completions' scores options exactly from the prompt's token log-probabilities: "
                              "give tokenizer= the served model's folder or hub id (the chat template and the options' "
@@ -78,11 +90,18 @@ class OpenAICompatBackend(Backend):
         self.backoff = float(backoff)
         self.top_logprobs = int(top_logprobs)
         self.extra_body = extra_body or {}
+        self.ends_from = ends_from
+        if ends_from == "digit_ids" and len(self._digit_ids()) > MAX_LOGPROB_TOKEN_IDS:
+            raise ValueError(f"{tokenizer} has {len(self._digit_ids())} tokens that start with a digit; vLLM returns "
+                             f"the log-probabilities of at most {MAX_LOGPROB_TOKEN_IDS} named tokens: use "
+                             "ends_from='top_logprobs' (bounded, flagged per prediction) for this tokenizer.")
 
     def identity(self) -> dict:
         ident = {"backend": self.kind, "base_url": self.url, "model": self.model, "temperature": 0}
         if self.endpoint == "completions":  # another scoring rule: other cache entries
             ident |= {"endpoint": "completions", "tokenizer": self.tokenizer_name, "top_logprobs": self.top_logprobs}
+            if self.ends_from != "top_logprobs":  # the default stays out: earlier caches keep their keys
+                ident["ends_from"] = self.ends_from
         return ident
 
     # ---- one request with retries -------------------------------------------------------------------------------
@@ -189,6 +208,13 @@ class OpenAICompatBackend(Backend):
             self._digits = {t for t in (tok.decode([i]) for i in range(len(tok))) if t[:1].isdigit()}
         return self._digits
 
+    def _digit_ids(self) -> list[int]:
+        """The id of every token of the served model whose text starts with a digit (the number would go on)."""
+        if not hasattr(self, "_digit_id_list"):
+            tok = self.tokenizer
+            self._digit_id_list = [i for i in range(len(tok)) if tok.decode([i])[:1].isdigit()]
+        return self._digit_id_list
+
     def _score_completions(self, r: ScoreRequest) -> OptionScores:
         """Exact option scores from the prompt log-probabilities of prompt + each option (one request per pair)."""
         from .hf import option_token_ids
@@ -198,8 +224,12 @@ class OpenAICompatBackend(Backend):
         prompt = tok(text, add_special_tokens=False)["input_ids"]
         options = [option_token_ids(tok, c, r.prefix) for c in r.options]
         seqs = [prompt + o for o in options]
-        reply = self._post({"prompt": seqs, "max_tokens": 1, "echo": True, "logprobs": self.top_logprobs},
-                           self.completions_url)
+        body = {"prompt": seqs, "max_tokens": 1, "echo": True, "logprobs": self.top_logprobs}
+        if self.ends_from == "digit_ids":
+            digits = self._digit_ids()
+            body |= {"logprobs": len(digits), "logprob_token_ids": digits, "prompt_logprobs": 0,
+                     "return_tokens_as_token_ids": True}
+        reply = self._post(body, self.completions_url)
         choices = sorted(reply["choices"], key=lambda c: c["index"])
         if len(choices) != len(seqs):
             raise OpenAICompatError(f"{self.completions_url} answered {len(choices)} choices for {len(seqs)} prompts: "
@@ -214,6 +244,17 @@ class OpenAICompatBackend(Backend):
                                         "exactly; use endpoint='chat' or scoring='generate'.")
             code = sum(values[len(prompt):len(seq)])  # log P(the code's tokens | prompt), exact
             after = tops[len(seq)] or {}  # the top tokens after the code
+            if self.ends_from == "digit_ids":
+                named = [after.get(f"token_id:{i}") for i in self._digit_ids()]
+                if any(v is None for v in named):
+                    raise OpenAICompatError(
+                        f"{self.completions_url} did not return the log-probabilities of the {len(named)} digit "
+                        f"tokens it was asked for (logprob_token_ids, return_tokens_as_token_ids; it returned "
+                        f"{len(after)} tokens): this server does not take vLLM's fields; use "
+                        f"ends_from='top_logprobs'.")
+                p_digit = min(sum(math.exp(v) for v in named), 1 - 1e-12)  # every digit token: exact
+                logps.append(code + math.log1p(-p_digit))
+                continue
             shown = [math.exp(v) for v in after.values()]
             p_digit = min(sum(math.exp(v) for t, v in after.items() if t[:1].isdigit()), 1 - 1e-12)
             # a digit token not among the shown ones has at most the smallest shown probability, and all of them
