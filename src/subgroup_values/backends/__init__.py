@@ -20,8 +20,7 @@ def make_backend(kind: str, model: str, adapter: str | None = None, dtype: str =
     if kind == "hf":
         if endpoint != "chat" or tokenizer or ends_from != "top_logprobs":
             raise ValueError("endpoint, tokenizer and ends_from belong to backend 'openai_compat' (a server); the hf "
-                             "backend "
-                             "scores with its own model's tokenizer: leave them at their defaults.")
+                             "backend scores with its own model's tokenizer: leave them at their defaults.")
         from .hf import HFBackend
 
         return HFBackend(model, adapter=adapter, dtype=dtype, device=device, batch_size=batch_size, **kwargs)

@@ -204,8 +204,7 @@ class OpenAICompatBackend(Backend):
     def _digit_strings(self) -> set[str]:
         """The text of every token of the served model that starts with a digit (the number would go on)."""
         if not hasattr(self, "_digits"):
-            tok = self.tokenizer
-            self._digits = {t for t in (tok.decode([i]) for i in range(len(tok))) if t[:1].isdigit()}
+            self._digits = {self.tokenizer.decode([i]) for i in self._digit_ids()}
         return self._digits
 
     def _digit_ids(self) -> list[int]:
