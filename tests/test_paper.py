@@ -22,6 +22,7 @@ needs_browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
 def browse(html: Path, screenshot: Path) -> dict:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -31,6 +32,11 @@ def browse(html: Path, screenshot: Path) -> dict:
     try:
         driver.set_page_load_timeout(120)
         driver.get(html.resolve().as_uri())
+        # chromedriver can hand back a large page before the parser has reached its end (seen once in CI: the
+        # DOM held the first notebook only); wait for the whole document before counting what it holds.
+        WebDriverWait(driver, 120, poll_frequency=0.5).until(
+            lambda d: d.execute_script("return document.readyState") == "complete",
+            message=f"{html} did not finish loading in 120 s")
         report = driver.execute_script("""
             const imgs = [...document.images];
             const links = [...document.querySelectorAll('a[href^="#"]')].map(a => a.getAttribute('href').slice(1))
@@ -39,7 +45,7 @@ def browse(html: Path, screenshot: Path) -> dict:
                     broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 60)),
                     links: links.length,
                     dangling: links.filter(h => !document.getElementById(decodeURIComponent(h))),
-                    title: document.title, text: document.body.innerText.length};
+                    title: document.title, text: document.body.innerText.length, state: document.readyState};
         """)
         driver.save_screenshot(str(screenshot))
         return report
