@@ -87,7 +87,12 @@ class FakeOpenAI:
         k_prompt = body.get("prompt_logprobs") if vllm_fields and body.get("prompt_logprobs") is not None else k
         named = body.get("logprob_token_ids") if vllm_fields else None
         as_ids = bool(vllm_fields and body.get("return_tokens_as_token_ids"))
-        name = (lambda t: f"token_id:{t}") if as_ids else (lambda t: tok.decode([t]))
+        names = {}  # each token's text decoded once per request (the tiny model's 1000-wide lists ask often)
+
+        def name(t: int) -> str:
+            if t not in names:
+                names[t] = f"token_id:{t}" if as_ids else tok.decode([t])
+            return names[t]
         choices = []
         for i, ids in enumerate(body["prompt"]):
             with torch.no_grad():
@@ -95,7 +100,8 @@ class FakeOpenAI:
             nxt = int(logp[-1].argmax())
             seq = list(ids) + [nxt]
             text = [name(t) for t in seq]
-            values = [None] + [float(logp[j - 1, seq[j]]) for j in range(1, len(seq))]
+            # plain floats in bulk: reading a tensor element by element is the slow part
+            values = [None] + logp[torch.arange(len(seq) - 1), torch.tensor(seq[1:])].tolist()
             tops = [None]
             for j in range(1, len(seq)):
                 generated = j == len(seq) - 1
@@ -103,8 +109,8 @@ class FakeOpenAI:
                     shown = [int(t) for t in named] + [seq[j]]  # the named tokens and the sampled one
                 else:
                     top = torch.topk(logp[j - 1], min(k if generated else k_prompt, logp.shape[-1]))
-                    shown = [int(t) for t in top.indices] + [seq[j]]  # vLLM adds the actual token
-                tops.append({name(t): float(logp[j - 1, t]) for t in shown})
+                    shown = top.indices.tolist() + [seq[j]]  # vLLM adds the actual token
+                tops.append(dict(zip(map(name, shown), logp[j - 1, shown].tolist())))
             lp = {"tokens": text, "token_logprobs": values, "top_logprobs": tops,
                   "text_offset": [sum(len(x) for x in text[:j]) for j in range(len(text))]}
             choices.append({"index": i, "text": "".join(text), "finish_reason": "length",

@@ -81,7 +81,7 @@ def test_greedy_generation_through_vllm_gives_the_local_replies(vllm_server, smo
 def test_a_run_that_loses_its_server_resumes_from_the_cache(vllm_server, smollm2, tmp_path):
     import threading
 
-    pairs = _pairs(40)
+    pairs = _pairs(20)  # 6 answered before the server goes, at most 4 more in flight: at least 10 fail
     path = tmp_path / "cache.sqlite"
     be = _remote(vllm_server, smollm2, max_retries=1)
     out = {}
@@ -89,13 +89,13 @@ def test_a_run_that_loses_its_server_resumes_from_the_cache(vllm_server, smollm2
         preds=predict(be, pairs, cache=ResponseCache(path), progress=False, chunk_size=4)))
     run.start()
     t0 = time.time()
-    while len(ResponseCache(path)) < 8 and time.time() - t0 < 300:
+    while len(ResponseCache(path)) < 6 and time.time() - t0 < 300:
         time.sleep(0.2)
     vllm_server.stop()  # the server goes away mid-run
     run.join(600)
     gone = out["preds"]
     n_ok, n_failed = int((gone.status == "ok").sum()), int((gone.status == "failed").sum())
-    assert n_ok >= 8 and n_failed > 0 and n_ok + n_failed == len(pairs) == 40
+    assert n_ok >= 6 and n_failed > 0 and n_ok + n_failed == len(pairs) == 20
     assert gone.attrs["pairs_failed"] == n_failed and len(ResponseCache(path)) == n_ok  # failures are not stored
     vllm_server.start()  # back: only what failed is asked again
     done = predict(be, pairs, cache=ResponseCache(path), progress=False)
