@@ -13,6 +13,7 @@ token only), ``logprob_token_ids`` (exactly these tokens after the prompt) and `
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -87,12 +88,8 @@ class FakeOpenAI:
         k_prompt = body.get("prompt_logprobs") if vllm_fields and body.get("prompt_logprobs") is not None else k
         named = body.get("logprob_token_ids") if vllm_fields else None
         as_ids = bool(vllm_fields and body.get("return_tokens_as_token_ids"))
-        names = {}  # each token's text decoded once per request (the tiny model's 1000-wide lists ask often)
-
-        def name(t: int) -> str:
-            if t not in names:
-                names[t] = f"token_id:{t}" if as_ids else tok.decode([t])
-            return names[t]
+        # each token's text decoded once per request (the tiny model's 1000-wide lists ask often)
+        name = functools.cache((lambda t: f"token_id:{t}") if as_ids else (lambda t: tok.decode([t])))
         choices = []
         for i, ids in enumerate(body["prompt"]):
             with torch.no_grad():
