@@ -76,3 +76,91 @@ def test_refusals_on_sensitive_items():
     r = fairness.refusals(t).set_index("items")
     assert r.loc["sensitive items", "refusal_rate"] == 0.5 and r.loc["other items", "refusal_rate"] == 0.0
     assert r.loc["all items", "unparseable_rate"] == 0.25
+
+
+# ---- relative and absolute dispersion, permutation tests, Holm, respondent redraws ----------------------------
+
+from subgroup_values import disparities, respondents  # noqa: E402
+from subgroup_values.dataset import load_pairs  # noqa: E402
+from subgroup_values.paths import REPO_ROOT  # noqa: E402
+
+
+def test_dispersion_known_answers_and_noise_correction():
+    m = np.array([0.2, 0.4, 0.6, 0.8])
+    d = disparities.dispersion(m[None], np.full((1, 4), 0.01))
+    sd = np.std(m)
+    assert d["sd"][0] == pytest.approx(sd) and d["max_gap"][0] == pytest.approx(0.6)
+    assert d["norm_range"][0] == pytest.approx(0.75) and d["cv"][0] == pytest.approx(sd / 0.5)
+    # E[SD(m)^2] = SD(mu)^2 + (1 - 1/S) mean(v): the correction removes (1 - 1/4) * 0.01
+    assert d["sd_corrected"][0] == pytest.approx(np.sqrt(sd ** 2 - 0.75 * 0.01))
+    # noise larger than the spread: the corrected SD is 0, not NaN
+    assert disparities.dispersion(m[None], np.ones((1, 4)))["sd_corrected"][0] == 0.0
+
+
+def test_holm_known_answers():
+    assert disparities.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert disparities.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def shifted_panel(shift: float, n_q=60, n_s=12, n_draws=200, seed=0) -> disparities.Panel:
+    """NMAE panel: SFT = base - ``shift`` on every pair (absolute gaps unchanged by construction)."""
+    rng = np.random.default_rng(seed)
+    mu = np.linspace(0.25, 0.45, n_s)
+    base = np.clip(mu + rng.normal(0, 0.08, (n_q, 1)) + rng.normal(0, 0.1, (n_q, n_s)), 0.15, 1)
+    values = np.stack([base, base - shift], axis=-1)
+    noise = np.full_like(values, 0.002)
+    draws = (values[None] + rng.normal(0, 0.045, (n_draws, n_q, n_s, 1))).astype(np.float32)
+    return disparities.Panel(values, np.ones((n_q, n_s)), noise, draws, ["nmae_base", "nmae_sft"],
+                             list(range(n_q)), list(range(n_s)))
+
+
+def test_a_uniform_fall_of_nmae_widens_relative_gaps_only():
+    t = disparities.disparity_changes(None, None, metrics=("nmae",), n_boot=200, n_perm=2000,
+                                      panel=shifted_panel(0.1)).set_index("statistic")
+    assert t.loc["nmae mean", "verdict"] == "falls"
+    assert t.loc["nmae norm range", "verdict"] == "widen" and t.loc["nmae cv", "verdict"] == "widen"
+    for k in ("max gap", "sd", "sd corrected"):
+        assert t.loc[f"nmae {k}", "delta"] == pytest.approx(0, abs=1e-12)
+        assert t.loc[f"nmae {k}", "p_permutation"] == 1.0 and t.loc[f"nmae {k}", "verdict"] == "no clear change"
+    assert (t.loc[t.family == "dispersion", "p_holm"] >= t.loc[t.family == "dispersion", "p_permutation"]).all()
+    verdict, sentence = disparities.kind_sentence(t.reset_index(), "nmae")
+    assert verdict == "relative only"
+    assert "because mean NMAE falls" in sentence and "absolute NMAE gaps unchanged" in sentence
+    found = disparities.disparity_claims(t.reset_index())
+    assert {c.topic for c in found} == {"fairness"} and len({c.id for c in found}) == len(found)
+    assert all(c.sentence for c in found)
+
+
+def test_identical_models_change_nothing():
+    t = disparities.disparity_changes(None, None, metrics=("nmae",), n_boot=100, n_perm=500,
+                                      panel=shifted_panel(0.0))
+    assert (t.delta.abs() < 1e-12).all() and (t.p_permutation == 1.0).all()
+    # every resampled delta is 0 too: the verdict says the test cannot inform, not "no clear change"
+    assert set(t.verdict) == {"uninformative"}
+    found = disparities.disparity_claims(t)
+    assert all("uninformative" in c.sentence for c in found if c.id.endswith("_delta"))
+
+
+def test_respondent_redraws_on_the_committed_pairs():
+    pairs = load_pairs()
+    preds = pd.read_parquet(REPO_ROOT / "results" / "default" / "base_ood" / "predictions.parquet")
+    preds = preds[preds.qid.isin(sorted(preds.qid.unique())[:6])].reset_index(drop=True)
+    truth = respondents.pair_truth(preds, pairs)
+    modal = np.array([m[0] for m in preds.modal_answers], dtype=float)
+    # a model that always names the (first) observed mode: accuracy 1 on the data, less on redrawn respondents,
+    # and least where the mode is least clear
+    choices = np.stack([modal, preds.choice.to_numpy(float)])
+    acc = np.concatenate([a for a, _ in respondents.resampled_scores(truth, choices, 200, seed=1)])  # (200, 2, P)
+    shares = np.sort(truth.counts / truth.n[:, None], axis=1)
+    margin = shares[:, -1] - shares[:, -2]
+    stable = acc[:, 0].mean(0)
+    assert (stable <= 1).all() and stable[margin > 0.3].min() > 0.9 and stable[margin < 0.05].mean() < 0.8
+    # the redraws rescore the committed choices: their scores on the observed counts are the committed ones
+    again, _ = respondents.score(truth, choices[1:], respondents._modes(truth.counts * truth.weights))
+    assert again[0] == pytest.approx(preds.correct.to_numpy())
+    bad = preds.copy()
+    bad.loc[0, "modal_answers"] = [int(bad.scale_max.iat[0]) + 1]
+    with pytest.raises(ValueError, match="not its modal answer"):
+        respondents.pair_truth(bad, pairs)
+    with pytest.raises(ValueError, match="not in the pairs table"):
+        respondents.pair_truth(preds.assign(subgroup_id=preds.subgroup_id + "-elsewhere"), pairs)

@@ -76,7 +76,7 @@ def test_null_coverage_reports_every_delta():
     rng = np.random.default_rng(4)
     both = synthetic_pairs(rng, n_q=40, n_s=8).assign(divergent=False)
     cov = fairness.null_coverage(both, n_sim=20, n_boot=100, metrics=("accuracy",))
-    assert set(cov.statistic) == {f"accuracy_{k}_delta" for k in ("mean", "norm_range", "cv", "worst", "max_gap")}
+    assert set(cov.statistic) == {f"accuracy_{k}_delta" for k in ("mean", "norm_range", "cv", "worst", "max_gap", "sd")}
     assert cov.coverage.between(0, 1).all() and set(cov.method) == {"bca", "basic", "percentile"}
 
 

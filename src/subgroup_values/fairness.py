@@ -11,8 +11,10 @@
   the same true subgroup means (every true delta is 0) from the real runs' residuals and counts how often each
   statistic's interval covers 0, for each interval method. No method is right for every statistic: ranges,
   maxima and minima of noisy subgroup means are not smooth, and the bootstrap is not guaranteed to be consistent
-  for them. A claim of widening or narrowing is made only when every method that covers a true zero at least
-  90% of the time on these data agrees (:func:`calibrated_verdict`).
+  for them.
+- the base -> SFT disparity verdicts (relative and absolute dispersion, paired permutation tests, two-stage
+  intervals with respondent noise, Holm over the family) are :mod:`.disparities`; respondent redraws are
+  :mod:`.respondents`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .bootstrap import (
     subgroup_sums,
     weighted_means,
 )
+from .disparities import dispersion
 from .prompts import UNREADABLE
 from .study import active
 
@@ -60,18 +63,14 @@ def per_subgroup(preds: pd.DataFrame) -> pd.DataFrame:
     return out.join(first).reset_index()
 
 
-DISPARITY_STATISTICS = ("norm_range", "cv", "worst", "max_gap")
+DISPARITY_STATISTICS = ("norm_range", "cv", "worst", "max_gap", "sd")
 
 
 def disparity_arrays(means: np.ndarray, lower_is_better: bool = False) -> dict[str, np.ndarray]:
-    """Norm. Range, CV, worst value and max gap over the last axis (subgroups) of ``means``; NaN subgroups
-    (absent from a resample) are ignored."""
-    m = np.asarray(means, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        hi, lo, mean = np.nanmax(m, -1), np.nanmin(m, -1), np.nanmean(m, -1)
-        return {"norm_range": np.where(hi > 0, (hi - lo) / hi, np.nan),
-                "cv": np.where(mean > 0, np.nanstd(m, -1) / mean, np.nan),
-                "worst": hi if lower_is_better else lo, "max_gap": hi - lo}
+    """Norm. Range, CV, worst value, max gap and SD over the last axis (subgroups) of ``means``; NaN subgroups
+    (absent from a resample) are ignored (:func:`.disparities.dispersion` without the noise correction)."""
+    d = dispersion(means, None, lower_is_better)
+    return {k: d[k] for k in DISPARITY_STATISTICS}
 
 
 def disparity(values: pd.Series, lower_is_better: bool = False) -> dict:
@@ -100,7 +99,7 @@ def disparity_table(preds: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
 def paired(base: pd.DataFrame, sft: pd.DataFrame) -> pd.DataFrame:
     """Base and SFT predictions side by side on the pairs both scored (columns suffixed _base and _sft)."""
     key = ["qid", "subgroup_id"]
-    keep = ["correct", "nmae", "wasserstein", "status"]
+    keep = [c for c in ("correct", "nmae", "wasserstein", "status", "choice") if c in base and c in sft]
     meta = [c for c in base.columns if c not in keep + ["choice", "probs", "option_mass", "reply", "tv", "js", "expected"]]
     merged = base[meta + keep].merge(sft[key + keep], on=key, suffixes=("_base", "_sft"), validate="one_to_one")
     if not len(merged) == len(base) == len(sft):
@@ -212,60 +211,6 @@ def verdict(lo: float, hi: float, positive: str, negative: str,
     return positive if lo > 0 else negative if hi < 0 else unclear
 
 
-def calibrated_verdict(intervals: dict[str, tuple[float, float]], coverage: dict[str, float], positive: str,
-                       negative: str, min_coverage: float = 0.90) -> str:
-    """A claim made only when it survives every interval method that is trustworthy on these data.
-
-    ``intervals`` maps a method to its (lo, hi); ``coverage`` maps a method to its coverage of a true zero in
-    :func:`null_coverage`. Methods under ``min_coverage`` are set aside; the claim is made when every remaining
-    method's interval excludes 0 on the same side. Otherwise the verdict says why not.
-    """
-    valid = [m for m in intervals if coverage.get(m, 0.0) >= min_coverage]
-    if not valid:
-        seen = ", ".join(f"{m} {coverage.get(m, np.nan):.0%}" for m in intervals)
-        return (f"not testable: no interval method covered a true zero in {min_coverage:.0%} of simulated null "
-                f"worlds ({seen})")
-    verdicts = {m: verdict(*intervals[m], positive, negative) for m in valid}
-    if len(set(verdicts.values())) == 1:
-        return f"{next(iter(verdicts.values()))} (every trustworthy method: {', '.join(valid)})"
-    return "not established: " + "; ".join(f"{m} says {v}" for m, v in verdicts.items())
-
-
-def disparity_summary(deltas: pd.DataFrame, coverage: pd.DataFrame, primary: str = DEFAULT_METHOD,
-                      reported: dict[str, tuple[float, float]] | None = None,
-                      min_coverage: float = 0.90) -> pd.DataFrame:
-    """The paper's fairness table: Norm. Range and CV of accuracy and NMAE, base, SFT, delta with the
-    ``primary`` method's interval and its null coverage, and the verdict of :func:`calibrated_verdict`.
-
-    ``deltas``: :func:`paired_deltas` outputs of several methods, concatenated (a ``method`` column);
-    ``coverage``: :func:`null_coverage` on the same pairs.
-    """
-    cov = coverage.set_index(["statistic", "method"]).coverage
-    get = deltas[deltas.method == primary].set_index("statistic")
-    rows = []
-    for m in ("accuracy", "nmae"):
-        for k in ("norm_range", "cv"):
-            key = f"{m}_{k}_delta"
-            by = deltas[deltas.statistic == key].set_index("method")
-            r = by.loc[primary]
-            row = {"statistic": f"{m} {k.replace('_', ' ')}", "base": get.loc[f"{m}_{k}_base", "estimate"],
-                   "SFT": get.loc[f"{m}_{k}_sft", "estimate"], "delta": r.estimate, "delta_lo": r.lo,
-                   "delta_hi": r.hi, "interval": METHOD_NAMES[primary],
-                   "null_coverage": cov.get((key, primary), np.nan)}
-            for meth in by.index:
-                if meth != primary:
-                    row[f"{meth}_interval"] = f"[{by.loc[meth, 'lo']:.3f}, {by.loc[meth, 'hi']:.3f}]"
-                    row[f"{meth}_null_coverage"] = cov.get((key, meth), np.nan)
-            row["verdict"] = calibrated_verdict({meth: (by.loc[meth, "lo"], by.loc[meth, "hi"]) for meth in by.index},
-                                                {meth: cov.get((key, meth), 0.0) for meth in by.index},
-                                                "gaps widen", "gaps narrow", min_coverage)
-            pkey = f"{'acc' if m == 'accuracy' else 'nmae'}_{k}"
-            if reported and pkey in reported:
-                row["paper base -> SFT (reported mean)"] = "{:.3f} -> {:.3f}".format(*reported[pkey])
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def baseline_disparities(systems: dict[str, pd.DataFrame], n_boot: int = 1000, seed: int = 0,
                          method: str = DEFAULT_METHOD) -> pd.DataFrame:
     """Norm. Range and CV of accuracy and NMAE for each system (models and baselines) with intervals."""
@@ -326,40 +271,6 @@ def refusals(preds: pd.DataFrame) -> pd.DataFrame:
         rows.append({"items": name, "pairs": len(d), "refusal_rate": (d.status == "refusal").mean(),
                      "unparseable_rate": d.status.isin(list(UNREADABLE)).mean()})
     return pd.DataFrame(rows)
-
-
-#: The paper's favoured / disfavoured attribute values (Tan et al., section 5).
-PAPER_CONTRASTS = (("Chinese", "Malay"), ("Chinese", "Indian"), ("21-24", "65+"), ("Protestant", "Muslim"))
-
-
-def claims(sft_table: pd.DataFrame, per_attr: pd.DataFrame, disparity: pd.DataFrame) -> list[str]:
-    """The paper's claims, each with the verdict its interval supports (computed, never typed)."""
-    out = []
-    acc = sft_table[(sft_table.split == "ood") & (sft_table.subset == "all") & (sft_table.metric == "accuracy")].iloc[0]
-    out.append(f"1. SFT and OOD accuracy: {acc.base:.3f} -> {acc.sft:.3f} ({acc.delta:+.3f}, 95% CI "
-               f"[{acc.delta_lo:+.3f}, {acc.delta_hi:+.3f}]): "
-               + verdict(acc.delta_lo, acc.delta_hi, "SFT raised OOD accuracy", "SFT lowered OOD accuracy"))
-    a = per_attr[(per_attr.metric == "accuracy") & (per_attr.subset == "all") & (per_attr.model == "base")]
-    a = a.set_index("value")
-    for fav, dis in PAPER_CONTRASTS:
-        if fav in a.index and dis in a.index:
-            apart = a.loc[fav, "lo"] > a.loc[dis, "hi"] or a.loc[dis, "lo"] > a.loc[fav, "hi"]
-            out.append(f"2. base accuracy {fav} {a.loc[fav, 'estimate']:.3f} vs {dis} {a.loc[dis, 'estimate']:.3f}: "
-                       f"{'higher' if a.loc[fav, 'estimate'] > a.loc[dis, 'estimate'] else 'lower'}, "
-                       f"{'clearly' if apart else 'not clearly (intervals overlap)'} different")
-    d = disparity.set_index("statistic")
-    for s in d.index:
-        r = d.loc[s]
-        out.append(f"3. {s} base -> SFT: {r.base:.3f} -> {r.SFT:.3f}, delta {r.delta:+.3f} "
-                   f"({r.interval}: [{r.delta_lo:+.3f}, {r.delta_hi:+.3f}]): {r.verdict}")
-    narrow = d.loc["accuracy norm range", "verdict"].startswith("gaps narrow")
-    widen = d.loc["nmae norm range", "verdict"].startswith("gaps widen")
-    out.append("4. The fairness paradox (Norm. Range narrower by accuracy AND wider by NMAE) "
-               + ("holds for this model." if narrow and widen else
-                  "is not established for this model: " + ("accuracy gaps narrow, " if narrow else
-                                                           "accuracy narrowing not shown, ")
-                  + ("NMAE gaps widen." if widen else "NMAE widening not shown.")))
-    return out
 
 
 # ---- the audit's tables, one function each (notebook 5 shows them) ----------------------------------------------

@@ -24,6 +24,11 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     return "\n".join([head, sep, *body]) + "\n"
 
 
+def _p_value(p: float) -> str:
+    """A p-value as the tables print it: ``< 0.001``, ``0.012``; empty where there is none."""
+    return "" if pd.isna(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 # ---- the paper beside ours, and the README's results block (every number read from results/) ------------------
 
 README_BEGIN = "<!-- results:begin (written by notebooks/07_paper_comparison.ipynb; do not edit by hand) -->"
@@ -110,9 +115,15 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
     fair_path = res_dir / "fairness" / "disparity_table.csv"
     if fair_path.is_file():
         for r in pd.read_csv(fair_path).to_dict("records"):
-            add("fairness (OOD)", r["statistic"] + " base -> SFT", r.get("paper base -> SFT (reported mean)", ""),
+            if r.get("kind") not in ("relative", "absolute"):
+                continue
+            reported = r.get("paper base -> SFT (reported mean)")
+            add("fairness (OOD)", f"{r['label']} ({r['kind']}) base -> SFT",
+                reported if isinstance(reported, str) else "not reported",
                 f"{r['base']:.3f} -> {r['SFT']:.3f} (delta {r['interval'].split(' ')[0]} CI "
-                f"[{r['delta_lo']:.3f}, {r['delta_hi']:.3f}]): {r['verdict']}", "paper: mean over 7 models, no intervals")
+                f"[{r['delta_lo']:.3f}, {r['delta_hi']:.3f}]; Holm-adjusted permutation p {_p_value(r['p_holm'])}): "
+                f"{r['verdict']}",
+                "paper: mean over 7 models, no intervals" if isinstance(reported, str) else "our addition")
     ref_path = res_dir / "fairness" / "refusals.csv"
     if ref_path.is_file():
         ref = pd.read_csv(ref_path)
@@ -177,11 +188,12 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
     out += headroom_block(res_dir)
     fair = res_dir / "fairness" / "disparity_table.csv"
     if fair.is_file():
-        out.append("\nFairness (disparity over OOD subgroups, base -> SFT; delta with its interval; the verdict "
-                   "requires every interval method that covers a true zero in at least 90% of simulated null "
-                   "worlds to agree):\n")
         t = pd.read_csv(fair)
-        keep = ["statistic", "base", "SFT", "delta", "delta_lo", "delta_hi", "null_coverage", "verdict"]
+        rules = t.loc[t.family == "dispersion", "rule"]
+        out.append(f"\nFairness (dispersion over OOD subgroups, base -> SFT; delta with its {t.interval.iloc[0]} "
+                   f"interval, the one the verdict uses; verdict: {rules.iloc[0] if len(rules) else ''}):\n")
+        keep = ["label", "kind", "base", "SFT", "delta", "delta_lo", "delta_hi", "p_permutation", "p_holm", "verdict"]
+        t = t.assign(**{c: t[c].map(_p_value) for c in ("p_permutation", "p_holm") if c in t})
         out.append(markdown_table(t[[c for c in keep if c in t]]))
     comp = res_dir / "paper_comparison.md"
     if comp.is_file():

@@ -1,0 +1,411 @@
+"""Disparity over subgroups, base -> SFT: which kind of dispersion moved, tested and bounded.
+
+Each model's subgroup means ``m_1..m_S`` of a metric (accuracy, NMAE) give five dispersion statistics:
+
+- relative (the paper's): Norm. Range ``(max m - min m) / max m`` and CV ``SD(m) / mean(m)``; both move when
+  the mean moves and the spread does not;
+- absolute: the max gap ``max m - min m``, the SD of subgroup means (population SD, as in the CV), and the
+  noise-corrected SD ``sqrt(max(0, SD(m)^2 - (1 - 1/S) mean_s v_s))``, where ``v_s`` is the respondent-sampling
+  variance of subgroup ``s``'s mean (:mod:`.respondents`: ``sum_q var_qs / n_s^2`` over its ``n_s`` pairs). With
+  independent noise ``e_s`` of variance ``v_s`` on the true means, ``E[SD(m)^2] = SD(mu)^2 + (1 - 1/S) mean(v)``.
+
+Each base -> SFT change (SFT - base) gets
+
+- a paired permutation test over questions: a permutation swaps the base and SFT scores of every pair of a
+  question with probability 1/2, independently over questions (the two models' scores are exchangeable within a
+  question under the null of no difference); two-sided p = (1 + #{|T*| >= |T| - 1e-12}) / (1 + n_perm) (the
+  tolerance keeps rounding from deciding ties);
+- a two-stage bootstrap interval (stage 1: questions with replacement; stage 2: each pair's respondents redrawn
+  from its committed counts, the same redraw for both models), BCa by default with the jackknife over questions
+  for the acceleration. The draws are centred on the bootstrap world's truth: in that world the observed scores
+  are the true ones, so a statistic that removes respondent noise (the noise-corrected SD) has as its truth the
+  uncorrected statistic of the observed scores, and its draws are shifted by the difference;
+- Holm's adjustment of the permutation p-values over the family of dispersion tests (both metrics, all five
+  statistics), and the verdict: "widen" / "narrow" when the Holm-adjusted p is under ``alpha`` *and* the
+  interval shown excludes 0 on the same side; "no clear change" when neither does; "not established" when the
+  two disagree; "uninformative" when every resample gives the same value.
+
+Per-attribute contrasts (``young vs elderly``, ...) use the same machinery: the per-question difference between
+the mean over one side's subgroups and the other's, averaged over questions; a sign-flip permutation test of the
+per-question differences and the two-stage bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .bootstrap import METHOD_NAMES, interval, jackknife_counts, resample_counts
+from .claims import Claim, fmt, fmt_ci
+from .respondents import PairTruth, _modes, resampled_scores, score
+
+RELATIVE = ("norm_range", "cv")
+ABSOLUTE = ("max_gap", "sd", "sd_corrected")
+DISPERSION = RELATIVE + ABSOLUTE
+KIND = {**{k: "relative" for k in RELATIVE}, **{k: "absolute" for k in ABSOLUTE}, "mean": "level", "worst": "level"}
+LABELS = {"norm_range": "Norm. Range", "cv": "CV", "max_gap": "max gap", "sd": "SD of subgroup means",
+          "sd_corrected": "noise-corrected SD", "mean": "mean", "worst": "worst subgroup"}
+METRIC_LABELS = {"accuracy": "accuracy", "nmae": "NMAE"}
+METRIC_COLUMNS = {"accuracy": "correct", "nmae": "nmae"}
+LOWER_IS_BETTER = {"accuracy": False, "nmae": True}
+TWO_STAGE = "two-stage bootstrap (questions, then each pair's respondents)"
+
+
+def method_name(method: str) -> str:
+    """The interval's name as tables print it: ``BCa two-stage bootstrap (questions, then ...)``."""
+    return METHOD_NAMES[method].split(" bootstrap")[0] + " " + TWO_STAGE
+
+
+def dispersion(means: np.ndarray, noise: np.ndarray | None = None, lower_is_better: bool = False) -> dict:
+    """Dispersion statistics over the last axis (subgroups) of ``means``; NaN subgroups are left out.
+
+    ``noise``: each subgroup mean's respondent-sampling variance (same shape); without it no noise-corrected SD.
+    """
+    m = np.asarray(means, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        hi, lo, mean, sd = np.nanmax(m, -1), np.nanmin(m, -1), np.nanmean(m, -1), np.nanstd(m, -1)
+        out = {"norm_range": np.where(hi > 0, (hi - lo) / hi, np.nan), "cv": np.where(mean > 0, sd / mean, np.nan),
+               "max_gap": hi - lo, "sd": sd, "worst": hi if lower_is_better else lo}
+        if noise is not None:
+            ok = np.isfinite(m)
+            s = ok.sum(-1)
+            v = np.where(ok, noise, 0.0).sum(-1) / np.where(s > 0, s, np.nan)
+            out["sd_corrected"] = np.sqrt(np.maximum(0.0, sd ** 2 - (1 - 1 / s) * v))
+    return out
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (same order, capped at 1)."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p)
+    m = len(p)
+    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+# ---- a panel of per-pair scores, observed and redrawn ------------------------------------------------------
+
+@dataclass
+class Panel:
+    """Per (question, subgroup) scores of some columns (``accuracy_base``, ``accuracy_sft``, ...).
+
+    ``values`` (Q, S, K): observed scores (0 where the pair is absent); ``present`` (Q, S): 1 where the pair
+    exists; ``noise`` (Q, S, K): each pair's respondent-sampling variance of each score; ``draws`` (B, Q, S, K):
+    the scores on ``B`` respondent redraws (float32)."""
+
+    values: np.ndarray
+    present: np.ndarray
+    noise: np.ndarray
+    draws: np.ndarray
+    columns: list[str]
+    qids: list
+    sids: list
+
+    def column(self, name: str) -> int:
+        return self.columns.index(name)
+
+
+def build_panel(frame: pd.DataFrame, truth: PairTruth, models: tuple[str, ...] = ("base", "sft"),
+                metrics: tuple[str, ...] = ("accuracy", "nmae"), n_draws: int = 1000, seed: int = 0) -> Panel:
+    """The panel of a paired frame (:func:`.fairness.paired`: ``correct_base``, ``choice_sft``, ...) whose rows
+    ``truth`` is aligned with. The observed scores must be the scores of the choices against the committed
+    modes (checked), so that the redraws rescore the very predictions the tables report."""
+    q, qids = pd.factorize(frame["qid"], sort=True)
+    s, sids = pd.factorize(frame["subgroup_id"], sort=True)
+    if len(frame) != len(truth.counts):
+        raise ValueError(f"{len(frame)} pairs but counts for {len(truth.counts)}; build the truth from this frame.")
+    choices = np.stack([frame[f"choice_{m}"].to_numpy(dtype=float) for m in models])
+    columns = [f"{m}_{side}" for m in metrics for side in models]
+    observed = dict(zip(("accuracy", "nmae"), score(truth, choices, _modes(truth.counts * truth.weights))))
+    for metric in metrics:
+        for j, side in enumerate(models):
+            seen = frame[f"{METRIC_COLUMNS[metric]}_{side}"].to_numpy(dtype=float)
+            again = observed[metric][j]
+            bad = ~np.isclose(seen, again, atol=1e-9)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"{int(bad.sum())} {metric} scores of the {side} predictions are not the scores of "
+                                 f"their choices against the pairs' modes (e.g. {frame.qid.iat[i]} / "
+                                 f"{frame.subgroup_id.iat[i]}: {seen[i]} vs {again[i]}); rescore the run "
+                                 "(runs.rescore_run) or rebuild the data.")
+    nq, ns, k = len(qids), len(sids), len(columns)
+    values = np.zeros((nq, ns, k))
+    present = np.zeros((nq, ns))
+    present[q, s] = 1.0
+    for c, name in enumerate(columns):
+        metric, side = name.rsplit("_", 1)
+        values[q, s, c] = frame[f"{METRIC_COLUMNS[metric]}_{side}"].to_numpy(dtype=float)
+    draws = np.zeros((n_draws, nq, ns, k), dtype=np.float32)
+    total = np.zeros((len(frame), k))
+    square = np.zeros((len(frame), k))
+    b = 0
+    for acc, nm in resampled_scores(truth, choices, n_draws, seed):
+        c = acc.shape[0]
+        for ci, name in enumerate(columns):
+            metric, side = name.rsplit("_", 1)
+            x = (acc if metric == "accuracy" else nm)[:, models.index(side)]  # (c, P)
+            draws[b:b + c, q, s, ci] = x
+            total[:, ci] += x.sum(0)
+            square[:, ci] += (x ** 2).sum(0)
+        b += c
+    var = np.maximum(0.0, (square - total ** 2 / n_draws) / max(n_draws - 1, 1))
+    noise = np.zeros_like(values)
+    noise[q, s] = var
+    return Panel(values, present, noise, draws, columns, list(qids), list(sids))
+
+
+def _means(weights: np.ndarray, values: np.ndarray, present: np.ndarray, noise: np.ndarray):
+    """Subgroup means (W, S, K), overall pair-weighted means (W, K) and each subgroup mean's noise variance."""
+    num = np.einsum("wq,qsk->wsk", weights, values)
+    den = (weights @ present)[:, :, None]
+    var = np.einsum("wq,qsk->wsk", weights, noise)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den, num.sum(1) / den.sum(1), var / den ** 2
+
+
+def _swapped(flips: np.ndarray, panel: Panel, pairs: list[tuple[int, int]]):
+    """Sums over questions with the two columns of each pair exchanged on the flipped questions."""
+    out = []
+    for arr in (panel.values, panel.noise):
+        tot = arr.sum(0)
+        part = np.einsum("nq,qsk->nsk", flips, arr)
+        s = np.broadcast_to(tot, part.shape).copy()
+        for a, b in pairs:
+            s[:, :, a] = tot[:, a] - part[:, :, a] + part[:, :, b]
+            s[:, :, b] = tot[:, b] - part[:, :, b] + part[:, :, a]
+        out.append(s)
+    den = panel.present.sum(0)[None, :, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return out[0] / den, out[0].sum(1) / den.sum(1), out[1] / den ** 2
+
+
+def delta_stats(metrics: tuple[str, ...], models: tuple[str, str] = ("base", "sft")):
+    """``stats(means, overall, noise)`` for the paired disparity analysis: per metric and side the mean, the
+    five dispersion statistics and the worst subgroup, and their deltas (second model - first)."""
+    def stats(means, overall, noise):
+        out = {}
+        for k, m in enumerate(metrics):
+            for j, side in enumerate(models):
+                c = len(models) * k + j
+                out[f"{m}_mean_{side}"] = overall[:, c]
+                for name, v in dispersion(means[:, :, c], noise[:, :, c], LOWER_IS_BETTER[m]).items():
+                    out[f"{m}_{name}_{side}"] = v
+            for name in ("mean", *DISPERSION, "worst"):
+                out[f"{m}_{name}_delta"] = out[f"{m}_{name}_{models[1]}"] - out[f"{m}_{name}_{models[0]}"]
+        return out
+    return stats
+
+
+def analyse(panel: Panel, stats, pairs: list[tuple[int, int]], n_boot: int | None = None, n_perm: int = 10000,
+            seed: int = 0, level: float = 0.95, method: str = "bca") -> pd.DataFrame:
+    """Estimate, two-stage interval and (for ``*_delta`` statistics) the paired permutation p of each statistic.
+
+    ``pairs``: the column indices swapped by a permutation (base, SFT of each metric)."""
+    nq = len(panel.qids)
+    est = stats(*_means(np.ones((1, nq)), panel.values, panel.present, panel.noise))
+    truth_star = stats(*_means(np.ones((1, nq)), panel.values, panel.present, np.zeros_like(panel.noise)))
+    n_boot = n_boot or len(panel.draws)
+    if n_boot > len(panel.draws):
+        raise ValueError(f"{n_boot} bootstrap draws asked for, but the panel holds {len(panel.draws)} redraws.")
+    w = resample_counts(nq, n_boot, seed)
+    num = np.einsum("bq,bqsk->bsk", w, panel.draws[:n_boot].astype(float))
+    den = (w @ panel.present)[:, :, None]
+    var = np.einsum("bq,qsk->bsk", w, panel.noise)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = stats(num / den, num.sum(1) / den.sum(1), var / den ** 2)
+    jack = stats(*_means(jackknife_counts(nq), panel.values, panel.present, panel.noise)) if method == "bca" else None
+    rng = np.random.default_rng(seed + 1)
+    exceed: dict[str, int] = {}
+    done = 0
+    while done < n_perm:
+        c = min(1000, n_perm - done)
+        flips = rng.integers(0, 2, (c, nq)).astype(float)
+        perm = stats(*_swapped(flips, panel, pairs))
+        for name, t in est.items():
+            if name.endswith("_delta"):
+                exceed[name] = exceed.get(name, 0) + int(np.sum(np.abs(perm[name]) >= abs(float(t[0])) - 1e-12))
+        done += c
+    rows = []
+    for name, e in est.items():
+        e0 = float(e[0])
+        draws = boot[name] + (e0 - float(truth_star[name][0]))
+        finite = draws[np.isfinite(draws)]
+        degenerate = finite.size == 0 or np.ptp(finite) == 0
+        lo, hi = interval(e0, draws, None if jack is None else jack[name], level, method)
+        rows.append({"statistic": name, "estimate": e0, "lo": lo, "hi": hi,
+                     "se": float(np.nanstd(draws, ddof=1)), "degenerate": bool(degenerate),
+                     "p_permutation": (1 + exceed[name]) / (1 + n_perm) if name in exceed else np.nan,
+                     "method": method})
+    return pd.DataFrame(rows)
+
+
+# ---- the base -> SFT disparity table, its verdicts and its sentences ----------------------------------------
+
+def _change_verdict(p_adj: float, lo: float, hi: float, degenerate: bool, up: str, down: str,
+                    alpha: float) -> str:
+    if degenerate:
+        return "uninformative"
+    if not (np.isfinite(lo) and np.isfinite(hi) and np.isfinite(p_adj)):
+        return "no interval"
+    side = up if lo > 0 else down if hi < 0 else None
+    if p_adj < alpha and side:
+        return side
+    if p_adj >= alpha and side is None:
+        return "no clear change"
+    return "not established"
+
+
+def disparity_changes(frame: pd.DataFrame | None, truth: PairTruth | None,
+                      metrics: tuple[str, ...] = ("accuracy", "nmae"),
+                      n_boot: int = 1000, n_perm: int = 10000, seed: int = 0, method: str = "bca",
+                      level: float = 0.95, alpha: float = 0.05, reported: dict | None = None,
+                      panel: Panel | None = None) -> pd.DataFrame:
+    """The fairness table: per metric its mean and every dispersion statistic, base, SFT and the delta with its
+    two-stage interval, the paired permutation p, the Holm-adjusted p over the dispersion family and the verdict.
+
+    ``frame``: :func:`.fairness.paired` output; ``truth``: :func:`.respondents.pair_truth` of its rows;
+    ``reported``: the paper's base -> SFT means (:data:`.paper.FAIRNESS`); ``panel``: a :func:`build_panel` of
+    the same frame, built once and shared (``frame`` and ``truth`` are then not used).
+    """
+    if panel is None:
+        if frame is None or truth is None:
+            raise ValueError("disparity_changes needs the paired frame and its truth, or a panel built from them.")
+        panel = build_panel(frame, truth, ("base", "sft"), metrics, n_boot, seed)
+    want = [f"{m}_{side}" for m in metrics for side in ("base", "sft")]
+    if panel.columns != want:
+        raise ValueError(f"The panel holds {panel.columns}; expected {want} for the metrics {metrics}.")
+    pairs = [(2 * k, 2 * k + 1) for k in range(len(metrics))]
+    res = analyse(panel, delta_stats(metrics), pairs, n_boot=n_boot, n_perm=n_perm, seed=seed, level=level,
+                  method=method).set_index("statistic")
+    rows = []
+    for m in metrics:
+        for name in ("mean", *DISPERSION, "worst"):
+            d, b, s = (res.loc[f"{m}_{name}_{x}"] for x in ("delta", "base", "sft"))
+            row = {"metric": m, "statistic": f"{m} {name.replace('_', ' ')}",
+                   "label": f"{METRIC_LABELS[m]} {LABELS[name]}", "kind": KIND[name],
+                   "base": b.estimate, "base_lo": b.lo, "base_hi": b.hi, "SFT": s.estimate, "SFT_lo": s.lo,
+                   "SFT_hi": s.hi, "delta": d.estimate, "delta_lo": d.lo, "delta_hi": d.hi,
+                   "interval": method_name(method), "p_permutation": d.p_permutation,
+                   "permutations": n_perm, "degenerate": d.degenerate}
+            key = f"{'acc' if m == 'accuracy' else 'nmae'}_{name}"
+            if reported and key in reported:
+                row["paper base -> SFT (reported mean)"] = "{:.3f} -> {:.3f}".format(*reported[key])
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    family = out.kind.isin(["relative", "absolute"])
+    out["family"] = np.where(family, "dispersion", "")
+    out["p_holm"] = np.nan
+    out.loc[family, "p_holm"] = holm(out.loc[family, "p_permutation"].to_numpy())
+    verdicts = []
+    for r in out.itertuples():
+        if r.family:
+            verdicts.append(_change_verdict(r.p_holm, r.delta_lo, r.delta_hi, r.degenerate, "widen", "narrow", alpha))
+        else:
+            verdicts.append(_change_verdict(r.p_permutation, r.delta_lo, r.delta_hi, r.degenerate, "rises", "falls",
+                                            alpha))
+    out["verdict"] = verdicts
+    out["rule"] = np.where(family, f"Holm-adjusted permutation p < {alpha} over the {int(family.sum())} dispersion "
+                                   "tests and the interval excluding 0 on the same side",
+                           f"permutation p < {alpha} (no family) and the interval excluding 0 on the same side")
+    return out
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _moved(t: pd.DataFrame, kind: str) -> list[str]:
+    v = t[t.kind == kind].verdict
+    return sorted(set(v[v.isin(["widen", "narrow"])]))
+
+
+def _listing(t: pd.DataFrame) -> str:
+    return "; ".join(f"{LABELS[name]} {fmt(r.base)} -> {fmt(r.SFT)}, Holm-adjusted {_p(r.p_holm)}"
+                     for name, r in zip(t.statistic.str.split(" ", n=1).str[1].str.replace(" ", "_"),
+                                        t.itertuples()))
+
+
+def kind_sentence(table: pd.DataFrame, metric: str) -> tuple[str, str]:
+    """Which kind of dispersion moved for ``metric``: (verdict, sentence), e.g. ("relative only", "Relative NMAE
+    gaps widen (...) because mean NMAE falls (...); absolute NMAE gaps unchanged (...)")."""
+    t = table[table.metric == metric]
+    lab = METRIC_LABELS[metric]
+    rel, ab = _moved(t, "relative"), _moved(t, "absolute")
+    mean = t[t.statistic == f"{metric} mean"].iloc[0]
+    mean_txt = (f"mean {lab} {fmt(mean.base)} -> {fmt(mean.SFT)}, delta "
+                f"{fmt_ci(mean.delta, mean.delta_lo, mean.delta_hi)}")
+    rel_t, abs_t = t[t.kind == "relative"], t[t.kind == "absolute"]
+    if rel and not ab:
+        mean_way = {"falls": "falls", "rises": "rises"}.get(mean.verdict)
+        explains = (rel == ["widen"] and mean_way == "falls") or (rel == ["narrow"] and mean_way == "rises")
+        because = f" because mean {lab} {mean_way} ({mean_txt})" if explains else f" ({mean_txt})"
+        return "relative only", (f"Relative {lab} gaps {' and '.join(rel)} ({_listing(rel_t)}){because}; absolute "
+                                 f"{lab} gaps unchanged ({_listing(abs_t)}).")
+    if ab and not rel:
+        return "absolute only", (f"Absolute {lab} gaps {' and '.join(ab)} ({_listing(abs_t)}); relative {lab} gaps "
+                                 f"show no clear change ({_listing(rel_t)}); {mean_txt}.")
+    if ab and rel:
+        return "both", (f"Both kinds of {lab} dispersion move: relative gaps {' and '.join(rel)} "
+                        f"({_listing(rel_t)}); absolute gaps {' and '.join(ab)} ({_listing(abs_t)}); {mean_txt}.")
+    return "neither", (f"Neither relative nor absolute {lab} gaps change clearly ({_listing(rel_t)}; "
+                       f"{_listing(abs_t)}); {mean_txt}.")
+
+
+def disparity_claims(table: pd.DataFrame, split: str = "ood", protocol: str = "paper",
+                     source: str = "results/{profile}/fairness/disparity_table.csv") -> list[Claim]:
+    """One claim per base -> SFT statistic of :func:`disparity_changes`, one per metric saying which kind of
+    dispersion moved, and the paper's "fairness paradox"."""
+    out = []
+    for r in table.itertuples():
+        name = r.statistic.split(" ", 1)[1].replace(" ", "_")
+        test = (f"paired permutation {_p(r.p_permutation)}" +
+                (f", Holm-adjusted {_p(r.p_holm)}" if r.family else ""))
+        verdict = r.verdict
+        what = {"widen": "gaps widen", "narrow": "gaps narrow"}.get(r.verdict, r.verdict)
+        sentence = (f"{split.upper()} {r.label} ({r.kind}), base -> SFT: {fmt(r.base)} -> {fmt(r.SFT)}, delta "
+                    f"{fmt_ci(r.delta, r.delta_lo, r.delta_hi)} ({r.interval.split(' (')[0]}), {test}: {what}.")
+        if r.verdict == "uninformative":
+            sentence = (f"{split.upper()} {r.label}, base -> SFT: uninformative (every resample gives the same "
+                        "value).")
+        out.append(Claim(id=f"fairness.{split}.{r.metric}.{name}_delta", topic="fairness",
+                         statistic=f"{r.label}, SFT - base, over {split.upper()} subgroups", sentence=sentence,
+                         verdict=verdict, estimate=float(r.delta), lo=_num(r.delta_lo), hi=_num(r.delta_hi),
+                         method=f"{r.interval}; paired permutation test over questions ({r.permutations} "
+                                "permutations)" + (", Holm over the dispersion family" if r.family else ""),
+                         rule=r.rule, p_value=float(r.p_holm if r.family else r.p_permutation),
+                         protocol=protocol, source=source,
+                         extra={"base": float(r.base), "sft": float(r.SFT), "kind": r.kind,
+                                "p_permutation": float(r.p_permutation)}))
+    for m in table.metric.unique():
+        verdict, sentence = kind_sentence(table, m)
+        out.append(Claim(id=f"fairness.{split}.{m}.which_kind", topic="fairness",
+                         statistic=f"which kind of {METRIC_LABELS[m]} dispersion moved, base -> SFT",
+                         sentence=sentence, verdict=verdict, method="the verdicts of the dispersion claims",
+                         rule="relative: Norm. Range, CV; absolute: max gap, SD, noise-corrected SD; a kind moved "
+                              "when one of its statistics widens or narrows", protocol=protocol, source=source))
+    t = table.set_index("statistic")
+    if {"accuracy norm range", "nmae norm range"} <= set(t.index):
+        a, n = t.loc["accuracy norm range"], t.loc["nmae norm range"]
+        holds = a.verdict == "narrow" and n.verdict == "widen"
+        says = {"widen": "widens", "narrow": "narrows", "no clear change": "shows no clear change"}
+        out.append(Claim(
+            id=f"fairness.{split}.paradox", topic="fairness",
+            statistic="the paper's fairness paradox: accuracy Norm. Range narrows and NMAE Norm. Range widens",
+            sentence=(f"The paper's fairness paradox (Norm. Range narrower by accuracy and wider by NMAE) "
+                      f"{'holds' if holds else 'does not hold'} here: accuracy Norm. Range {says.get(a.verdict, a.verdict)} "
+                      f"({fmt(a.base)} -> {fmt(a.SFT)}), NMAE Norm. Range {says.get(n.verdict, n.verdict)} ({fmt(n.base)} -> "
+                      f"{fmt(n.SFT)})."),
+            verdict="holds" if holds else "does not hold", method="the two Norm. Range claims",
+            rule="holds when accuracy Norm. Range narrows and NMAE Norm. Range widens", protocol=protocol,
+            source=source))
+    return out
+
+
+def _num(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
