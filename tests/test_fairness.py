@@ -164,3 +164,52 @@ def test_respondent_redraws_on_the_committed_pairs():
         respondents.pair_truth(bad, pairs)
     with pytest.raises(ValueError, match="not in the pairs table"):
         respondents.pair_truth(preds.assign(subgroup_id=preds.subgroup_id + "-elsewhere"), pairs)
+
+
+def contrast_world(gap: float, n_q=80, seed=0):
+    """A panel of 5 subgroups: 3 Chinese (one of them Roman Catholic), 2 Malay; Chinese accuracy higher by ``gap``."""
+    from subgroup_values import contrasts  # noqa: F401
+
+    rng = np.random.default_rng(seed)
+    subs = pd.DataFrame({"subgroup_id": [f"s{i}" for i in range(5)],
+                         "subgroup": ["Chinese, Buddhist", "Chinese, Roman Catholic", "25-34, Chinese", "Malay, Muslim",
+                                      "25-34, Malay"],
+                         "stratum": ["ethnicity x religion", "ethnicity x religion", "age x ethnicity",
+                                     "ethnicity x religion", "age x ethnicity"],
+                         "ethnicity": ["Chinese", "Chinese", "Chinese", "Malay", "Malay"],
+                         "religion": ["Buddhist", "Roman Catholic", None, "Muslim", None],
+                         "age": [None, None, "25-34", None, "25-34"], "sex": None})
+    p = 0.5 + np.where(subs.ethnicity == "Chinese", gap / 2, -gap / 2)
+    values = (rng.random((n_q, 5)) < p).astype(float)[:, :, None].repeat(2, axis=-1)  # base = SFT here
+    draws = np.where(rng.random((100, n_q, 5, 1)) < 0.05, 1 - values[None], values[None]).astype(np.float32)
+    panel = disparities.Panel(values, np.ones((n_q, 5)), np.zeros_like(values), draws,
+                              ["accuracy_base", "accuracy_sft"], list(range(n_q)), list(subs.subgroup_id))
+    return panel, subs
+
+
+@pytest.mark.parametrize("gap, expected", [(0.35, "agrees with the paper"), (-0.35, "opposite to the paper")])
+def test_paper_contrasts_paired_over_questions(gap, expected):
+    from subgroup_values import contrasts
+
+    panel, subs = contrast_world(gap)
+    t = contrasts.paper_bias({"ood": (panel, subs)}, metrics=("accuracy",), models=("base",), n_boot=100,
+                             n_perm=2000)
+    assert set(t.contrast) == {c[0] for c in contrasts.CONTRASTS}  # every contrast is a row, testable or not
+    r = t.set_index("contrast")
+    assert r.loc["Chinese vs Malay", "verdict"] == expected
+    assert np.sign(r.loc["Chinese vs Malay", "difference"]) == np.sign(gap)
+    assert r.loc["Chinese vs Malay", "p_holm"] >= r.loc["Chinese vs Malay", "p_permutation"]
+    # Roman Catholic is one subgroup here: flagged; no subgroup has an age of 65+ or a sex: a row that says why
+    assert r.loc["Roman Catholic vs Muslim", "confounded"] and "one subgroup" in r.loc["Roman Catholic vs Muslim", "note"]
+    for c in ("male vs female", "young vs elderly"):
+        assert r.loc[c, "verdict"] == "not testable" and "no ood subgroup has" in r.loc[c, "note"]
+    found = contrasts.bias_claims(t)
+    assert len(found) == len(t) and any(c.verdict == "not testable" for c in found)
+
+
+def test_paper_contrast_without_a_difference():
+    from subgroup_values import contrasts
+
+    panel, subs = contrast_world(0.0, seed=3)
+    t = contrasts.paper_bias({"ood": (panel, subs)}, metrics=("accuracy",), models=("base",), n_boot=100, n_perm=2000)
+    assert t.set_index("contrast").loc["Chinese vs Malay", "verdict"] == "no clear difference"

@@ -27,3 +27,10 @@ DATASET = {"questions": 214, "train_subgroups": 50, "ood_subgroups": 48, "train_
            "total_pairs": 20877}
 REFUSALS_SENSITIVE = (0.0666, 0.0)
 OPEN_ENDED_GAIN = {"Overall": 0.011, "Value": 0.022}
+
+#: The paper's bias statement (section 5): "models (base and SFT) emulate young, male, Chinese and Christian personas
+#: better than elderly, Malay, Indian and Muslim ones", as (dimension, favoured, disfavoured) in the paper's words.
+#: The metric is not stated; how these words map onto our attribute values is :data:`.contrasts.CONTRASTS`.
+BIAS_DIRECTIONS = (("age", "young", "elderly"), ("sex", "male", "female"), ("ethnicity", "Chinese", "Malay"),
+                   ("ethnicity", "Chinese", "Indian"), ("religion", "Christian", "Muslim"))
+BIAS_MODELS = "base and SFT"

@@ -1,0 +1,217 @@
+"""Per-attribute contrasts the way the paper states them: "young personas are emulated better than elderly ones".
+
+A contrast compares two sets of attribute values of one dimension (``21-24`` vs ``65+``). On each question it is
+the mean score over the subgroups that hold one side's values minus the mean over the other side's subgroups
+(each side's subgroups present on that question); the contrast is the mean of these per-question differences
+over the questions where both sides are present. So it is paired over questions: a question that every persona
+finds hard moves both sides alike and drops out of the difference.
+
+- interval: the two-stage bootstrap of :mod:`.disparities` (questions, then each pair's respondents), BCa with
+  the jackknife over questions;
+- test: a sign-flip permutation test of the per-question differences (two-sided);
+- verdict: Holm over the split's contrast tests; "agrees with the paper" when the Holm-adjusted p is under
+  ``alpha`` and the interval lies on the paper's side, "opposite to the paper" on the other side, "no clear
+  difference" when neither the test nor the interval finds one, "not established" when they disagree;
+- a side that is one subgroup (Roman Catholic on the OOD split is "Chinese, Roman Catholic") is flagged as
+  confounded: the contrast also compares that subgroup's other attributes;
+- a contrast that cannot be computed on a split (no OOD subgroup has a sex) is a row that says why.
+
+The paper names its directions in words (:data:`.paper.BIAS_DIRECTIONS`); :data:`CONTRASTS` maps them onto our
+attribute values: "young" is the youngest band (21-24), "elderly" the oldest (65+), "Christian" Protestant and
+Roman Catholic together (and each alone).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import paper
+from .bootstrap import interval, resample_counts
+from .claims import Claim, fmt_ci
+from .disparities import LOWER_IS_BETTER, METRIC_LABELS, Panel, holm, method_name
+
+#: (contrast, dimension, favoured values, disfavoured values, the paper's words favoured / disfavoured).
+CONTRASTS = (
+    ("young vs elderly", "age", ("21-24",), ("65+",), "young", "elderly"),
+    ("male vs female", "sex", ("Male",), ("Female",), "male", "female"),
+    ("Chinese vs Malay", "ethnicity", ("Chinese",), ("Malay",), "Chinese", "Malay"),
+    ("Chinese vs Indian", "ethnicity", ("Chinese",), ("Indian",), "Chinese", "Indian"),
+    ("Christian vs Muslim", "religion", ("Protestant", "Roman Catholic"), ("Muslim",), "Christian", "Muslim"),
+    ("Protestant vs Muslim", "religion", ("Protestant",), ("Muslim",), "Christian", "Muslim"),
+    ("Roman Catholic vs Muslim", "religion", ("Roman Catholic",), ("Muslim",), "Christian", "Muslim"),
+)
+
+
+def _check_against_paper() -> None:
+    words = {(d, f, u) for d, f, u in paper.BIAS_DIRECTIONS}
+    missing = words - {(d, f, u) for _, d, _, _, f, u in CONTRASTS}
+    if missing:
+        raise RuntimeError(f"contrasts.CONTRASTS does not test the paper's directions {sorted(missing)}.")
+
+
+_check_against_paper()
+
+
+def _members(subgroups: pd.DataFrame, sids: list, dim: str, values: tuple[str, ...]) -> np.ndarray:
+    """Positions in ``sids`` of the subgroups whose ``dim`` is one of ``values``."""
+    attr = subgroups.drop_duplicates("subgroup_id").set_index("subgroup_id")
+    if dim not in attr:
+        return np.array([], dtype=int)
+    hold = attr[dim].reindex(sids).isin(values).to_numpy()
+    return np.flatnonzero(hold)
+
+
+def _differences(x: np.ndarray, present: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-question difference of side means (..., Q) and where both sides are present (Q,)."""
+    na, nb = present[:, a].sum(1), present[:, b].sum(1)
+    valid = (na > 0) & (nb > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = (x[..., a] * present[:, a]).sum(-1) / na - (x[..., b] * present[:, b]).sum(-1) / nb
+    return np.where(valid, d, 0.0), valid
+
+
+def contrast(panel: Panel, column: str, a: np.ndarray, b: np.ndarray, n_boot: int = 1000, n_perm: int = 10000,
+             seed: int = 0, level: float = 0.95, method: str = "bca") -> dict:
+    """Estimate, two-stage interval and sign-flip permutation p of one contrast on one panel column."""
+    k = panel.column(column)
+    d, valid = _differences(panel.values[:, :, k], panel.present, a, b)
+    n = int(valid.sum())
+    if n < 2:
+        return {"questions": n}
+    est = float(d[valid].mean())
+    w = resample_counts(len(panel.qids), n_boot, seed) * valid[None]
+    db, _ = _differences(panel.draws[:n_boot, :, :, k].astype(float), panel.present, a, b)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a resample with no question of both sides: NaN, left out
+        boot = (w * db).sum(1) / w.sum(1)
+    jack = (d[valid].sum() - d[valid]) / (n - 1)
+    lo, hi = interval(est, boot, jack, level, method)
+    rng = np.random.default_rng(seed + 1)
+    dv = d[valid]
+    exceed = 0
+    for start in range(0, n_perm, 2000):
+        c = min(2000, n_perm - start)
+        signs = rng.integers(0, 2, (c, n)) * 2 - 1
+        exceed += int(np.sum(np.abs(signs @ dv / n) >= abs(est) - 1e-12))
+    finite = boot[np.isfinite(boot)]
+    return {"questions": n, "difference": est, "lo": lo, "hi": hi, "p_permutation": (1 + exceed) / (1 + n_perm),
+            "degenerate": bool(finite.size == 0 or np.ptp(finite) == 0)}
+
+
+def _side(subgroups: pd.DataFrame, sids: list, idx: np.ndarray) -> str:
+    names = subgroups.drop_duplicates("subgroup_id").set_index("subgroup_id").subgroup.reindex(sids)
+    return "; ".join(names.iloc[idx].tolist())
+
+
+def paper_bias(panels: dict[str, tuple[Panel, pd.DataFrame]], metrics: tuple[str, ...] = ("accuracy", "nmae"),
+               models: tuple[str, ...] = ("base", "sft"), n_boot: int = 1000, n_perm: int = 10000, seed: int = 0,
+               method: str = "bca", level: float = 0.95, alpha: float = 0.05) -> pd.DataFrame:
+    """Every contrast of :data:`CONTRASTS` on every split, model and metric, beside the paper's direction.
+
+    ``panels`` maps a split name (``ood``, ``train``) to its :func:`.disparities.build_panel` and the paired frame
+    it was built from (for the subgroups' attributes and strata). Holm's adjustment runs over the testable rows
+    of each split.
+    """
+    rows = []
+    for split, (panel, frame) in panels.items():
+        strata = ", ".join(sorted(frame.stratum.unique()))
+        for name, dim, fav, dis, wfav, wdis in CONTRASTS:
+            a = _members(frame, panel.sids, dim, fav)
+            b = _members(frame, panel.sids, dim, dis)
+            for model in models:
+                for m in metrics:
+                    row = {"split": split, "pairs": len(frame), "contrast": name, "dimension": dim, "model": model, "metric": m,
+                           "favoured": " + ".join(fav), "disfavoured": " + ".join(dis),
+                           "paper": f"{wfav} better than {wdis} ({paper.BIAS_MODELS})",
+                           "paper_sign": -1 if LOWER_IS_BETTER[m] else 1,
+                           "subgroups_favoured": len(a), "subgroups_disfavoured": len(b),
+                           "favoured_subgroups": _side(frame, panel.sids, a),
+                           "disfavoured_subgroups": _side(frame, panel.sids, b), "note": ""}
+                    empty = [f"{dim} = {' or '.join(v)}" for v, idx in ((fav, a), (dis, b)) if len(idx) == 0]
+                    if empty:
+                        row["note"] = (f"not testable on the {split} split: no {split} subgroup has "
+                                       f"{' or '.join(empty)} (its strata: {strata})")
+                        rows.append(row)
+                        continue
+                    res = contrast(panel, f"{m}_{model}", a, b, n_boot=n_boot, n_perm=n_perm, seed=seed,
+                                   level=level, method=method)
+                    if "difference" not in res:
+                        row["note"] = (f"not testable on the {split} split: the two sides share fewer than 2 "
+                                       "questions")
+                        rows.append(row)
+                        continue
+                    row.update(res)
+                    one = [f"{' + '.join(v)} is one subgroup ({_side(frame, panel.sids, idx)})"
+                           for v, idx in ((fav, a), (dis, b)) if len(idx) == 1]
+                    if one:
+                        row["note"] = "confounded: " + "; ".join(one) + ", so the contrast also compares its other " \
+                                      "attributes"
+                    rows.append(row)
+    out = pd.DataFrame(rows)
+    for col in ("questions", "difference", "lo", "hi", "p_permutation", "degenerate"):
+        if col not in out:
+            out[col] = np.nan
+    out["p_holm"] = np.nan
+    for split in out.split.unique():
+        t = (out.split == split) & out.p_permutation.notna()
+        if t.any():
+            out.loc[t, "p_holm"] = holm(out.loc[t, "p_permutation"].to_numpy())
+    out["interval"] = method_name(method)
+    out["confounded"] = out.note.str.startswith("confounded")
+    out["testable"] = out.difference.notna()
+    out["verdict"] = [_verdict(r, alpha) for r in out.itertuples()]
+    out["rule"] = (f"Holm-adjusted sign-flip permutation p < {alpha} over the split's contrast tests and the "
+                   "interval on the same side; the paper's side is higher accuracy / lower NMAE for the favoured "
+                   "persona")
+    return out
+
+
+def _verdict(r, alpha: float) -> str:
+    if not r.testable:
+        return "not testable"
+    if r.degenerate:
+        return "uninformative"
+    toward = r.paper_sign * r.lo > 0 if r.paper_sign > 0 else r.paper_sign * r.hi > 0
+    away = r.paper_sign * r.hi < 0 if r.paper_sign > 0 else r.paper_sign * r.lo < 0
+    side = "agrees with the paper" if toward else "opposite to the paper" if away else None
+    if r.p_holm < alpha and side:
+        return side
+    if r.p_holm >= alpha and side is None:
+        return "no clear difference"
+    return "not established"
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def bias_claims(table: pd.DataFrame, protocol: str = "paper",
+                source: str = "results/{profile}/fairness/paper_bias.csv") -> list[Claim]:
+    """One claim per row of :func:`paper_bias` on the OOD split, and per row of a contrast that only the training
+    split can test (labelled so)."""
+    ood_testable = set(table[(table.split == "ood") & table.testable].contrast)
+    keep = table[(table.split == "ood") | ~table.contrast.isin(ood_testable)]
+    out = []
+    for r in keep.itertuples():
+        who = "base" if r.model == "base" else "SFT"
+        split = "OOD" if r.split == "ood" else f"{r.split} split, {r.pairs} sampled pairs" + (
+            ", on which SFT was trained" if r.model == "sft" else "")
+        lab = METRIC_LABELS[r.metric]
+        cid = f"fairness.{r.split}.bias.{r.contrast.replace(' ', '_').lower()}.{r.model}.{r.metric}"
+        if not r.testable:
+            out.append(Claim(id=cid, topic="fairness", statistic=f"{lab}: {r.contrast}, {who} model, {split}",
+                             sentence=f"{r.contrast} ({who}, {lab}, {split}): {r.note}.", verdict="not testable",
+                             method="", rule=r.rule, protocol=protocol, source=source))
+            continue
+        note = f" ({r.note})" if r.note else ""
+        sentence = (f"{r.contrast} ({who}, {lab}, {split}): {r.favoured} minus {r.disfavoured} "
+                    f"{fmt_ci(r.difference, r.lo, r.hi)} over {int(r.questions)} questions, sign-flip {_p(r.p_permutation)}, "
+                    f"Holm-adjusted {_p(r.p_holm)}: {r.verdict} (paper: {r.paper}){note}.")
+        out.append(Claim(id=cid, topic="fairness", statistic=f"{lab}: {r.contrast}, {who} model, {split}",
+                         sentence=sentence, verdict=r.verdict, estimate=float(r.difference), lo=float(r.lo),
+                         hi=float(r.hi), method=f"{r.interval}; sign-flip permutation test over questions, Holm "
+                                                "over the split's contrasts",
+                         rule=r.rule, p_value=float(r.p_holm), protocol=protocol, source=source,
+                         extra={"confounded": bool(r.confounded), "p_permutation": float(r.p_permutation)}))
+    return out
+
