@@ -213,11 +213,12 @@ def verdict(lo: float, hi: float, positive: str, negative: str,
 
 def baseline_disparities(systems: dict[str, pd.DataFrame], n_boot: int = 1000, seed: int = 0,
                          method: str = DEFAULT_METHOD) -> pd.DataFrame:
-    """Norm. Range and CV of accuracy and NMAE for each system (models and baselines) with intervals."""
+    """Relative (Norm. Range, CV) and absolute (max gap, SD) dispersion of accuracy and NMAE over subgroups for
+    each system (models and baselines), with intervals over questions."""
     rows = []
     for name, preds in systems.items():
         t = disparity_table(preds, n_boot=n_boot, seed=seed, method=method).set_index("statistic")
-        for s in ("accuracy_norm_range", "accuracy_cv", "nmae_norm_range", "nmae_cv"):
+        for s in (f"{m}_{k}" for m in ("accuracy", "nmae") for k in ("norm_range", "cv", "max_gap", "sd")):
             rows.append({"system": name, "statistic": s, "estimate": t.loc[s, "estimate"], "lo": t.loc[s, "lo"],
                          "hi": t.loc[s, "hi"], "interval": METHOD_NAMES[method]})
     return pd.DataFrame(rows)

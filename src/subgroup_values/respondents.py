@@ -17,8 +17,9 @@ Approximation, stated: pairs are redrawn independently. The same respondents ans
 subgroup, and subgroups of different strata share respondents; only the per-pair counts are committed, so the
 correlation this induces across questions and subgroups is not reproduced.
 
-:func:`two_stage` combines this with the resampling of questions (stage 1: questions with replacement; stage 2:
-each pair's respondents), and :func:`noise_variance` gives each pair's respondent-sampling variance of each score.
+:func:`.disparities.build_panel` stores these redraws and each pair's respondent-sampling variance of each score;
+:func:`.disparities.analyse` combines them with the resampling of questions (stage 1: questions with replacement;
+stage 2: each pair's respondents, the b-th redraw for the b-th question resample).
 """
 
 from __future__ import annotations
