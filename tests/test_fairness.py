@@ -213,3 +213,28 @@ def test_paper_contrast_without_a_difference():
     panel, subs = contrast_world(0.0, seed=3)
     t = contrasts.paper_bias({"ood": (panel, subs)}, metrics=("accuracy",), models=("base",), n_boot=100, n_perm=2000)
     assert t.set_index("contrast").loc["Chinese vs Malay", "verdict"] == "no clear difference"
+
+
+def test_vectorised_permutations_are_explicit_swaps():
+    """The permutation p of :func:`disparities.analyse` equals the one from swapping base and SFT scores (and their
+    noise) question by question and recomputing every statistic, with the same seeded flips."""
+    panel = shifted_panel(0.03, n_q=25, n_s=6, n_draws=20, seed=4)
+    panel.values[:, :3, 1] += 0.05  # SFT worse on half the subgroups: absolute gaps change too
+    stats = disparities.delta_stats(("nmae",))
+    n_perm, seed = 300, 7
+    fast = disparities.analyse(panel, stats, [(0, 1)], n_boot=20, n_perm=n_perm, seed=seed).set_index("statistic")
+    nq = len(panel.qids)
+    ones = np.ones((1, nq))
+    est = stats(*disparities._means(ones, panel.values, panel.present, panel.noise))
+    flips = np.random.default_rng(seed + 1).integers(0, 2, (n_perm, nq)).astype(bool)
+    exceed = {n: 0 for n in est if n.endswith("_delta")}
+    for f in flips:
+        v, z = panel.values.copy(), panel.noise.copy()
+        v[f] = v[f][:, :, ::-1]
+        z[f] = z[f][:, :, ::-1]
+        t = stats(*disparities._means(ones, v, panel.present, z))
+        for n in exceed:
+            exceed[n] += abs(t[n][0]) >= abs(est[n][0]) - 1e-12
+    for n, k in exceed.items():
+        assert fast.loc[n, "p_permutation"] == pytest.approx((1 + k) / (1 + n_perm)), n
+    assert fast.loc["nmae_max_gap_delta", "p_permutation"] < 1

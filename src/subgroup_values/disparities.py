@@ -206,7 +206,10 @@ def analyse(panel: Panel, stats, pairs: list[tuple[int, int]], n_boot: int | Non
             seed: int = 0, level: float = 0.95, method: str = "bca") -> pd.DataFrame:
     """Estimate, two-stage interval and (for ``*_delta`` statistics) the paired permutation p of each statistic.
 
-    ``pairs``: the column indices swapped by a permutation (base, SFT of each metric)."""
+    ``pairs``: the column indices swapped by a permutation (base, SFT of each metric). Bootstrap draw ``b`` takes
+    question weights from :func:`.bootstrap.resample_counts` and the panel's ``b``-th respondent redraw; a question
+    drawn twice keeps one redraw for both copies (their respondent noise is then shared, which widens the interval
+    slightly rather than narrowing it)."""
     nq = len(panel.qids)
     est = stats(*_means(np.ones((1, nq)), panel.values, panel.present, panel.noise))
     truth_star = stats(*_means(np.ones((1, nq)), panel.values, panel.present, np.zeros_like(panel.noise)))
