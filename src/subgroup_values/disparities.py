@@ -286,8 +286,18 @@ def disparity_changes(frame: pd.DataFrame | None, truth: PairTruth | None,
     pairs = [(2 * k, 2 * k + 1) for k in range(len(metrics))]
     res = analyse(panel, delta_stats(metrics), pairs, n_boot=n_boot, n_perm=n_perm, seed=seed, level=level,
                   method=method).set_index("statistic")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        own = panel.values.sum(0) / panel.present.sum(0)[:, None]  # (S, K) each subgroup's mean
+    names = (frame.drop_duplicates("subgroup_id").set_index("subgroup_id").subgroup.reindex(panel.sids).fillna("")
+             .to_numpy() if frame is not None and "subgroup" in frame else np.array([str(s) for s in panel.sids]))
+
+    def extremes(col: str) -> tuple[str, str]:
+        v = own[:, panel.column(col)]
+        return names[int(np.nanargmin(v))], names[int(np.nanargmax(v))]
+
     rows = []
     for m in metrics:
+        (bl, bh), (sl, sh) = extremes(f"{m}_base"), extremes(f"{m}_sft")
         for name in ("mean", *DISPERSION, "worst"):
             d, b, s = (res.loc[f"{m}_{name}_{x}"] for x in ("delta", "base", "sft"))
             row = {"metric": m, "statistic": f"{m} {name.replace('_', ' ')}",
@@ -295,7 +305,8 @@ def disparity_changes(frame: pd.DataFrame | None, truth: PairTruth | None,
                    "base": b.estimate, "base_lo": b.lo, "base_hi": b.hi, "SFT": s.estimate, "SFT_lo": s.lo,
                    "SFT_hi": s.hi, "delta": d.estimate, "delta_lo": d.lo, "delta_hi": d.hi,
                    "interval": method_name(method), "p_permutation": d.p_permutation,
-                   "permutations": n_perm, "degenerate": d.degenerate}
+                   "permutations": n_perm, "degenerate": d.degenerate, "base_lowest": bl, "base_highest": bh,
+                   "SFT_lowest": sl, "SFT_highest": sh}
             key = f"{'acc' if m == 'accuracy' else 'nmae'}_{name}"
             if reported and key in reported:
                 row["paper base -> SFT (reported mean)"] = "{:.3f} -> {:.3f}".format(*reported[key])
@@ -371,8 +382,10 @@ def disparity_claims(table: pd.DataFrame, split: str = "ood", protocol: str = "p
                 (f", Holm-adjusted {_p(r.p_holm)}" if r.family else ""))
         verdict = r.verdict
         what = {"widen": "gaps widen", "narrow": "gaps narrow"}.get(r.verdict, r.verdict)
+        ends = (f" (the range runs from {r.base_lowest} to {r.base_highest} for base, from {r.SFT_lowest} to "
+                f"{r.SFT_highest} for SFT)" if name in ("norm_range", "max_gap") else "")
         sentence = (f"{split.upper()} {r.label} ({r.kind}), base -> SFT: {fmt(r.base)} -> {fmt(r.SFT)}, delta "
-                    f"{fmt_ci(r.delta, r.delta_lo, r.delta_hi)} ({r.interval.split(' (')[0]}), {test}: {what}.")
+                    f"{fmt_ci(r.delta, r.delta_lo, r.delta_hi)} ({r.interval.split(' (')[0]}), {test}: {what}{ends}.")
         if r.verdict == "uninformative":
             sentence = (f"{split.upper()} {r.label}, base -> SFT: uninformative (every resample gives the same "
                         "value).")
