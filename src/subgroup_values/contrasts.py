@@ -9,9 +9,11 @@ finds hard moves both sides alike and drops out of the difference.
 - interval: the two-stage bootstrap of :mod:`.disparities` (questions, then each pair's respondents), BCa with
   the jackknife over questions;
 - test: a sign-flip permutation test of the per-question differences (two-sided);
-- verdict: Holm over the split's contrast tests; "agrees with the paper" when the Holm-adjusted p is under
-  ``alpha`` and the interval lies on the paper's side, "opposite to the paper" on the other side, "no clear
-  difference" when neither the test nor the interval finds one, "not established" when they disagree;
+- verdict, decided by the test: Holm over the split's contrast tests; "the paper's direction" or "against the
+  paper's direction" (by the estimate's sign, for this model) when the Holm-adjusted p is under ``alpha``, else
+  "no clear difference"; the interval is shown for the size;
+- a contrast whose sides hold different partner values (the Chinese side has religion subgroups the Malay side
+  lacks) says so in its note (``composition_differs``);
 - a side that is one subgroup (Roman Catholic on the OOD split is "Chinese, Roman Catholic") is flagged as
   confounded: the contrast also compares that subgroup's other attributes;
 - a contrast that cannot be computed on a split (no OOD subgroup has a sex) is a row that says why.
@@ -143,9 +145,15 @@ def paper_bias(panels: dict[str, tuple[Panel, pd.DataFrame]], metrics: tuple[str
                     row.update(res)
                     one = [f"{' + '.join(v)} is one subgroup ({_side(frame, panel.sids, idx)})"
                            for v, idx in ((fav, a), (dis, b)) if len(idx) == 1]
+                    notes = []
                     if one:
-                        row["note"] = "confounded: " + "; ".join(one) + ", so the contrast also compares its other " \
-                                      "attributes"
+                        notes.append("confounded: " + "; ".join(one) + ", so the contrast also compares its other "
+                                     "attributes")
+                    mix = _composition(frame, panel.sids, dim, a, b)
+                    row["composition_differs"] = bool(mix)
+                    if mix:
+                        notes.append(mix)
+                    row["note"] = "; ".join(notes)
                     rows.append(row)
     out = pd.DataFrame(rows)
     for col in ("questions", "difference", "lo", "hi", "p_permutation", "degenerate"):
@@ -157,28 +165,45 @@ def paper_bias(panels: dict[str, tuple[Panel, pd.DataFrame]], metrics: tuple[str
         if t.any():
             out.loc[t, "p_holm"] = holm(out.loc[t, "p_permutation"].to_numpy())
     out["interval"] = method_name(method)
-    out["confounded"] = out.note.str.startswith("confounded")
+    out["confounded"] = out.note.str.contains("confounded")
     out["testable"] = out.difference.notna()
     out["verdict"] = [_verdict(r, alpha) for r in out.itertuples()]
-    out["rule"] = (f"Holm-adjusted sign-flip permutation p < {alpha} over the split's contrast tests and the "
-                   "interval on the same side; the paper's side is higher accuracy / lower NMAE for the favoured "
-                   "persona")
+    out["rule"] = (f"the test decides: Holm-adjusted sign-flip permutation p < {alpha} over the split's "
+                   f"{{n}} contrast tests; the direction is the estimate's sign (the paper's: higher accuracy / lower "
+                   "NMAE for the favoured persona); the 95% interval is shown for the size")
+    n_tests = out.groupby("split").p_permutation.transform(lambda p: int(p.notna().sum()))
+    out["rule"] = [r.format(n=n) for r, n in zip(out.rule, n_tests)]
+    out["p_monte_carlo_se"] = np.sqrt(out.p_permutation * (1 - out.p_permutation) / n_perm)
+    out["composition_differs"] = out.get("composition_differs", pd.Series(False, index=out.index)).fillna(False)
     return out
 
 
 def _verdict(r, alpha: float) -> str:
+    """The test decides (Holm-adjusted p < alpha); the direction is the estimate's sign against the paper's."""
     if not r.testable:
         return "not testable"
     if r.degenerate:
         return "uninformative"
-    toward = r.paper_sign * r.lo > 0 if r.paper_sign > 0 else r.paper_sign * r.hi > 0
-    away = r.paper_sign * r.hi < 0 if r.paper_sign > 0 else r.paper_sign * r.lo < 0
-    side = "agrees with the paper" if toward else "opposite to the paper" if away else None
-    if r.p_holm < alpha and side:
-        return side
-    if r.p_holm >= alpha and side is None:
-        return "no clear difference"
-    return "not established"
+    if r.p_holm < alpha:
+        return "the paper's direction" if r.paper_sign * r.difference > 0 else "against the paper's direction"
+    return "no clear difference"
+
+
+def _composition(frame: pd.DataFrame, sids: list, dim: str, a: np.ndarray, b: np.ndarray) -> str:
+    """A note when the two sides' subgroups hold different partner values (the other attributes of each side's
+    subgroups): the contrast then also compares those partners."""
+    attr = frame.drop_duplicates("subgroup_id").set_index("subgroup_id").reindex(sids)
+    others = [d for d in ("sex", "age", "ethnicity", "religion") if d in attr and d != dim]
+
+    def partners(idx):
+        return {f"{d}={v}" for i in idx for d in others if isinstance(v := attr[d].iloc[i], str)}
+
+    pa, pb = partners(a), partners(b)
+    if pa == pb:
+        return ""
+    only_a, only_b = sorted(pa - pb), sorted(pb - pa)
+    return ("composition differs: partner values only on the first side " + (", ".join(only_a) or "none")
+            + "; only on the second " + (", ".join(only_b) or "none"))
 
 
 def _p(p: float) -> str:
@@ -206,7 +231,8 @@ def bias_claims(table: pd.DataFrame, protocol: str = "paper",
         note = f" ({r.note})" if r.note else ""
         sentence = (f"{r.contrast} ({who}, {lab}, {split}): {r.favoured} minus {r.disfavoured} "
                     f"{fmt_ci(r.difference, r.lo, r.hi)} over {int(r.questions)} questions, sign-flip {_p(r.p_permutation)}, "
-                    f"Holm-adjusted {_p(r.p_holm)}: {r.verdict} (paper: {r.paper}){note}.")
+                    f"Holm-adjusted {_p(r.p_holm)}: {r.verdict} (paper, for seven 3-8B models without a test: "
+                    f"{r.paper}){note}.")
         out.append(Claim(id=cid, topic="fairness", statistic=f"{lab}: {r.contrast}, {who} model, {split}",
                          sentence=sentence, verdict=r.verdict, estimate=float(r.difference), lo=float(r.lo),
                          hi=float(r.hi), method=f"{r.interval}; sign-flip permutation test over questions, Holm "

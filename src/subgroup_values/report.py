@@ -208,9 +208,11 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
     if fair.is_file():
         t = pd.read_csv(fair)
         rules = t.loc[t.family == "dispersion", "rule"]
-        out.append(f"\nFairness (dispersion over OOD subgroups, base -> SFT; delta with its {t.interval.iloc[0]} "
-                   f"interval, the one the verdict uses; verdict: {rules.iloc[0] if len(rules) else ''}):\n")
-        keep = ["label", "kind", "base", "SFT", "delta", "delta_lo", "delta_hi", "p_permutation", "p_holm", "verdict"]
+        out.append(f"\nFairness (dispersion over OOD subgroups, question-adjusted subgroup means, base -> SFT; delta "
+                   f"with its {t.interval.iloc[0]} interval and the questions-only one; verdict: "
+                   f"{rules.iloc[0] if len(rules) else ''}):\n")
+        keep = ["label", "kind", "base", "SFT", "delta", "delta_lo", "delta_hi", "delta_lo_questions_only",
+                "delta_hi_questions_only", "p_permutation", "p_holm", "verdict"]
         t = t.assign(**{c: t[c].map(_p_value) for c in ("p_permutation", "p_holm") if c in t})
         out.append(markdown_table(t[[c for c in keep if c in t]]))
     comp = res_dir / "paper_comparison.md"
