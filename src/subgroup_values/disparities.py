@@ -387,6 +387,12 @@ def _listing(t: pd.DataFrame, bounds: bool = False) -> str:
                                         t.itertuples()))
 
 
+def _which(t: pd.DataFrame) -> str:
+    """The statistics of ``t`` that widen or narrow, by name."""
+    moved = t[t.verdict.isin(["widen", "narrow"])]
+    return " and ".join(LABELS[s.split(" ", 1)[1].replace(" ", "_")] for s in moved.statistic)
+
+
 def kind_sentence(table: pd.DataFrame, metric: str) -> tuple[str, str]:
     """Which kind of dispersion moved for ``metric``: (verdict, sentence), e.g. ("relative only", "Relative NMAE
     gaps widen (...) as mean NMAE falls (...); no clear change in absolute NMAE gaps (... with the bounds)").
@@ -402,10 +408,12 @@ def kind_sentence(table: pd.DataFrame, metric: str) -> tuple[str, str]:
         mean_way = {"falls": "falls", "rises": "rises"}.get(mean.verdict)
         explains = (rel == ["widen"] and mean_way == "falls") or (rel == ["narrow"] and mean_way == "rises")
         because = f" as mean {lab} {mean_way} ({mean_txt})" if explains else f" ({mean_txt})"
-        return "relative only", (f"Relative {lab} gaps {' and '.join(rel)} ({_listing(rel_t)}){because}; no clear "
+        return "relative only", (f"Relative {lab} gaps {' and '.join(rel)} by {_which(rel_t)} ({_listing(rel_t)})"
+                                 f"{because}; no clear "
                                  f"change in absolute {lab} gaps ({_listing(abs_t, bounds=True)}).")
     if ab and not rel:
-        return "absolute only", (f"Absolute {lab} gaps {' and '.join(ab)} ({_listing(abs_t)}); no clear change in "
+        return "absolute only", (f"Absolute {lab} gaps {' and '.join(ab)} by {_which(abs_t)} ({_listing(abs_t)}); "
+                                 "no clear change in "
                                  f"relative {lab} gaps ({_listing(rel_t, bounds=True)}); {mean_txt}.")
     if ab and rel:
         return "both", (f"Both kinds of {lab} dispersion move: relative gaps {' and '.join(rel)} "
