@@ -195,7 +195,14 @@ def test_paper_contrasts_paired_over_questions(gap, expected):
     t = contrasts.paper_bias({"ood": (panel, subs)}, metrics=("accuracy",), models=("base",), n_boot=100,
                              n_perm=2000)
     assert set(t.contrast) == {c[0] for c in contrasts.CONTRASTS}  # every contrast is a row, testable or not
-    r = t.set_index("contrast")
+    assert set(t.matching) == {"all subgroups", "matched partners"}
+    m = t[t.matching == "matched partners"].set_index("contrast")
+    # the only partners: "25-34, Chinese" and "25-34, Malay" (same stratum, same age)
+    assert m.loc["Chinese vs Malay", "partner_pairs"] == 1 and "25-34, Chinese vs 25-34, Malay" in m.loc[
+        "Chinese vs Malay", "note"]
+    assert m.loc["Chinese vs Malay", "verdict"] == expected
+    assert m.loc["Protestant vs Muslim", "verdict"] == "not testable"
+    r = t[t.matching == "all subgroups"].set_index("contrast")
     assert r.loc["Chinese vs Malay", "verdict"] == expected
     assert np.sign(r.loc["Chinese vs Malay", "difference"]) == np.sign(gap)
     assert r.loc["Chinese vs Malay", "p_holm"] >= r.loc["Chinese vs Malay", "p_permutation"]
@@ -212,7 +219,8 @@ def test_paper_contrast_without_a_difference():
 
     panel, subs = contrast_world(0.0, seed=3)
     t = contrasts.paper_bias({"ood": (panel, subs)}, metrics=("accuracy",), models=("base",), n_boot=100, n_perm=2000)
-    assert t.set_index("contrast").loc["Chinese vs Malay", "verdict"] == "no clear difference"
+    assert t[t.matching == "all subgroups"].set_index("contrast").loc["Chinese vs Malay", "verdict"] == \
+        "no clear difference"
 
 
 def test_vectorised_permutations_are_explicit_swaps():

@@ -16,7 +16,10 @@ finds hard moves both sides alike and drops out of the difference.
   lacks) says so in its note (``composition_differs``);
 - a side that is one subgroup (Roman Catholic on the OOD split is "Chinese, Roman Catholic") is flagged as
   confounded: the contrast also compares that subgroup's other attributes;
-- a contrast that cannot be computed on a split (no OOD subgroup has a sex) is a row that says why.
+- a contrast that cannot be computed on a split (no OOD subgroup has a sex) is a row that says why;
+- each contrast is also computed on matched partners only (``matching``): pairs of subgroups of the same stratum
+  whose other attributes are equal ("25-34, Chinese" vs "25-34, Malay"), the per-question difference averaged over
+  the partner pairs; this removes the composition difference at the cost of fewer subgroups.
 
 The paper names its directions in words (:data:`.paper.BIAS_DIRECTIONS`); :data:`CONTRASTS` maps them onto our
 attribute values: "young" is the youngest band (21-24), "elderly" the oldest (65+), "Christian" Protestant and
@@ -64,8 +67,17 @@ def _members(subgroups: pd.DataFrame, sids: list, dim: str, values: tuple[str, .
     return np.flatnonzero(hold)
 
 
-def _differences(x: np.ndarray, present: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-question difference of side means (..., Q) and where both sides are present (Q,)."""
+def _differences(x: np.ndarray, present: np.ndarray, a: np.ndarray, b: np.ndarray,
+                 matched: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-question difference of side means (..., Q) and where both sides are present (Q,). ``matched``: ``a``
+    and ``b`` are partners (``a[i]`` and ``b[i]`` share every other attribute) and the difference is the mean over
+    the partner pairs present on the question."""
+    if matched:
+        both = present[:, a] * present[:, b]
+        n = both.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = ((x[..., a] - x[..., b]) * both).sum(-1) / n
+        return np.where(n > 0, d, 0.0), n > 0
     na, nb = present[:, a].sum(1), present[:, b].sum(1)
     valid = (na > 0) & (nb > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -73,17 +85,29 @@ def _differences(x: np.ndarray, present: np.ndarray, a: np.ndarray, b: np.ndarra
     return np.where(valid, d, 0.0), valid
 
 
+def _partners(frame: pd.DataFrame, sids: list, dim: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (one subgroup from each side) of the same stratum whose other attributes are all equal."""
+    attr = frame.drop_duplicates("subgroup_id").set_index("subgroup_id").reindex(sids)
+    others = [d for d in ("sex", "age", "ethnicity", "religion") if d in attr and d != dim]
+
+    def key(i):
+        return (attr.stratum.iloc[i], *(attr[d].iloc[i] if isinstance(attr[d].iloc[i], str) else "" for d in others))
+
+    pairs = [(i, j) for i in a for j in b if key(i) == key(j)]
+    return np.array([i for i, _ in pairs], dtype=int), np.array([j for _, j in pairs], dtype=int)
+
+
 def contrast(panel: Panel, column: str, a: np.ndarray, b: np.ndarray, n_boot: int = 1000, n_perm: int = 10000,
-             seed: int = 0, level: float = 0.95, method: str = "bca") -> dict:
+             seed: int = 0, level: float = 0.95, method: str = "bca", matched: bool = False) -> dict:
     """Estimate, two-stage interval and sign-flip permutation p of one contrast on one panel column."""
     k = panel.column(column)
-    d, valid = _differences(panel.values[:, :, k], panel.present, a, b)
+    d, valid = _differences(panel.values[:, :, k], panel.present, a, b, matched)
     n = int(valid.sum())
     if n < 2:
         return {"questions": n}
     est = float(d[valid].mean())
     w = resample_counts(len(panel.qids), n_boot, seed) * valid[None]
-    db, _ = _differences(panel.draws[:n_boot, :, :, k].astype(float), panel.present, a, b)
+    db, _ = _differences(panel.draws[:n_boot, :, :, k].astype(float), panel.present, a, b, matched)
     with np.errstate(invalid="ignore", divide="ignore"):  # a resample with no question of both sides: NaN, left out
         boot = (w * db).sum(1) / w.sum(1)
     jack = (d[valid].sum() - d[valid]) / (n - 1)
@@ -120,41 +144,62 @@ def paper_bias(panels: dict[str, tuple[Panel, pd.DataFrame]], metrics: tuple[str
         for name, dim, fav, dis, wfav, wdis in CONTRASTS:
             a = _members(frame, panel.sids, dim, fav)
             b = _members(frame, panel.sids, dim, dis)
-            for model in models:
-                for m in metrics:
-                    row = {"split": split, "pairs": len(frame), "contrast": name, "dimension": dim, "model": model, "metric": m,
-                           "favoured": " + ".join(fav), "disfavoured": " + ".join(dis),
-                           "paper": f"{wfav} better than {wdis} ({paper.BIAS_MODELS})",
-                           "paper_sign": -1 if LOWER_IS_BETTER[m] else 1,
-                           "subgroups_favoured": len(a), "subgroups_disfavoured": len(b),
-                           "favoured_subgroups": _side(frame, panel.sids, a),
-                           "disfavoured_subgroups": _side(frame, panel.sids, b), "note": ""}
-                    empty = [f"{dim} = {' or '.join(v)}" for v, idx in ((fav, a), (dis, b)) if len(idx) == 0]
-                    if empty:
-                        row["note"] = (f"not testable on the {split} split: no {split} subgroup has "
-                                       f"{' or '.join(empty)} (its strata: {strata})")
+            pa, pb = _partners(frame, panel.sids, dim, a, b)
+            for model, m, matching in ((x, y, z) for x in models for y in metrics
+                                       for z in ("all subgroups", "matched partners")):
+                row = {"split": split, "pairs": len(frame), "contrast": name, "matching": matching,
+                       "dimension": dim, "model": model, "metric": m,
+                       "favoured": " + ".join(fav), "disfavoured": " + ".join(dis),
+                       "paper": f"{wfav} better than {wdis} ({paper.BIAS_MODELS})",
+                       "paper_sign": -1 if LOWER_IS_BETTER[m] else 1,
+                       "subgroups_favoured": len(a), "subgroups_disfavoured": len(b),
+                       "favoured_subgroups": _side(frame, panel.sids, a),
+                       "disfavoured_subgroups": _side(frame, panel.sids, b), "note": ""}
+                empty = [f"{dim} = {' or '.join(v)}" for v, idx in ((fav, a), (dis, b)) if len(idx) == 0]
+                if empty:
+                    row["note"] = (f"not testable on the {split} split: no {split} subgroup has "
+                                   f"{' or '.join(empty)} (its strata: {strata})")
+                    rows.append(row)
+                    continue
+                if matching == "matched partners":
+                    row["partner_pairs"] = len(pa)
+                    if len(pa) == 0:
+                        row["note"] = (f"not testable on the {split} split with matched partners: no subgroup on "
+                                       "one side shares its stratum and other attributes with one on the other")
                         rows.append(row)
                         continue
-                    res = contrast(panel, f"{m}_{model}", a, b, n_boot=n_boot, n_perm=n_perm, seed=seed,
-                                   level=level, method=method)
+                    res = contrast(panel, f"{m}_{model}", pa, pb, n_boot=n_boot, n_perm=n_perm, seed=seed,
+                                   level=level, method=method, matched=True)
                     if "difference" not in res:
-                        row["note"] = (f"not testable on the {split} split: the two sides share fewer than 2 "
-                                       "questions")
+                        row["note"] = f"not testable on the {split} split: the partners share fewer than 2 questions"
                         rows.append(row)
                         continue
                     row.update(res)
-                    one = [f"{' + '.join(v)} is one subgroup ({_side(frame, panel.sids, idx)})"
-                           for v, idx in ((fav, a), (dis, b)) if len(idx) == 1]
-                    notes = []
-                    if one:
-                        notes.append("confounded: " + "; ".join(one) + ", so the contrast also compares its other "
-                                     "attributes")
-                    mix = _composition(frame, panel.sids, dim, a, b)
-                    row["composition_differs"] = bool(mix)
-                    if mix:
-                        notes.append(mix)
-                    row["note"] = "; ".join(notes)
+                    row["note"] = "matched: " + "; ".join(
+                        f"{x} vs {y}" for x, y in zip(_side(frame, panel.sids, pa).split("; "),
+                                                      _side(frame, panel.sids, pb).split("; ")))
                     rows.append(row)
+                    continue
+                res = contrast(panel, f"{m}_{model}", a, b, n_boot=n_boot, n_perm=n_perm, seed=seed,
+                               level=level, method=method)
+                if "difference" not in res:
+                    row["note"] = (f"not testable on the {split} split: the two sides share fewer than 2 "
+                                   "questions")
+                    rows.append(row)
+                    continue
+                row.update(res)
+                one = [f"{' + '.join(v)} is one subgroup ({_side(frame, panel.sids, idx)})"
+                       for v, idx in ((fav, a), (dis, b)) if len(idx) == 1]
+                notes = []
+                if one:
+                    notes.append("confounded: " + "; ".join(one) + ", so the contrast also compares its other "
+                                 "attributes")
+                mix = _composition(frame, panel.sids, dim, a, b)
+                row["composition_differs"] = bool(mix)
+                if mix:
+                    notes.append(mix)
+                row["note"] = "; ".join(notes)
+                rows.append(row)
     out = pd.DataFrame(rows)
     for col in ("questions", "difference", "lo", "hi", "p_permutation", "degenerate"):
         if col not in out:
@@ -222,14 +267,17 @@ def bias_claims(table: pd.DataFrame, protocol: str = "paper",
         split = "OOD" if r.split == "ood" else f"{r.split} split, {r.pairs} sampled pairs" + (
             ", on which SFT was trained" if r.model == "sft" else "")
         lab = METRIC_LABELS[r.metric]
-        cid = f"fairness.{r.split}.bias.{r.contrast.replace(' ', '_').lower()}.{r.model}.{r.metric}"
+        cid = (f"fairness.{r.split}.bias.{r.contrast.replace(' ', '_').lower()}.{r.model}.{r.metric}"
+               + (".matched" if r.matching == "matched partners" else ""))
         if not r.testable:
-            out.append(Claim(id=cid, topic="fairness", statistic=f"{lab}: {r.contrast}, {who} model, {split}",
-                             sentence=f"{r.contrast} ({who}, {lab}, {split}): {r.note}.", verdict="not testable",
+            how = ", matched partners" if r.matching == "matched partners" else ""
+            out.append(Claim(id=cid, topic="fairness", statistic=f"{lab}: {r.contrast}, {who} model, {split}{how}",
+                             sentence=f"{r.contrast} ({who}, {lab}, {split}{how}): {r.note}.", verdict="not testable",
                              method="", rule=r.rule, protocol=protocol, source=source))
             continue
         note = f" ({r.note})" if r.note else ""
-        sentence = (f"{r.contrast} ({who}, {lab}, {split}): {r.favoured} minus {r.disfavoured} "
+        how = ", matched partners" if r.matching == "matched partners" else ""
+        sentence = (f"{r.contrast} ({who}, {lab}, {split}{how}): {r.favoured} minus {r.disfavoured} "
                     f"{fmt_ci(r.difference, r.lo, r.hi)} over {int(r.questions)} questions, sign-flip {_p(r.p_permutation)}, "
                     f"Holm-adjusted {_p(r.p_holm)}: {r.verdict} (paper, for seven 3-8B models without a test: "
                     f"{r.paper}){note}.")

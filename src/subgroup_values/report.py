@@ -127,8 +127,10 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
     bias_path = res_dir / "fairness" / "paper_bias.csv"
     if bias_path.is_file():
         bias = pd.read_csv(bias_path, keep_default_na=False, na_values=[""])
+        if "matching" not in bias:
+            bias["matching"] = "all subgroups"
         on_ood = set(bias[(bias.split == "ood") & bias.testable].contrast)
-        for contrast, g in bias[bias.metric == "accuracy"].groupby("contrast", sort=False):
+        for (contrast, matching), g in bias[bias.metric == "accuracy"].groupby(["contrast", "matching"], sort=False):
             g = g[g.split == "ood"] if contrast in on_ood else g[g.split != "ood"]
             if g.empty:
                 continue
@@ -136,10 +138,12 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
             cells = [f"{'base' if r.model == 'base' else 'SFT'} {r.difference:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] "
                      f"(Holm p {_p_value(r.p_holm)}): {r.verdict}" if r.testable else
                      f"{'base' if r.model == 'base' else 'SFT'}: {r.verdict}" for r in g.itertuples()]
-            why = [f"OOD: {n}" for n in bias[(bias.split == "ood") & (bias.contrast == contrast)].note.dropna().unique()
-                   if split != "ood"] + [n for n in g.note.dropna().unique() if n]
+            ood_notes = bias[(bias.split == "ood") & (bias.contrast == contrast) & (bias.matching == matching)].note
+            why = [f"OOD: {n}" for n in ood_notes.dropna().unique() if split != "ood"] + [
+                n for n in g.note.dropna().unique() if n]
             add(f"bias ({'OOD' if split == 'ood' else split + ' split, ' + str(g.pairs.iloc[0]) + ' sampled pairs'})",
-                f"{contrast}: accuracy difference, {g.favoured.iloc[0]} - {g.disfavoured.iloc[0]}", g.paper.iloc[0],
+                f"{contrast} ({matching}): accuracy difference, {g.favoured.iloc[0]} - {g.disfavoured.iloc[0]}",
+                g.paper.iloc[0],
                 "; ".join(cells), "; ".join(["paired over questions, two-stage interval; the paper gives no test",
                                              *why]))
     ref_path = res_dir / "fairness" / "refusals.csv"
