@@ -122,6 +122,7 @@ def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.D
     path = Path(path or processed_dir() / "pairs.csv")
     if not path.is_file():
         raise FileNotFoundError(f"No pairs table at {path}. Build it first: `make data` (needs WVS_FILE).")
+    digest = check_against_manifest(path)
     pairs = pd.read_csv(path, dtype={"modal_answer": "Int64"}, keep_default_na=True)
     for col in LIST_COLUMNS:
         if col in pairs:
@@ -130,7 +131,36 @@ def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.D
         if split not in ("train", "ood"):
             raise ValueError(f"split must be 'train' or 'ood', got {split!r}.")
         pairs = pairs[pairs.split == split].reset_index(drop=True)
+    pairs.attrs.update(path=str(path), sha256=digest)  # the data actually read (run records carry this hash)
     return pairs
+
+
+def check_against_manifest(path: str | Path) -> str:
+    """The SHA-256 of a pairs table, checked against the manifest beside it (when there is one that lists it) and
+    its study against the active study: a hand-edited table, or another study's, is refused, never used."""
+    path = Path(path)
+    digest = sha256_of(path)
+    mpath = path.parent / "manifest.json"
+    if not mpath.is_file():
+        return digest
+    try:
+        manifest = json.loads(mpath.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{mpath} is not valid JSON ({exc}): restore it (`git checkout {mpath}`) or rebuild the "
+                         "dataset (make data WVS_FILE=...).") from None
+    entry = (manifest.get("files") or {}).get("pairs") or {}
+    if entry.get("name") == path.name and entry.get("sha256") and entry["sha256"] != digest:
+        raise ValueError(f"{path} differs from its manifest {mpath} (SHA-256 {digest[:12]}... != "
+                         f"{entry['sha256'][:12]}...): the table was changed after it was built. Rebuild it from the "
+                         f"survey file (make data WVS_FILE=...) or restore it (`git checkout {path}`); a table of "
+                         "your own goes in a folder without that manifest.")
+    made_for = (manifest.get("study") or {}).get("study")
+    if made_for and made_for != active().name:
+        raise ValueError(f"{path} holds the pairs of study {made_for!r} ({(manifest.get('study') or {}).get('country_name')}), "
+                         f"but the active study is {active().name!r} ({active().country_name}): its personas and "
+                         f"prompts would be the wrong country's. Give --study {made_for} (notebooks: a profile of "
+                         f"that study), or the pairs of study {active().name!r}.")
+    return digest
 
 
 def load_manifest(path: str | Path | None = None) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -24,14 +25,34 @@ def cache_key(**parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+class CacheError(OSError):
+    """A response cache that cannot be used; the message names the file and what to do."""
+
+    def __init__(self, path: Path, exc: Exception):
+        writable = os.access(path.parent, os.W_OK) if path.parent.exists() else False
+        advice = ("it only holds answers that are recomputed when missing: move it aside (or delete it) and rerun, "
+                  "or give another cache file" if writable else
+                  f"its folder {path.parent} cannot be written: make it writable or give another cache file")
+        super().__init__(f"The response cache {path} cannot be used ({exc.__class__.__name__}: {exc}); {advice} "
+                         "(--cache / cache_file; '' for none).")
+
+
 class ResponseCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._db.commit()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db.commit()
+            self._db.execute("SELECT key, value FROM responses LIMIT 1").fetchall()
+            if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("the integrity check failed")
+        except sqlite3.DatabaseError as exc:  # not a database, truncated, corrupt, or a folder it cannot write
+            raise CacheError(self.path, exc) from None
+        except OSError as exc:
+            raise CacheError(self.path, exc) from None
 
     def get_many(self, keys: list[str]) -> dict[str, dict]:
         out: dict[str, dict] = {}
@@ -43,9 +64,13 @@ class ResponseCache:
         return out
 
     def put_many(self, items: dict[str, dict]) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)",
-                             [(k, json.dumps(v)) for k, v in items.items()])
-        self._db.commit()
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)",
+                                 [(k, json.dumps(v)) for k, v in items.items()])
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:  # a full disk, a read-only file: what is stored so far stays
+            self._db.rollback()
+            raise CacheError(self.path, exc) from None
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
@@ -112,9 +137,10 @@ def fill(cache: ResponseCache | NullCache | None, keys: list[str], compute: Call
             raise RuntimeError(f"compute returned {len(records)} records for {len(chunk)} requests.")
         good = {keys[i]: r for i, r in zip(chunk, records) if r.get("status") not in NOT_STORED}
         bad = {keys[i]: r for i, r in zip(chunk, records) if r.get("status") in NOT_STORED}
-        if start == 0 and bad and not good and all(r.get("status") == "failed" for r in bad.values()):
+        if start == 0 and bad and not good:
             first = next(iter(bad.values()))
-            raise RuntimeError(f"Every request of the first chunk ({len(bad)}) failed; first error: "
+            what = "failed" if any(r.get("status") == "failed" for r in bad.values()) else "came back empty"
+            raise RuntimeError(f"Every request of the first chunk ({len(bad)}) {what}; first error: "
                                f"{first.get('error')}. Nothing was stored; fix the cause and rerun.")
         cache.put_many(good)
         found.update(good)
@@ -123,7 +149,7 @@ def fill(cache: ResponseCache | NullCache | None, keys: list[str], compute: Call
         bar.update(len(chunk))
     bar.close()
     if failed:
-        print(f"{failed} of {len(keys)} requests failed or came back empty; they are recorded as such and asked "
-              "again by the next run.")
+        print(f"{failed} of {len(keys)} requests failed or came back empty; they are recorded as such, the run "
+              "is marked incomplete (its step fails) and the next run asks them again.")
     found.update(kept)
     return Filled([found[k] for k in keys], len(todo) - failed, failed, time.time() - t0)
