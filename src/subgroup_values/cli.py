@@ -70,9 +70,7 @@ def _evaluate(args) -> int:
     from .dataset import load_manifest, load_pairs, sample_pairs
     from .evaluate import predict, summarise
     from .questions import load_questions
-    from .runs import evaluation_record, save_run
-
-    from .runs import check_outputs, require_complete
+    from .runs import check_outputs, evaluation_record, require_complete, save_run
 
     if args.api_key_env and not args.api_key_env.replace("_", "").isalnum():
         raise SystemExit("--api-key-env takes the NAME of an environment variable, never the key itself.")
