@@ -206,3 +206,19 @@ def check_writable(folder: str | Path, need_mb: float = 50, what: str = "results
         raise OSError(f"The {what} folder {folder} has {free:.0f} MB free, less than the {need_mb:.0f} MB this "
                       f"run needs: free some space (or choose another folder) before the run starts.")
     return folder
+
+
+def code_digest(root: Path | None = None) -> str:
+    """A short hash of the package's source (every .py file under src/subgroup_values, by content): what a
+    checkpoint to resume from must share with the run that resumes it."""
+    root = Path(root) if root else Path(__file__).parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def frame_digest(frame) -> str:
+    """A short hash of a table's content (its CSV text), independent of where it was read from."""
+    return hashlib.sha256(frame.to_csv(index=False, lineterminator="\n").encode()).hexdigest()[:16]
