@@ -121,6 +121,9 @@ FORCE:
 
 ifeq ($(FROM_AGGREGATES),1)
 STEPS := $(filter-out $(OUT)/01_build_dataset.ipynb,$(STEPS))
+ifneq ($(strip $(COUNTRY)),)
+$(error COUNTRY=$(COUNTRY) needs the survey file (the dataset is built from it), but none was found: pass WVS_FILE=/path/to/file, or leave COUNTRY out to run from the committed aggregates)
+endif
 endif
 
 all: $(STEPS)
@@ -163,7 +166,14 @@ tiny-model: models/tiny-random/config.json
 $(WVS_ID): $(WVS_CHECK) | $(STAMP)
 	@$(PY) -m subgroup_values.wvs identify "$(WVS_FILE)" $@
 
-$(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(DEPS_01_build_dataset) data/questions.csv $(CONFIG) $(WVS_ID) | $(STAMP)
+# COUNTRY= is part of the dataset's identity: a stamp rewritten only when it changes, so that a new value
+# rebuilds (and a country that is not the study's is refused there) instead of "nothing to be done".
+COUNTRY_ID := $(BUILD)/country$(if $(filter sgp,$(STUDY_NAME)),,.$(STUDY_NAME)).id
+$(COUNTRY_ID): $(WVS_CHECK)
+	@mkdir -p $(dir $@)
+	@if [ ! -f $@ ] || [ "$$(cat $@)" != "country=$(strip $(COUNTRY))" ]; then echo "country=$(strip $(COUNTRY))" > $@; fi
+
+$(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(DEPS_01_build_dataset) data/questions.csv $(CONFIG) $(WVS_ID) $(COUNTRY_ID) | $(STAMP)
 	$(RUN_NB) $< -p wvs_file "$(WVS_FILE)" $(if $(COUNTRY),-p country $(COUNTRY))
 
 # Notebook 1 rewrites data/processed/ only where the content changed: later steps depend on the table itself,

@@ -53,7 +53,8 @@ class FakeOpenAI:
                     if what == "429":
                         self.send_header("Retry-After", "0")
                     self.end_headers()
-                    self.wfile.write(json.dumps({"error": {"message": f"fake {what}"}}).encode())
+                    auth = self.headers.get("Authorization", "")  # echoed, as some servers do with a bad key
+                    self.wfile.write(json.dumps({"error": {"message": f"fake {what} ({auth})"}}).encode())
                     return
                 if what == "hang":
                     import time

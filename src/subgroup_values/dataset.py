@@ -52,6 +52,15 @@ def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: in
     the manifest (``dropped_dimensions``) and printed.
     """
     study = load_study(study) if isinstance(study, str | Path) else (study or active())
+    if country is not None and str(country).strip() != "" and str(country).strip().upper() not in (
+            study.country, str(study.country_code)):
+        raise ValueError(
+            f"country {country!r} is not the country of study {study.name!r} ({study.country}, "
+            f"{study.country_name}): its personas would say {study.country_name} and its tables would go to "
+            f"{study.data_dir}/. For another country write a study config (a copy of "
+            f"src/subgroup_values/_data/studies/sgp.yaml with its own study: name, country: {str(country).upper()}, "
+            "country_name and that country's codes) and pass it as the study (make: a profile with study: PATH; "
+            "CLI: --study PATH).")
     country = country or study.country
     min_size = study.min_group_size if min_size is None else min_size
     min_answers = (study.min_answers if min_size == study.min_group_size else min_size) if min_answers is None \
@@ -99,6 +108,7 @@ def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: in
 def save_dataset(ds: Dataset, out_dir: str | Path | None = None) -> dict[str, Path]:
     """Write pairs.csv, subgroups.csv, questions_used.csv and manifest.json (with the files' hashes)."""
     out_dir = Path(out_dir) if out_dir else processed_dir()
+    _check_folder_is_the_studys(out_dir, (ds.manifest.get("study") or {}).get("study"))
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"pairs": out_dir / "pairs.csv", "subgroups": out_dir / "subgroups.csv",
              "questions": out_dir / "questions_used.csv"}
@@ -110,11 +120,32 @@ def save_dataset(ds: Dataset, out_dir: str | Path | None = None) -> dict[str, Pa
     return paths
 
 
+def _check_folder_is_the_studys(out_dir: Path, name: str | None) -> None:
+    """A study's tables go to its own folder: inside data/processed/, the folder must be the one named after the
+    study (data/processed/ is Singapore's, data/processed/<study>/ any other's)."""
+    from .study import default_data_dir
+
+    if not name:
+        return
+    out, root = out_dir.resolve(), PROCESSED.resolve()
+    if out != root and root not in out.parents:
+        return  # a folder of the user's own, outside the study's data tree
+    want = (PROCESSED.parent.parent / default_data_dir(name)).resolve()
+    if out != want:
+        raise ValueError(f"The tables of study {name!r} belong in {want}, not {out}: that folder is "
+                         f"{'Singapore (sgp)' if out == root else 'study ' + repr(out.name)}'s, and writing there "
+                         "would overwrite its dataset. Leave --out at its default (or give a folder outside "
+                         "data/processed/).")
+
+
 def _write_if_changed(path: Path, text: str) -> None:
-    """Leave an identical file untouched, so that `make` sees no change downstream."""
+    """Leave an identical file untouched, so that `make` sees no change downstream; a change is written through a
+    temporary file (a full disk keeps the previous table)."""
+    from .provenance import atomic_write
+
     if path.is_file() and path.read_text() == text:
         return
-    path.write_text(text)
+    atomic_write(path, text)
 
 
 def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.DataFrame:
@@ -210,6 +241,7 @@ def verify(out_dir: str | Path | None = None) -> dict:
         raise FileNotFoundError(f"No manifest at {path}: build the dataset from the survey file (make data "
                                 "WVS_FILE=...) or restore data/processed/ with `git checkout data/processed`.")
     manifest = json.loads(path.read_text())
+    _check_folder_is_the_studys(out_dir, (manifest.get("study") or {}).get("study"))
     for key, entry in manifest.get("files", {}).items():
         f = out_dir / entry["name"]
         if not f.is_file():

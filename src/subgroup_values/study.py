@@ -205,7 +205,22 @@ def load_study(name_or_path: str | Path = DEFAULT_STUDY) -> Study:
         cfg = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise StudyConfigError(f"{path} is not valid YAML: {exc}") from None
-    return parse_study(cfg, str(path))
+    study = parse_study(cfg, str(path))
+    shipped = STUDIES_DIR / f"{study.name}.yaml"
+    if shipped.is_file() and shipped.resolve() != path.resolve() and parse_study(
+            yaml.safe_load(shipped.read_text()), str(shipped)) != _as_shipped(study, shipped):
+        raise StudyConfigError(
+            f"{path} names itself {study.name!r} (its study: key), the name of the shipped study {shipped}, but "
+            f"it differs from it: its dataset would go to that study's folder ({study.data_dir}/) and overwrite "
+            f"it. Give the copy its own name (study: {study.name}_{path.stem if path.stem != study.name else 'mine'}"
+            ", say); its data then goes to data/processed/<that name>/.")
+    return study
+
+
+def _as_shipped(study: Study, shipped: Path) -> Study:
+    from dataclasses import replace
+
+    return replace(study, source=str(shipped))
 
 
 def processed_dir(study: Study | None = None) -> Path:
