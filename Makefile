@@ -78,10 +78,11 @@ PKG := src/subgroup_values
 STUDY_FILE := $(if $(filter %.yaml %.yml,$(STUDY)),$(STUDY),src/subgroup_values/_data/studies/$(STUDY).yaml)
 CONFIG := configs/$(PROFILE).yaml $(STUDY_FILE)
 RECIPE := configs/sft/$(PROFILE).yaml
+# The weights themselves: a folder whose weights are gone is rebuilt, not taken for ready (config.json is there).
 ifeq ($(PROFILE),smoke)
-MODEL_READY := models/tiny-random/config.json
+MODEL_READY := models/tiny-random/model.safetensors
 else ifneq ($(filter default tur,$(PROFILE)),)
-MODEL_READY := models/SmolLM2-135M-Instruct/conversion.json
+MODEL_READY := models/SmolLM2-135M-Instruct/model.safetensors
 else
 MODEL_READY :=
 endif
@@ -158,6 +159,13 @@ models/SmolLM2-135M-Instruct/conversion.json: | $(STAMP)
 
 models/tiny-random/config.json: $(PKG)/local_models.py $(PKG)/prompts.py data/questions.csv | $(STAMP)
 	rm -rf models/tiny-random && $(PY) -m subgroup_values.local_models tiny models/tiny-random
+
+# A model folder whose weights are missing is rebuilt (the rules above only see conversion.json / config.json).
+models/SmolLM2-135M-Instruct/model.safetensors: models/SmolLM2-135M-Instruct/conversion.json
+	@test -f $@ || $(PY) -m subgroup_values.local_models smollm2 models/SmolLM2-135M-Instruct
+
+models/tiny-random/model.safetensors: models/tiny-random/config.json
+	@test -f $@ || { rm -rf models/tiny-random && $(PY) -m subgroup_values.local_models tiny models/tiny-random; }
 
 model: models/SmolLM2-135M-Instruct/conversion.json
 tiny-model: models/tiny-random/config.json

@@ -717,3 +717,56 @@ def test_the_package_must_be_the_checkouts_own(tmp_path):
     with pytest.raises(SystemExit, match="virtual environment belongs"):
         check_own_checkout(cwd=tmp_path, prefix=str(other / ".venv"))
     check_own_checkout(cwd=REPO_ROOT, prefix=str(REPO_ROOT / ".venv"))
+
+
+def test_make_takes_a_model_folder_without_weights_for_unbuilt():
+    """Steps depend on the weights file itself (a folder whose weights are gone is rebuilt, not taken for ready)."""
+    r = make("-p", "-n", "PROFILE=smoke", "BUILD=/tmp/none", "models/tiny-random/model.safetensors", WVS_FILE="")
+    lines = r.stdout.splitlines()
+    evaluate_rule = next(line for line in lines if line.startswith("/tmp/none/notebooks/smoke/03_evaluate__base_ood.ipynb:"))
+    assert "models/tiny-random/model.safetensors" in evaluate_rule
+    assert any(line.startswith("models/tiny-random/model.safetensors: models/tiny-random/config.json") for line in lines)
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda c: c.update(ood_strata=[list(reversed(c["train_strata"][-1]))]), "both training and OOD"),
+    (lambda c: c["train_strata"].append(list(reversed(c["train_strata"][-1]))), "listed twice"),
+    (lambda c: c["dimensions"].update(copy=dict(next(iter(c["dimensions"].values())))), "both read column"),
+])
+def test_a_study_config_is_checked_for_meaning(edit, expected):
+    import yaml
+
+    from subgroup_values.study import STUDIES_DIR, StudyConfigError, parse_study
+
+    cfg = yaml.safe_load((STUDIES_DIR / "sgp.yaml").read_text())
+    multi = [s for s in cfg["train_strata"] if len(s) > 1]
+    cfg["train_strata"] = [s for s in cfg["train_strata"] if len(s) == 1] + multi[:1]
+    cfg["ood_strata"] = [s for s in cfg["ood_strata"] if frozenset(s) != frozenset(multi[0])]
+    edit(cfg)
+    with pytest.raises(StudyConfigError, match=expected):
+        parse_study(cfg, "mine.yaml")
+
+
+@pytest.mark.parametrize("value", ["inf", "1e9"])
+def test_an_implausible_survey_weight_is_refused(tmp_path, survey_frame, value):
+    frame = survey_frame.copy()
+    frame["W_WEIGHT"] = frame["W_WEIGHT"].astype(object)
+    frame.loc[5, "W_WEIGHT"] = value
+    path = tmp_path / "WVS_weights.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(WVSFileError, match="W_WEIGHT must be a finite design weight"):
+        read_wvs(path, items=ITEMS)
+
+
+@pytest.mark.parametrize("column, value, expected", [
+    ("counts", "[3, -1, 2, 5]", "counts \\(integers >= 0\\)"),
+    ("weighted_counts", "[1.5, NaN, 2.0, 1.0]", "finite numbers >= 0"),
+    ("n", "-4", "an integer >= 0"),
+])
+def test_counts_outside_their_domain_are_refused_with_where(tmp_path, column, value, expected):
+    table = pd.read_csv(REPO_ROOT / "data" / "processed" / "pairs.csv").head(20)
+    table[column] = table[column].astype(object)
+    table.loc[7, column] = value
+    table.to_csv(tmp_path / "pairs.csv", index=False)
+    with pytest.raises(ValueError, match=f"column '{column}' of data row 8 .*{expected}"):
+        load_pairs(tmp_path / "pairs.csv")

@@ -97,7 +97,7 @@ def _evaluate(args) -> int:
     for r in show.itertuples():
         print(f"{r.subset:>9} {r.metric:<8} {r.estimate:.3f} [{r.lo:.3f}, {r.hi:.3f}]  ({r.pairs} pairs)")
     print(f"-> {args.out}/predictions.parquet, {args.out}/metrics.json")
-    require_complete(preds, args.out)
+    require_complete(preds, args.out, remote=args.backend != "hf")
     return 0
 
 

@@ -158,12 +158,40 @@ def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.D
     for col in LIST_COLUMNS:
         if col in pairs:
             pairs[col] = pairs[col].map(json.loads)
+    _check_counts(pairs, path)
     if split is not None:
         if split not in ("train", "ood"):
             raise ValueError(f"split must be 'train' or 'ood', got {split!r}.")
         pairs = pairs[pairs.split == split].reset_index(drop=True)
     pairs.attrs.update(path=str(path), sha256=digest)  # the data actually read (run records carry this hash)
     return pairs
+
+
+def _check_counts(pairs: pd.DataFrame, path: Path) -> None:
+    """Counts are non-negative integers and weighted counts finite and non-negative, one per option: a value
+    outside its domain is an error naming the file, the row and the column."""
+    import numpy as np
+
+    def fail(col, i, value, expected):
+        raise ValueError(f"{path}: column {col!r} of data row {i + 1} (qid {pairs.qid.iloc[i]}) holds {value!r}; "
+                         f"expected {expected}. Rebuild the table from the survey file (make data WVS_FILE=...) or "
+                         "restore it.")
+
+    for col in ("n", "n_answered", "n_valid"):
+        if col in pairs:
+            v = pd.to_numeric(pairs[col], errors="coerce").to_numpy(float)
+            bad = np.flatnonzero(~np.isfinite(v) | (v < 0) | (v != np.round(v)))
+            if len(bad):
+                fail(col, bad[0], pairs[col].iloc[bad[0]], "a count (an integer >= 0)")
+    for col, integer in (("counts", True), ("weighted_counts", False)):
+        if col not in pairs:
+            continue
+        for i, v in enumerate(pairs[col]):
+            a = np.asarray(v, dtype=float) if isinstance(v, list) and all(
+                isinstance(x, int | float) and not isinstance(x, bool) for x in v) else None
+            if a is None or not np.isfinite(a).all() or (a < 0).any() or (integer and (a != np.round(a)).any()):
+                fail(col, i, v, "a list of " + ("counts (integers >= 0)" if integer else
+                                                 "weighted counts (finite numbers >= 0)"))
 
 
 def check_against_manifest(path: str | Path) -> str:

@@ -139,6 +139,9 @@ def _strata(value, dims: dict, key: str, where: str) -> tuple[Stratum, ...]:
         if not s or any(d not in dims for d in s) or len(set(s)) != len(s):
             _fail(where, f"{key}: {value!r} holds a stratum that is not a list of distinct dimensions of "
                          f"{sorted(dims)}.")
+        if frozenset(s) in {frozenset(o) for o in out}:
+            _fail(where, f"{key}: stratum {list(s)} is listed twice (a stratum is a set of dimensions: the order "
+                         "of its dimensions does not make another one).")
         out.append(s)
     return tuple(out)
 
@@ -161,9 +164,15 @@ def parse_study(cfg: dict, where: str = "study config") -> Study:
     if not isinstance(cfg["dimensions"], dict) or len(cfg["dimensions"]) < 2:
         _fail(where, "dimensions must map at least two dimension names to their column and codes.")
     dims = {str(k): _dimension(str(k), v, where) for k, v in cfg["dimensions"].items()}
+    columns: dict[str, str] = {}
+    for name, dim in dims.items():
+        if dim.column in columns:
+            _fail(where, f"dimensions {columns[dim.column]!r} and {name!r} both read column {dim.column!r}: one "
+                         "column per dimension (two names for one variable would make impossible subgroups).")
+        columns[dim.column] = name
     train = _strata(cfg["train_strata"], dims, "train_strata", where)
     ood = _strata(cfg["ood_strata"], dims, "ood_strata", where)
-    both = set(train) & set(ood)
+    both = {tuple(s) for s in train if frozenset(s) in {frozenset(o) for o in ood}}  # strata are sets
     if both:
         _fail(where, f"strata {sorted(both)} are both training and OOD: the OOD strata must be unseen.")
     ints = {}

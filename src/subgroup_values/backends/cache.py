@@ -137,10 +137,9 @@ def fill(cache: ResponseCache | NullCache | None, keys: list[str], compute: Call
             raise RuntimeError(f"compute returned {len(records)} records for {len(chunk)} requests.")
         good = {keys[i]: r for i, r in zip(chunk, records) if r.get("status") not in NOT_STORED}
         bad = {keys[i]: r for i, r in zip(chunk, records) if r.get("status") in NOT_STORED}
-        if start == 0 and bad and not good:
+        if start == 0 and bad and not good and all(r.get("status") == "failed" for r in bad.values()):
             first = next(iter(bad.values()))
-            what = "failed" if any(r.get("status") == "failed" for r in bad.values()) else "came back empty"
-            raise RuntimeError(f"Every request of the first chunk ({len(bad)}) {what}; first error: "
+            raise RuntimeError(f"Every request of the first chunk ({len(bad)}) failed; first error: "
                                f"{first.get('error')}. Nothing was stored; fix the cause and rerun.")
         cache.put_many(good)
         found.update(good)

@@ -236,7 +236,8 @@ class OpenAICompatBackend(Backend):
                 return fn(item)
             except ServerUnreachable as exc:
                 if self._answered == 0:  # nothing ever came back: stop the run, do not wait out every request
-                    self._stop = True
+                    if not self._stop:
+                        self._stop, self._stop_reason = True, str(exc)
                     raise
                 return on_failure(str(exc))
             except OpenAICompatError as exc:
@@ -249,12 +250,12 @@ class OpenAICompatBackend(Backend):
         try:
             return list(pool.map(safe, items))
         except ServerUnreachable as exc:
-            raise ServerUnreachable(f"{exc} No request has been answered: is the server at {self.base_url} "
+            raise ServerUnreachable(f"{getattr(self, '_stop_reason', '') or exc} No request has been answered: is the server at {self.base_url} "
                                     f"running and serving {self.model!r}? (timeout {self.timeout:g} s per request; "
                                     "give a larger timeout for a slow server.)") from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            self._stop = False
+            self._stop, self._stop_reason = False, ""
 
     # ---- the Backend interface ---------------------------------------------------------------------------------
     def generate(self, requests: list[GenerateRequest]) -> list[str | RequestFailed]:
