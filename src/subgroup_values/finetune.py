@@ -163,6 +163,11 @@ def train(trainer, pairs: pd.DataFrame, script_args: SubgroupSFTArguments, train
     adapter's folder, and at ``record_file`` when given: the reference run commits it with its results)."""
     import resource
 
+    from .provenance import check_writable
+
+    check_writable(training_args.output_dir, 200, "adapter")  # before hours of training, not after
+    if record_file:
+        check_writable(Path(record_file).parent, 1, "results")
     inputs = training_inputs(pairs, model_args)
     settings = {"script": asdict(script_args), "model": asdict(model_args),
                 "training": {k: v for k, v in training_args.to_dict().items()

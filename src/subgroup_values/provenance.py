@@ -88,14 +88,16 @@ _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\"'<>]+", re.I)
 
 
 def _token_like(segment: str) -> bool:
-    """A URL path segment that looks like a credential: a key pattern, or a long run of letters and digits (a piece
-    of 16+ characters mixing both, or 24+ characters), where model names and API paths are short words."""
+    """A URL path segment that looks like a credential: a key pattern, or a long random-looking run of letters and
+    digits (16+ characters with 3+ of each, or 32+ with a digit), where model names, page names and API paths are
+    words with few digits."""
     if KEY_PATTERN.search(segment):
         return True
     for piece in re.split(r"[-_.~]", segment):
-        if len(piece) >= 24 and piece.isalnum():
-            return True
-        if len(piece) >= 16 and piece.isalnum() and any(c.isdigit() for c in piece) and any(c.isalpha() for c in piece):
+        if not piece.isalnum() or (len(piece) in (40, 64) and all(c in "0123456789abcdef" for c in piece)):
+            continue  # a git commit or a SHA-256 (published in records on purpose), not a credential
+        digits, letters = sum(c.isdigit() for c in piece), sum(c.isalpha() for c in piece)
+        if (len(piece) >= 16 and digits >= 3 and letters >= 3) or (len(piece) >= 32 and digits >= 1):
             return True
     return False
 
