@@ -770,3 +770,22 @@ def test_counts_outside_their_domain_are_refused_with_where(tmp_path, column, va
     table.to_csv(tmp_path / "pairs.csv", index=False)
     with pytest.raises(ValueError, match=f"column '{column}' of data row 8 .*{expected}"):
         load_pairs(tmp_path / "pairs.csv")
+
+
+def test_a_stored_score_without_meaning_is_computed_again(tiny_model, tmp_path):
+    """A cached record with NaN probabilities (stored by an older version) is recomputed, never reused."""
+    pairs = dataset.sample_pairs(load_pairs(split="ood"), 3, seed=4)
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    be = make_backend("hf", str(tiny_model), dtype="float32")
+    first = evaluate.predict(be, pairs, cache=cache, progress=False)
+    keys = [k for (k,) in cache._db.execute("SELECT key FROM responses").fetchall()]
+    cache.put_many({keys[0]: {"probs": [float("nan")] * 4, "option_mass": 1.0, "status": "ok"}})
+    again = evaluate.predict(be, pairs, cache=cache, progress=False)
+    assert again.attrs["pairs_computed"] == 1 and (again.status == "ok").all()
+    assert again.probs.tolist() == first.probs.tolist()
+
+
+def test_a_url_placeholder_without_its_variable_is_refused(monkeypatch):
+    monkeypatch.delenv("NO_SUCH_TOKEN", raising=False)
+    with pytest.raises(ValueError, match="NO_SUCH_TOKEN.*is not set"):
+        make_backend("openai_compat", model="fake", base_url="http://127.0.0.1:9/${NO_SUCH_TOKEN}/v1")

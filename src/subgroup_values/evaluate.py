@@ -61,8 +61,11 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
                     for i, s in zip(idx, backend.score([ScoreRequest(messages[i], options[i], groups[i]) for i in idx]))]
         return reply_records(backend.generate([GenerateRequest(messages[i], max_new_tokens) for i in idx]))
 
+    def valid(i: int, rec: dict) -> bool:  # a stored score must still mean something
+        return scoring != "logprob" or checked_scores(rec, len(options[i])).get("status") == rec.get("status", "ok")
+
     done = fill(cache, keys, compute, order=lambda i: groups[i], chunk_size=chunk_size, desc=f"{scoring} pairs",
-                progress=progress)
+                progress=progress, valid=valid)
     rows = [_read(rec, [int(o) for o in opts], questions[q], scoring)
             for rec, opts, q in zip(done.records, options, frame.qid)]
     frame["choice"] = pd.array([r[0] for r in rows], dtype="Int64")

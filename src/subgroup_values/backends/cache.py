@@ -108,7 +108,7 @@ NOT_STORED = ("failed", "empty")
 
 def fill(cache: ResponseCache | NullCache | None, keys: list[str], compute: Callable[[list[int]], list[dict]],
          order: Callable[[int], object] | None = None, chunk_size: int = 128, desc: str = "requests",
-         progress: bool = True) -> Filled:
+         progress: bool = True, valid: Callable[[int, dict], bool] | None = None) -> Filled:
     """The one "look up, compute what is missing, store it" loop of the package.
 
     ``compute(indices)`` answers the requests at those positions of ``keys`` with one record (a dict) each. Work
@@ -117,11 +117,16 @@ def fill(cache: ResponseCache | NullCache | None, keys: list[str], compute: Call
     stored (retried next time). When every request of the first chunk fails (status ``failed``: an error, not an
     empty reply), the cause is raised at once.
     ``order`` sorts the missing work (e.g. to keep requests that share a prompt prefix together).
+    ``valid(index, record)``: a stored record it rejects (e.g. non-finite probabilities stored by an older version)
+    is computed again, never reused.
     """
     from tqdm.auto import tqdm
 
     cache = cache if cache is not None else NullCache()
     found = cache.get_many(keys)
+    if valid is not None:
+        position = {k: i for i, k in enumerate(keys)}
+        found = {k: v for k, v in found.items() if valid(position[k], v)}
     todo = [i for i, k in enumerate(keys) if k not in found]
     if order is not None:
         todo.sort(key=order)

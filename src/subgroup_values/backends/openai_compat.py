@@ -116,6 +116,12 @@ class OpenAICompatBackend(Backend):
             raise ValueError("endpoint='completions' scores options exactly from the prompt's token log-probabilities: "
                              "give tokenizer= the served model's folder or hub id (the chat template and the options' "
                              "tokens must be the server's).")
+        import re
+
+        unset = [n for n in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", base_url) if n not in os.environ]
+        if unset:
+            raise ValueError(f"base_url names ${{{unset[0]}}}, but the environment variable {unset[0]} is not set: "
+                             "set it (its value fills the URL when a request is sent), or give the URL without it.")
         self.base_url = base_url.rstrip("/")  # as given: ${NAME} placeholders stay unexpanded (recorded, shown)
         self.endpoint = endpoint
         self.url = self.base_url + "/chat/completions"
