@@ -789,3 +789,24 @@ def test_a_url_placeholder_without_its_variable_is_refused(monkeypatch):
     monkeypatch.delenv("NO_SUCH_TOKEN", raising=False)
     with pytest.raises(ValueError, match="NO_SUCH_TOKEN.*is not set"):
         make_backend("openai_compat", model="fake", base_url="http://127.0.0.1:9/${NO_SUCH_TOKEN}/v1")
+
+
+def test_a_step_whose_run_recorded_failures_is_not_done(tmp_path):
+    """Issue 29, case 6, as make sees it: the executed notebook is the step's target; a run with a failed request
+    is saved, but its notebook fails, so that make runs the step again (and only the failed request is asked)."""
+    import shutil
+
+    run_name = f"fault_test_{os.getpid()}"
+    params = {"backend": "openai_compat", "model": "fake", "scoring": "generate", "limit": 4, "concurrency": 1,
+              "cache_file": str(tmp_path / "c.sqlite"), "n_boot": 10, "run_name": run_name, "timeout": 5,
+              "fig_dir": str(tmp_path / "figures")}
+    try:
+        with FakeOpenAI(["400"]) as srv:
+            with pytest.raises(Exception, match="1 of 4 predictions failed"):
+                run_notebook(REPO_ROOT / "notebooks" / "03_evaluate.ipynb", "smoke", params | {"base_url": srv.url},
+                             out_dir=tmp_path / "out", html=False)
+        assert not (tmp_path / "out" / "03_evaluate.ipynb").exists()
+        assert (tmp_path / "out" / "03_evaluate.failed.ipynb").exists()
+        assert (REPO_ROOT / "results" / "smoke" / run_name / "metrics.json").is_file()  # saved, not done
+    finally:
+        shutil.rmtree(REPO_ROOT / "results" / "smoke" / run_name, ignore_errors=True)
