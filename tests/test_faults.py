@@ -810,3 +810,20 @@ def test_a_step_whose_run_recorded_failures_is_not_done(tmp_path):
         assert (REPO_ROOT / "results" / "smoke" / run_name / "metrics.json").is_file()  # saved, not done
     finally:
         shutil.rmtree(REPO_ROOT / "results" / "smoke" / run_name, ignore_errors=True)
+
+
+def test_a_declared_code_the_file_never_holds_is_refused(wvs_file, tmp_path, capsys):
+    import yaml
+
+    from subgroup_values.study import STUDIES_DIR
+
+    cfg = yaml.safe_load((STUDIES_DIR / "sgp.yaml").read_text())
+    cfg["study"] = "sgp_typo"
+    codes = cfg["dimensions"]["religion"]["codes"]
+    codes[99] = dict(next(iter(codes.values())), label="Typo")
+    path = tmp_path / "sgp_typo.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="dimension 'religion' \\(column Q289\\): declared code\\(s\\) \\{99: 'Typo'\\} "
+                                         "never occur"):
+        dataset.build_dataset(wvs_file, study=str(path), progress=False)
+    assert "are not declared in the study config" in capsys.readouterr().out  # Q290's other codes, reported

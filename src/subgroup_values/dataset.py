@@ -74,6 +74,7 @@ def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: in
                       valid_codes=valid_codes(load_questions(rule="all")), expected_respondents=expected_respondents,
                       columns=tuple(study.columns))
     questions = [q for q in questions if q.qid not in survey.absent_items]
+    _check_declared_codes(survey, study)
     used, dropped = usable_dimensions(survey, study, min_size)
     for reason in dropped.values():
         print(f"dimension dropped: {reason}")
@@ -103,6 +104,23 @@ def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: in
         "package_version": __version__,
     }
     return Dataset(pairs, sub, qf, manifest), survey, questions
+
+
+def _check_declared_codes(survey: Survey, study: Study) -> None:
+    """Every code a study declares occurs in the file (a code that never does is a typo or another country's
+    numbering: an error), and the file's other codes of a dimension are reported (they are in no subgroup)."""
+    for name, dim in study.dimensions.items():
+        found = survey.data[dim.column].dropna().astype(int).value_counts().to_dict()
+        absent = {c: lab for c, lab in dim.categories.items() if c not in found}
+        if absent:
+            raise ValueError(f"study {study.name!r}, dimension {name!r} (column {dim.column}): declared code(s) "
+                             f"{absent} never occur in {survey.path.name}, which holds codes "
+                             f"{dict(sorted(found.items()))}: fix the codes in {study.source or 'the study config'} "
+                             "(country-specific codes are numbered per country).")
+        other = {c: n for c, n in sorted(found.items()) if c not in dim.categories}
+        if other:
+            print(f"dimension {name} ({dim.column}): code(s) {other} (respondents) are not declared in the study "
+                  "config, so they are in no subgroup")
 
 
 def save_dataset(ds: Dataset, out_dir: str | Path | None = None) -> dict[str, Path]:
