@@ -78,10 +78,11 @@ PKG := src/subgroup_values
 STUDY_FILE := $(if $(filter %.yaml %.yml,$(STUDY)),$(STUDY),src/subgroup_values/_data/studies/$(STUDY).yaml)
 CONFIG := configs/$(PROFILE).yaml $(STUDY_FILE)
 RECIPE := configs/sft/$(PROFILE).yaml
+# The weights themselves: a folder whose weights are gone is rebuilt, not taken for ready (config.json is there).
 ifeq ($(PROFILE),smoke)
-MODEL_READY := models/tiny-random/config.json
+MODEL_READY := models/tiny-random/model.safetensors
 else ifneq ($(filter default tur,$(PROFILE)),)
-MODEL_READY := models/SmolLM2-135M-Instruct/conversion.json
+MODEL_READY := models/SmolLM2-135M-Instruct/model.safetensors
 else
 MODEL_READY :=
 endif
@@ -121,6 +122,9 @@ FORCE:
 
 ifeq ($(FROM_AGGREGATES),1)
 STEPS := $(filter-out $(OUT)/01_build_dataset.ipynb,$(STEPS))
+ifneq ($(strip $(COUNTRY)),)
+$(error COUNTRY=$(COUNTRY) needs the survey file (the dataset is built from it), but none was found: pass WVS_FILE=/path/to/file, or leave COUNTRY out to run from the committed aggregates)
+endif
 endif
 
 all: $(STEPS)
@@ -156,6 +160,13 @@ models/SmolLM2-135M-Instruct/conversion.json: | $(STAMP)
 models/tiny-random/config.json: $(PKG)/local_models.py $(PKG)/prompts.py data/questions.csv | $(STAMP)
 	rm -rf models/tiny-random && $(PY) -m subgroup_values.local_models tiny models/tiny-random
 
+# A model folder whose weights are missing is rebuilt (the rules above only see conversion.json / config.json).
+models/SmolLM2-135M-Instruct/model.safetensors: models/SmolLM2-135M-Instruct/conversion.json
+	@test -f $@ || $(PY) -m subgroup_values.local_models smollm2 models/SmolLM2-135M-Instruct
+
+models/tiny-random/model.safetensors: models/tiny-random/config.json
+	@test -f $@ || { rm -rf models/tiny-random && $(PY) -m subgroup_values.local_models tiny models/tiny-random; }
+
 model: models/SmolLM2-135M-Instruct/conversion.json
 tiny-model: models/tiny-random/config.json
 
@@ -163,7 +174,14 @@ tiny-model: models/tiny-random/config.json
 $(WVS_ID): $(WVS_CHECK) | $(STAMP)
 	@$(PY) -m subgroup_values.wvs identify "$(WVS_FILE)" $@
 
-$(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(DEPS_01_build_dataset) data/questions.csv $(CONFIG) $(WVS_ID) | $(STAMP)
+# COUNTRY= is part of the dataset's identity: a stamp rewritten only when it changes, so that a new value
+# rebuilds (and a country that is not the study's is refused there) instead of "nothing to be done".
+COUNTRY_ID := $(BUILD)/country$(if $(filter sgp,$(STUDY_NAME)),,.$(STUDY_NAME)).id
+$(COUNTRY_ID): $(WVS_CHECK)
+	@mkdir -p $(dir $@)
+	@if [ ! -f $@ ] || [ "$$(cat $@)" != "country=$(strip $(COUNTRY))" ]; then echo "country=$(strip $(COUNTRY))" > $@; fi
+
+$(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(DEPS_01_build_dataset) data/questions.csv $(CONFIG) $(WVS_ID) $(COUNTRY_ID) | $(STAMP)
 	$(RUN_NB) $< -p wvs_file "$(WVS_FILE)" $(if $(COUNTRY),-p country $(COUNTRY))
 
 # Notebook 1 rewrites data/processed/ only where the content changed: later steps depend on the table itself,

@@ -9,6 +9,9 @@ computed with a real local model (``model_path``), so that faults can be injecte
 It honours vLLM's own fields as vLLM does: ``prompt_logprobs`` (alternatives at the prompt positions; 0: the prompt
 token only), ``logprob_token_ids`` (exactly these tokens after the prompt) and ``return_tokens_as_token_ids``
 ("token_id:N" keys); behaviour "generic" answers as a server that ignores them.
+
+``mutate(reply, path)`` (optional) rewrites every successful reply before it is sent (fault injection: NaN
+log-probabilities, another model's name ...); behaviour "hang" waits ``hang_seconds`` before answering.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeOpenAI:
-    def __init__(self, behaviour: list[str] | None = None, answer: str = "Answer: 3", model_path=None):
+    def __init__(self, behaviour: list[str] | None = None, answer: str = "Answer: 3", model_path=None,
+                 mutate=None, hang_seconds: float = 5.0):
         self.behaviour = list(behaviour or [])
+        self.mutate = mutate
+        self.hang_seconds = hang_seconds
         self.lm = None
         if model_path is not None:
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -47,8 +53,13 @@ class FakeOpenAI:
                     if what == "429":
                         self.send_header("Retry-After", "0")
                     self.end_headers()
-                    self.wfile.write(json.dumps({"error": {"message": f"fake {what}"}}).encode())
+                    auth = self.headers.get("Authorization", "")  # echoed, as some servers do with a bad key
+                    self.wfile.write(json.dumps({"error": {"message": f"fake {what} ({auth})"}}).encode())
                     return
+                if what == "hang":
+                    import time
+
+                    time.sleep(outer.hang_seconds)
                 if what == "malformed":
                     self.send_response(200)
                     self.end_headers()
@@ -56,6 +67,8 @@ class FakeOpenAI:
                     return
                 if self.path.endswith("/completions") and not self.path.endswith("/chat/completions"):
                     reply = outer.completions(body, with_logprobs=what != "nologprobs", vllm_fields=what != "generic")
+                    if outer.mutate is not None:
+                        reply = outer.mutate(reply, self.path)
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
                     self.end_headers()
@@ -65,12 +78,14 @@ class FakeOpenAI:
                          "choices": [{"index": 0, "finish_reason": "stop",
                                       "message": {"role": "assistant", "content": outer.answer}}]}
                 if body.get("logprobs") and what != "nologprobs":
-                    top = [{"token": "3", "logprob": -0.3}, {"token": "2", "logprob": -1.6},
+                    top = [{"token": "3", "logprob": -0.4}, {"token": "2", "logprob": -1.6},
                            {"token": "10", "logprob": -2.5}, {"token": " Answer", "logprob": -5.0}]
                     reply["choices"][0]["logprobs"] = {"content": [
                         {"token": "Answer", "logprob": -0.01, "top_logprobs": []},
                         {"token": ":", "logprob": -0.01, "top_logprobs": []},
-                        {"token": " 3", "logprob": -0.3, "top_logprobs": top}]}
+                        {"token": " 3", "logprob": -0.4, "top_logprobs": top}]}
+                if outer.mutate is not None:
+                    reply = outer.mutate(reply, self.path)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()

@@ -75,13 +75,54 @@ def test_resume_from_checkpoint_gives_the_same_final_state(tiny_model, tmp_path)
         assert torch.allclose(a[k], b[k], atol=1e-6), k
 
 
-def test_resume_refuses_checkpoints_of_another_recipe(tiny_model, tmp_path):
+def test_resume_refuses_checkpoints_of_another_recipe(tiny_model, tmp_path, capsys):
+    """Checkpoints of another recipe, or of one that cannot be checked, are never resumed: training starts afresh
+    and says so."""
     out = tmp_path / "sft"
-    s, t, m = recipe(tiny_model, out, train_limit=16, num_train_epochs=1, save_steps=1)
+    s, t, m = recipe(tiny_model, out, train_limit=16, num_train_epochs=1, save_steps=1, max_steps=3)
     finetune.main(s, t, m)
-    s, t, m = recipe(tiny_model, out, train_limit=16, num_train_epochs=1, save_steps=1, learning_rate=1e-3)
-    with pytest.raises(RuntimeError, match="different recipe"):
-        finetune.main(s, t, m)
+    shutil.rmtree(out / "checkpoint-3")  # an unfinished checkpoint is left (step 2)
+    s, t, m = recipe(tiny_model, out, train_limit=16, num_train_epochs=1, save_steps=1, max_steps=3,
+                     learning_rate=1e-3)
+    record = finetune.main(s, t, m)
+    said = capsys.readouterr().out
+    assert "Not resuming from" in said and "another training" in said and "learning_rate" in said
+    assert record["training"]["resumed_from"] is None and record["training"]["global_step"] == 3
+    shutil.rmtree(out / "checkpoint-3")
     (out / "recipe.json").unlink()
-    with pytest.raises(RuntimeError, match="no recipe.json"):
-        finetune.main(s, t, m)
+    record = finetune.main(s, t, m)
+    assert "no recipe.json" in capsys.readouterr().out and record["training"]["resumed_from"] is None
+
+
+def test_a_finished_training_is_never_resumed_after_its_pairs_change(tiny_model, tmp_path, capsys):
+    """Issue 29, case 1: after the training pairs change, the rerun trains afresh (not 0 steps from the old final
+    checkpoint), and its record carries the hash of the pairs it read; an identical rerun of a finished training
+    trains again too."""
+    import pandas as pd
+
+    data = tmp_path / "data"
+    data.mkdir()
+    table = pd.read_csv("data/processed/pairs.csv")
+    table.to_csv(data / "pairs.csv", index=False)
+    out = tmp_path / "sft"
+    s, t, m = recipe(tiny_model, out, train_limit=16, num_train_epochs=1, save_steps=2, max_steps=2,
+                     pairs_file=str(data / "pairs.csv"))
+    first = finetune.main(s, t, m)
+    assert first["training"]["global_step"] == 2 and first["training"]["train_loss"] > 0
+    table.loc[table.split == "train", "weighted_counts"] = table.loc[table.split == "train", "weighted_counts"].map(
+        lambda v: str(list(reversed(__import__("json").loads(v)))))
+    table.loc[table.split == "train", "modal_answers"] = "[1]"
+    table.to_csv(data / "pairs.csv", index=False)
+    capsys.readouterr()
+    second = finetune.main(s, t, m)
+    said = capsys.readouterr().out
+    assert "Not resuming" in said and "inputs" in said
+    assert second["training"]["resumed_from"] is None and second["training"]["global_step"] == 2
+    assert second["training"]["train_loss"] > 0
+    assert second["data"]["pairs_sha256"] != first["data"]["pairs_sha256"]
+    from subgroup_values.provenance import sha256_of
+
+    assert second["data"]["pairs_sha256"] == sha256_of(data / "pairs.csv")
+    assert second["data"]["base_model"]["weights"] is not None
+    third = finetune.main(s, t, m)  # the same inputs, but that training finished
+    assert "finished" in capsys.readouterr().out and third["training"]["resumed_from"] is None

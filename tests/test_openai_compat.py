@@ -8,6 +8,7 @@ import pytest
 from fake_openai import FakeOpenAI
 from subgroup_values.backends import make_backend
 from subgroup_values.backends.base import GenerateRequest, RequestFailed, ScoreRequest
+from subgroup_values.backends.openai_compat import ServerUnreachable
 
 MSG = [{"role": "user", "content": "How important is family? Answer: <number>"}]
 
@@ -72,8 +73,9 @@ def test_no_logprobs_says_use_generate():
 def test_unreachable_server_times_out_cleanly():
     be = make_backend("openai_compat", model="m", base_url="http://127.0.0.1:9/v1", backoff=0.01, max_retries=1,
                       timeout=2)
-    [out] = be.generate([GenerateRequest(MSG)])
-    assert isinstance(out, RequestFailed) and "failed 2 times" in out.error
+    # nothing ever answered: the run stops at once with the cause (not a failed record per request, for hours)
+    with pytest.raises(ServerUnreachable, match="failed 2 times.*No request has been answered.*running"):
+        be.generate([GenerateRequest(MSG)] * 8)
     with pytest.raises(ValueError, match="needs base_url"):
         make_backend("openai_compat", model="m")
 

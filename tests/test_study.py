@@ -157,6 +157,7 @@ def test_a_dimension_that_cannot_form_two_groups_is_dropped_with_its_reason(wvs_
     assert "forms 0 group(s)" in dropped["ethnicity"] and "forms 1 group(s)" in dropped["religion"]
     assert "religion" not in used.dimensions and ("age", "religion") not in used.ood_strata
     path = tmp_path / "tur_ext.yaml"
+    cfg["study"] = "tur_ext"  # a changed copy has its own name (its own data folder)
     path.write_text(yaml.safe_dump(cfg))
     ds, _, _ = build_dataset(wvs_file_tur, study=str(path), progress=False)
     assert set(ds.manifest["study"]["dropped_dimensions"]) == {"ethnicity", "religion"}

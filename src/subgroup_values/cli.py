@@ -17,6 +17,29 @@ import sys
 import time
 
 
+def _count(minimum: int = 0):
+    """An argparse type: an integer >= ``minimum`` (a negative --limit is an error, never "every pair")."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number > 0), got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0 and <= 3600, got {text}")
+    return value
+
+
 def _build_dataset(args) -> int:
     from .dataset import build_dataset, save_dataset
 
@@ -47,17 +70,19 @@ def _evaluate(args) -> int:
     from .dataset import load_manifest, load_pairs, sample_pairs
     from .evaluate import predict, summarise
     from .questions import load_questions
-    from .runs import evaluation_record, save_run
+    from .runs import check_outputs, evaluation_record, require_complete, save_run
 
     if args.api_key_env and not args.api_key_env.replace("_", "").isalnum():
         raise SystemExit("--api-key-env takes the NAME of an environment variable, never the key itself.")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _use_study(args.study, args.pairs)
+    check_outputs(args.out, args.cache or None)  # writable, with space, before any scoring
     all_pairs = load_pairs(args.pairs)
     pairs = sample_pairs(all_pairs[all_pairs.split == args.split], args.limit, args.sample_seed)
     llm = make_backend(args.backend, model=args.model, adapter=args.adapter, dtype=args.dtype,
                        batch_size=args.batch_size, base_url=args.base_url, api_key_env=args.api_key_env,
                        concurrency=args.concurrency, endpoint=args.endpoint, tokenizer=args.tokenizer,
-                       ends_from=args.ends_from,
+                       ends_from=args.ends_from, timeout=args.timeout,
                        **({"top_logprobs": args.top_logprobs} if args.backend == "openai_compat" else {}))
     questions = {q.qid: q for q in load_questions(rule="all")}
     t0 = time.time()
@@ -72,13 +97,35 @@ def _evaluate(args) -> int:
     for r in show.itertuples():
         print(f"{r.subset:>9} {r.metric:<8} {r.estimate:.3f} [{r.lo:.3f}, {r.hi:.3f}]  ({r.pairs} pairs)")
     print(f"-> {args.out}/predictions.parquet, {args.out}/metrics.json")
+    require_complete(preds, args.out, remote=args.backend != "hf")
     return 0
+
+
+def _use_study(study: str | None, pairs_file: str) -> None:
+    """The study whose prompts score ``pairs_file``: --study, else the one its manifest names (so that Turkey's
+    pairs are never asked with Singapore's personas; a --study that contradicts the manifest is refused when the
+    pairs are read)."""
+    from .study import active, load_study
+
+    if study is None:
+        manifest = os.path.join(os.path.dirname(os.path.abspath(pairs_file)), "manifest.json")
+        if os.path.isfile(manifest):
+            with open(manifest) as f:
+                study = (json.load(f).get("study") or {}).get("study")
+    if study and load_study(study).name != active().name:
+        os.environ["SUBGROUP_VALUES_STUDY"] = study
 
 
 def _finetune(args, rest: list[str]) -> int:
     from . import finetune
 
-    script_args, training_args, model_args = finetune.parse(["--config", args.config, *rest])
+    if not os.path.isfile(args.config):
+        raise SystemExit(f"subgroup-values finetune: no recipe at {args.config} (e.g. configs/sft/default.yaml).")
+    try:
+        script_args, training_args, model_args = finetune.parse(["--config", args.config, *rest])
+    except (ValueError, TypeError) as exc:  # an unknown flag or key, a value of the wrong type
+        raise SystemExit(f"subgroup-values finetune: {exc}. The flags are the recipe's keys (see "
+                         f"{args.config}) and TRL's SFTConfig/ModelConfig options (--help lists them).") from None
     record = finetune.main(script_args, training_args, model_args)
     print(json.dumps(record.get("training", {}), indent=1, default=str))
     return 0
@@ -98,13 +145,13 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--country", default=None, help="B_COUNTRY_ALPHA code of the country (default: the study's)")
     b.add_argument("--out", default=None, help="folder for pairs.csv, subgroups.csv, manifest.json (default: the "
                                                "study's: data/processed for sgp, data/processed/<study> otherwise)")
-    b.add_argument("--min-group-size", type=int, default=None, help="respondents a subgroup needs (default: the "
+    b.add_argument("--min-group-size", type=_count(1), default=None, help="respondents a subgroup needs (default: the "
                                                                    "study's, 30)")
-    b.add_argument("--min-answers", type=int, default=None, help="answers a (question, subgroup) pair needs "
+    b.add_argument("--min-answers", type=_count(1), default=None, help="answers a (question, subgroup) pair needs "
                                                                 "(default: the study's, 30)")
     b.add_argument("--question-rule", default=None, choices=["paper", "all"],
                    help="paper: the 214 items of the paper's counts; all: every asked ordinal item (233)")
-    b.add_argument("--expected-respondents", type=int, default=None,
+    b.add_argument("--expected-respondents", type=_count(0), default=None,
                    help="the country's documented sample size, checked against the file (default: the study's; "
                         "0: no check)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -120,12 +167,18 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--backend", default="hf", choices=["hf", "openai_compat"], help="default hf (transformers)")
     e.add_argument("--base-url", default=None, help="openai_compat: e.g. http://127.0.0.1:8000/v1")
     e.add_argument("--api-key-env", default="OPENAI_API_KEY", help="NAME of the variable holding the API key")
-    e.add_argument("--concurrency", type=int, default=4, help="openai_compat: requests in flight")
+    e.add_argument("--concurrency", type=_count(1), default=4, help="openai_compat: requests in flight")
+    e.add_argument("--timeout", type=_seconds, default=60.0,
+                   help="openai_compat: seconds a request may take before it is retried (default 60); a server "
+                        "that answers none of the first requests stops the run")
+    e.add_argument("--study", default=None,
+                   help="the study whose personas and prompts score the pairs (sgp, tur or a study config); "
+                        "default: the one the pairs' manifest names")
     e.add_argument("--endpoint", default="chat", choices=["chat", "completions"],
                    help="openai_compat scoring: completions (a vLLM server: exact, from the prompt tokens' "
                         "log-probabilities; needs --tokenizer) or chat (top log-probabilities of the answer token: "
                         "exact only where every code is one token)")
-    e.add_argument("--top-logprobs", type=int, default=20,
+    e.add_argument("--top-logprobs", type=_count(1), default=20,
                    help="openai_compat: top log-probabilities per token (the server must allow as many: vLLM "
                         "--max-logprobs); on the completions path more of them make P(the number ends) exact")
     e.add_argument("--ends-from", default="top_logprobs", choices=["top_logprobs", "digit_ids"],
@@ -135,15 +188,15 @@ def parser() -> argparse.ArgumentParser:
                                                     "template and tokens); needed by --endpoint completions")
     e.add_argument("--pairs", default="data/processed/pairs.csv", help="pairs table (with manifest.json beside it)")
     e.add_argument("--split", default="ood", choices=["ood", "train"], help="which pairs (default ood)")
-    e.add_argument("--limit", type=int, default=0, help="a seeded sample of this many pairs (0: all)")
-    e.add_argument("--sample-seed", type=int, default=0, help="seed of the sample")
+    e.add_argument("--limit", type=_count(0), default=0, help="a seeded sample of this many pairs (0: all)")
+    e.add_argument("--sample-seed", type=_count(0), default=0, help="seed of the sample")
     e.add_argument("--scoring", default="logprob", choices=["logprob", "generate"],
                    help="logprob: exact option probabilities; generate: greedy reply, parsed")
     e.add_argument("--template", default="persona_user",
                    choices=["persona_user", "persona_system", "no_persona", "marginals"])
     e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
-    e.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass")
-    e.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws over questions")
+    e.add_argument("--batch-size", type=_count(1), default=16, help="prompts per forward pass")
+    e.add_argument("--n-boot", type=_count(10), default=1000, help="bootstrap draws over questions")
     e.add_argument("--cache", default="cache/responses.sqlite", help="response cache ('' for none)")
     e.add_argument("--out", required=True, help="run folder for predictions.parquet and metrics.json")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -159,13 +212,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, rest = parser().parse_known_args(argv)
+    from .paths import check_own_checkout
+
+    check_own_checkout()
     if args.command == "finetune":
         return _finetune(args, rest)
     if rest:
         parser().error(f"unrecognised arguments: {' '.join(rest)}")
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         raise SystemExit(f"subgroup-values {args.command}: {exc}") from None
 
 

@@ -52,6 +52,15 @@ def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: in
     the manifest (``dropped_dimensions``) and printed.
     """
     study = load_study(study) if isinstance(study, str | Path) else (study or active())
+    if country is not None and str(country).strip() != "" and str(country).strip().upper() not in (
+            study.country, str(study.country_code)):
+        raise ValueError(
+            f"country {country!r} is not the country of study {study.name!r} ({study.country}, "
+            f"{study.country_name}): its personas would say {study.country_name} and its tables would go to "
+            f"{study.data_dir}/. For another country write a study config (a copy of "
+            f"src/subgroup_values/_data/studies/sgp.yaml with its own study: name, country: {str(country).upper()}, "
+            "country_name and that country's codes) and pass it as the study (make: a profile with study: PATH; "
+            "CLI: --study PATH).")
     country = country or study.country
     min_size = study.min_group_size if min_size is None else min_size
     min_answers = (study.min_answers if min_size == study.min_group_size else min_size) if min_answers is None \
@@ -65,6 +74,7 @@ def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: in
                       valid_codes=valid_codes(load_questions(rule="all")), expected_respondents=expected_respondents,
                       columns=tuple(study.columns))
     questions = [q for q in questions if q.qid not in survey.absent_items]
+    _check_declared_codes(survey, study)
     used, dropped = usable_dimensions(survey, study, min_size)
     for reason in dropped.values():
         print(f"dimension dropped: {reason}")
@@ -96,9 +106,27 @@ def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: in
     return Dataset(pairs, sub, qf, manifest), survey, questions
 
 
+def _check_declared_codes(survey: Survey, study: Study) -> None:
+    """Every code a study declares occurs in the file (a code that never does is a typo or another country's
+    numbering: an error), and the file's other codes of a dimension are reported (they are in no subgroup)."""
+    for name, dim in study.dimensions.items():
+        found = survey.data[dim.column].dropna().astype(int).value_counts().to_dict()
+        absent = {c: lab for c, lab in dim.categories.items() if c not in found}
+        if absent:
+            raise ValueError(f"study {study.name!r}, dimension {name!r} (column {dim.column}): declared code(s) "
+                             f"{absent} never occur in {survey.path.name}, which holds codes "
+                             f"{dict(sorted(found.items()))}: fix the codes in {study.source or 'the study config'} "
+                             "(country-specific codes are numbered per country).")
+        other = {c: n for c, n in sorted(found.items()) if c not in dim.categories}
+        if other:
+            print(f"dimension {name} ({dim.column}): code(s) {other} (respondents) are not declared in the study "
+                  "config, so they are in no subgroup")
+
+
 def save_dataset(ds: Dataset, out_dir: str | Path | None = None) -> dict[str, Path]:
     """Write pairs.csv, subgroups.csv, questions_used.csv and manifest.json (with the files' hashes)."""
     out_dir = Path(out_dir) if out_dir else processed_dir()
+    _check_folder_is_the_studys(out_dir, (ds.manifest.get("study") or {}).get("study"))
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"pairs": out_dir / "pairs.csv", "subgroups": out_dir / "subgroups.csv",
              "questions": out_dir / "questions_used.csv"}
@@ -110,11 +138,32 @@ def save_dataset(ds: Dataset, out_dir: str | Path | None = None) -> dict[str, Pa
     return paths
 
 
+def _check_folder_is_the_studys(out_dir: Path, name: str | None) -> None:
+    """A study's tables go to its own folder: inside data/processed/, the folder must be the one named after the
+    study (data/processed/ is Singapore's, data/processed/<study>/ any other's)."""
+    from .study import default_data_dir
+
+    if not name:
+        return
+    out, root = out_dir.resolve(), PROCESSED.resolve()
+    if out != root and root not in out.parents:
+        return  # a folder of the user's own, outside the study's data tree
+    want = (PROCESSED.parent.parent / default_data_dir(name)).resolve()
+    if out != want:
+        raise ValueError(f"The tables of study {name!r} belong in {want}, not {out}: that folder is "
+                         f"{'Singapore (sgp)' if out == root else 'study ' + repr(out.name)}'s, and writing there "
+                         "would overwrite its dataset. Leave --out at its default (or give a folder outside "
+                         "data/processed/).")
+
+
 def _write_if_changed(path: Path, text: str) -> None:
-    """Leave an identical file untouched, so that `make` sees no change downstream."""
+    """Leave an identical file untouched, so that `make` sees no change downstream; a change is written through a
+    temporary file (a full disk keeps the previous table)."""
+    from .provenance import atomic_write
+
     if path.is_file() and path.read_text() == text:
         return
-    path.write_text(text)
+    atomic_write(path, text)
 
 
 def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.DataFrame:
@@ -122,15 +171,73 @@ def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.D
     path = Path(path or processed_dir() / "pairs.csv")
     if not path.is_file():
         raise FileNotFoundError(f"No pairs table at {path}. Build it first: `make data` (needs WVS_FILE).")
+    digest = check_against_manifest(path)
     pairs = pd.read_csv(path, dtype={"modal_answer": "Int64"}, keep_default_na=True)
     for col in LIST_COLUMNS:
         if col in pairs:
             pairs[col] = pairs[col].map(json.loads)
+    _check_counts(pairs, path)
     if split is not None:
         if split not in ("train", "ood"):
             raise ValueError(f"split must be 'train' or 'ood', got {split!r}.")
         pairs = pairs[pairs.split == split].reset_index(drop=True)
+    pairs.attrs.update(path=str(path), sha256=digest)  # the data actually read (run records carry this hash)
     return pairs
+
+
+def _check_counts(pairs: pd.DataFrame, path: Path) -> None:
+    """Counts are non-negative integers and weighted counts finite and non-negative, one per option: a value
+    outside its domain is an error naming the file, the row and the column."""
+    import numpy as np
+
+    def fail(col, i, value, expected):
+        raise ValueError(f"{path}: column {col!r} of data row {i + 1} (qid {pairs.qid.iloc[i]}) holds {value!r}; "
+                         f"expected {expected}. Rebuild the table from the survey file (make data WVS_FILE=...) or "
+                         "restore it.")
+
+    for col in ("n", "n_answered", "n_valid"):
+        if col in pairs:
+            v = pd.to_numeric(pairs[col], errors="coerce").to_numpy(float)
+            bad = np.flatnonzero(~np.isfinite(v) | (v < 0) | (v != np.round(v)))
+            if len(bad):
+                fail(col, bad[0], pairs[col].iloc[bad[0]], "a count (an integer >= 0)")
+    for col, integer in (("counts", True), ("weighted_counts", False)):
+        if col not in pairs:
+            continue
+        for i, v in enumerate(pairs[col]):
+            a = np.asarray(v, dtype=float) if isinstance(v, list) and all(
+                isinstance(x, int | float) and not isinstance(x, bool) for x in v) else None
+            if a is None or not np.isfinite(a).all() or (a < 0).any() or (integer and (a != np.round(a)).any()):
+                fail(col, i, v, "a list of " + ("counts (integers >= 0)" if integer else
+                                                 "weighted counts (finite numbers >= 0)"))
+
+
+def check_against_manifest(path: str | Path) -> str:
+    """The SHA-256 of a pairs table, checked against the manifest beside it (when there is one that lists it) and
+    its study against the active study: a hand-edited table, or another study's, is refused, never used."""
+    path = Path(path)
+    digest = sha256_of(path)
+    mpath = path.parent / "manifest.json"
+    if not mpath.is_file():
+        return digest
+    try:
+        manifest = json.loads(mpath.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{mpath} is not valid JSON ({exc}): restore it (`git checkout {mpath}`) or rebuild the "
+                         "dataset (make data WVS_FILE=...).") from None
+    entry = (manifest.get("files") or {}).get("pairs") or {}
+    if entry.get("name") == path.name and entry.get("sha256") and entry["sha256"] != digest:
+        raise ValueError(f"{path} differs from its manifest {mpath} (SHA-256 {digest[:12]}... != "
+                         f"{entry['sha256'][:12]}...): the table was changed after it was built. Rebuild it from the "
+                         f"survey file (make data WVS_FILE=...) or restore it (`git checkout {path}`); a table of "
+                         "your own goes in a folder without that manifest.")
+    made_for = (manifest.get("study") or {}).get("study")
+    if made_for and made_for != active().name:
+        raise ValueError(f"{path} holds the pairs of study {made_for!r} ({(manifest.get('study') or {}).get('country_name')}), "
+                         f"but the active study is {active().name!r} ({active().country_name}): its personas and "
+                         f"prompts would be the wrong country's. Give --study {made_for} (notebooks: a profile of "
+                         f"that study), or the pairs of study {active().name!r}.")
+    return digest
 
 
 def load_manifest(path: str | Path | None = None) -> dict:
@@ -180,6 +287,7 @@ def verify(out_dir: str | Path | None = None) -> dict:
         raise FileNotFoundError(f"No manifest at {path}: build the dataset from the survey file (make data "
                                 "WVS_FILE=...) or restore data/processed/ with `git checkout data/processed`.")
     manifest = json.loads(path.read_text())
+    _check_folder_is_the_studys(out_dir, (manifest.get("study") or {}).get("study"))
     for key, entry in manifest.get("files", {}).items():
         f = out_dir / entry["name"]
         if not f.is_file():

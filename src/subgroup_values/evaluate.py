@@ -54,13 +54,18 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
 
     def compute(idx: list[int]) -> list[dict]:
         if scoring == "logprob":
-            return [{"probs": s.probs, "option_mass": s.option_mass, "status": s.status}
-                    | ({"error": s.error} if s.error else {}) | ({"exact": s.exact} if s.exact is not None else {})
-                    for s in backend.score([ScoreRequest(messages[i], options[i], groups[i]) for i in idx])]
+            return [checked_scores({"probs": s.probs, "option_mass": s.option_mass, "status": s.status}
+                                   | ({"error": s.error} if s.error else {})
+                                   | ({"exact": s.exact} if s.exact is not None else {}), len(options[i]),
+                                   backend.kind)
+                    for i, s in zip(idx, backend.score([ScoreRequest(messages[i], options[i], groups[i]) for i in idx]))]
         return reply_records(backend.generate([GenerateRequest(messages[i], max_new_tokens) for i in idx]))
 
+    def valid(i: int, rec: dict) -> bool:  # a stored score must still mean something
+        return scoring != "logprob" or checked_scores(rec, len(options[i])).get("status") == rec.get("status", "ok")
+
     done = fill(cache, keys, compute, order=lambda i: groups[i], chunk_size=chunk_size, desc=f"{scoring} pairs",
-                progress=progress)
+                progress=progress, valid=valid)
     rows = [_read(rec, [int(o) for o in opts], questions[q], scoring)
             for rec, opts, q in zip(done.records, options, frame.qid)]
     frame["choice"] = pd.array([r[0] for r in rows], dtype="Int64")
@@ -72,8 +77,37 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
     return score_pairs(frame)
 
 
+def checked_scores(rec: dict, n_options: int, source: str = "backend") -> dict:
+    """A scored record checked for meaning: probabilities finite, in [0, 1], one per option, adding up to 1, and
+    an option mass in [0, 1]. A record that fails is a failed prediction with its reason (never a score)."""
+    if rec.get("status", "ok") != "ok" or rec.get("probs") is None:
+        return rec
+    p, mass = rec["probs"], rec.get("option_mass")
+    problem = ""
+    try:
+        arr = np.asarray(p, dtype=float)
+        m = float(mass)
+    except (TypeError, ValueError):
+        problem = f"probabilities {p!r} / option mass {mass!r} are not numbers"
+    else:
+        if arr.shape != (n_options,):
+            problem = f"{arr.size} probabilities for {n_options} options"
+        elif not np.isfinite(arr).all() or (arr < 0).any() or (arr > 1 + 1e-6).any():
+            problem = f"probabilities {arr.round(4).tolist()} are not all finite and in [0, 1]"
+        elif abs(arr.sum() - 1) > 1e-4:
+            problem = f"probabilities add up to {arr.sum():.6g}, not 1"
+        elif not np.isfinite(m) or m < 0 or m > 1 + 1e-3:
+            problem = f"option mass {m!r} is not a probability in [0, 1]"
+    if not problem:
+        return rec
+    return {"probs": None, "option_mass": float("nan"), "status": "failed",
+            "error": f"{source}: {problem} (non-finite or out-of-range log-probabilities; recorded as failed)"}
+
+
 def _read(rec: dict, values: list[int], q: Question, scoring: str) -> tuple:
     """(choice, probs, option_mass, reply, status, error) of one stored or fresh record."""
+    if scoring == "logprob":
+        rec = checked_scores(rec, len(values), "cached record")
     status, error = rec.get("status", "ok"), rec.get("error", "")
     if scoring == "logprob":
         p = rec["probs"]

@@ -163,19 +163,29 @@ def train(trainer, pairs: pd.DataFrame, script_args: SubgroupSFTArguments, train
     adapter's folder, and at ``record_file`` when given: the reference run commits it with its results)."""
     import resource
 
-    resume = last_checkpoint(training_args.output_dir) if script_args.resume else None
+    from .provenance import check_writable
+
+    check_writable(training_args.output_dir, 200, "adapter")  # before hours of training, not after
+    if record_file:
+        check_writable(Path(record_file).parent, 1, "results")
+    inputs = training_inputs(pairs, model_args)
     settings = {"script": asdict(script_args), "model": asdict(model_args),
                 "training": {k: v for k, v in training_args.to_dict().items()
-                             if not k.startswith("_") and k not in ("logging_dir", "resume_from_checkpoint")}}
+                             if not k.startswith("_") and k not in ("logging_dir", "resume_from_checkpoint")},
+                "inputs": inputs}
+    settings = json.loads(json.dumps(settings, default=str))
     stamp = Path(training_args.output_dir) / "recipe.json"
-    if resume and stamp.is_file() and json.loads(stamp.read_text()) != json.loads(json.dumps(settings, default=str)):
-        raise RuntimeError(f"{training_args.output_dir} holds checkpoints of a different recipe ({stamp} differs from "
-                           f"this run's settings): resuming would mix two trainings. Delete the folder, or give "
-                           f"another output_dir.")
-    if resume and not stamp.is_file():
-        raise RuntimeError(f"{resume} has no recipe.json beside it, so it cannot be checked to be this recipe's: "
-                           f"delete {training_args.output_dir} and train again.")
-    write_json(json.loads(json.dumps(settings, default=str)), stamp)
+    resume = last_checkpoint(training_args.output_dir) if script_args.resume else None
+    why = resume_refusal(resume, stamp, settings) if resume else None
+    if why:
+        import shutil
+
+        print(f"Not resuming from {resume}: {why}. Training afresh from the base model (the folder's old "
+              f"checkpoints are removed).", flush=True)
+        for old in Path(training_args.output_dir).glob("checkpoint-*"):
+            shutil.rmtree(old)
+        resume = None
+    write_json(settings, stamp)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - t0
@@ -184,7 +194,10 @@ def train(trainer, pairs: pd.DataFrame, script_args: SubgroupSFTArguments, train
     record = run_record(
         config={"script": asdict(script_args), "model": asdict(model_args),
                 "training": {k: v for k, v in training_args.to_dict().items() if not k.startswith("_")}},
-        data={"train_pairs": len(pairs), "pairs_sha256": load_manifest()["files"]["pairs"]["sha256"]},
+        data={"train_pairs": len(pairs), "pairs_sha256": inputs["pairs_sha256"],
+              "pairs_file": pairs.attrs.get("path"), "train_pairs_digest": inputs["train_pairs_digest"],
+              "manifest_pairs_sha256": _manifest_pairs_sha256(pairs), "base_model": inputs["base_model"],
+              "code_digest": inputs["code_digest"]},
         training={"seconds": round(seconds, 1), "resumed_from": resume, "global_step": trainer.state.global_step,
                   "trainer": script_args.trainer, "examples_per_second": round(len(pairs) / seconds, 3),
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -198,6 +211,54 @@ def train(trainer, pairs: pd.DataFrame, script_args: SubgroupSFTArguments, train
     if record_file:
         write_json(record, record_file)
     return record
+
+
+def training_inputs(pairs: pd.DataFrame, model_args) -> dict:
+    """Everything besides the recipe that a training's result depends on, by content: the data read (its file's
+    hash and the sampled pairs'), the base model (weights, config and template) and the package's code."""
+    from .backends.hf import files_digest, weights_digest
+    from .provenance import code_digest, frame_digest, sha256_of
+
+    path = pairs.attrs.get("path")
+    base = model_args.model_name_or_path
+    return {"pairs_sha256": pairs.attrs.get("sha256") or (sha256_of(path) if path else None),
+            "train_pairs_digest": frame_digest(pairs.drop(columns=[c for c in pairs.columns if c.startswith("_")])),
+            "base_model": {"path": str(base), "weights": weights_digest(base), "files": files_digest(base)},
+            "code_digest": code_digest()}
+
+
+def resume_refusal(checkpoint: str, stamp: Path, settings: dict) -> str | None:
+    """Why ``checkpoint`` must not be resumed by a training with ``settings`` (None: it may). A checkpoint is
+    resumed only when its training is unfinished and every input (recipe, data, base model, code) matches."""
+    if not stamp.is_file():
+        return f"there is no {stamp.name} beside it to check it against this training"
+    try:
+        old = json.loads(stamp.read_text())
+    except ValueError:
+        return f"{stamp} is not readable JSON"
+    differ = [k for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)]
+    if differ:
+        detail = []
+        for k in differ:
+            a, b = old.get(k) or {}, settings.get(k) or {}
+            sub = [x for x in sorted(set(a) | set(b)) if a.get(x) != b.get(x)] if isinstance(a, dict) and \
+                isinstance(b, dict) else []
+            detail.append(f"{k} ({', '.join(sub[:6])})" if sub else k)
+        return f"it belongs to another training: its {'; '.join(detail)} differ from this one's"
+    state = Path(checkpoint) / "trainer_state.json"
+    if state.is_file():
+        st = json.loads(state.read_text())
+        if st.get("max_steps") and st.get("global_step", 0) >= st["max_steps"]:
+            return f"that training finished (step {st['global_step']} of {st['max_steps']})"
+    return None
+
+
+def _manifest_pairs_sha256(pairs: pd.DataFrame) -> str | None:
+    path = pairs.attrs.get("path")
+    manifest = Path(path).parent / "manifest.json" if path else None
+    if manifest is None or not manifest.is_file():
+        return None
+    return (load_manifest(manifest).get("files") or {}).get("pairs", {}).get("sha256")
 
 
 def main(script_args: SubgroupSFTArguments, training_args, model_args) -> dict:

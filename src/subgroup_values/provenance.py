@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -68,7 +70,157 @@ def run_record(config: dict, data: dict | None = None, **extra) -> dict:
 
 
 def write_json(obj: dict, path: str | Path) -> Path:
+    """Write a record atomically (a full disk keeps the previous file), with every secret redacted."""
+    return atomic_write(path, json.dumps(scrub(json.loads(json.dumps(obj, default=str))), indent=2,
+                                         sort_keys=False, default=str) + "\n")
+
+
+# ---- secrets never reach an artefact ---------------------------------------------------------------------------
+
+#: What an API key looks like (OpenAI, Anthropic, Hugging Face, generic bearer tokens).
+KEY_PATTERN = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|(?:api|key|token)[-_]?[A-Za-z0-9]{24,})\b")
+#: Environment variables whose values are secrets (their values are redacted wherever they appear).
+SECRET_NAMES = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.I)
+#: Query parameters of a URL that carry credentials.
+SECRET_QUERY = re.compile(r"^(?:.*key|.*token|.*secret|sig|signature|password|pass|auth.*|code)$", re.I)
+REDACTED = "***"
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\"'<>]+", re.I)
+
+
+def _token_like(segment: str) -> bool:
+    """A URL path segment that looks like a credential: a key pattern, or a long random-looking run of letters and
+    digits (16+ characters with 3+ of each, or 32+ with a digit), where model names, page names and API paths are
+    words with few digits."""
+    if KEY_PATTERN.search(segment):
+        return True
+    for piece in re.split(r"[-_.~]", segment):
+        if not piece.isalnum() or (len(piece) in (40, 64) and all(c in "0123456789abcdef" for c in piece)):
+            continue  # a git commit or a SHA-256 (published in records on purpose), not a credential
+        digits, letters = sum(c.isdigit() for c in piece), sum(c.isalpha() for c in piece)
+        if (len(piece) >= 16 and digits >= 3 and letters >= 3) or (len(piece) >= 32 and digits >= 1):
+            return True
+    return False
+
+
+def url_secrets(url: str) -> list[str]:
+    """Where a URL carries a credential (user:password@, a token in its path, a key in its query), as words that
+    do not repeat the secret; empty when it carries none. ``${NAME}`` placeholders are not secrets."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = []
+    if parts.username or parts.password or "@" in parts.netloc:
+        found.append("a user name or password before the host (user:password@)")
+    path = re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", "", parts.path)
+    if any(_token_like(s) for s in path.split("/") if s):
+        found.append("a token in its path")
+    if any(SECRET_QUERY.match(k) or _token_like(v) for k, v in parse_qsl(parts.query, keep_blank_values=True)):
+        found.append("a key in its query string")
+    return found
+
+
+def redact_url(url: str) -> str:
+    """The URL without its credentials: user:password@ removed, token-like path segments and secret query values
+    replaced by ``***``."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        path = "/".join(REDACTED if s and "${" not in s and _token_like(s) else s for s in parts.path.split("/"))
+        query = urlencode([(k, REDACTED if SECRET_QUERY.match(k) or _token_like(v) else v)
+                           for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+        return urlunsplit((parts.scheme, host, path, query, parts.fragment))
+    except ValueError:
+        return REDACTED
+
+
+def environment_secrets(env: dict | None = None) -> list[str]:
+    """Values of the environment's secret variables (names with KEY, TOKEN, SECRET, PASSWORD ...), longest first."""
+    env = os.environ if env is None else env
+    return sorted({v for k, v in env.items() if SECRET_NAMES.search(k) and len(v) >= 6}, key=len, reverse=True)
+
+
+def redact(text: str, extra: list[str] | tuple = ()) -> str:
+    """``text`` with every secret it may hold replaced by ``***``: the values of the environment's secret
+    variables, ``extra`` values, credentials in URLs and anything that looks like an API key."""
+    for secret in [*extra, *environment_secrets()]:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, REDACTED)
+    text = _URL.sub(lambda m: redact_url(m.group(0)) if url_secrets(m.group(0)) else m.group(0), text)
+    return KEY_PATTERN.sub(REDACTED, text)
+
+
+def scrub(obj, extra: list[str] | tuple = ()):
+    """A JSON-like object with :func:`redact` applied to every string in it (keys included)."""
+    if isinstance(obj, str):
+        return redact(obj, extra)
+    if isinstance(obj, dict):
+        return {scrub(k, extra) if isinstance(k, str) else k: scrub(v, extra) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [scrub(v, extra) for v in obj]
+    return obj
+
+
+# ---- atomic writes, checked up front ---------------------------------------------------------------------------
+
+def atomic_write(path: str | Path, data: str | bytes | None = None, writer=None) -> Path:
+    """Write ``path`` through a temporary file beside it, moved into place only when complete: a full disk or a
+    kill leaves the previous file as it was. ``writer(tmp_path)`` writes the file itself (e.g. a parquet)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if writer is not None:
+            writer(tmp)
+        elif isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data or "", encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def check_writable(folder: str | Path, need_mb: float = 50, what: str = "results") -> Path:
+    """Refuse, before long work starts, a folder that cannot be written or lacks ``need_mb`` of free space."""
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    probe_dir = folder
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise OSError(f"The {what} folder {folder} cannot be written ({exc.strerror or exc}): make it writable "
+                      f"or choose another folder, before the run starts.") from None
+    free = shutil.disk_usage(folder).free / 2**20
+    if free < need_mb:
+        raise OSError(f"The {what} folder {folder} has {free:.0f} MB free, less than the {need_mb:.0f} MB this "
+                      f"run needs: free some space (or choose another folder) before the run starts.")
+    return folder
+
+
+def code_digest(root: Path | None = None) -> str:
+    """A short hash of the package's source (every .py file under src/subgroup_values, by content): what a
+    checkpoint to resume from must share with the run that resumes it."""
+    root = Path(root) if root else Path(__file__).parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def frame_digest(frame) -> str:
+    """A short hash of a table's content (its CSV text), independent of where it was read from."""
+    return hashlib.sha256(frame.to_csv(index=False, lineterminator="\n").encode()).hexdigest()[:16]

@@ -20,6 +20,7 @@ import yaml
 
 from .paths import REPO_ROOT
 from .prompts import TEMPLATES
+from .provenance import KEY_PATTERN, url_secrets
 
 #: The sections a profile may have. ``study``: the study it runs (a shipped study's name or a config path;
 #: default sgp): the runner hands it to the notebooks as SUBGROUP_VALUES_STUDY.
@@ -33,6 +34,8 @@ PARAMETER_RULES = {
     "n_boot": (lambda v: isinstance(v, int) and v >= 10, "an integer >= 10 (1,000 for reported intervals)"),
     "n_sim": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     "concurrency": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "timeout": (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 3600,
+                "seconds, a number > 0 and <= 3600 (how long a remote request may take)"),
     "n_pairs": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     "min_group_size": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     "min_answers": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
@@ -45,8 +48,6 @@ PARAMETER_RULES = {
     "api_key_env": (lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) is not None,
                     "the NAME of an environment variable that holds the key (e.g. OPENAI_API_KEY), never the key"),
 }
-#: What an API key looks like (OpenAI, Anthropic, Hugging Face, generic bearer tokens).
-KEY_PATTERN = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|(?:api|key|token)[-_]?[A-Za-z0-9]{24,})\b")
 
 
 def known_profiles(root: Path = REPO_ROOT) -> list[str]:
@@ -79,6 +80,12 @@ def check_parameters(params: dict, where: str) -> None:
             raise SystemExit(f"{where}: parameter {name!r} looks like an API key. Keys never go into parameters "
                              "(they would be written into the executed notebook): put the key in an environment "
                              "variable and pass its name as api_key_env.")
+        if isinstance(value, str) and "://" in value and url_secrets(value):
+            raise SystemExit(f"{where}: parameter {name!r} is a URL that carries {' and '.join(url_secrets(value))}; "
+                             "it would be written into the executed notebook and its HTML. Give the URL without it: "
+                             "the API key goes in an environment variable named by api_key_env, and a token the "
+                             "URL itself must hold is written as ${NAME} (filled from the environment variable NAME "
+                             "when the request is sent, never recorded).")
     for name, value in params.items():
         rule = PARAMETER_RULES.get(name)
         if rule and not rule[0](value):
@@ -151,9 +158,11 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
                             log_output=False, kernel_name="python3")
     except BaseException:
         if partial.exists():
+            scrub_notebook(partial)
             partial.replace(failed)
             print(f"[{profile}] {out.stem}: FAILED; the notebook as far as it ran is {failed}", file=sys.stderr)
         raise
+    scrub_notebook(partial)  # before the HTML copy: neither holds a secret
     if html:
         import nbformat
         from nbconvert import HTMLExporter
@@ -164,6 +173,40 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
     print(f"[{profile}] {out.stem}: done in {time.time() - t0:.1f} s -> {out}", flush=True)
     _log_timing(out_dir, out.stem, time.time() - t0)
     return out
+
+
+def scrub_notebook(path: str | Path) -> bool:
+    """Redact secrets (the environment's keys and tokens, credentials in URLs, anything that looks like an API
+    key) from a notebook's sources and text outputs, in place; True when something was redacted."""
+    import nbformat
+
+    from .provenance import redact
+
+    nb = nbformat.read(str(path), as_version=4)
+    changed = False
+
+    def clean(text):
+        nonlocal changed
+        if isinstance(text, list):
+            return [clean(t) for t in text]
+        if not isinstance(text, str):
+            return text
+        new = redact(text)
+        changed |= new != text
+        return new
+
+    for cell in nb.cells:
+        cell.source = clean(cell.source)
+        for out in cell.get("outputs", []):
+            for key in ("text", "traceback", "evalue"):
+                if key in out:
+                    out[key] = clean(out[key])
+            for mime, value in (out.get("data") or {}).items():
+                if mime.startswith("text/") or mime.endswith("json"):
+                    out["data"][mime] = clean(value) if isinstance(value, str | list) else value
+    if changed:
+        nbformat.write(nb, str(path))
+    return changed
 
 
 def _log_timing(out_dir: Path, name: str, seconds: float) -> None:
@@ -191,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--no-html", action="store_true")
     args = ap.parse_args(argv)
+    from .paths import check_own_checkout
+
+    check_own_checkout()
     overrides = {k: _parse_value(v) for k, v in args.param}
     run_notebook(args.notebook, args.profile, overrides, args.out_dir, html=not args.no_html, run=args.run)
 

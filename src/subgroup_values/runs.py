@@ -29,7 +29,9 @@ def evaluation_record(config: dict, preds: pd.DataFrame, all_pairs: pd.DataFrame
             for k in baselines.KINDS}
     sens = persona_sensitivity(preds)
     record = run_record(
-        config=config, data={"pairs_sha256": manifest["files"]["pairs"]["sha256"],
+        config=config, data={"pairs_sha256": all_pairs.attrs.get("sha256") or manifest["files"]["pairs"]["sha256"],
+                             "pairs_file": all_pairs.attrs.get("path"),
+                             "manifest_pairs_sha256": manifest["files"]["pairs"]["sha256"],
                              "survey_sha256": manifest["source"]["sha256"]},
         backend=backend, timing={"wall_seconds": round(wall_seconds, 1),
                                  "pairs_computed": preds.attrs.get("pairs_computed", 0),
@@ -47,18 +49,47 @@ def _pairs_of(preds: pd.DataFrame, all_pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def save_run(preds: pd.DataFrame, summary: pd.DataFrame, run_dir: str | Path, record: dict) -> dict[str, Path]:
+    """Write the run's predictions and metrics. Both go to temporary files first and are moved into place only
+    when both are complete: a full disk or a kill keeps the previous finished run as it was. Secrets (the
+    environment's keys, credentials in URLs) are redacted from the record."""
+    import os
+
+    from .provenance import atomic_write, scrub
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     paths = {"predictions": run_dir / "predictions.parquet", "metrics": run_dir / "metrics.json"}
     keep = preds.drop(columns=["weighted_counts"], errors="ignore")
-    keep.to_parquet(paths["predictions"], index=False)
     main = summary[summary.subset == "all"].set_index("metric").estimate.to_dict()
     body = {"results": main,
             "by_subset": json.loads(summary.to_json(orient="records")),
             "pairs": len(preds), "questions": int(preds.qid.nunique()), "subgroups": int(preds.subgroup_id.nunique()),
             **record}
-    paths["metrics"].write_text(json.dumps(body, indent=2, default=str) + "\n")
+    body = scrub(json.loads(json.dumps(body, default=str)))
+    staged = {k: p.with_name(f".{p.name}.staged") for k, p in paths.items()}
+    try:
+        atomic_write(staged["predictions"], writer=lambda tmp: keep.to_parquet(tmp, index=False))
+        atomic_write(staged["metrics"], json.dumps(body, indent=2, default=str) + "\n")
+        os.replace(staged["predictions"], paths["predictions"])
+        os.replace(staged["metrics"], paths["metrics"])
+    finally:
+        for p in staged.values():
+            p.unlink(missing_ok=True)
     return paths
+
+
+def require_complete(preds: pd.DataFrame, run_dir: str | Path | None = None, remote: bool = True) -> None:
+    """Fail (after the run is saved) when some requests failed or (from a server: ``remote``) came back empty:
+    the step is then not done, so `make` reruns it, and the rerun asks only those again (the rest is cached). A
+    local model's empty reply is its answer (greedy decoding gives it again), not a failure."""
+    retry = ["failed", "empty"] if remote else ["failed"]
+    failed = preds.status.isin(retry) if "status" in preds else pd.Series(False, index=preds.index)
+    if failed.any():
+        first = preds.loc[failed, "error"].dropna().astype(str)
+        raise RuntimeError(f"{int(failed.sum())} of {len(preds)} predictions failed or came back empty "
+                           f"(first: {first.iloc[0] if len(first) else 'no error text'}). The run is saved"
+                           f"{f' in {run_dir}' if run_dir else ''} but incomplete: rerun the step (make reruns it) "
+                           "once the cause is fixed; only these requests are asked again.")
 
 
 def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:
@@ -102,3 +133,12 @@ def rescore_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0,
     keep["rescored"] = {"revision": git_revision(), "rules": "current parser, scores and BCa intervals",
                         "model_revision": record.get("git_revision")}
     return save_run(preds, summary, run_dir, keep)
+
+
+def check_outputs(run_dir: str | Path, cache_file: str | Path | None = None, need_mb: float = 50) -> None:
+    """Before long work starts: the run folder and the cache's folder can be written and have space."""
+    from .provenance import check_writable
+
+    check_writable(run_dir, need_mb, "results")
+    if cache_file:
+        check_writable(Path(cache_file).parent, need_mb, "cache")

@@ -139,6 +139,9 @@ def _strata(value, dims: dict, key: str, where: str) -> tuple[Stratum, ...]:
         if not s or any(d not in dims for d in s) or len(set(s)) != len(s):
             _fail(where, f"{key}: {value!r} holds a stratum that is not a list of distinct dimensions of "
                          f"{sorted(dims)}.")
+        if frozenset(s) in {frozenset(o) for o in out}:
+            _fail(where, f"{key}: stratum {list(s)} is listed twice (a stratum is a set of dimensions: the order "
+                         "of its dimensions does not make another one).")
         out.append(s)
     return tuple(out)
 
@@ -161,9 +164,15 @@ def parse_study(cfg: dict, where: str = "study config") -> Study:
     if not isinstance(cfg["dimensions"], dict) or len(cfg["dimensions"]) < 2:
         _fail(where, "dimensions must map at least two dimension names to their column and codes.")
     dims = {str(k): _dimension(str(k), v, where) for k, v in cfg["dimensions"].items()}
+    columns: dict[str, str] = {}
+    for name, dim in dims.items():
+        if dim.column in columns:
+            _fail(where, f"dimensions {columns[dim.column]!r} and {name!r} both read column {dim.column!r}: one "
+                         "column per dimension (two names for one variable would make impossible subgroups).")
+        columns[dim.column] = name
     train = _strata(cfg["train_strata"], dims, "train_strata", where)
     ood = _strata(cfg["ood_strata"], dims, "ood_strata", where)
-    both = set(train) & set(ood)
+    both = {tuple(s) for s in train if frozenset(s) in {frozenset(o) for o in ood}}  # strata are sets
     if both:
         _fail(where, f"strata {sorted(both)} are both training and OOD: the OOD strata must be unseen.")
     ints = {}
@@ -205,7 +214,22 @@ def load_study(name_or_path: str | Path = DEFAULT_STUDY) -> Study:
         cfg = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise StudyConfigError(f"{path} is not valid YAML: {exc}") from None
-    return parse_study(cfg, str(path))
+    study = parse_study(cfg, str(path))
+    shipped = STUDIES_DIR / f"{study.name}.yaml"
+    if shipped.is_file() and shipped.resolve() != path.resolve() and parse_study(
+            yaml.safe_load(shipped.read_text()), str(shipped)) != _as_shipped(study, shipped):
+        raise StudyConfigError(
+            f"{path} names itself {study.name!r} (its study: key), the name of the shipped study {shipped}, but "
+            f"it differs from it: its dataset would go to that study's folder ({study.data_dir}/) and overwrite "
+            f"it. Give the copy its own name (study: {study.name}_{path.stem if path.stem != study.name else 'mine'}"
+            ", say); its data then goes to data/processed/<that name>/.")
+    return study
+
+
+def _as_shipped(study: Study, shipped: Path) -> Study:
+    from dataclasses import replace
+
+    return replace(study, source=str(shipped))
 
 
 def processed_dir(study: Study | None = None) -> Path:

@@ -103,6 +103,27 @@ def _decode(raw: bytes, name: str) -> tuple[str, str]:
     return text, "latin-1"
 
 
+def _check_fields(text: str, sep: str, n_head: int, name: str) -> bool:
+    """Every data row has the header's number of fields, so that each value is read under its column's name.
+    True when every data row carries one empty field more (a trailing delimiter on data rows only); a row with
+    other counts is an error naming the line."""
+    import csv
+
+    rows = text.splitlines()[1:]
+    odd = [(i, r) for i, r in enumerate(rows, start=2) if r and r.count(sep) != n_head - 1]  # quick, then exact
+    counts = [(i, r, len(next(csv.reader([r], delimiter=sep)))) for i, r in odd]
+    counts = [(i, r, n) for i, r, n in counts if n != n_head]
+    if not counts:
+        return False
+    n_rows = sum(1 for r in rows if r)
+    if len(counts) == n_rows and all(n == n_head + 1 and r.rstrip().endswith(sep) for _, r, n in counts):
+        return True
+    i, _, n = counts[0]
+    raise WVSFileError(f"{name}: line {i} has {n} fields, the header {n_head} ({len(counts)} such row(s)): its values "
+                       "would not be under their header's names. The file is damaged or was edited: download it "
+                       f"again. {DOWNLOAD_HINT}")
+
+
 def _read_csv(raw: bytes, name: str) -> pd.DataFrame:
     text, encoding = _decode(raw, name)
     head = text[:4096].splitlines()[0] if text else ""
@@ -116,15 +137,21 @@ def _read_csv(raw: bytes, name: str) -> pd.DataFrame:
     import csv
 
     lines = text.rstrip("\r\n").rsplit("\n", 1)
+    if len(lines) == 1:
+        raise WVSFileError(f"{name} has a header but no data rows (no respondents): the file is cut or a template. "
+                           f"Download it again. {DOWNLOAD_HINT}")
+    n_head = len(next(csv.reader([text.split("\n", 1)[0].rstrip("\r")], delimiter=sep)))  # the whole header line
     if len(lines) == 2:
-        n_head = len(next(csv.reader([head], delimiter=sep)))
         n_last = len(next(csv.reader([lines[1]], delimiter=sep)))
         if n_last < n_head:
             raise WVSFileError(
                 f"{name} looks truncated: its last row has {n_last} fields, the header {n_head}. "
                 f"The download was probably interrupted: download it again. {DOWNLOAD_HINT}")
+    trailing = _check_fields(text, sep, n_head, name)
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, low_memory=False)
+        # a delimiter that ends every data row but not the header: without index_col=False pandas would take the
+        # first column for the index and shift every column one place off its header's name
+        df = pd.read_csv(io.StringIO(text), sep=sep, low_memory=False, index_col=False if trailing else None)
     except (pd.errors.ParserError, ValueError) as exc:
         raise WVSFileError(
             f"{name} could not be parsed as a {'semicolon' if sep == ';' else 'comma'}-separated WVS file "
@@ -203,7 +230,7 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
         raise WVSFileError(f"No survey file given. {DOWNLOAD_HINT}")
     path = Path(path).expanduser()
     if not path.is_file():
-        raise WVSFileError(f"Survey file not found: {path}. {DOWNLOAD_HINT}")
+        raise WVSFileError(f"Survey file not found: {path}{_where_looked(path)}. {DOWNLOAD_HINT}")
     df, fmt = _read_any(path)
 
     required = list(dict.fromkeys([*REQUIRED_COLUMNS, *columns]))
@@ -283,6 +310,11 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
             f"{path.name} has blank or non-numeric cells in coded columns (first at data row {rows[0] + 1}, "
             f"{len(rows)} row(s) in all). Official WVS files code every missing answer as a negative number, "
             f"so this file is truncated or damaged: download it again. {DOWNLOAD_HINT}")
+    if not np.isfinite(df["W_WEIGHT"]).all() or (df["W_WEIGHT"] > 100).any():
+        bad = df["W_WEIGHT"][~np.isfinite(df["W_WEIGHT"]) | (df["W_WEIGHT"] > 100)]
+        raise WVSFileError(f"{path.name}: W_WEIGHT must be a finite design weight (WVS weights lie around 1, well "
+                           f"under 100); found {len(bad)} value(s) such as {bad.iloc[0]!r}. The file is damaged or "
+                           f"not an official release. {DOWNLOAD_HINT}")
     if (df["W_WEIGHT"] <= 0).any():
         raise WVSFileError(f"{path.name}: W_WEIGHT must be positive; found {int((df['W_WEIGHT'] <= 0).sum())} "
                            f"non-positive weights.")
@@ -306,6 +338,15 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
     return Survey(data=df, missing=missing, path=path, sha256=sha256_of(path), file_format=fmt,
                   country=country_key, version=version, encoding=df.attrs.get("encoding", ""),
                   absent_items=absent if single_country else [])
+
+
+def _where_looked(path: Path) -> str:
+    """For a relative path that is not there: where it was looked for (make and the notebooks run in the
+    checkout, not in the folder the command was typed in)."""
+    if path.is_absolute():
+        return ""
+    return (f"; a relative path is read from the working directory {Path.cwd()}, so it was looked for at "
+            f"{Path.cwd() / path} (make and the notebooks run in the checkout): give an absolute path")
 
 
 def find_survey_file(given: str | Path | None = None) -> str:
@@ -337,7 +378,8 @@ def identify(path: str | Path | None, out: str | Path) -> bool:
     import json
 
     if path is None or str(path).strip() == "" or not Path(path).expanduser().is_file():
-        raise WVSFileError(f"No WVS survey file found (WVS_FILE={str(path or '')!r}). {DOWNLOAD_HINT}")
+        where = _where_looked(Path(path).expanduser()) if path and str(path).strip() else ""
+        raise WVSFileError(f"No WVS survey file found (WVS_FILE={str(path or '')!r}{where}). {DOWNLOAD_HINT}")
     p = Path(path).expanduser().resolve()
     st = p.stat()
     out = Path(out)

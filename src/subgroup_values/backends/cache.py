@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -24,14 +25,34 @@ def cache_key(**parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+class CacheError(OSError):
+    """A response cache that cannot be used; the message names the file and what to do."""
+
+    def __init__(self, path: Path, exc: Exception):
+        writable = os.access(path.parent, os.W_OK) if path.parent.exists() else False
+        advice = ("it only holds answers that are recomputed when missing: move it aside (or delete it) and rerun, "
+                  "or give another cache file" if writable else
+                  f"its folder {path.parent} cannot be written: make it writable or give another cache file")
+        super().__init__(f"The response cache {path} cannot be used ({exc.__class__.__name__}: {exc}); {advice} "
+                         "(--cache / cache_file; '' for none).")
+
+
 class ResponseCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._db.commit()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db.commit()
+            self._db.execute("SELECT key, value FROM responses LIMIT 1").fetchall()
+            if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("the integrity check failed")
+        except sqlite3.DatabaseError as exc:  # not a database, truncated, corrupt, or a folder it cannot write
+            raise CacheError(self.path, exc) from None
+        except OSError as exc:
+            raise CacheError(self.path, exc) from None
 
     def get_many(self, keys: list[str]) -> dict[str, dict]:
         out: dict[str, dict] = {}
@@ -43,9 +64,13 @@ class ResponseCache:
         return out
 
     def put_many(self, items: dict[str, dict]) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)",
-                             [(k, json.dumps(v)) for k, v in items.items()])
-        self._db.commit()
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)",
+                                 [(k, json.dumps(v)) for k, v in items.items()])
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:  # a full disk, a read-only file: what is stored so far stays
+            self._db.rollback()
+            raise CacheError(self.path, exc) from None
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
@@ -83,7 +108,7 @@ NOT_STORED = ("failed", "empty")
 
 def fill(cache: ResponseCache | NullCache | None, keys: list[str], compute: Callable[[list[int]], list[dict]],
          order: Callable[[int], object] | None = None, chunk_size: int = 128, desc: str = "requests",
-         progress: bool = True) -> Filled:
+         progress: bool = True, valid: Callable[[int, dict], bool] | None = None) -> Filled:
     """The one "look up, compute what is missing, store it" loop of the package.
 
     ``compute(indices)`` answers the requests at those positions of ``keys`` with one record (a dict) each. Work
@@ -92,11 +117,16 @@ def fill(cache: ResponseCache | NullCache | None, keys: list[str], compute: Call
     stored (retried next time). When every request of the first chunk fails (status ``failed``: an error, not an
     empty reply), the cause is raised at once.
     ``order`` sorts the missing work (e.g. to keep requests that share a prompt prefix together).
+    ``valid(index, record)``: a stored record it rejects (e.g. non-finite probabilities stored by an older version)
+    is computed again, never reused.
     """
     from tqdm.auto import tqdm
 
     cache = cache if cache is not None else NullCache()
     found = cache.get_many(keys)
+    if valid is not None:
+        position = {k: i for i, k in enumerate(keys)}
+        found = {k: v for k, v in found.items() if valid(position[k], v)}
     todo = [i for i, k in enumerate(keys) if k not in found]
     if order is not None:
         todo.sort(key=order)
@@ -123,7 +153,7 @@ def fill(cache: ResponseCache | NullCache | None, keys: list[str], compute: Call
         bar.update(len(chunk))
     bar.close()
     if failed:
-        print(f"{failed} of {len(keys)} requests failed or came back empty; they are recorded as such and asked "
-              "again by the next run.")
+        print(f"{failed} of {len(keys)} requests failed or came back empty; they are recorded as such, the run "
+              "is marked incomplete (its step fails) and the next run asks them again.")
     found.update(kept)
     return Filled([found[k] for k in keys], len(todo) - failed, failed, time.time() - t0)

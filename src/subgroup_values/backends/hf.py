@@ -48,7 +48,23 @@ def weights_digest(path: str | Path | None) -> str | None:
     p = Path(path)
     if not p.is_dir():
         return None
-    files = [f for f in p.iterdir() if f.suffix in (".safetensors", ".bin") and f.is_file()]
+    files = [f for f in p.iterdir() if f.suffix in (".safetensors", ".bin") and f.is_file() and f.name not in NOT_MODEL]
+    return _file_digest(files) if files else None
+
+
+#: Files of a model or adapter folder that do not change its answers (records written beside it, training state).
+NOT_MODEL = ("provenance.json", "recipe.json", "conversion.json", "training_args.bin", "trainer_state.json",
+             "README.md")
+
+
+def files_digest(path: str | Path | None) -> str | None:
+    """A short hash of everything else in a local model or adapter folder that changes an answer: its config,
+    chat template, tokenizer and generation settings (``config.json``, ``chat_template.jinja``,
+    ``adapter_config.json`` ...); None for hub ids. Goes into the response cache's key beside the weights."""
+    if path is None or not Path(path).is_dir():
+        return None
+    files = [f for f in Path(path).iterdir() if f.is_file() and f.suffix not in (".safetensors", ".bin")
+             and f.name not in NOT_MODEL and not f.name.startswith(".")]
     return _file_digest(files) if files else None
 
 
@@ -88,6 +104,44 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
         raise ValueError(f"dtype must be auto, float32, bfloat16 or float16; got {dtype!r}.") from None
 
 
+class ModelFolderError(ValueError):
+    """A model or adapter folder that cannot be what was asked for (missing, damaged, for another model)."""
+
+
+def adapter_base(adapter: str | Path) -> dict:
+    """The base model an adapter was trained on, as its training recorded it (``provenance.json``: the base's
+    path and weights hash) or as PEFT did (``adapter_config.json``: its path only)."""
+    import json
+
+    rec = Path(adapter) / "provenance.json"
+    if rec.is_file():
+        base = (json.loads(rec.read_text()).get("data") or {}).get("base_model")
+        if base:
+            return base
+    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
+    return {"path": cfg.get("base_model_name_or_path"), "weights": None}
+
+
+def _load_adapter(net, model_name: str, adapter: str):
+    """Merge a LoRA adapter into ``net`` after checking that it was trained on this base model."""
+    from peft import PeftModel
+
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"No LoRA adapter at {adapter} (expected adapter_config.json).")
+    base = adapter_base(adapter)
+    have = weights_digest(model_name)
+    if base.get("weights") and have and base["weights"] != have:
+        raise ModelFolderError(f"The adapter at {adapter} was trained on the base model {base.get('path')} (weights "
+                               f"{base['weights']}), not on {model_name} (weights {have}): give the base model it "
+                               "was trained on, or train an adapter for this one.")
+    try:
+        return PeftModel.from_pretrained(net, adapter).merge_and_unload()
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ModelFolderError(f"The adapter at {adapter} does not fit the model {model_name} (it names "
+                               f"{base.get('path')!r} as its base; {exc.__class__.__name__}: "
+                               f"{str(exc).splitlines()[0][:200]}): give the base model it was trained on.") from None
+
+
 class HFBackend(Backend):
     kind = "hf"
     supports_logprob = True
@@ -118,23 +172,28 @@ class HFBackend(Backend):
         self.batch_size = int(batch_size)
         self.prefix_cache = bool(prefix_cache)
         self.progress = progress
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+            net = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=self.dtype)
+        except Exception as exc:  # a missing, truncated or foreign file: safetensors, json or transformers errors
+            raise ModelFolderError(
+                f"The model at {self.model_name} could not be loaded ({exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0][:300] if str(exc) else ''}): its weights or config are missing or "
+                f"damaged. Rebuild it (`make model` for the embedded model, `make tiny-model` for the tiny one, "
+                f"after removing the folder) or point to a complete model folder.") from None
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        net = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=self.dtype)
         if self.adapter:
-            from peft import PeftModel
-
-            if not (Path(self.adapter) / "adapter_config.json").is_file():
-                raise FileNotFoundError(f"No LoRA adapter at {self.adapter} (expected adapter_config.json).")
-            net = PeftModel.from_pretrained(net, self.adapter).merge_and_unload()
+            net = _load_adapter(net, self.model_name, self.adapter)
         self.model = net.to(self.device).eval()
         n_out = self.model.get_output_embeddings().weight.shape[0]
         self.digit_mask = digit_token_mask(self.tokenizer, n_out).to(self.device)
         self._option_ids: dict[tuple[str, str], list[int]] = {}
         self._trees: dict[tuple, _Tree] = {}
         self._identity = {"backend": "hf", "model": self.model_name, "model_weights": weights_digest(self.model_name),
+                          "model_files": files_digest(self.model_name),
                           "adapter": self.adapter, "adapter_weights": weights_digest(self.adapter),
+                          "adapter_files": files_digest(self.adapter),
                           "dtype": str(self.dtype).replace("torch.", "")}
 
     def identity(self) -> dict:

@@ -51,6 +51,42 @@ class OpenAICompatError(RuntimeError):
     """The endpoint failed in a way retries did not fix; the message says what came back."""
 
 
+class ServerUnreachable(OpenAICompatError):
+    """Every attempt of a request timed out or found no server: when nothing has been answered yet, the run
+    stops at once instead of waiting out every request."""
+
+
+#: A log-probability a server reports may exceed 0 by rounding only.
+LOGPROB_TOL = 1e-4
+
+
+def checked_logprob(value, where: str) -> float:
+    """A log-probability from a reply, checked for meaning: a finite number <= 0 (a rounding excess is clipped).
+    Anything else (NaN, +-inf, a positive value, not a number) fails the request with that reason."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise OpenAICompatError(f"{where}: log-probability {value!r} is not a number (a malformed reply).")
+    v = float(value)
+    if not math.isfinite(v) or v > LOGPROB_TOL:
+        raise OpenAICompatError(f"{where}: log-probability {v!r} is not a finite number <= 0, so it is no "
+                                "log-probability; the server's reply cannot be scored (recorded as failed).")
+    return min(v, 0.0)
+
+
+def checked_mass(probs, where: str) -> None:
+    """The probabilities of distinct tokens at one position add up to at most 1."""
+    total = sum(probs)
+    if total > 1 + 1e-3:
+        raise OpenAICompatError(f"{where}: the top log-probabilities add up to a probability of {total:.3g}, more "
+                                "than 1: the reply is no distribution (recorded as failed).")
+
+
+def same_model(asked: str, answered: str) -> bool:
+    """Whether a reply's ``model`` is the one asked for: the same name, a dated snapshot of it (gpt-4o ->
+    gpt-4o-2024-08-06) or the same folder name (a server started on a path)."""
+    a, b = asked.strip().rstrip("/"), answered.strip().rstrip("/")
+    return a == b or b.startswith(a + "-") or a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
+
+
 class OpenAICompatBackend(Backend):
     kind = "openai_compat"
     supports_logprob = True
@@ -58,7 +94,17 @@ class OpenAICompatBackend(Backend):
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 4,
                  timeout: float = 60.0, max_retries: int = 5, backoff: float = 1.0, top_logprobs: int = 20,
                  extra_body: dict | None = None, endpoint: str = "chat", tokenizer: str | None = None,
-                 exact_tol: float = 1e-4, ends_from: str = "top_logprobs"):
+                 exact_tol: float = 1e-4, ends_from: str = "top_logprobs", check_model: bool = True):
+        from ..provenance import redact_url, url_secrets
+
+        if url_secrets(base_url):
+            raise ValueError(f"base_url {redact_url(base_url)} carries {' and '.join(url_secrets(base_url))}: a "
+                             "credential there would be recorded with the results (and urllib does not send "
+                             "user:password@). Put the API key in an environment variable and name it with "
+                             "api_key_env; a token the URL itself must hold is written as ${NAME} (filled from the "
+                             "environment variable NAME when a request is sent, never recorded).")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+            raise ValueError(f"timeout must be a number of seconds > 0 and <= 3600, got {timeout!r}.")
         if endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be one of {ENDPOINTS}, got {endpoint!r}.")
         if ends_from not in ENDS_FROM:
@@ -70,10 +116,19 @@ class OpenAICompatBackend(Backend):
             raise ValueError("endpoint='completions' scores options exactly from the prompt's token log-probabilities: "
                              "give tokenizer= the served model's folder or hub id (the chat template and the options' "
                              "tokens must be the server's).")
-        self.base_url = base_url.rstrip("/")
+        import re
+
+        unset = [n for n in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", base_url) if n not in os.environ]
+        if unset:
+            raise ValueError(f"base_url names ${{{unset[0]}}}, but the environment variable {unset[0]} is not set: "
+                             "set it (its value fills the URL when a request is sent), or give the URL without it.")
+        self.base_url = base_url.rstrip("/")  # as given: ${NAME} placeholders stay unexpanded (recorded, shown)
         self.endpoint = endpoint
         self.url = self.base_url + "/chat/completions"
         self.completions_url = self.base_url + "/completions"
+        self.check_model = bool(check_model)
+        self._answered = 0  # requests answered so far (a server that answered once is not "unreachable")
+        self._stop = False
         self.tokenizer_name = tokenizer
         self.tokenizer = None
         if tokenizer:
@@ -107,27 +162,40 @@ class OpenAICompatBackend(Backend):
     # ---- one request with retries -------------------------------------------------------------------------------
     def _post(self, body: dict, url: str | None = None) -> dict:
         url = url or self.url
+        shown = url  # what messages say: the URL as given (placeholders unexpanded, so no secret)
+        url = self._expand(url)
         data = json.dumps({"model": self.model, "temperature": 0, **body, **self.extra_body}).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        last = ""
+        last, unreachable = "", True
         for attempt in range(self.max_retries + 1):
+            if self._stop:
+                raise ServerUnreachable(f"{shown}: not sent (the server stopped answering other requests).")
             wait = self.backoff * (2 ** attempt) * (0.5 + random.random() / 2)
             try:
                 req = urllib.request.Request(url, data=data, headers=headers, method="POST")
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     payload = resp.read()
+                unreachable = False
                 try:
                     reply = json.loads(payload)
-                    reply["choices"][0]["message" if url == self.url else "index"]
-                    return reply
+                    reply["choices"][0]["message" if shown == self.url else "index"]
                 except (ValueError, KeyError, IndexError, TypeError):
-                    last = f"malformed reply: {payload[:200]!r}"
+                    last = f"malformed reply: {self._redact(repr(payload[:200]))}"
+                else:
+                    self._answered += 1
+                    answered = reply.get("model") if isinstance(reply, dict) else None
+                    if self.check_model and isinstance(answered, str) and answered and not same_model(self.model, answered):
+                        raise OpenAICompatError(f"{shown} answered as model {answered!r}, not the {self.model!r} "
+                                                "asked for: check the model name and the server (its answers would "
+                                                "be recorded as another model's).")
+                    return reply
             except urllib.error.HTTPError as err:
-                detail = err.read()[:300].decode(errors="replace")
+                unreachable = False
+                detail = self._redact(err.read()[:300].decode(errors="replace"))
                 if err.code not in RETRY_STATUS:
-                    raise OpenAICompatError(f"{url} answered HTTP {err.code}: {detail}. Check the model name, "
+                    raise OpenAICompatError(f"{shown} answered HTTP {err.code}: {detail}. Check the model name, "
                                             f"the key in ${self.api_key_env} and the request.") from None
                 last = f"HTTP {err.code}: {detail}"
                 retry_after = err.headers.get("Retry-After") if err.headers else None
@@ -137,11 +205,34 @@ class OpenAICompatBackend(Backend):
                     except ValueError:
                         pass
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-                last = f"{err.__class__.__name__}: {getattr(err, 'reason', err)}"
+                reason = getattr(err, "reason", err)
+                last = self._redact(f"{err.__class__.__name__}: {reason}")
+                if "timed out" in str(reason) or isinstance(reason, TimeoutError):
+                    last += f" (no answer within the timeout of {self.timeout:g} s: raise timeout for a slow server)"
             if attempt < self.max_retries:
                 time.sleep(wait)
-        raise OpenAICompatError(f"{url} failed {self.max_retries + 1} times; last: {last}. The run can be "
-                                f"resumed later: finished answers are cached.")
+        error = ServerUnreachable if unreachable else OpenAICompatError
+        raise error(f"{shown} failed {self.max_retries + 1} times; last: {last}. The run can be "
+                    f"resumed later: finished answers are cached.")
+
+    def _expand(self, url: str) -> str:
+        """The URL with its ``${NAME}`` placeholders filled from the environment (a missing one is an error)."""
+        import re
+
+        def value(m):
+            if m.group(1) not in os.environ:
+                raise OpenAICompatError(f"base_url names ${{{m.group(1)}}}, but the environment variable "
+                                        f"{m.group(1)} is not set: set it (or give the URL without it).")
+            return os.environ[m.group(1)]
+
+        return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value, url)
+
+    def _redact(self, text: str) -> str:
+        from ..provenance import redact
+
+        extra = [self.api_key, *(os.environ.get(n, "") for n in
+                                 __import__("re").findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", self.base_url))]
+        return redact(text, [e for e in extra if e])
 
     def _map(self, fn, items, on_failure):
         """``fn`` over ``items`` with ``concurrency`` requests in flight; a request that fails for good becomes
@@ -149,11 +240,28 @@ class OpenAICompatBackend(Backend):
         def safe(item):
             try:
                 return fn(item)
+            except ServerUnreachable as exc:
+                if self._answered == 0:  # nothing ever came back: stop the run, do not wait out every request
+                    if not self._stop:
+                        self._stop, self._stop_reason = True, str(exc)
+                    raise
+                return on_failure(str(exc))
             except OpenAICompatError as exc:
                 return on_failure(str(exc))
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+                return on_failure(f"malformed reply from {self.base_url} ({exc.__class__.__name__}: "
+                                  f"{self._redact(str(exc))}): recorded as failed.")
 
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        try:
             return list(pool.map(safe, items))
+        except ServerUnreachable as exc:
+            raise ServerUnreachable(f"{getattr(self, '_stop_reason', '') or exc} No request has been answered: is the server at {self.base_url} "
+                                    f"running and serving {self.model!r}? (timeout {self.timeout:g} s per request; "
+                                    "give a larger timeout for a slow server.)") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._stop, self._stop_reason = False, ""
 
     # ---- the Backend interface ---------------------------------------------------------------------------------
     def generate(self, requests: list[GenerateRequest]) -> list[str | RequestFailed]:
@@ -177,7 +285,14 @@ class OpenAICompatBackend(Backend):
                                         f"cannot do logprob scoring; use scoring='generate'.")
             # the answer token: the first generated token that starts with a digit
             position = next((t for t in content if t.get("token", "").strip()[:1].isdigit()), content[0])
-            top = {t["token"].strip(): t["logprob"] for t in position.get("top_logprobs", [])}
+            where = f"{self.url} (chat, answer token {position.get('token')!r})"
+            top = {}
+            for t in position.get("top_logprobs") or []:
+                lp = checked_logprob(t["logprob"], where)
+                key = str(t["token"]).strip()
+                top[key] = max(top.get(key, -math.inf), lp)
+            checked_mass([math.exp(checked_logprob(t["logprob"], where)) for t in position.get("top_logprobs") or []],
+                         where)
             logps = [top.get(code, -math.inf) for code in r.options]
             mass = sum(math.exp(lp) for lp in logps if lp > -math.inf)
             if mass <= 0:  # no option among the top log-probabilities: no distribution, never a made-up one
@@ -241,8 +356,10 @@ class OpenAICompatBackend(Backend):
                 raise OpenAICompatError(f"{self.completions_url} returned no log-probabilities of the prompt tokens "
                                         f"(echo with logprobs) for model {self.model}: it cannot score options "
                                         "exactly; use endpoint='chat' or scoring='generate'.")
-            code = sum(values[len(prompt):len(seq)])  # log P(the code's tokens | prompt), exact
-            after = tops[len(seq)] or {}  # the top tokens after the code
+            where = f"{self.completions_url} (option {r.options[len(logps)]!r})"
+            code = sum(checked_logprob(v, where) for v in values[len(prompt):len(seq)])  # log P(code | prompt)
+            after = {t: checked_logprob(v, where) for t, v in (tops[len(seq)] or {}).items()}  # after the code
+            checked_mass([math.exp(v) for v in after.values()], where)
             if self.ends_from == "digit_ids":
                 named = [after.get(f"token_id:{i}") for i in self._digit_ids()]
                 if any(v is None for v in named):
