@@ -110,3 +110,248 @@ def finding(table: pd.DataFrame, models: list[str]) -> str:
                    f"[{t.loc['noise_floor', 'tv_lo']:.3f}, {t.loc['noise_floor', 'tv_hi']:.3f}] and uniform "
                    f"{hi:.3f}: " + "; ".join(parts) + ".")
     return "\n".join(out)
+
+
+# ---- both protocols: distances, proper scores, the normalised score ------------------------------------------
+
+#: Per-pair columns summarised in the protocol tables, and their names there.
+SCORE_METRICS = {"correct": "accuracy", "tv": "tv", "wasserstein": "w1", "js": "jsd", "log_score": "log_score",
+                 "kl": "kl", "brier": "brier"}
+#: Methods that are references, not predictors (never "the best predictor").
+REFERENCES = ("noise_floor", "uniform", "true_mode", "population_mode_point")
+
+
+def point_masses(preds: pd.DataFrame, name: str) -> dict[str, pd.DataFrame]:
+    """Meister et al.'s references for a model: point masses on the *model's* most likely option (``LB1``) and
+    on its least likely option (``LB2``), scored against the same targets."""
+    from .metrics import score_pairs
+
+    out = {}
+    for tag, pick in (("lb1", np.argmax), ("lb2", np.argmin)):
+        probs = [np.eye(len(p))[int(pick(p))].tolist() for p in preds["probs"]]
+        out[f"{name}_{tag}"] = score_pairs(preds.assign(probs=probs, expected=False,
+                                                        choice=[lo + int(np.argmax(p)) for lo, p in
+                                                                zip(preds.scale_min, probs)]))
+    return out
+
+
+def _keys(preds: pd.DataFrame) -> set:
+    cols = ["qid", "subgroup_id"] + (["fold"] if "fold" in preds else [])
+    return set(map(tuple, preds[cols].astype(str).to_numpy()))
+
+
+def protocol_table(systems: dict[str, pd.DataFrame], floor: pd.DataFrame, protocol: str, n_boot: int = 1000,
+                   seed: int = 0) -> pd.DataFrame:
+    """One row per method and pair set (all, consensus, divergent) under ``protocol``: accuracy, TV, W1, JSD,
+    log score, KL, Brier (:mod:`subgroup_values.scores`) and SimBench's normalised score, each with a 95% BCa
+    interval over questions. Every system is scored on the same pairs (under ``disjoint``: the target folds'
+    pairs, stacked, so the means are cross-fitted averages over folds). ``floor`` has the targets' floors
+    (``floor_tv``, ``floor_w1``, ``floor_jsd``; and ``fold`` under ``disjoint``); its row's normalised score is
+    the value a predictor at the floor would get."""
+    from .claims import PROTOCOLS
+    from .scores import add_scores, normalised_score
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
+    if "uniform" not in systems:
+        raise ValueError("a protocol table needs the uniform predictor (its normalised score's zero).")
+    names = list(systems)
+    keys = _keys(systems[names[0]])
+    for name in names[1:]:
+        if _keys(systems[name]) != keys:
+            raise ValueError(f"{name} is scored on other pairs than {names[0]}: a table compares methods on the "
+                             "same pairs.")
+    on = ["qid", "subgroup_id"] + (["fold"] if "fold" in systems[names[0]] else [])
+    ref = systems[names[0]][on + ["divergent"]]
+    f = ref.merge(floor, on=on, how="left")
+    if f["floor_tv"].isna().any():
+        raise ValueError(f"The floor lacks {int(f.floor_tv.isna().sum())} of the {protocol} pairs: rebuild it "
+                         "from the survey file.")
+    scored = {name: add_scores(p) for name, p in systems.items()}
+    rows = []
+    for subset in SUBSETS:
+        sel = {"all": slice(None), "consensus": ~ref.divergent.to_numpy(), "divergent": ref.divergent.to_numpy()}
+        idx = sel[subset]
+        r0 = ref[idx] if subset != "all" else ref
+        if r0.empty:
+            continue
+        tvs = pd.DataFrame({"qid": r0.qid.to_numpy()})
+        for name, p in scored.items():
+            d = r0[on].merge(p.drop(columns=["divergent"], errors="ignore"), on=on, how="left")
+            cols = pd.DataFrame({"qid": d.qid.to_numpy()} | {m: d[c].to_numpy(float) for c, m in
+                                                             SCORE_METRICS.items()})
+            ci = mean_bootstrap(cols, list(SCORE_METRICS.values()), n_boot=n_boot, seed=seed)
+            row = {"method": name, "protocol": protocol, "pairs": subset, "n_pairs": len(d),
+                   "questions": d.qid.nunique()}
+            for m in SCORE_METRICS.values():
+                row |= {m: ci.loc[m, "estimate"], f"{m}_lo": ci.loc[m, "lo"], f"{m}_hi": ci.loc[m, "hi"]}
+            rows.append(row)
+            tvs[name] = d["tv"].to_numpy(float)
+        fl = r0.merge(floor, on=on, how="left")
+        ci = mean_bootstrap(fl.assign(tv=fl.floor_tv, w1=fl.floor_w1, jsd=fl.floor_jsd), ["tv", "w1", "jsd"],
+                            n_boot=n_boot, seed=seed)
+        row = {"method": "noise_floor", "protocol": protocol, "pairs": subset, "n_pairs": len(fl),
+               "questions": fl.qid.nunique()}
+        for m in ("tv", "w1", "jsd"):
+            row |= {m: ci.loc[m, "estimate"], f"{m}_lo": ci.loc[m, "lo"], f"{m}_hi": ci.loc[m, "hi"]}
+        rows.append(row)
+        tvs["noise_floor"] = fl["floor_tv"].to_numpy(float)
+        norm = normalised_score(tvs, n_boot=n_boot, seed=seed).set_index("method")
+        for r in rows:
+            if r["pairs"] == subset and r["method"] in norm.index:
+                r |= norm.loc[r["method"]].to_dict()
+    table = pd.DataFrame(rows)
+    table["pairs"] = pd.Categorical(table["pairs"], SUBSETS, ordered=True)
+    return table.sort_values(["pairs", "tv"]).reset_index(drop=True)
+
+
+# ---- the systems of each protocol ----------------------------------------------------------------------------
+
+#: The non-LLM predictors of :mod:`subgroup_values.baselines` every protocol table shows.
+BASELINE_KINDS = ("uniform", "population_mode", "population_mode_point", "compositional", "log_linear", "true_mode")
+
+
+def rescore(preds: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+    """A model's predictions (probabilities per (qid, subgroup_id); they depend on no survey answer) scored
+    against other targets (``targets``: a pairs table, e.g. a fold's)."""
+    from .dataset import pair_frame
+    from .metrics import score_pairs
+    from .questions import load_questions
+
+    keep = [c for c in ("qid", "subgroup_id", "choice", "probs", "option_mass", "reply", "status", "expected")
+            if c in preds]
+    frame = pair_frame(targets, {q.qid: q for q in load_questions(rule="all")})
+    return score_pairs(frame.merge(preds[keep], on=["qid", "subgroup_id"], how="inner"))
+
+
+def paper_systems(pairs: pd.DataFrame, all_pairs: pd.DataFrame, resp, runs: dict[str, pd.DataFrame],
+                  lambda_int: float) -> dict[str, pd.DataFrame]:
+    """Every predictor under the ``paper`` protocol on ``pairs``: the baselines (inputs: ``all_pairs``, every
+    respondent), the log-linear rule with the cell's own respondents left out (the harsh bound), raking and the
+    regression on all respondents (``resp``), the model runs and their LB1/LB2 point masses."""
+    from . import baselines, classical, folds
+
+    systems = {k: baselines.predictions(pairs, all_pairs, k) for k in BASELINE_KINDS}
+    systems["log_linear_leave_cell_out"] = folds.leave_cell_out(pairs, all_pairs)
+    systems["raking"] = classical.raking(resp, pairs)
+    systems["regression"] = classical.regression(resp, pairs, lambda_int)
+    for name, preds in runs.items():
+        p = preds.merge(pairs[["qid", "subgroup_id"]], on=["qid", "subgroup_id"])
+        systems[name] = p
+        systems |= point_masses(p, name)
+    return systems
+
+
+def disjoint_systems(fd, table: pd.DataFrame, runs: dict[str, pd.DataFrame], n_boot: int = 200,
+                     n_splits: int = 50, seed: int = 0, progress: bool = False):
+    """Every predictor under the ``disjoint`` protocol, per target fold of ``fd`` (:class:`folds.FoldData`;
+    ``table``: its :func:`folds.fold_pairs`): targets from the fold, every input from the other folds.
+    ``runs`` are models whose predictions use no survey answer (zero-shot with the persona template). Returns
+    (systems stacked over folds with a ``fold`` column, the target folds' floor, the chosen penalties)."""
+    from . import baselines, classical, folds
+    from .noise_floor import noise_floor
+    from .subgroups import find_subgroups
+
+    parts: dict[str, list] = {}
+    floors, penalties = [], {}
+    for f in range(fd.k):
+        t, i = folds.targets(table, f), folds.inputs(table, f)
+        if runs:  # the targets the models were run on
+            first = next(iter(runs.values()))
+            t = t.merge(first[["qid", "subgroup_id"]], on=["qid", "subgroup_id"])
+        resp = classical.Respondents(fd.inputs_of(f), fd.questions, fd.study)
+        lam, _ = classical.choose_penalty(resp, seed=seed)
+        penalties[f] = lam
+        got = {k: baselines.predictions(t, i, k) for k in BASELINE_KINDS}
+        got["raking"] = classical.raking(resp, t)
+        got["regression"] = classical.regression(resp, t, lam)
+        for name, preds in runs.items():
+            got[name] = rescore(preds, t)
+            got |= point_masses(got[name], name)
+        for name, p in got.items():
+            parts.setdefault(name, []).append(p.assign(fold=f))
+        tsurvey = fd.targets_of(f)
+        subs = find_subgroups(tsurvey, list(fd.study.ood_strata), min_size=fd.study.min_group_size, study=fd.study)
+        qs = [q for q in fd.questions if q.qid in set(t.qid)]
+        floors.append(noise_floor(tsurvey, qs, subs, t, n_boot, n_splits, seed + f, progress).assign(fold=f))
+    systems = {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
+    return systems, pd.concat(floors, ignore_index=True), penalties
+
+
+# ---- the finding as claims -----------------------------------------------------------------------------------
+
+def best_predictor(table: pd.DataFrame, models: list[str], subset: str = "all") -> str:
+    """The non-LLM predictor with the lowest TV (references and model point masses excluded)."""
+    t = table[table.pairs == subset]
+    cand = t[~t.method.isin(list(REFERENCES) + list(models)) & ~t.method.str.endswith(("_lb1", "_lb2"))
+             & (t.method != "log_linear_leave_cell_out")]
+    return cand.sort_values("tv").method.iloc[0]
+
+
+def floor_gap(systems: dict[str, pd.DataFrame], floor: pd.DataFrame, methods: list[str], n_boot: int = 1000,
+              seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Paired: per pair, each method's TV minus the pair's floor; mean with a BCa interval over questions
+    (``level`` chosen by the caller for the family of verdicts), on all and on divergent pairs."""
+    rows = []
+    for m in methods:
+        p = systems[m]
+        on = ["qid", "subgroup_id"] + (["fold"] if "fold" in p else [])
+        d = p[on + ["tv", "divergent"]].merge(floor[on + ["floor_tv"]], on=on)
+        d = d.assign(gap=d.tv - d.floor_tv)
+        for subset, g in (("all", d), ("divergent", d[d.divergent])):
+            ci = mean_bootstrap(g, ["gap"], n_boot=n_boot, seed=seed, level=level)
+            rows.append({"method": m, "pairs": subset, "gap": ci.loc["gap", "estimate"],
+                         "gap_lo": ci.loc["gap", "lo"], "gap_hi": ci.loc["gap", "hi"], "level": level,
+                         "n_pairs": len(g)})
+    return pd.DataFrame(rows)
+
+
+def headroom_claims(tables: dict[str, pd.DataFrame], gaps: dict[str, pd.DataFrame], models: dict[str, list[str]],
+                    country: str, source: str) -> list:
+    """The headroom finding per protocol: the floor, uniform, the best non-LLM predictor and every model (TV with
+    its interval, place between the floor and uniform, normalised score), and the verdict of the paired gap
+    between the best predictor and the floor (``headroom`` when its interval lies above 0, ``at the floor``
+    when it holds 0, ``below the floor`` when it lies under 0: impossible in expectation for a predictor
+    independent of the targets, the mark of inputs that share the targets' respondents)."""
+    from .claims import Claim, fmt, fmt_ci
+
+    out = []
+    for protocol, t in tables.items():
+        a = t[t.pairs == "all"].set_index("method")
+        lo, hi = a.loc["noise_floor", "tv"], a.loc["uniform", "tv"]
+        best = best_predictor(t, models.get(protocol, []))
+        g = gaps[protocol].set_index(["method", "pairs"]).loc[(best, "all")]
+        verdict = ("headroom" if g.gap_lo > 0 else "below the floor" if g.gap_hi < 0 else "at the floor")
+        where = (f"{fmt((a.loc[best, 'tv'] - lo) / (hi - lo) * 100, 0)}% of the way from the floor to uniform")
+        out.append(Claim(
+            id=f"headroom.{protocol}.floor", topic="headroom", statistic="mean noise floor (TV) of the targets",
+            estimate=float(lo), lo=float(a.loc["noise_floor", "tv_lo"]), hi=float(a.loc["noise_floor", "tv_hi"]),
+            method="split-half TV converted by the plug-in ratio, mean over pairs; BCa over questions",
+            protocol=protocol, source=source,
+            sentence=(f"{country}, {protocol} protocol ({int(a.loc['uniform', 'n_pairs']):,} target pairs): the "
+                      f"noise floor is TV {fmt_ci(lo, a.loc['noise_floor', 'tv_lo'], a.loc['noise_floor', 'tv_hi'])}"
+                      f" and uniform {fmt(hi)}; a predictor at the floor scores "
+                      f"{fmt(a.loc['noise_floor', 'normalised'], 1)} on SimBench's normalised scale.")))
+        out.append(Claim(
+            id=f"headroom.{protocol}.best", topic="headroom", statistic=f"TV minus floor, {best}",
+            estimate=float(g.gap), lo=float(g.gap_lo), hi=float(g.gap_hi), verdict=verdict,
+            method=f"paired per pair; mean with a {g.level:.1%} BCa interval over questions "
+                   f"(Bonferroni over the {len(tables)} protocols)",
+            rule="headroom if the interval lies above 0; at the floor if it holds 0; below the floor if under 0",
+            protocol=protocol, source=source,
+            sentence=(f"The best non-LLM predictor, {best}, has TV "
+                      f"{fmt_ci(a.loc[best, 'tv'], a.loc[best, 'tv_lo'], a.loc[best, 'tv_hi'])} ({where}; "
+                      f"log score {fmt(a.loc[best, 'log_score'])} bits, normalised score "
+                      f"{fmt(a.loc[best, 'normalised'], 1)}); its paired gap to the floor is "
+                      f"{fmt_ci(g.gap, g.gap_lo, g.gap_hi, 4)}: {verdict}.")))
+        for m in models.get(protocol, []):
+            if m not in a.index:
+                continue
+            out.append(Claim(
+                id=f"headroom.{protocol}.{m}", topic="headroom", statistic=f"TV of {m}",
+                estimate=float(a.loc[m, "tv"]), lo=float(a.loc[m, "tv_lo"]), hi=float(a.loc[m, "tv_hi"]),
+                method="mean over pairs; BCa over questions", protocol=protocol, source=source,
+                sentence=(f"{m}: TV {fmt_ci(a.loc[m, 'tv'], a.loc[m, 'tv_lo'], a.loc[m, 'tv_hi'])} "
+                          f"({fmt((a.loc[m, 'tv'] - lo) / (hi - lo) * 100, 0)}% of the way from the floor to "
+                          f"uniform; normalised score {fmt(a.loc[m, 'normalised'], 1)}).")))
+    return out
