@@ -173,8 +173,12 @@ def fit_multinomial(x: np.ndarray, y: np.ndarray, penalty: np.ndarray, start=Non
         grad = xa.T @ (prob * tot - y) + pen * b
         return loss, grad.ravel()
 
-    theta0 = np.zeros((p + 1) * k) if start is None else start
-    res = minimize(f, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 500, "ftol": 1e-8})
+    if start is None:  # intercepts at the overall log distribution: fewer iterations
+        start = np.zeros((p + 1, k))
+        share = y.sum(0) + 0.5
+        start[-1] = np.log(share / share.sum())
+    theta0 = np.ravel(start)
+    res = minimize(f, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 500, "ftol": 1e-7})
     return res.x.reshape(p + 1, k)
 
 

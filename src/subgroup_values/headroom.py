@@ -225,16 +225,18 @@ def rescore(preds: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
 
 
 def paper_systems(pairs: pd.DataFrame, all_pairs: pd.DataFrame, resp, runs: dict[str, pd.DataFrame],
-                  lambda_int: float) -> dict[str, pd.DataFrame]:
+                  lambda_int: float | None = None) -> dict[str, pd.DataFrame]:
     """Every predictor under the ``paper`` protocol on ``pairs``: the baselines (inputs: ``all_pairs``, every
     respondent), the log-linear rule with the cell's own respondents left out (the harsh bound), raking and the
-    regression on all respondents (``resp``), the model runs and their LB1/LB2 point masses."""
+    regression on all respondents (``resp``; None without the survey file: left out), the model runs and their
+    LB1/LB2 point masses."""
     from . import baselines, classical, folds
 
     systems = {k: baselines.predictions(pairs, all_pairs, k) for k in BASELINE_KINDS}
     systems["log_linear_leave_cell_out"] = folds.leave_cell_out(pairs, all_pairs)
-    systems["raking"] = classical.raking(resp, pairs)
-    systems["regression"] = classical.regression(resp, pairs, lambda_int)
+    if resp is not None:  # respondent-level predictors (need the survey file)
+        systems["raking"] = classical.raking(resp, pairs)
+        systems["regression"] = classical.regression(resp, pairs, lambda_int)
     for name, preds in runs.items():
         p = preds.merge(pairs[["qid", "subgroup_id"]], on=["qid", "subgroup_id"])
         systems[name] = p
