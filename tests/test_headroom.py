@@ -44,3 +44,26 @@ def test_methods_must_share_their_pairs():
                "log_linear": baselines.predictions(ood.iloc[:-1], all_pairs, "log_linear")}
     with pytest.raises(ValueError, match="same pairs"):
         headroom.headroom_table(systems, noise_floor.load(), n_boot=20)
+
+
+def test_protocol_table_scores_and_normalised_score():
+    all_pairs = dataset.load_pairs()
+    ood = all_pairs[(all_pairs.split == "ood") & all_pairs.qid.isin(["Q1", "Q46", "Q164", "Q241"])]
+    systems = {k: baselines.predictions(ood, all_pairs, k) for k in ("uniform", "compositional", "log_linear")}
+    systems |= headroom.point_masses(systems["log_linear"], "log_linear")
+    floor = noise_floor.load()
+    t = headroom.protocol_table(systems, floor, "paper", n_boot=100)
+    assert set(t.protocol) == {"paper"}
+    a = t[t.pairs == "all"].set_index("method")
+    for col in ("log_score", "kl", "brier", "normalised", "normalised_lo", "normalised_hi"):
+        assert col in t.columns
+    assert a.loc["uniform", "normalised"] == 0
+    assert a.loc["log_linear", "normalised"] == pytest.approx(
+        100 * (1 - a.loc["log_linear", "tv"] / a.loc["uniform", "tv"]))
+    # LB1 puts all mass on the predictor's own mode: never better than the distribution itself under proper scores
+    assert a.loc["log_linear_lb1", "log_score"] > a.loc["log_linear", "log_score"]
+    assert a.loc["log_linear_lb2", "tv"] > a.loc["log_linear_lb1", "tv"]
+    f = floor.merge(ood[["qid", "subgroup_id"]])
+    assert a.loc["noise_floor", "tv"] == pytest.approx(f.floor_tv.mean())
+    with pytest.raises(ValueError, match="protocol"):
+        headroom.protocol_table(systems, floor, "leaky", n_boot=10)
