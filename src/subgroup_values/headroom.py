@@ -357,3 +357,45 @@ def headroom_claims(tables: dict[str, pd.DataFrame], gaps: dict[str, pd.DataFram
                           f"({fmt((a.loc[m, 'tv'] - lo) / (hi - lo) * 100, 0)}% of the way from the floor to "
                           f"uniform; normalised score {fmt(a.loc[m, 'normalised'], 1)}).")))
     return out
+
+
+def worth_claims(wt: pd.DataFrame, saved: pd.DataFrame, country: str, source: str) -> list:
+    """Claims (``disjoint``) of each predictor's pooled worth in respondents and of the respondents its prior
+    saves at k = 10 (:mod:`subgroup_values.worth`)."""
+    from .claims import Claim, fmt
+
+    out = []
+    a = wt[wt.group == "all"]
+    for r in a.itertuples(index=False):
+        m = r.max_m
+        if r.kind == "extrapolated":
+            value = (f"more than {m} (beyond the curve; extrapolated: "
+                     f"{'infinite' if not np.isfinite(r.worth) else fmt(r.worth, 0)})")
+        else:
+            value = f"{fmt(r.worth, 1)} [{fmt(r.worth_lo, 1)}, {fmt(r.worth_hi, 1)}]"
+        finite = all(np.isfinite([r.worth, r.worth_lo, r.worth_hi]))
+        out.append(Claim(
+            id=f"headroom.disjoint.worth.{r.method}", topic="headroom", statistic=f"worth in respondents, {r.method}",
+            estimate=float(r.worth) if finite else None, lo=float(r.worth_lo) if finite else None,
+            hi=float(r.worth_hi) if finite else None, verdict=r.kind, protocol="disjoint", source=source,
+            method=f"pooled curve E TV(sample of m own respondents, target), m = 1..{m}, inverted at the mean TV; "
+                   f"{r.interval}",
+            sentence=(f"{country}, disjoint: {r.method} is worth {value} of the subgroup's own respondents "
+                      f"({r.pairs:,} target pairs with {m}+ own respondents in the other folds; mean TV "
+                      f"{fmt(r.mean_tv)}, one respondent {fmt(r.curve_at_1)}, {m} respondents "
+                      f"{fmt(r.curve_at_max)}; median per pair "
+                      f"{fmt(r.median_per_pair, 1) if np.isfinite(r.median_per_pair) else f'more than {m}'}; "
+                      f"{fmt(100 * r.share_beyond_own_sample, 0)}% of pairs closer than all own respondents).")))
+    for r in saved.itertuples(index=False):
+        finite = all(np.isfinite([r.saved, r.saved_lo, r.saved_hi]))
+        out.append(Claim(
+            id=f"headroom.disjoint.saved_k10.{r.method}", topic="headroom",
+            statistic=f"respondents saved at k = 10, {r.method} prior", estimate=float(r.saved) if finite else None,
+            lo=float(r.saved_lo) if finite else None, hi=float(r.saved_hi) if finite else None, protocol="disjoint",
+            method=f"Dirichlet prior of strength {fmt(r.strength, 1)} + 10 own respondents; {r.interval}",
+            source=source,
+            sentence=(f"{country}, disjoint: {r.method} as a Dirichlet prior (strength {fmt(r.strength, 1)}) plus 10 "
+                      f"real respondents is as close to the target as {fmt(10 + r.saved, 1)} respondents alone: it "
+                      f"saves {fmt(r.saved, 1)} [{fmt(r.saved_lo, 1)}, {fmt(r.saved_hi, 1)}] respondents "
+                      f"({r.pairs:,} pairs).")))
+    return out
