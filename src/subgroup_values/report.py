@@ -219,9 +219,11 @@ def headroom_block(res_dir: str | Path) -> list[str]:
             continue
         t = pd.read_csv(table)
         out.append(f"\nHow much is there to emulate, {label}: every method as a distribution, from the noise floor "
-                   f"up to uniform (`{_shown(table)}`; 95% BCa intervals over questions; log score in bits):\n")
+                   f"up to uniform (`{_shown(table)}`, where each model's LB1/LB2 point masses are too; 95% BCa "
+                   "intervals over questions; log score in bits):\n")
         rows = []
-        for _, r in t[t.pairs.isin(["all", "divergent"])].iterrows():
+        shown = t[t.pairs.isin(["all", "divergent"]) & ~t.method.str.endswith(("_lb1", "_lb2"))]
+        for _, r in shown.iterrows():
             has = "tv_lo" in r and pd.notna(r.get("tv_lo"))
             rows.append({"pairs": r["pairs"], "method": r["method"], "n_pairs": int(r["n_pairs"]),
                          "TV [95% CI]": f"{r['tv']:.3f} [{r['tv_lo']:.3f}, {r['tv_hi']:.3f}]" if has else "",
