@@ -10,7 +10,8 @@ each order). A predictor with TV ``d`` to the target is worth the ``m`` at which
   curve ``C(m)`` against the predictor's mean TV ``D`` on the same pairs, ``m* = C^-1(D)`` (linear between whole
   m); where ``D < C(max_m)`` the worth is beyond the curve: reported as ``> max_m``, with a fitted extrapolation
   ``C(m)^2 = a + b / m`` (labelled ``extrapolated``; infinite when ``D^2 <= a``: nothing the subgroup's own sample
-  can do comes closer). Interval: percentile bootstrap over questions (the curve and ``D`` resampled together).
+  can do comes closer). Interval: BCa bootstrap over questions (the curve and ``D`` resampled together; the
+  jackknife leaves one question out), as for the tables.
 - **per pair**: the same inversion on the pair's own curve (``inf`` where even all ``n`` are farther than the
   predictor); median over pairs.
 
@@ -127,7 +128,7 @@ def _pooled(curves: np.ndarray, tv: np.ndarray) -> tuple[float, str]:
 def pooled_worth(cv: pd.DataFrame, names: list[str], n_boot: int = 500, seed: int = 0, max_m: int = MAX_M,
                  by: str | None = None) -> pd.DataFrame:
     """Pooled worth in respondents of each system (``names``) over the pairs with ``max_m``+ own respondents,
-    with a percentile bootstrap interval over questions, the median of the per-pair worth and the share of
+    with a BCa bootstrap interval over questions, the median of the per-pair worth and the share of
     pairs where the predictor is closer than all the own respondents; ``by`` (e.g. ``stratum``): per group too."""
     from .bootstrap import resample_indices
 
@@ -139,19 +140,39 @@ def pooled_worth(cv: pd.DataFrame, names: list[str], n_boot: int = 500, seed: in
     for group, sub in groups:
         curves = np.stack(sub.curve.to_numpy())
         resamples = list(resample_indices(sub.qid, n_boot, seed))
+        leave_out = _leave_one_question_out(sub.qid)
         for name in names:
             tv = sub[f"tv_{name}"].to_numpy(float)
             m, kind = _pooled(curves, tv)
             boot = np.asarray([_pooled(curves[i], tv[i])[0] for i in resamples], float)
+            jack = np.asarray([_pooled(curves[i], tv[i])[0] for i in leave_out], float)
+            lo, hi = _bca(m, boot, jack)
             per_pair = np.asarray([invert(c, d) for c, d in zip(curves, tv)])
             rows.append({"method": name, "group": group, "pairs": len(sub), "questions": sub.qid.nunique(),
-                         "worth": m, "worth_lo": float(np.quantile(boot, 0.025)),
-                         "worth_hi": float(np.quantile(boot, 0.975)), "kind": kind, "mean_tv": float(tv.mean()),
+                         "worth": m, "worth_lo": lo, "worth_hi": hi, "kind": kind, "mean_tv": float(tv.mean()),
                          "curve_at_1": float(curves[:, 0].mean()), "curve_at_max": float(curves[:, -1].mean()),
                          "median_per_pair": float(np.median(per_pair)),
                          "share_beyond_own_sample": float(np.mean(np.isinf(per_pair))),
-                         "interval": "percentile bootstrap over questions", "max_m": max_m})
+                         "interval": INTERVAL, "max_m": max_m})
     return pd.DataFrame(rows)
+
+
+INTERVAL = "BCa bootstrap over questions"
+
+
+def _leave_one_question_out(qids: pd.Series) -> list[np.ndarray]:
+    codes = pd.factorize(qids)[0]
+    return [np.nonzero(codes != q)[0] for q in range(codes.max() + 1)]
+
+
+def _bca(estimate: float, boot: np.ndarray, jack: np.ndarray) -> tuple[float, float]:
+    """BCa interval (:func:`subgroup_values.bootstrap.interval`; non-finite resamples, where the extrapolation
+    has no finite answer, are dropped by it)."""
+    from .bootstrap import interval
+
+    if not np.isfinite(estimate):
+        return (np.inf, np.inf)
+    return interval(estimate, boot, jack)
 
 
 #: A prior whose worth is beyond any sample size (infinite) enters the combination with this strength.
@@ -164,7 +185,7 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
     """The Dirichlet prior (strength ``strengths[name]``, the predictor's worth, at least 1) plus ``k`` own
     respondents, on the pairs with ``max_m``+ own respondents: the mean TV of the posterior mean for each k,
     of the k respondents alone and of the prior alone (one row per name and k), and the respondents each prior
-    saves at k = 10 with a percentile bootstrap interval over questions."""
+    saves at k = 10 with a BCa bootstrap interval over questions."""
     from . import classical, folds
     from .bootstrap import resample_indices
 
@@ -200,6 +221,7 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
     out, saved = [], []
     own_m = np.stack(per["own"].to_numpy())
     resamples = list(resample_indices(per.qid, n_boot, seed))
+    leave_out = _leave_one_question_out(per.qid)
     for name in preds:
         comb_m = np.stack(per[name].to_numpy())
         combined, alone = comb_m.mean(0), own_m.mean(0)
@@ -214,7 +236,7 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
 
         est = save_at(np.arange(len(per)))
         boot = np.asarray([save_at(i) for i in resamples], float)
+        lo, hi = _bca(est, boot, np.asarray([save_at(i) for i in leave_out], float))
         saved.append({"method": name, "k": 10, "strength": min(max(strengths[name], 1.0), MAX_STRENGTH), "saved": est,
-                      "saved_lo": float(np.quantile(boot, 0.025)), "saved_hi": float(np.quantile(boot, 0.975)),
-                      "pairs": len(per), "interval": "percentile bootstrap over questions"})
+                      "saved_lo": lo, "saved_hi": hi, "pairs": len(per), "interval": INTERVAL})
     return pd.DataFrame(out), pd.DataFrame(saved)
