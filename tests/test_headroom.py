@@ -37,3 +37,24 @@ def test_protocol_table_scores_and_normalised_score():
     assert a.loc["noise_floor", "tv"] == pytest.approx(f.floor_tv.mean())
     with pytest.raises(ValueError, match="protocol"):
         headroom.protocol_table(systems, floor, "leaky", n_boot=10)
+
+
+def test_headroom_claims_are_written_from_the_tables():
+    from subgroup_values.claims import fmt_ci
+
+    all_pairs = dataset.load_pairs()
+    ood = all_pairs[(all_pairs.split == "ood") & all_pairs.qid.isin(["Q1", "Q46", "Q164", "Q241"])]
+    systems = {k: baselines.predictions(ood, all_pairs, k) for k in ("uniform", "compositional", "log_linear")}
+    floor = noise_floor.load()
+    t = headroom.protocol_table(systems, floor, "paper", n_boot=100)
+    best = headroom.best_predictor(t, [])
+    assert best == t[t.pairs == "all"].set_index("method").loc[["compositional", "log_linear"], "tv"].idxmin()
+    gap = headroom.floor_gap(systems, floor, [best], n_boot=100)
+    claims = headroom.headroom_claims({"paper": t}, {"paper": gap}, {"paper": []}, "Singapore", "test")
+    a = t[t.pairs == "all"].set_index("method")
+    assert fmt_ci(a.loc["noise_floor", "tv"], a.loc["noise_floor", "tv_lo"], a.loc["noise_floor", "tv_hi"]) \
+        in claims[0].sentence
+    g = gap[gap.pairs == "all"].iloc[0]
+    expected = "headroom" if g.gap_lo > 0 else "below the floor" if g.gap_hi < 0 else "at the floor"
+    assert claims[1].verdict == expected and claims[1].protocol == "paper" and claims[1].topic == "headroom"
+    assert claims[1].estimate == pytest.approx(g.gap)
