@@ -7,40 +7,54 @@ import pytest
 from subgroup_values import baselines, dataset, headroom, noise_floor
 
 
-@pytest.fixture(scope="module")
-def table():
-    all_pairs = dataset.load_pairs()
-    ood = all_pairs[(all_pairs.split == "ood") & all_pairs.qid.isin(["Q1", "Q46", "Q164", "Q241"])]
-    systems = {k: baselines.predictions(ood, all_pairs, k) for k in ("uniform", "compositional", "log_linear")}
-    return headroom.headroom_table(systems, noise_floor.load(), n_boot=100), systems
-
-
-def test_rows_columns_and_order(table):
-    t, systems = table
-    assert set(t.method) == {"noise_floor", *systems}
-    for col in ("method", "pairs", "accuracy", "tv", "w1", "jsd", "tv_lo", "tv_hi", "w1_lo", "jsd_hi"):
-        assert col in t.columns
-    assert set(t.pairs.astype(str)) == {"all", "consensus", "divergent"}
-    assert t[t.method == "noise_floor"].accuracy.isna().all()
-    for _, g in t.groupby("pairs", observed=True):
-        assert g.tv.is_monotonic_increasing
-        assert (g.tv_lo <= g.tv).all() and (g.tv <= g.tv_hi).all()
-    a = t[t.pairs == "all"].set_index("method")
-    assert a.loc["noise_floor", "tv"] < a.loc["compositional", "tv"] < a.loc["uniform", "tv"]
-
-
-def test_finding_is_written_from_the_table(table):
-    t, _ = table
-    text = headroom.finding(t, models=[])
-    a = t[t.pairs == "all"].set_index("method")
-    assert f"the noise floor is TV {a.loc['noise_floor', 'tv']:.3f}" in text
-    assert f"uniform {a.loc['uniform', 'tv']:.3f}" in text and "log_linear" in text
-
-
 def test_methods_must_share_their_pairs():
     all_pairs = dataset.load_pairs()
     ood = all_pairs[(all_pairs.split == "ood") & all_pairs.qid.isin(["Q1", "Q46"])]
     systems = {"uniform": baselines.predictions(ood, all_pairs, "uniform"),
                "log_linear": baselines.predictions(ood.iloc[:-1], all_pairs, "log_linear")}
     with pytest.raises(ValueError, match="same pairs"):
-        headroom.headroom_table(systems, noise_floor.load(), n_boot=20)
+        headroom.protocol_table(systems, noise_floor.load(), "paper", n_boot=20)
+
+
+def test_protocol_table_scores_and_normalised_score():
+    all_pairs = dataset.load_pairs()
+    ood = all_pairs[(all_pairs.split == "ood") & all_pairs.qid.isin(["Q1", "Q46", "Q164", "Q241"])]
+    systems = {k: baselines.predictions(ood, all_pairs, k) for k in ("uniform", "compositional", "log_linear")}
+    systems |= headroom.point_masses(systems["log_linear"], "log_linear")
+    floor = noise_floor.load()
+    t = headroom.protocol_table(systems, floor, "paper", n_boot=100)
+    assert set(t.protocol) == {"paper"}
+    a = t[t.pairs == "all"].set_index("method")
+    for col in ("log_score", "kl", "brier", "normalised", "normalised_lo", "normalised_hi"):
+        assert col in t.columns
+    assert a.loc["uniform", "normalised"] == 0
+    assert a.loc["log_linear", "normalised"] == pytest.approx(
+        100 * (1 - a.loc["log_linear", "tv"] / a.loc["uniform", "tv"]))
+    # LB1 puts all mass on the predictor's own mode: never better than the distribution itself under proper scores
+    assert a.loc["log_linear_lb1", "log_score"] > a.loc["log_linear", "log_score"]
+    assert a.loc["log_linear_lb2", "tv"] > a.loc["log_linear_lb1", "tv"]
+    f = floor.merge(ood[["qid", "subgroup_id"]])
+    assert a.loc["noise_floor", "tv"] == pytest.approx(f.floor_tv.mean())
+    with pytest.raises(ValueError, match="protocol"):
+        headroom.protocol_table(systems, floor, "leaky", n_boot=10)
+
+
+def test_headroom_claims_are_written_from_the_tables():
+    from subgroup_values.claims import fmt_ci
+
+    all_pairs = dataset.load_pairs()
+    ood = all_pairs[(all_pairs.split == "ood") & all_pairs.qid.isin(["Q1", "Q46", "Q164", "Q241"])]
+    systems = {k: baselines.predictions(ood, all_pairs, k) for k in ("uniform", "compositional", "log_linear")}
+    floor = noise_floor.load()
+    t = headroom.protocol_table(systems, floor, "paper", n_boot=100)
+    best = headroom.best_predictor(t, [])
+    assert best == t[t.pairs == "all"].set_index("method").loc[["compositional", "log_linear"], "tv"].idxmin()
+    gap = headroom.floor_gap(systems, floor, [best], n_boot=100)
+    claims = headroom.headroom_claims({"paper": t}, {"paper": gap}, {"paper": []}, "Singapore", "test")
+    a = t[t.pairs == "all"].set_index("method")
+    assert fmt_ci(a.loc["noise_floor", "tv"], a.loc["noise_floor", "tv_lo"], a.loc["noise_floor", "tv_hi"]) \
+        in claims[0].sentence
+    g = gap[gap.pairs == "all"].iloc[0]
+    expected = "headroom" if g.gap_lo > 0 else "below the floor" if g.gap_hi < 0 else "at the floor"
+    assert claims[1].verdict == expected and claims[1].protocol == "paper" and claims[1].topic == "headroom"
+    assert claims[1].estimate == pytest.approx(g.gap)

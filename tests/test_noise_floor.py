@@ -58,3 +58,21 @@ def test_real_ood_pairs(survey, questions):
     assert (floor.boot_tv < 0.5).all()
     # smaller subgroups are noisier
     assert np.corrcoef(floor.n_valid, floor.boot_tv)[0, 1] < 0
+
+
+@pytest.mark.parametrize("weight_sigma", [0.0, 0.6])
+def test_floor_bias_measured_by_simulation(weight_sigma):
+    """The floor estimator's relative bias against the simulated truth E TV(p_hat_n, p), multinomial and
+    weighted samples, n = 15..400, k = 2..10. Measured (seeded; Monte Carlo s.e. 0.5-2%): within 2-4% from
+    n = 150, 1-3% at n = 50, 6-10% at n = 15 with 6-10 options (the bootstrap: 4-10% and 15-25% there). The
+    issue's 2% target is not reached below n = 150 with many options; the test holds the bounds measured."""
+    rows = []
+    for k in (2, 6, 10):
+        p = np.arange(k, 0, -1.0) ** 2
+        for n, bound in ((15, 0.13), (50, 0.055), (150, 0.03), (400, 0.03)):
+            r = noise_floor.floor_bias(p, n, weight_sigma, samples=120, truth_draws=2000, seed=k * 1000 + n)
+            rows.append(r)
+            assert abs(r["floor"]) < bound + 2 * r["se"], (k, n, r)
+            if n <= 50 and k > 2:  # where the bootstrap's plug-in bias is large, the estimator removes most of it
+                assert abs(r["floor"]) < 0.6 * abs(r["boot"]), (k, n, r)
+    assert np.mean([abs(r["floor"]) for r in rows]) < 0.7 * np.mean([abs(r["boot"]) for r in rows])

@@ -4,14 +4,17 @@
 - ``compositional``: an intersection answers with the mode of the mean of its single-attribute subgroups'
   distributions (training-split marginals only); a single-attribute subgroup with its own distribution;
 - ``uniform``: chance, scored in expectation (accuracy = share of modal options, expected NMAE);
-- ``log_linear``: a product of experts over the single-attribute training distributions,
-  ``p(y | a, b) proportional to p(y | a) p(y | b) / p(y)`` (k attributes: the product of the k marginals over
-  ``p(y)^(k-1)``): what the intersection would answer if the attributes acted independently on the log-odds.
+- ``log_linear``: the naive-Bayes composition of the single-attribute training distributions (a product of
+  experts), ``p(y | a, b) proportional to p(y | a) p(y | b) / p(y)`` (k attributes: the product of the k
+  marginals over ``p(y)^(k-1)``): exact when the attributes are independent *given the answer*, and blind to
+  how they are crossed in the population (an attribute's marginal that is mostly the other attribute's people
+  is counted twice). Raking, which knows the crossing, is in :mod:`subgroup_values.classical`.
   Smoothing: each marginal and the population get ``LOG_LINEAR_PSEUDOCOUNT`` (0.5, Jeffreys) added to every
   option's weighted count before normalising, so an option no respondent of a cell chose keeps a small weight;
 - ``true_mode`` and ``population_mode_point``: the subgroup's own (lowest) modal answer and the population's
-  mode as point masses (Meister et al.'s reference distributions: perfect or population accuracy, with the
-  distribution of a single answer).
+  mode as point masses (our references: perfect or population accuracy, with the distribution of a single
+  answer). They are *not* Meister et al.'s LB1 / LB2, which are point masses on a *model's* own most / least
+  likely option (:func:`subgroup_values.headroom.point_masses`, rows ``<model>_lb1`` / ``<model>_lb2``).
 
 Each gives a full distribution (``probs``) and an answer (its mode; none for uniform). Every later non-LLM
 predictor belongs here.

@@ -1,11 +1,15 @@
-"""How much is there to emulate? Every predictor and model placed between the noise floor and uniform.
+"""How much is there to emulate? Every predictor and model placed between the noise floor and uniform, on the
+``paper`` and the ``disjoint`` protocol (design.md, "Protocols"; :mod:`subgroup_values.folds`).
 
-The table (``results/<profile>/headroom/headroom.csv``) has one row per method and pair set (``all``,
-``consensus``, ``divergent``): accuracy (of the predicted answer against the weighted mode), total variation
-(``tv``), normalised ordinal Wasserstein (``w1``) and Jensen-Shannon distance (``jsd``) of the predicted
-distribution to the subgroup's weighted answer distribution, each with a BCa interval over questions
-(:func:`subgroup_values.evaluate.summarise`). The noise floor (:mod:`subgroup_values.noise_floor`) is a row of
-its own (``method`` = ``noise_floor``: the mean bootstrap floor, with its interval over questions; no accuracy).
+A protocol table (``results/<profile>/headroom/headroom.csv`` for ``paper``, ``headroom_disjoint.csv`` for
+``disjoint``; :func:`protocol_table`) has one row per method and pair set (``all``, ``consensus``,
+``divergent``): accuracy (of the predicted answer against the weighted mode), total variation (``tv``),
+normalised ordinal Wasserstein (``w1``), Jensen-Shannon distance (``jsd``), log score and KL (bits) and Brier
+(:mod:`subgroup_values.scores`) of the predicted distribution against the target's weighted answer
+distribution, and SimBench's normalised score, each with a 95% BCa interval over questions. The noise floor
+(:mod:`subgroup_values.noise_floor`, ``floor_*``) is a row of its own (``method`` = ``noise_floor``; its
+normalised score is the one a predictor at the floor would get). The finding is a list of claims
+(:func:`headroom_claims`, :func:`worth_claims`) written to ``results/<profile>/claims/headroom.json``.
 """
 
 from __future__ import annotations
@@ -14,22 +18,8 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import mean_bootstrap
-from .evaluate import summarise
 
-METRICS = {"accuracy": "accuracy", "tv": "tv", "wasserstein": "w1", "js": "jsd"}
 SUBSETS = ("all", "consensus", "divergent")
-
-
-def _wide(summary: pd.DataFrame, method: str) -> list[dict]:
-    rows = []
-    for subset, g in summary.groupby("subset", sort=False):
-        row = {"method": method, "pairs": subset, "n_pairs": int(g["pairs"].iloc[0])}
-        for metric, name in METRICS.items():
-            r = g[g.metric == metric]
-            if len(r):
-                row |= {name: r.estimate.iloc[0], f"{name}_lo": r.lo.iloc[0], f"{name}_hi": r.hi.iloc[0]}
-        rows.append(row)
-    return rows
 
 
 def model_predictions(profile: str, run: str, all_pairs: pd.DataFrame) -> pd.DataFrame:
@@ -48,65 +38,304 @@ def model_predictions(profile: str, run: str, all_pairs: pd.DataFrame) -> pd.Dat
     return score_pairs(preds)
 
 
-def floor_rows(floor: pd.DataFrame, pairs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> list[dict]:
-    """The noise floor's rows: mean bootstrap floor on all / consensus / divergent pairs, BCa over questions."""
-    f = pairs[["qid", "subgroup_id", "divergent"]].merge(floor, on=["qid", "subgroup_id"], how="left")
-    if f["boot_tv"].isna().any():
-        missing = f[f.boot_tv.isna()][["qid", "subgroup_id"]].head(3).to_dict("records")
-        raise ValueError(f"The noise floor lacks {int(f.boot_tv.isna().sum())} of these pairs (e.g. {missing}): "
-                         f"rebuild it from the survey file.")
-    rows = []
-    for subset, d in (("all", f), ("consensus", f[~f.divergent]), ("divergent", f[f.divergent])):
-        if d.empty:
-            continue
-        ci = mean_bootstrap(d, ["boot_tv", "boot_w1", "boot_jsd"], n_boot=n_boot, seed=seed)
-        row = {"method": "noise_floor", "pairs": subset, "n_pairs": len(d), "accuracy": np.nan}
-        for col, name in (("boot_tv", "tv"), ("boot_w1", "w1"), ("boot_jsd", "jsd")):
-            row |= {name: ci.loc[col, "estimate"], f"{name}_lo": ci.loc[col, "lo"], f"{name}_hi": ci.loc[col, "hi"]}
-        rows.append(row)
-    return rows
+# ---- both protocols: distances, proper scores, the normalised score ------------------------------------------
+
+#: Per-pair columns summarised in the protocol tables, and their names there.
+SCORE_METRICS = {"correct": "accuracy", "tv": "tv", "wasserstein": "w1", "js": "jsd", "log_score": "log_score",
+                 "kl": "kl", "brier": "brier"}
+#: Methods that are references, not predictors (never "the best predictor").
+REFERENCES = ("noise_floor", "uniform", "true_mode", "population_mode_point")
 
 
-def headroom_table(systems: dict[str, pd.DataFrame], floor: pd.DataFrame, n_boot: int = 1000,
+def point_masses(preds: pd.DataFrame, name: str) -> dict[str, pd.DataFrame]:
+    """Meister et al.'s references for a model: point masses on the *model's* most likely option (``LB1``) and
+    on its least likely option (``LB2``), scored against the same targets."""
+    from .metrics import score_pairs
+
+    out = {}
+    for tag, pick in (("lb1", np.argmax), ("lb2", np.argmin)):
+        probs = [np.eye(len(p))[int(pick(p))].tolist() for p in preds["probs"]]
+        out[f"{name}_{tag}"] = score_pairs(preds.assign(probs=probs, expected=False,
+                                                        choice=[lo + int(np.argmax(p)) for lo, p in
+                                                                zip(preds.scale_min, probs)]))
+    return out
+
+
+def _keys(preds: pd.DataFrame) -> set:
+    cols = ["qid", "subgroup_id"] + (["fold"] if "fold" in preds else [])
+    return set(map(tuple, preds[cols].astype(str).to_numpy()))
+
+
+def protocol_table(systems: dict[str, pd.DataFrame], floor: pd.DataFrame, protocol: str, n_boot: int = 1000,
                    seed: int = 0) -> pd.DataFrame:
-    """Rows for the noise floor and every system (scored predictions of a model run or a baseline, all on the
-    same pairs), sorted within each pair set from the floor upwards by TV."""
+    """One row per method and pair set (all, consensus, divergent) under ``protocol``: accuracy, TV, W1, JSD,
+    log score, KL, Brier (:mod:`subgroup_values.scores`) and SimBench's normalised score, each with a 95% BCa
+    interval over questions. Every system is scored on the same pairs (under ``disjoint``: the target folds'
+    pairs, stacked, so the means are cross-fitted averages over folds). ``floor`` has the targets' floors
+    (``floor_tv``, ``floor_w1``, ``floor_jsd``; and ``fold`` under ``disjoint``); its row's normalised score is
+    the value a predictor at the floor would get."""
+    from .claims import PROTOCOLS
+    from .scores import add_scores, normalised_score
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
+    if "uniform" not in systems:
+        raise ValueError("a protocol table needs the uniform predictor (its normalised score's zero).")
     names = list(systems)
-    ref = systems[names[0]]
-    keys = set(zip(ref.qid, ref.subgroup_id))
+    keys = _keys(systems[names[0]])
     for name in names[1:]:
-        if set(zip(systems[name].qid, systems[name].subgroup_id)) != keys:
-            raise ValueError(f"{name} is scored on other pairs than {names[0]}: a headroom table compares methods "
-                             "on the same pairs.")
-    rows = floor_rows(floor, ref, n_boot, seed)
-    for name, preds in systems.items():
-        rows += _wide(summarise(preds, n_boot=n_boot, seed=seed), name)
+        if _keys(systems[name]) != keys:
+            raise ValueError(f"{name} is scored on other pairs than {names[0]}: a table compares methods on the "
+                             "same pairs.")
+    on = ["qid", "subgroup_id"] + (["fold"] if "fold" in systems[names[0]] else [])
+    ref = systems[names[0]][on + ["divergent"]]
+    f = ref.merge(floor, on=on, how="left")
+    if f["floor_tv"].isna().any():
+        raise ValueError(f"The floor lacks {int(f.floor_tv.isna().sum())} of the {protocol} pairs: rebuild it "
+                         "from the survey file.")
+    scored = {name: add_scores(p) for name, p in systems.items()}
+    rows = []
+    for subset in SUBSETS:
+        sel = {"all": slice(None), "consensus": ~ref.divergent.to_numpy(), "divergent": ref.divergent.to_numpy()}
+        idx = sel[subset]
+        r0 = ref[idx] if subset != "all" else ref
+        if r0.empty:
+            continue
+        tvs = pd.DataFrame({"qid": r0.qid.to_numpy()})
+        for name, p in scored.items():
+            d = r0[on].merge(p.drop(columns=["divergent"], errors="ignore"), on=on, how="left")
+            cols = pd.DataFrame({"qid": d.qid.to_numpy()} | {m: d[c].to_numpy(float) for c, m in
+                                                             SCORE_METRICS.items()})
+            ci = mean_bootstrap(cols, list(SCORE_METRICS.values()), n_boot=n_boot, seed=seed)
+            row = {"method": name, "protocol": protocol, "pairs": subset, "n_pairs": len(d),
+                   "questions": d.qid.nunique()}
+            for m in SCORE_METRICS.values():
+                row |= {m: ci.loc[m, "estimate"], f"{m}_lo": ci.loc[m, "lo"], f"{m}_hi": ci.loc[m, "hi"]}
+            rows.append(row)
+            tvs[name] = d["tv"].to_numpy(float)
+        fl = r0.merge(floor, on=on, how="left")
+        ci = mean_bootstrap(fl.assign(tv=fl.floor_tv, w1=fl.floor_w1, jsd=fl.floor_jsd), ["tv", "w1", "jsd"],
+                            n_boot=n_boot, seed=seed)
+        row = {"method": "noise_floor", "protocol": protocol, "pairs": subset, "n_pairs": len(fl),
+               "questions": fl.qid.nunique()}
+        for m in ("tv", "w1", "jsd"):
+            row |= {m: ci.loc[m, "estimate"], f"{m}_lo": ci.loc[m, "lo"], f"{m}_hi": ci.loc[m, "hi"]}
+        rows.append(row)
+        tvs["noise_floor"] = fl["floor_tv"].to_numpy(float)
+        norm = normalised_score(tvs, n_boot=n_boot, seed=seed).set_index("method")
+        for r in rows:
+            if r["pairs"] == subset and r["method"] in norm.index:
+                r |= norm.loc[r["method"]].to_dict()
     table = pd.DataFrame(rows)
     table["pairs"] = pd.Categorical(table["pairs"], SUBSETS, ordered=True)
     return table.sort_values(["pairs", "tv"]).reset_index(drop=True)
 
 
-def finding(table: pd.DataFrame, models: list[str]) -> str:
-    """The finding in words, from the table: where the models and the best non-LLM predictor stand between the
-    noise floor (0% of the way) and uniform (100%), by TV, on all and on divergent pairs."""
+# ---- the systems of each protocol ----------------------------------------------------------------------------
+
+#: The non-LLM predictors of :mod:`subgroup_values.baselines` every protocol table shows.
+BASELINE_KINDS = ("uniform", "population_mode", "population_mode_point", "compositional", "log_linear", "true_mode")
+
+
+def rescore(preds: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+    """A model's predictions (probabilities per (qid, subgroup_id); they depend on no survey answer) scored
+    against other targets (``targets``: a pairs table, e.g. a fold's)."""
+    from .dataset import pair_frame
+    from .metrics import score_pairs
+    from .questions import load_questions
+
+    keep = [c for c in ("qid", "subgroup_id", "choice", "probs", "option_mass", "reply", "status", "expected")
+            if c in preds]
+    frame = pair_frame(targets, {q.qid: q for q in load_questions(rule="all")})
+    return score_pairs(frame.merge(preds[keep], on=["qid", "subgroup_id"], how="inner"))
+
+
+def paper_systems(pairs: pd.DataFrame, all_pairs: pd.DataFrame, resp, runs: dict[str, pd.DataFrame],
+                  lambda_int: float | None = None) -> dict[str, pd.DataFrame]:
+    """Every predictor under the ``paper`` protocol on ``pairs``: the baselines (inputs: ``all_pairs``, every
+    respondent), the log-linear rule with the cell's own respondents left out (the harsh bound), raking and the
+    regression on all respondents (``resp``; None without the survey file: left out), the model runs and their
+    LB1/LB2 point masses."""
+    from . import baselines, classical, folds
+
+    systems = {k: baselines.predictions(pairs, all_pairs, k) for k in BASELINE_KINDS}
+    systems["log_linear_leave_cell_out"] = folds.leave_cell_out(pairs, all_pairs)
+    if resp is not None:  # respondent-level predictors (need the survey file)
+        systems["raking"] = classical.raking(resp, pairs)
+        systems["regression"] = classical.regression(resp, pairs, lambda_int)
+    for name, preds in runs.items():
+        p = preds.merge(pairs[["qid", "subgroup_id"]], on=["qid", "subgroup_id"])
+        systems[name] = p
+        systems |= point_masses(p, name)
+    return systems
+
+
+def disjoint_systems(fd, table: pd.DataFrame, runs: dict[str, pd.DataFrame], n_boot: int = 200,
+                     n_splits: int = 50, seed: int = 0, progress: bool = False):
+    """Every predictor under the ``disjoint`` protocol, per target fold of ``fd`` (:class:`folds.FoldData`;
+    ``table``: its :func:`folds.fold_pairs`): targets from the fold, every input from the other folds.
+    ``runs`` are models whose predictions use no survey answer (zero-shot with the persona template). Returns
+    (systems stacked over folds with a ``fold`` column, the target folds' floor, the chosen penalties)."""
+    from . import baselines, classical, folds
+    from .noise_floor import noise_floor
+    from .subgroups import find_subgroups
+
+    parts: dict[str, list] = {}
+    floors, penalties = [], {}
+    for f in range(fd.k):
+        t, i = folds.targets(table, f), folds.inputs(table, f)
+        if runs:  # the targets the models were run on
+            first = next(iter(runs.values()))
+            t = t.merge(first[["qid", "subgroup_id"]], on=["qid", "subgroup_id"])
+        resp = classical.Respondents(fd.inputs_of(f), fd.questions, fd.study)
+        lam, _ = classical.choose_penalty(resp, seed=seed)
+        penalties[f] = lam
+        got = {k: baselines.predictions(t, i, k) for k in BASELINE_KINDS}
+        got["raking"] = classical.raking(resp, t)
+        got["regression"] = classical.regression(resp, t, lam)
+        for name, preds in runs.items():
+            got[name] = rescore(preds, t)
+            got |= point_masses(got[name], name)
+        for name, p in got.items():
+            parts.setdefault(name, []).append(p.assign(fold=f))
+        tsurvey = fd.targets_of(f)
+        subs = find_subgroups(tsurvey, list(fd.study.ood_strata), min_size=fd.study.min_group_size, study=fd.study)
+        qs = [q for q in fd.questions if q.qid in set(t.qid)]
+        floors.append(noise_floor(tsurvey, qs, subs, t, n_boot, n_splits, seed + f, progress).assign(fold=f))
+    systems = {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
+    return systems, pd.concat(floors, ignore_index=True), penalties
+
+
+# ---- the finding as claims -----------------------------------------------------------------------------------
+
+def best_predictor(table: pd.DataFrame, models: list[str], subset: str = "all") -> str:
+    """The non-LLM predictor with the lowest TV (references and model point masses excluded)."""
+    t = table[table.pairs == subset]
+    cand = t[~t.method.isin(list(REFERENCES) + list(models)) & ~t.method.str.endswith(("_lb1", "_lb2"))
+             & (t.method != "log_linear_leave_cell_out")]
+    return cand.sort_values("tv").method.iloc[0]
+
+
+def floor_gap(systems: dict[str, pd.DataFrame], floor: pd.DataFrame, methods: list[str], n_boot: int = 1000,
+              seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Paired: per pair, each method's TV minus the pair's floor; mean with a BCa interval over questions
+    (``level`` chosen by the caller for the family of verdicts), on all and on divergent pairs."""
+    rows = []
+    for m in methods:
+        p = systems[m]
+        on = ["qid", "subgroup_id"] + (["fold"] if "fold" in p else [])
+        d = p[on + ["tv", "divergent"]].merge(floor[on + ["floor_tv"]], on=on)
+        d = d.assign(gap=d.tv - d.floor_tv)
+        for subset, g in (("all", d), ("divergent", d[d.divergent])):
+            ci = mean_bootstrap(g, ["gap"], n_boot=n_boot, seed=seed, level=level)
+            rows.append({"method": m, "pairs": subset, "gap": ci.loc["gap", "estimate"],
+                         "gap_lo": ci.loc["gap", "lo"], "gap_hi": ci.loc["gap", "hi"], "level": level,
+                         "n_pairs": len(g)})
+    return pd.DataFrame(rows)
+
+
+def headroom_claims(tables: dict[str, pd.DataFrame], gaps: dict[str, pd.DataFrame], models: dict[str, list[str]],
+                    country: str, source: str) -> list:
+    """The headroom finding per protocol: the floor, uniform, the best non-LLM predictor and every model (TV with
+    its interval, place between the floor and uniform, normalised score), and the verdict of the paired gap
+    between the best predictor and the floor (``headroom`` when its interval lies above 0, ``at the floor``
+    when it holds 0, ``below the floor`` when it lies under 0: impossible in expectation for a predictor
+    independent of the targets, the mark of inputs that share the targets' respondents)."""
+    from .claims import Claim, fmt, fmt_ci
+
     out = []
-    for subset in ("all", "divergent"):
-        t = table[table.pairs == subset].set_index("method")
-        if "noise_floor" not in t.index or "uniform" not in t.index:
-            continue
-        lo, hi = t.loc["noise_floor", "tv"], t.loc["uniform", "tv"]
+    for protocol, t in tables.items():
+        a = t[t.pairs == "all"].set_index("method")
+        lo, hi = a.loc["noise_floor", "tv"], a.loc["uniform", "tv"]
+        best = best_predictor(t, models.get(protocol, []))
+        g = gaps[protocol].set_index(["method", "pairs"]).loc[(best, "all")]
+        verdict = ("headroom" if g.gap_lo > 0 else "below the floor" if g.gap_hi < 0 else "at the floor")
+        where = (f"{fmt((a.loc[best, 'tv'] - lo) / (hi - lo) * 100, 0)}% of the way from the floor to uniform")
+        out.append(Claim(
+            id=f"headroom.{protocol}.floor", topic="headroom", statistic="mean noise floor (TV) of the targets",
+            estimate=float(lo), lo=float(a.loc["noise_floor", "tv_lo"]), hi=float(a.loc["noise_floor", "tv_hi"]),
+            method="split-half TV converted by the plug-in ratio, mean over pairs; BCa over questions",
+            protocol=protocol, source=source,
+            sentence=(f"{country}, {protocol} protocol ({int(a.loc['uniform', 'n_pairs']):,} target pairs): the "
+                      f"noise floor is TV {fmt_ci(lo, a.loc['noise_floor', 'tv_lo'], a.loc['noise_floor', 'tv_hi'])}"
+                      f" and uniform {fmt(hi)}; a predictor at the floor scores "
+                      f"{fmt(a.loc['noise_floor', 'normalised'], 1)} on SimBench's normalised scale.")))
+        out.append(Claim(
+            id=f"headroom.{protocol}.best", topic="headroom", statistic=f"TV minus floor, {best}",
+            estimate=float(g.gap), lo=float(g.gap_lo), hi=float(g.gap_hi), verdict=verdict,
+            method=f"paired per pair; mean with a {g.level:.1%} BCa interval over questions "
+                   f"(Bonferroni over the {len(tables)} protocols)",
+            rule="headroom if the interval lies above 0; at the floor if it holds 0; below the floor if under 0",
+            protocol=protocol, source=source,
+            sentence=(f"The best non-LLM predictor, {best}, has TV "
+                      f"{fmt_ci(a.loc[best, 'tv'], a.loc[best, 'tv_lo'], a.loc[best, 'tv_hi'])} ({where}; "
+                      f"log score {fmt(a.loc[best, 'log_score'])} bits, normalised score "
+                      f"{fmt(a.loc[best, 'normalised'], 1)}); its paired gap to the floor is "
+                      f"{fmt_ci(g.gap, g.gap_lo, g.gap_hi, 4)}: {verdict}.")))
+        for m in models.get(protocol, []):
+            if m not in a.index:
+                continue
+            out.append(Claim(
+                id=f"headroom.{protocol}.{m}", topic="headroom", statistic=f"TV of {m}",
+                estimate=float(a.loc[m, "tv"]), lo=float(a.loc[m, "tv_lo"]), hi=float(a.loc[m, "tv_hi"]),
+                method="mean over pairs; BCa over questions", protocol=protocol, source=source,
+                sentence=(f"{m}: TV {fmt_ci(a.loc[m, 'tv'], a.loc[m, 'tv_lo'], a.loc[m, 'tv_hi'])} "
+                          f"({fmt((a.loc[m, 'tv'] - lo) / (hi - lo) * 100, 0)}% of the way from the floor to "
+                          f"uniform; normalised score {fmt(a.loc[m, 'normalised'], 1)}).")))
+    return out
 
-        def place(m, t=t, lo=lo, hi=hi):
-            return (t.loc[m, "tv"] - lo) / (hi - lo)
 
-        others = [m for m in t.index if m not in models and m not in ("noise_floor", "uniform", "true_mode",
-                                                                      "population_mode_point")]
-        best = min(others, key=lambda m: t.loc[m, "tv"]) if others else None
-        parts = [f"{m} TV {t.loc[m, 'tv']:.3f} [{t.loc[m, 'tv_lo']:.3f}, {t.loc[m, 'tv_hi']:.3f}] "
-                 f"({place(m):.0%} of the way from the floor to uniform)" for m in models if m in t.index]
-        if best:
-            parts.append(f"the best non-LLM predictor, {best}, TV {t.loc[best, 'tv']:.3f} ({place(best):.0%})")
-        out.append(f"On {subset} pairs ({int(t.loc['uniform', 'n_pairs']):,}), the noise floor is TV {lo:.3f} "
-                   f"[{t.loc['noise_floor', 'tv_lo']:.3f}, {t.loc['noise_floor', 'tv_hi']:.3f}] and uniform "
-                   f"{hi:.3f}: " + "; ".join(parts) + ".")
-    return "\n".join(out)
+def worth_claims(wt: pd.DataFrame, saved: pd.DataFrame, country: str, source: str,
+                 prior_curve: pd.DataFrame | None = None) -> list:
+    """Claims (``disjoint``) of each predictor's pooled worth in respondents and of the respondents its prior
+    saves at k = 10 (:mod:`subgroup_values.worth`); ``prior_curve`` adds the prior's TV alone and with 10."""
+    from .claims import Claim, fmt
+
+    out = []
+    a = wt[wt.group == "all"]
+    for r in a.itertuples(index=False):
+        m = r.max_m
+        if r.kind == "extrapolated":
+            value = (f"more than {m} (beyond the curve; extrapolated: "
+                     f"{'infinite' if not np.isfinite(r.worth) else fmt(r.worth, 0)})")
+        else:
+            value = f"{fmt(r.worth, 1)} [{fmt(r.worth_lo, 1)}, {fmt(r.worth_hi, 1)}]"
+        finite = all(np.isfinite([r.worth, r.worth_lo, r.worth_hi]))
+        out.append(Claim(
+            id=f"headroom.disjoint.worth.{r.method}", topic="headroom", statistic=f"worth in respondents, {r.method}",
+            estimate=float(r.worth) if finite else None, lo=float(r.worth_lo) if finite else None,
+            hi=float(r.worth_hi) if finite else None, verdict=r.kind, protocol="disjoint", source=source,
+            method=f"pooled curve E TV(sample of m own respondents, target), m = 1..{m}, inverted at the mean TV; "
+                   f"{r.interval}",
+            sentence=(f"{country}, disjoint: {r.method} is worth {value} of the subgroup's own respondents "
+                      f"({r.pairs:,} target pairs with {m}+ own respondents in the other folds; mean TV "
+                      f"{fmt(r.mean_tv)}, one respondent {fmt(r.curve_at_1)}, {m} respondents "
+                      f"{fmt(r.curve_at_max)}; median per pair "
+                      f"{fmt(r.median_per_pair, 1) if np.isfinite(r.median_per_pair) else f'more than {m}'}; "
+                      f"{fmt(100 * r.share_beyond_own_sample, 0)}% of pairs closer than all own respondents).")))
+    for r in saved.itertuples(index=False):
+        finite = all(np.isfinite([r.saved, r.saved_lo, r.saved_hi]))
+        out.append(Claim(
+            id=f"headroom.disjoint.saved_k10.{r.method}", topic="headroom",
+            statistic=f"respondents saved at k = 10, {r.method} prior", estimate=float(r.saved) if finite else None,
+            lo=float(r.saved_lo) if finite else None, hi=float(r.saved_hi) if finite else None, protocol="disjoint",
+            method=f"Dirichlet prior of strength {fmt(r.strength, 1)} + 10 own respondents; {r.interval}",
+            source=source,
+            sentence=(f"{country}, disjoint: {r.method} as a Dirichlet prior (strength {fmt(r.strength, 1)}) plus 10 "
+                      f"real respondents is as close to the target as {fmt(10 + r.saved, 1)} respondents alone: it "
+                      f"saves {fmt(r.saved, 1)} [{fmt(r.saved_lo, 1)}, {fmt(r.saved_hi, 1)}] respondents "
+                      f"({r.pairs:,} pairs){_with_k(prior_curve, r.method)}.")))
+    return out
+
+
+def _with_k(prior_curve: pd.DataFrame | None, method: str) -> str:
+    """'; mean TV: prior alone a, prior + 10 b, 10 alone c' from the prior-plus-k curve."""
+    from .claims import fmt
+
+    if prior_curve is None:
+        return ""
+    c = prior_curve[(prior_curve.method == method)].set_index("k")
+    if 10 not in c.index:
+        return ""
+    return (f"; mean TV: the prior alone {fmt(c.loc[0, 'tv_combined'])}, with 10 respondents "
+            f"{fmt(c.loc[10, 'tv_combined'])}, 10 respondents alone {fmt(c.loc[10, 'tv_own_alone'])}")

@@ -241,28 +241,35 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
 
 
 def headroom_block(res_dir: str | Path) -> list[str]:
-    """The README's headroom lines: every method between the noise floor and uniform by TV (with W1 and JSD), on
-    all and divergent pairs, and the findings, read from ``results/<profile>/headroom/``."""
+    """The README's headroom lines, read from ``results/<profile>/headroom/``: per protocol (``paper``, and
+    ``disjoint`` where computed) every method's TV with its interval, log score, Brier and SimBench's normalised
+    score on all and divergent pairs, then the generated claims (``results/<profile>/claims/headroom.json``)."""
+    from .claims import read_claims, render
+
     hdir = Path(res_dir) / "headroom"
-    table = hdir / "headroom.csv"
-    if not table.is_file():
-        return []
-    t = pd.read_csv(table)
-    out = ["\nHow much is there to emulate? Every method as a distribution, from the noise floor up to uniform "
-           f"(`{_shown(table)}`; 95% BCa intervals over questions):\n"]
-    rows = []
-    for _, r in t[t.pairs.isin(["all", "divergent"])].iterrows():
-        rows.append({"pairs": r["pairs"], "method": r["method"], "n_pairs": int(r["n_pairs"]),
-                     "accuracy": "" if pd.isna(r["accuracy"]) else f"{r['accuracy']:.3f}",
-                     "TV [95% CI]": f"{r['tv']:.3f} [{r['tv_lo']:.3f}, {r['tv_hi']:.3f}]",
-                     "W1": f"{r['w1']:.3f}", "JSD": f"{r['jsd']:.3f}"})
-    out.append(markdown_table(pd.DataFrame(rows)))
-    for name in ("finding.md", "finding_marginals.md"):
-        f = hdir / name
-        if f.is_file():
-            label = "" if name == "finding.md" else ("With the marginals in the prompt (a seeded sample of OOD "
-                                                      "pairs, every method on the same pairs): ")
-            out.append("\n" + label + f.read_text().strip().replace("\n", " "))
+    out = []
+    for name, label in (("headroom.csv", "paper protocol (inputs and targets share respondents)"),
+                        ("headroom_disjoint.csv", "disjoint protocol (inputs from the other respondent folds)")):
+        table = hdir / name
+        if not table.is_file():
+            continue
+        t = pd.read_csv(table)
+        out.append(f"\nHow much is there to emulate, {label}: every method as a distribution, from the noise floor "
+                   f"up to uniform (`{_shown(table)}`, where each model's LB1/LB2 point masses are too; 95% BCa "
+                   "intervals over questions; log score in bits):\n")
+        rows = []
+        shown = t[t.pairs.isin(["all", "divergent"]) & ~t.method.str.endswith(("_lb1", "_lb2"))]
+        for _, r in shown.iterrows():
+            has = "tv_lo" in r and pd.notna(r.get("tv_lo"))
+            rows.append({"pairs": r["pairs"], "method": r["method"], "n_pairs": int(r["n_pairs"]),
+                         "TV [95% CI]": f"{r['tv']:.3f} [{r['tv_lo']:.3f}, {r['tv_hi']:.3f}]" if has else "",
+                         "log score": "" if pd.isna(r.get("log_score")) else f"{r['log_score']:.3f}",
+                         "Brier": "" if pd.isna(r.get("brier")) else f"{r['brier']:.3f}",
+                         "normalised": "" if pd.isna(r.get("normalised")) else f"{r['normalised']:.1f}"})
+        out.append(markdown_table(pd.DataFrame(rows)))
+    found = Path(res_dir) / "claims" / "headroom.json"
+    if found.is_file():
+        out.append("\n" + render(read_claims(found), bullet=True).rstrip())
     return out
 
 

@@ -1,0 +1,221 @@
+"""Respondent-disjoint folds: the ``disjoint`` protocol (design.md, "Protocols").
+
+Under the ``paper`` protocol the same respondents feed a predictor's inputs (the single-attribute and training
+cells, the population) and the targets (an Indian-Hindu respondent is in "Hindu" and in "Indian x Hindu"), so a
+predictor built from the marginals partly returns the target's own sample. Here the respondents are split into
+``K`` folds (seeded; stratified: respondents are ordered by their full cross-classification on the study's
+dimensions, at random within it, and dealt to the folds in turn, so every cell that is a union of
+cross-classes, every training and OOD cell, splits evenly). For a target fold ``f``:
+
+- the **targets** are the OOD (question, subgroup) distributions of fold ``f``'s respondents only;
+- every **input** (training-stratum and single-attribute cells, the population, the respondents a regression is
+  fitted on, the cell sizes raking uses) comes from the other folds' respondents only;
+
+and results are averaged over the ``K`` target folds (cross-fitting). A cell enters a fold's tables only with
+``min_size`` (30) respondents and a pair with ``min_answers`` (30) answers in that fold, the project's
+disclosure rule, so the fold aggregates (:func:`save_fold_pairs`) can be committed.
+
+:func:`leave_cell_out` is the harsh bound the committed paper aggregates allow: each OOD cell's own respondents
+taken out of its marginals and of the population before the log-linear rule composes them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from .study import Study, active
+
+#: Columns of the committed fold aggregates (``fold_pairs.csv``).
+FOLD_COLUMNS = ("fold", "role", "qid", "category", "stratum", "subgroup_id", "subgroup", "split", "n",
+                "n_answered", "n_valid", "counts", "weighted_counts", "modal_answers", "population_modal_answers")
+
+
+@dataclass
+class FoldData:
+    """A study's survey split into folds: ``survey`` (all respondents), ``folds`` (fold of each respondent),
+    ``questions`` (the dataset's questions), ``study`` (dimensions that form groups in this file)."""
+
+    survey: object
+    questions: list
+    study: Study
+    folds: np.ndarray
+    k: int
+    seed: int
+
+    def part(self, mask: np.ndarray):
+        """The survey restricted to the respondents of ``mask`` (their original row labels kept)."""
+        mask = np.asarray(mask, bool)
+        return replace(self.survey, data=self.survey.data[mask], missing=self.survey.missing[mask])
+
+    def targets_of(self, fold: int):
+        return self.part(self.folds == fold)
+
+    def inputs_of(self, fold: int):
+        return self.part(self.folds != fold)
+
+
+def assign_folds(survey, study: Study, k: int = 2, seed: int = 0) -> np.ndarray:
+    """Fold (0..k-1) of every respondent: ordered by the full cross-classification on the study's dimensions
+    (a code outside a dimension's kept codes counts as its own class), at random within it, then dealt in turn."""
+    if k < 2:
+        raise ValueError(f"respondent-disjoint folds need k >= 2, got k={k}.")
+    n = survey.n_respondents
+    rng = np.random.default_rng(seed)
+    keys = []
+    for d in study.dimensions.values():
+        col = survey.data[d.column]
+        keys.append(pd.factorize(col.where(col.isin(list(d.categories)), -1).fillna(-1), sort=True)[0])
+    order = np.lexsort([rng.random(n), *reversed(keys)])
+    folds = np.empty(n, dtype=int)
+    folds[order] = (np.arange(n) + int(rng.integers(k))) % k
+    return folds
+
+
+def read_folds(wvs_file, k: int = 2, seed: int = 0, country: str | None = None) -> FoldData:
+    """The active study's survey (the same respondents and questions as its dataset build), split into folds."""
+    from .dataset import valid_codes
+    from .questions import load_questions
+    from .subgroups import usable_dimensions
+    from .wvs import read_wvs
+
+    study = active()
+    questions = load_questions(rule=study.question_rule)
+    survey = read_wvs(wvs_file, country=country or study.country, items=[q.qid for q in questions],
+                      valid_codes=valid_codes(load_questions(rule="all")), columns=tuple(study.columns))
+    questions = [q for q in questions if q.qid not in survey.absent_items]
+    used, _ = usable_dimensions(survey, study, study.min_group_size)
+    return FoldData(survey, questions, used, assign_folds(survey, used, k, seed), k, seed)
+
+
+def cell_pairs(survey, questions, study: Study, strata, min_size: int | None = None,
+               min_answers: int | None = None) -> pd.DataFrame:
+    """The pairs table (as :func:`subgroup_values.subgroups.build_pairs`) of ``strata``' cells among ``survey``'s
+    respondents, cells of ``min_size`` and pairs of ``min_answers`` only."""
+    from .subgroups import build_pairs, find_subgroups
+
+    min_size = study.min_group_size if min_size is None else min_size
+    min_answers = study.min_answers if min_answers is None else min_answers
+    subgroups = find_subgroups(survey, list(strata), min_size=min_size, study=study)
+    pairs = build_pairs(survey, questions, subgroups, min_answers=min_answers, progress=False, study=study)
+    for col in ("counts", "weighted_counts", "modal_answers", "modal_answers_unweighted",
+                "population_modal_answers"):
+        pairs[col] = pairs[col].map(json.loads)
+    return pairs
+
+
+def fold_pairs(fd: FoldData, min_size: int | None = None, min_answers: int | None = None) -> pd.DataFrame:
+    """Every fold's tables: ``role`` = ``target`` (fold f's OOD cells) and ``inputs`` (the other folds' training
+    and single-attribute cells), with ``fold`` = f. The population is the sum of the inputs' sex cells, as in
+    :func:`subgroup_values.baselines.population_distributions`."""
+    out = []
+    for f in range(fd.k):
+        t = cell_pairs(fd.targets_of(f), fd.questions, fd.study, fd.study.ood_strata, min_size, min_answers)
+        i = cell_pairs(fd.inputs_of(f), fd.questions, fd.study, fd.study.train_strata, min_size, min_answers)
+        # a target's divergence is judged against the population the predictors are given (the inputs')
+        pop = _population_modes(i, fd.questions)
+        t["population_modal_answers"] = [pop.get(q, []) for q in t.qid]
+        out += [t.assign(fold=f, role="target"), i.assign(fold=f, role="inputs")]
+    return pd.concat(out, ignore_index=True)
+
+
+def _population_modes(inputs: pd.DataFrame, questions) -> dict[str, list[int]]:
+    from .baselines import population_distributions
+    from .subgroups import modal_values
+
+    qs = {q.qid: q for q in questions}
+    return {q: modal_values(np.round(d, 9), qs[q].values) for q, d in population_distributions(inputs).items()}
+
+
+def targets(table: pd.DataFrame, fold: int) -> pd.DataFrame:
+    return table[(table.fold == fold) & (table.role == "target")].reset_index(drop=True)
+
+
+def inputs(table: pd.DataFrame, fold: int) -> pd.DataFrame:
+    return table[(table.fold == fold) & (table.role == "inputs")].reset_index(drop=True)
+
+
+def fold_file():
+    """Where the committed fold aggregates are kept, beside the study's dataset."""
+    from .study import processed_dir
+
+    return processed_dir() / "fold_pairs.csv"
+
+
+def save_fold_pairs(table: pd.DataFrame, path=None) -> bool:
+    """Write the fold aggregates (cells of 30+ respondents in their fold only) when their content changed."""
+    from pathlib import Path
+
+    from .claims import _atomic_write
+
+    small = table[table.n < active().min_group_size]
+    if len(small):
+        raise ValueError(f"{len(small)} fold cells have fewer than {active().min_group_size} respondents (e.g. "
+                         f"{small.subgroup_id.iloc[0]}): they may not be committed.")
+    path = Path(path) if path else fold_file()
+    t = table.reindex(columns=list(FOLD_COLUMNS)).copy()
+    for col in ("counts", "weighted_counts", "modal_answers", "population_modal_answers"):
+        t[col] = t[col].map(json.dumps)
+    text = t.to_csv(index=False, lineterminator="\n")
+    if path.is_file() and path.read_text() == text:
+        return False
+    _atomic_write(text, path)
+    return True
+
+
+def load_fold_pairs(path=None) -> pd.DataFrame:
+    from pathlib import Path
+
+    path = Path(path) if path else fold_file()
+    if not path.is_file():
+        raise FileNotFoundError(f"No fold aggregates at {path}: run notebook 08 with the survey file "
+                                "(make headroom WVS_FILE=...), which builds and keeps them.")
+    t = pd.read_csv(path)
+    for col in ("counts", "weighted_counts", "modal_answers", "population_modal_answers"):
+        t[col] = t[col].map(json.loads)
+    return t
+
+
+def balance(fd: FoldData) -> pd.DataFrame:
+    """Per training and OOD cell: its respondents in each fold, and the largest difference between two folds."""
+    from .subgroups import find_subgroups, subgroup_mask
+
+    rows = []
+    for s in find_subgroups(fd.survey, fd.study.strata, min_size=fd.study.min_group_size, study=fd.study):
+        counts = np.bincount(fd.folds[subgroup_mask(fd.survey, s, fd.study)], minlength=fd.k)
+        rows.append({"subgroup_id": s.subgroup_id, "split": s.split, "n": s.n,
+                     "spread": int(counts.max() - counts.min())} | {f"fold_{f}": int(c) for f, c in enumerate(counts)})
+    return pd.DataFrame(rows)
+
+
+def leave_cell_out(pairs: pd.DataFrame, all_pairs: pd.DataFrame) -> pd.DataFrame:
+    """The log-linear rule with each OOD cell's own respondents removed from its single-attribute marginals and
+    from the population (the committed paper aggregates allow it: a marginal's weighted counts minus the
+    cell's). A harsh bound: the marginals lose those respondents entirely. Scored like a baseline."""
+    from .baselines import LOG_LINEAR_PSEUDOCOUNT, log_linear, population_distributions
+    from .dataset import pair_frame
+    from .metrics import score_pairs
+    from .questions import load_questions
+
+    questions = {q.qid: q for q in load_questions(rule="all")}
+    frame = pair_frame(pairs, questions)
+    pop = population_distributions(all_pairs)
+    singles = all_pairs[all_pairs.stratum.isin(list(active().dimensions))]
+    single = {(r.qid, r.subgroup_id): np.asarray(r.weighted_counts, float) for r in singles.itertuples()}
+    probs = []
+    for row in frame.itertuples(index=False):
+        own = np.asarray(row.weighted_counts, float)
+        ms = [single.get((row.qid, p)) for p in row.subgroup_id.split("|")]
+        if any(m is None for m in ms):
+            raise ValueError(f"{row.qid} x {row.subgroup_id}: a single-attribute cell is missing from the "
+                             "aggregates; leave-cell-out needs both marginals.")
+        d = log_linear([np.clip(m - own, 0, None) for m in ms], np.clip(pop[row.qid] - own, 0, None),
+                       LOG_LINEAR_PSEUDOCOUNT)
+        probs.append(d.tolist())
+    frame["probs"] = probs
+    frame["choice"] = pd.array([lo + int(np.argmax(p)) for lo, p in zip(frame.scale_min, probs)], dtype="Int64")
+    frame["option_mass"], frame["reply"], frame["status"], frame["expected"] = 1.0, None, "ok", False
+    return score_pairs(frame)
