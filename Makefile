@@ -116,7 +116,7 @@ STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb $(BASE_RU
 endif
 
 FORCE:
-.PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended headroom report figures model tiny-model model-families test \
+.PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended headroom report figures model tiny-model model-families check-gpu test \
   pytest smoke bench bench-bf16 bench-server clean clean-venv check-wvs help vllm-env serve-vllm
 
 ifeq ($(FROM_AGGREGATES),1)
@@ -165,6 +165,14 @@ FAMILY_MODELS := $(foreach f,llama3 qwen2 gemma3,models/families/$(f)/model.safe
 models/families/%/model.safetensors: $(PKG)/local_models.py | $(STAMP)
 	rm -rf models/families/$* && $(PY) -m subgroup_values.local_models families models/families $*
 model-families: $(FAMILY_MODELS)
+
+# The paper profile runs 3B-8B models on a CUDA GPU: each of its steps first checks that there is one (a dry run,
+# `make -n all PROFILE=paper`, only shows the check).
+ifeq ($(PROFILE),paper)
+$(STEPS): | check-gpu
+endif
+check-gpu: | $(STAMP)
+	@$(PY) -m subgroup_values.paper_models check-gpu
 
 # ---- 1. the dataset (the same for every profile) ---------------------------------------------------------------
 $(WVS_ID): $(WVS_CHECK) | $(STAMP)
