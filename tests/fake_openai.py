@@ -66,7 +66,14 @@ class FakeOpenAI:
                     self.wfile.write(b'{"choices": [')
                     return
                 if self.path.endswith("/completions") and not self.path.endswith("/chat/completions"):
-                    reply = outer.completions(body, with_logprobs=what != "nologprobs", vllm_fields=what != "generic")
+                    try:
+                        reply = outer.completions(body, with_logprobs=what != "nologprobs",
+                                                  vllm_fields=what != "generic")
+                    except ValueError as exc:  # what vLLM refuses, it answers with HTTP 400
+                        self.send_response(400)
+                        self.end_headers()
+                        self.wfile.write(json.dumps({"error": {"message": str(exc)}}).encode())
+                        return
                     if outer.mutate is not None:
                         reply = outer.mutate(reply, self.path)
                     self.send_response(200)
@@ -102,6 +109,8 @@ class FakeOpenAI:
         k = int(body.get("logprobs") or 0)
         k_prompt = body.get("prompt_logprobs") if vllm_fields and body.get("prompt_logprobs") is not None else k
         named = body.get("logprob_token_ids") if vllm_fields else None
+        if named and len(named) > 128:  # vLLM's bound (MAX_LOGPROB_TOKEN_IDS), answered as vLLM does: HTTP 400
+            raise ValueError(f"Too many logprob_token_ids: {len(named)}. The max is 128.")
         as_ids = bool(vllm_fields and body.get("return_tokens_as_token_ids"))
         # each token's text decoded once per request (the tiny model's 1000-wide lists ask often)
         name = functools.cache((lambda t: f"token_id:{t}") if as_ids else (lambda t: tok.decode([t])))

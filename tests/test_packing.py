@@ -57,7 +57,7 @@ def trainers(model_path, recipe, tmp_path, limit, per_chunk):
     return trl_trainer, packed
 
 
-def compare(trl_trainer, packed, n_chunks: int) -> dict:
+def compare(trl_trainer, packed, n_chunks: int, fp64: bool = True) -> dict:
     """Loss and LoRA gradients of TRL's compute_loss and the packed one on the same examples: fp32 (TRL's own code,
     its fused output layer included) and fp64 (the plain causal-LM loss of TRL's collated batch, see below)."""
     model = trl_trainer.model
@@ -83,6 +83,8 @@ def compare(trl_trainer, packed, n_chunks: int) -> dict:
     out["fp32_grad"] = max(float((gt[k] - gp[k]).abs().max()) for k in gt)
     out["grad_scale"] = max(float(g.abs().max()) for g in gt.values())
     out["nonzero_grads"] = sum(bool(g.abs().max() > 0) for g in gp.values()) / len(gp)
+    if not fp64:
+        return out
     model.double()
     try:
         lx, gx = run(lambda: causal_lm_loss(model, batch))
@@ -109,7 +111,8 @@ def check(d: dict) -> None:
     assert d["fp32_loss"] <= 1e-5, d
     assert d["fp32_grad"] <= 1e-5, d
     # in fp64 only rounding is left (Llama's RMSNorm still computes in fp32: ~1e-8 on the embedded model)
-    assert d["fp64_loss"] <= 1e-7 and d["fp64_grad"] <= 1e-7, d
+    if "fp64_loss" in d:
+        assert d["fp64_loss"] <= 1e-7 and d["fp64_grad"] <= 1e-7, d
 
 
 def test_same_loss_and_gradients_as_trl_on_the_tiny_model(tiny_model, tmp_path):

@@ -102,3 +102,32 @@ def test_a_run_that_loses_its_server_resumes_from_the_cache(vllm_server, smollm2
     assert done.attrs["pairs_computed"] == n_failed and (done.status == "ok").all()
     kept = gone.status == "ok"
     assert [list(p) for p in done.probs[kept]] == [list(p) for p in gone.probs[kept]]
+
+
+def test_digit_ids_in_chunks_make_a_llama3_tokenizer_exact_through_vllm(tmp_path):
+    """Llama 3.1's tokenizer has 1,208 tokens that start with a digit and vLLM names at most 128 per request: the
+    digit tokens are asked for in chunks (10 requests per pair), and every prediction is exact. The served model is
+    the tiny random Llama of `make model-families` (Llama 3.1's real tokenizer and chat template)."""
+    from conftest import REPO
+
+    from subgroup_values.local_models import build_family_model
+
+    if not (vllm_venv() / ".installed").is_file():
+        _unavailable(f"no vLLM environment at {vllm_venv()}: `make vllm-env` builds it.")
+    try:
+        model = build_family_model("llama3", REPO / "models" / "families" / "llama3")
+    except SystemExit as exc:
+        _unavailable(f"no tiny Llama 3 model ({exc}): run `make model-families`.")
+    pairs = _pairs(6)
+    local = predict(make_backend("hf", model=str(model), dtype="float32"), pairs, cache=NullCache(), progress=False)
+    with VLLMServer(model, tmp_path / "server.log", served_name="llama3", max_logprobs=128,
+                    ready_timeout=READY_S) as server:
+        be = make_backend("openai_compat", model="llama3", base_url=server.url, endpoint="completions",
+                          tokenizer=str(model), concurrency=4, timeout=300, backoff=0.2, ends_from="digit_ids")
+        assert len(be._digit_ids()) == 1208
+        remote = predict(be, pairs, cache=NullCache(), progress=False)
+    assert (remote.status == "ok").all() and (remote.choice == local.choice).all()
+    gaps = np.array([max(abs(a - b) for a, b in zip(p, q)) for p, q in zip(remote.probs, local.probs)])
+    print(f"tiny Llama 3 through vLLM (ready in {server.ready_s:.0f} s): max |dp| {gaps.max():.2e}; "
+          f"{int(remote['exact'].sum())}/{len(remote)} flagged exact")
+    assert remote["exact"].all() and gaps.max() < 1e-4

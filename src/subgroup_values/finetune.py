@@ -279,6 +279,7 @@ def load_recipe(path: str | Path, **overrides):
     import yaml
 
     cfg = yaml.safe_load(Path(path).read_text()) or {}
+    cfg.pop("paper_models", None)  # the paper's models (a table for people and paper_models.py, no argument)
     cfg.update(overrides)
     argv = []
     for k, v in cfg.items():

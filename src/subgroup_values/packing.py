@@ -128,6 +128,15 @@ class PackedCollator:
                 "real_tokens": torch.tensor(sum(lengths))}
 
 
+def _masks(model, inputs: dict):
+    """The packed rows' 4-D mask as the model's layers need it (sliding-window layers get the window applied by the
+    tokens' own positions: see :func:`subgroup_values.backends.hf.layer_masks`)."""
+    from .backends.hf import layer_masks
+
+    pos = inputs["position_ids"]
+    return layer_masks(model.config, inputs["attention_mask"], pos, pos)
+
+
 def completion_logits(model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits at the positions that predict completion tokens, and those tokens: ``(logits [rows, K, V], labels
     [rows, K])``, -100 where a row has no completion token there. One forward pass through ``model`` with the
@@ -135,7 +144,7 @@ def completion_logits(model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Ten
     over the rows of the batch)."""
     labels = inputs["labels"]
     targets = (labels[:, 1:] != IGNORE).any(0).nonzero().squeeze(1)  # predictor t predicts token t + 1
-    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+    out = model(input_ids=inputs["input_ids"], attention_mask=_masks(model, inputs),
                 position_ids=inputs["position_ids"], use_cache=False, logits_to_keep=targets)
     return out.logits, labels[:, targets + 1]
 
@@ -236,7 +245,7 @@ def option_log_probs(model, inputs: dict, digit_mask: torch.Tensor) -> list[torc
     union = sorted({i for row in inputs["readout"] for i in row})
     where = {pos: j for j, pos in enumerate(union)}
     keep = torch.tensor(union, dtype=torch.long, device=inputs["input_ids"].device)
-    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+    out = model(input_ids=inputs["input_ids"], attention_mask=_masks(model, inputs),
                 position_ids=inputs["position_ids"], use_cache=False, logits_to_keep=keep)
     logits = out.logits
     logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)

@@ -84,6 +84,28 @@ def option_token_ids(tokenizer, code: str, prefix: str = ANSWER_PREFIX) -> list[
     return full[len(base):] if full[: len(base)] == base else tokenizer(f" {code}", add_special_tokens=False)["input_ids"]
 
 
+def layer_masks(config, allowed: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor, dtype=None):
+    """The 4-D attention mask(s) a model gets for a tree-shaped layout: ``allowed`` [b, 1, q, k] (True where a query
+    may attend), ``q_pos`` [b, q] and ``k_pos`` [b, k] the tokens' positions in their own unpacked sequences.
+
+    transformers uses a 4-D mask as given for every layer, so a model with sliding-window layers (Gemma 3; Qwen 2 with
+    ``use_sliding_window``) would let those layers see the whole context: for such a model this returns
+    ``{"full_attention": mask, "sliding_attention": mask}``, the second also hiding keys ``sliding_window`` or more
+    positions back (the window of the unpacked sequence, as transformers builds it: q - k < window). ``dtype``:
+    an additive float mask of that dtype (0 or the dtype's minimum) instead of a boolean one."""
+    def form(m: torch.Tensor) -> torch.Tensor:
+        if dtype is None:
+            return m
+        return torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill_(~m, torch.finfo(dtype).min)
+
+    types = getattr(config, "layer_types", None) or []
+    window = getattr(config, "sliding_window", None)
+    if "sliding_attention" not in types or not window:
+        return form(allowed)
+    near = (q_pos[:, None, :, None] - k_pos[:, None, None, :]) < int(window)
+    return {"full_attention": form(allowed), "sliding_attention": form(allowed & near)}
+
+
 def pick_device(device: str | None = None) -> str:
     if device:
         return device
@@ -241,7 +263,11 @@ class HFBackend(Backend):
         return results  # type: ignore[return-value]
 
     def _prefix(self, ids: list[int]):
-        out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
+        from transformers import DynamicCache
+
+        # a plain cache keeps every key, also for sliding-window layers (the suffix's mask applies the window)
+        out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1,
+                         past_key_values=DynamicCache())
         return _cache_tensors(out.past_key_values)
 
     def _tree(self, option_tokens: list[list[int]]) -> _Tree:
@@ -288,8 +314,9 @@ class HFBackend(Backend):
             cache = DynamicCache(ddp_cache_data=[(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1))
                                                  for k, v in prefix_kv])
         body = self.model.get_decoder()
-        mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill_(~allowed, torch.finfo(self.dtype).min)
-        out = body(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+        key_pos = torch.cat([torch.arange(prefix_len).expand(b, -1), positions], dim=1)
+        mask = layer_masks(self.model.config, allowed.to(dev), positions.to(dev), key_pos.to(dev), self.dtype)
+        out = body(input_ids=ids.to(dev), attention_mask=mask, position_ids=positions.to(dev),
                    past_key_values=cache, use_cache=False)
         hidden = out.last_hidden_state
         # only the positions we read go through the output layer: the suffix's last token and the tree nodes

@@ -21,6 +21,9 @@ is read from an environment variable (never from a file in the repository).
   for no alternatives at the prompt positions (``prompt_logprobs=0``), so the reply carries one log-probability per
   prompt token instead of ``top_logprobs`` of them; tokens come back as ids (``return_tokens_as_token_ids``), so
   pieces that decode to the same text cannot merge. A server that ignores these fields is an error, never a guess.
+  vLLM names at most 128 tokens per request: a tokenizer with more digit tokens (Llama 3.1: 1,208; Gemma 3: 337)
+  gets one request per 128 of them, the first with the prompt's log-probabilities (``echo``), the others asking
+  only for the named tokens after each option (vLLM's prefix cache keeps them cheap); the sum is still exact.
 - ``endpoint="chat"`` (chat-only APIs): the top log-probabilities of the answer token, renormalised over the
   option codes. Exact only where the model's tokenizer writes every code as one token (OpenAI's, Llama-3's up to
   999); with ``tokenizer`` given, each prediction is flagged ``exact`` True or False from the codes' tokens (without
@@ -146,10 +149,6 @@ class OpenAICompatBackend(Backend):
         self.top_logprobs = int(top_logprobs)
         self.extra_body = extra_body or {}
         self.ends_from = ends_from
-        if ends_from == "digit_ids" and len(self._digit_ids()) > MAX_LOGPROB_TOKEN_IDS:
-            raise ValueError(f"{tokenizer} has {len(self._digit_ids())} tokens that start with a digit; vLLM returns "
-                             f"the log-probabilities of at most {MAX_LOGPROB_TOKEN_IDS} named tokens: use "
-                             "ends_from='top_logprobs' (bounded, flagged per prediction) for this tokenizer.")
 
     def identity(self) -> dict:
         ident = {"backend": self.kind, "base_url": self.url, "model": self.model, "temperature": 0}
@@ -329,6 +328,15 @@ class OpenAICompatBackend(Backend):
             self._digit_id_list = [i for i in range(len(tok)) if tok.decode([i])[:1].isdigit()]
         return self._digit_id_list
 
+    def _choices(self, body: dict, n: int) -> list[dict]:
+        """The completions endpoint's choices for ``n`` prompts, in the prompts' order."""
+        reply = self._post(body, self.completions_url)
+        choices = sorted(reply["choices"], key=lambda c: c["index"])
+        if len(choices) != n:
+            raise OpenAICompatError(f"{self.completions_url} answered {len(choices)} choices for {n} prompts: "
+                                    "it does not take a batch of token-id prompts; use endpoint='chat'.")
+        return choices
+
     def _score_completions(self, r: ScoreRequest) -> OptionScores:
         """Exact option scores from the prompt log-probabilities of prompt + each option (one request per pair)."""
         from .hf import option_token_ids
@@ -339,17 +347,18 @@ class OpenAICompatBackend(Backend):
         options = [option_token_ids(tok, c, r.prefix) for c in r.options]
         seqs = [prompt + o for o in options]
         body = {"prompt": seqs, "max_tokens": 1, "echo": True, "logprobs": self.top_logprobs}
+        chunks = [self._digit_ids()[i:i + MAX_LOGPROB_TOKEN_IDS]
+                  for i in range(0, len(self._digit_ids()), MAX_LOGPROB_TOKEN_IDS)]
         if self.ends_from == "digit_ids":
-            digits = self._digit_ids()
-            body |= {"logprobs": len(digits), "logprob_token_ids": digits, "prompt_logprobs": 0,
+            body |= {"logprobs": len(chunks[0]), "logprob_token_ids": chunks[0], "prompt_logprobs": 0,
                      "return_tokens_as_token_ids": True}
-        reply = self._post(body, self.completions_url)
-        choices = sorted(reply["choices"], key=lambda c: c["index"])
-        if len(choices) != len(seqs):
-            raise OpenAICompatError(f"{self.completions_url} answered {len(choices)} choices for {len(seqs)} prompts: "
-                                    "it does not take a batch of token-id prompts; use endpoint='chat'.")
+        choices = self._choices(body, len(seqs))
+        more = []  # the other chunks of digit tokens: their log-probabilities after each option only
+        if self.ends_from == "digit_ids":
+            more = [self._choices({"prompt": seqs, "max_tokens": 1, "logprobs": len(c), "logprob_token_ids": c,
+                                   "return_tokens_as_token_ids": True}, len(seqs)) for c in chunks[1:]]
         logps, exact = [], True
-        for seq, ch in zip(seqs, choices):
+        for o, (seq, ch) in enumerate(zip(seqs, choices)):
             lp = ch.get("logprobs") or {}
             values, tops = lp.get("token_logprobs") or [], lp.get("top_logprobs") or []
             if len(values) < len(seq) + 1 or len(tops) < len(seq) + 1:
@@ -361,7 +370,10 @@ class OpenAICompatBackend(Backend):
             after = {t: checked_logprob(v, where) for t, v in (tops[len(seq)] or {}).items()}  # after the code
             checked_mass([math.exp(v) for v in after.values()], where)
             if self.ends_from == "digit_ids":
-                named = [after.get(f"token_id:{i}") for i in self._digit_ids()]
+                named = [after.get(f"token_id:{i}") for i in chunks[0]]
+                for c, replies in zip(chunks[1:], more):
+                    tops_c = (replies[o].get("logprobs") or {}).get("top_logprobs") or []
+                    named += [(tops_c[-1] or {}).get(f"token_id:{i}") if tops_c else None for i in c]
                 if any(v is None for v in named):
                     raise OpenAICompatError(
                         f"{self.completions_url} did not return the log-probabilities of the {len(named)} digit "
