@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paper
+from .bootstrap import show
 from .study import active
 
 
@@ -148,8 +149,8 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
                    f"divergent ({n['divergent']:,}) |\n|---|---|---|---|")
 
         def line(name, by):
-            cells = [f"{by[(s, 'accuracy')]['estimate']:.3f} [{by[(s, 'accuracy')]['lo']:.3f}, "
-                     f"{by[(s, 'accuracy')]['hi']:.3f}]" for s in ("all", "consensus", "divergent")]
+            cells = [show(by[(s, 'accuracy')]['estimate'], by[(s, 'accuracy')]['lo'], by[(s, 'accuracy')]['hi'],
+                          by[(s, 'accuracy')].get('degenerate')) for s in ("all", "consensus", "divergent")]
             out.append(f"| {name} | " + " | ".join(cells) + " |")
 
         line("base model", bb)
@@ -283,9 +284,10 @@ def systems_table(summaries: dict[str, pd.DataFrame], metrics: tuple[str, ...] =
                   ) -> pd.DataFrame:
     """Model and baselines side by side: "estimate [lo, hi]" per system and metric (rows) and subset (columns)."""
     table = pd.concat(summaries, names=["system"]).reset_index(level=0)
-    show = table[table.metric.isin(list(metrics))]
-    show = show.assign(value=[f"{e:.3f} [{lo:.3f}, {hi:.3f}]" for e, lo, hi in zip(show.estimate, show.lo, show.hi)])
-    return show.pivot_table(index=["system", "metric"], columns="subset", values="value", aggfunc="first")
+    shown = table[table.metric.isin(list(metrics))]
+    deg = shown["degenerate"] if "degenerate" in shown else [None] * len(shown)
+    shown = shown.assign(value=[show(e, lo, hi, d) for e, lo, hi, d in zip(shown.estimate, shown.lo, shown.hi, deg)])
+    return shown.pivot_table(index=["system", "metric"], columns="subset", values="value", aggfunc="first")
 
 
 def long_summaries(summaries: dict[str, pd.DataFrame]) -> pd.DataFrame:
