@@ -208,3 +208,48 @@ def replace_block(text: str, name: str, content: str) -> str:
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{begin}\n{content.rstrip()}\n{end}{tail}"
+
+
+# ---- prose that states findings by hand ----------------------------------------------------------------------
+
+#: Words that state a verdict; outside a generated block they are typed findings.
+VERDICT_WORDS = (r"widen\w*", r"narrow\w*", r"improv\w*", r"beats?", r"outperform\w*", r"at the (?:noise )?floor",
+                 r"no headroom", r"near chance", r"not established", r"survives?", r"adds nothing")
+_GENERATED = re.compile(r"<!--\s*[\w:-]*begin[^>]*-->.*?<!--\s*[\w:-]*end[^>]*-->", re.S)
+#: Numbers that are not findings: versions, identifiers in citations, the level of an interval.
+_NOT_FINDINGS = re.compile(r"Python \d+(?:\.\d+)+|[Vv]ersion \d+(?:\.\d+)*|doi:\S+|arXiv:\S+|"
+                           r"\b\d+% (?:CI|BCa|interval|intervals|confidence|bootstrap)\b")
+#: A stated quantity: a decimal, a percentage, a count with thousands separators, "N of M", a rank, or a count
+#: of the study's units (questions, pairs, subgroups, ...). Digits glued to letters (Q94, 135M, bf16) are names.
+_NUMBER = re.compile(
+    r"(?<![\w.\-/])(?:"
+    r"\d*\.\d+(?![\w.]*\w)"                              # 0.371, .5
+    r"|\d+(?:\.\d+)?%"                                   # 49%, 6.66%
+    r"|\d{1,3}(?:,\d{3})+(?![\w.]*\w)"                   # 10,700
+    r"|\d+ of (?:the |its )?\d+"                         # 133 of 200, 2 of its 12
+    r"|[+-]\d+(?:\.\d+)? points"                         # +24.6 points
+    r"|\d+ (?:questions?|items?|pairs?|subgroups?|respondents?|people|points?|replies|answers|unions|categories|"
+    r"strata|batteries)\b"                               # 95 OOD pairs is caught as "95 ..." below
+    r"|\d+ (?:OOD|training|consensus|divergent|sensitive) (?:pairs?|subgroups?|items?)\b"
+    r")|\brank \d+", re.I)
+
+
+def strip_generated(text: str) -> str:
+    """Markdown without its generated blocks, code fences, code spans and link targets: the hand-written prose."""
+    text = _GENERATED.sub("", text)
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    return text
+
+
+def typed_findings(text: str) -> list[str]:
+    """What hand-written Markdown states as a finding: stated quantities and verdict words outside generated blocks
+    (see :data:`VERDICT_WORDS` and the number patterns above), each with a little context."""
+    prose = _NOT_FINDINGS.sub("", strip_generated(text))
+    out = []
+    for m in _NUMBER.finditer(prose):
+        out.append(f"number {m.group(0)!r} in ...{prose[max(0, m.start() - 40):m.end() + 20]!r}...")
+    for m in re.finditer(r"\b(?:" + "|".join(VERDICT_WORDS) + r")\b", prose, re.I):
+        out.append(f"verdict {m.group(0)!r} in ...{prose[max(0, m.start() - 40):m.end() + 20]!r}...")
+    return out

@@ -68,6 +68,7 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
         frame[col] = [r[k] for r in rows]
     if scoring == "generate":  # whether the token budget cut the reply (None: the backend could not tell)
         frame["cut"] = pd.array([rec.get("cut") for rec in done.records], dtype="boolean")
+        frame["tokens"] = pd.array([rec.get("tokens") for rec in done.records], dtype="Int64")
     if any("exact" in rec for rec in done.records):  # a backend that approximates says so per prediction
         frame["exact"] = pd.array([rec.get("exact") for rec in done.records], dtype="boolean")
     frame.attrs.update(seconds_computing=done.seconds, pairs_computed=done.computed, pairs_failed=done.failed)
@@ -126,8 +127,29 @@ def cut_summary(preds: pd.DataFrame, max_new_tokens: int) -> dict:
     cut = preds["cut"].astype("boolean")
     known = int(cut.notna().sum())
     n_cut = int(cut.fillna(False).sum())
-    return {"max_new_tokens": int(max_new_tokens), "replies": int(len(preds)), "known": known, "cut": n_cut,
-            "share_cut": n_cut / known if known else None}
+    out = {"max_new_tokens": int(max_new_tokens), "replies": int(len(preds)), "known": known, "cut": n_cut,
+           "share_cut": n_cut / known if known else None}
+    curve = cut_curve(preds, max_new_tokens)
+    if curve is not None:
+        out["share_cut_at"] = {int(b): float(s) for b, s in zip(curve.max_new_tokens, curve.share_cut)}
+    return out
+
+
+def cut_curve(preds: pd.DataFrame, max_new_tokens: int,
+              budgets: tuple[int, ...] = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)) -> pd.DataFrame | None:
+    """The share of replies a smaller budget would have cut, from one generate run: greedy decoding with budget
+    ``b`` is the first ``b`` tokens of the run's, so a reply is cut at ``b <= max_new_tokens`` when the run cut it
+    or it used at least ``b`` tokens. Needs the ``cut`` and ``tokens`` columns of :func:`predict` (hf backend)."""
+    if "tokens" not in preds or "cut" not in preds:
+        return None
+    known = preds["cut"].notna() & preds["tokens"].notna()
+    if not known.any():
+        return None
+    cut = preds.loc[known, "cut"].astype(bool).to_numpy()
+    tokens = preds.loc[known, "tokens"].astype(int).to_numpy()
+    rows = [{"max_new_tokens": b, "replies": int(known.sum()), "share_cut": float((cut | (tokens >= b)).mean())}
+            for b in sorted({*budgets, int(max_new_tokens)}) if b <= max_new_tokens]
+    return pd.DataFrame(rows)
 
 
 def budget_sweep(backend: Backend, pairs: pd.DataFrame, budgets: list[int], template: str = DEFAULT_TEMPLATE,

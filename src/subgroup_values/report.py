@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paper
+from . import claims, paper
 from .bootstrap import show
 from .study import active
 
@@ -26,6 +26,43 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
 
 
 # ---- the paper beside ours, and the README's results block (every number read from results/) ------------------
+
+#: README's generated blocks of claims (``<!-- claims:NAME:begin -->`` ... ``<!-- claims:NAME:end -->``) and the
+#: claims each states, in this order: ids of ``results/<profile>/claims/*.json``. This is the one place they are
+#: listed: when a topic's claims land (fairness, open_ended, headroom), add their ids here.
+README_CLAIMS = {
+    "in_words": (
+        "data.counts",
+        "landscape.most_divided", "landscape.least_divided",
+        "evaluation.base_ood.vs_uniform.accuracy.all", "evaluation.base_ood.vs_uniform.accuracy.divergent",
+        "evaluation.base_ood.vs_uniform.tv.all", "evaluation.base_ood.vs_population_mode.accuracy.all",
+        "evaluation.base_ood.vs_compositional.accuracy.all",
+        "finetune.sft_ood.accuracy.all", "finetune.sft_ood.accuracy.consensus", "finetune.sft_ood.accuracy.divergent",
+        "finetune.sft_distribution_ood.accuracy.divergent", "finetune.sft_ood.vs_sft_distribution_ood.accuracy.all",
+        "generate.base_ood_generate.cut", "generate.base_ood_generate.accuracy", "generate.sft_ood_generate.cut",
+        "generate.base_ood_generate.refusal_sensitive", "generate.sft_ood_generate.refusal_sensitive",
+    ),
+    "data": ("data.counts", "data.ties", "data.question_rule"),
+}
+
+
+def claims_block(res_dir: str | Path, name: str, blocks: dict[str, tuple[str, ...]] | None = None) -> str:
+    """README's generated block ``name``: the sentences of its claims (one bullet each), read from the profile."""
+    blocks = README_CLAIMS if blocks is None else blocks
+    if name not in blocks:
+        raise KeyError(f"No claims block {name!r}; README's blocks are {sorted(blocks)}.")
+    return claims.render(claims.select(claims.read_profile_claims(res_dir), list(blocks[name]), res_dir), bullet=True)
+
+
+def update_claim_blocks(readme: str | Path, res_dir: str | Path,
+                        blocks: dict[str, tuple[str, ...]] | None = None) -> bool:
+    """Rewrite every generated block of claims in README from the profile's claims; True when the file changed."""
+    blocks = README_CLAIMS if blocks is None else blocks
+    changed = False
+    for name in blocks:
+        changed = claims.update_block(readme, name, claims_block(res_dir, name, blocks)) or changed
+    return changed
+
 
 README_BEGIN = "<!-- results:begin (written by notebooks/07_paper_comparison.ipynb; do not edit by hand) -->"
 README_END = "<!-- results:end -->"
@@ -70,12 +107,16 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
         f"{c['pairs']['train']:,} / {c['pairs']['ood']:,} / {c['pairs']['total']:,}",
         "rule found here: drop pairs with < 30 answers")
     land_path = res_dir / "landscape" / "category_ranking.csv"
+    ranks_path = res_dir / "landscape" / "category_ranks.csv"
     if land_path.is_file():
         land = pd.read_csv(land_path).set_index("category")
+        ranks = pd.read_csv(ranks_path).set_index("category") if ranks_path.is_file() else None
         for cat, val in paper.LANDSCAPE.items():
+            rank = (f"rank {int(ranks.loc[cat, 'rank'])} of {len(ranks)} (95% interval of the rank "
+                    f"{int(ranks.loc[cat, 'rank_lo'])}-{int(ranks.loc[cat, 'rank_hi'])})" if ranks is not None
+                    else f"rank {list(land.index).index(cat) + 1} of {len(land)} (no interval of the rank)")
             add("landscape", f"mean MDS, {cat}", val, round(land.loc[cat, "mds"], 3),
-                f"95% CI [{land.loc[cat, 'mds_lo']:.3f}, {land.loc[cat, 'mds_hi']:.3f}]; rank "
-                f"{list(land.index).index(cat) + 1} of {len(land)}")
+                f"95% CI [{land.loc[cat, 'mds_lo']:.3f}, {land.loc[cat, 'mds_hi']:.3f}]; {rank}")
     base, sft = load_metrics(res_dir, base_run), load_metrics(res_dir, sft_run)
     om = paper.OOD_RESULTS.set_index("model").loc["open-model mean"]
     best = paper.OOD_RESULTS.set_index("model").loc["GPT-4.1"]
@@ -98,11 +139,12 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
                 f"{x[('divergent', 'accuracy')]['estimate']:.3f}", "no LLM; our addition")
     if base and sft:
         bb, bs = _by(base), _by(sft)
+        recipe = finetune_words(res_dir / "finetune", manifest["counts"]["pairs"]["train"])
         add("fine-tuning (OOD)", "accuracy base -> SFT",
             f"{om.acc_base:.3f} -> {om.acc_sft:.3f} ({100 * (om.acc_sft - om.acc_base):+.1f} points)",
             f"{bb[('all', 'accuracy')]['estimate']:.3f} -> {bs[('all', 'accuracy')]['estimate']:.3f} "
             f"({100 * (bs[('all', 'accuracy')]['estimate'] - bb[('all', 'accuracy')]['estimate']):+.1f} points)",
-            "CPU recipe (LoRA, larger learning rate, sampled training pairs) vs the paper's")
+            recipe)
         add("fine-tuning (OOD)", "NMAE base -> SFT", f"{om.nmae_base:.3f} -> {om.nmae_sft:.3f}",
             f"{bb[('all', 'nmae')]['estimate']:.3f} -> {bs[('all', 'nmae')]['estimate']:.3f}", "as above")
         add("fine-tuning (OOD)", "divergent-pair accuracy base -> SFT", "not reported",
@@ -132,6 +174,27 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
                     f"win rate {wr.loc[crit, 'win_rate']:.3f} [{wr.loc[crit, 'lo']:.3f}, {wr.loc[crit, 'hi']:.3f}] "
                     "vs base", "135M judge (plumbing only) vs the paper's 24B judge; reference = our base model")
     return pd.DataFrame(rows)
+
+
+def finetune_words(finetune_dir: str | Path, total_train_pairs: int) -> str:
+    """The paper comparison's "what differs" for fine-tuning, from the fine-tunes' run records (training pairs,
+    loss, LoRA rank, learning rate) beside the paper's recipe (``configs/sft/paper.yaml``)."""
+    import yaml
+
+    from .findings import recipe_words
+    from .paths import REPO_ROOT
+
+    parts = []
+    for name, label in (("sft", "modal SFT"), ("sft_distribution", "distribution SFT")):
+        f = Path(finetune_dir) / f"{name}_run.json"
+        if f.is_file():
+            parts.append(f"{label}: {recipe_words(json.loads(f.read_text()), total_train_pairs)}")
+    theirs = REPO_ROOT / "configs" / "sft" / "paper.yaml"
+    if theirs.is_file():
+        p = yaml.safe_load(theirs.read_text())
+        parts.append(f"the paper's recipe (configs/sft/paper.yaml): learning rate {p.get('learning_rate'):g}, "
+                     f"LoRA r={p.get('lora_r')}, {p.get('num_train_epochs'):g} epoch(s)")
+    return "; ".join(parts) if parts else "fine-tune records not found"
 
 
 def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
@@ -312,18 +375,3 @@ def beside_paper(summaries: dict[str, pd.DataFrame], run_name: str) -> pd.DataFr
     reported = paper.OOD_RESULTS.rename(columns={"acc_base": "acc", "nmae_base": "nmae"})[["model", "kind", "acc", "nmae"]]
     reported = reported.assign(model=reported.model + " (reported)")
     return pd.concat([pd.DataFrame(ours), reported], ignore_index=True)
-
-
-def evaluation_verdict(summaries: dict[str, pd.DataFrame], pairs: int, split: str) -> list[str]:
-    """What one run shows, in sentences computed from its summaries."""
-    by = {k: s.set_index(["subset", "metric"]) for k, s in summaries.items()}
-    acc, div = by["model"].loc[("all", "accuracy")], by["model"].loc[("divergent", "accuracy")]
-    pop = by["population_mode"].loc[("all", "accuracy"), "estimate"]
-    comp = by["compositional"].loc[("all", "accuracy"), "estimate"]
-    return [f"Accuracy {acc.estimate:.3f} [{acc.lo:.3f}, {acc.hi:.3f}] on {pairs} {split} pairs; population mode "
-            f"{pop:.3f}, compositional {comp:.3f}.",
-            f"On divergent pairs (the persona test) the model scores {div.estimate:.3f} [{div.lo:.3f}, {div.hi:.3f}]; "
-            "the population mode scores 0 there by construction.",
-            "Verdict: " + ("the model beats answering with the population's mode" if acc.lo > pop else
-                           "the model does NOT beat answering with the population's mode: its persona adds nothing "
-                           "measurable overall")]

@@ -64,8 +64,9 @@ def reply_records(replies: list) -> list[dict]:
         elif not (r or "").strip():
             out.append({"reply": r or "", "status": "empty", "error": "empty reply (not stored)"})
         else:
-            cut = getattr(r, "cut", None)
-            out.append({"reply": str(r)} | ({"cut": bool(cut)} if cut is not None else {}))
+            cut, tokens = getattr(r, "cut", None), getattr(r, "tokens", None)
+            out.append({"reply": str(r)} | ({"cut": bool(cut)} if cut is not None else {})
+                       | ({"tokens": int(tokens)} if tokens is not None else {}))
     return out
 
 
