@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=0.05, help="the largest share of cut replies accepted")
     ap.add_argument("--adapter", default=None, help="override the run's adapter (empty string: none)")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--limit", type=int, default=None, help="a smaller seeded sample than the run's (its first pairs)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     config = yaml.safe_load((REPO_ROOT / "configs" / f"{a.profile}.yaml").read_text())
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     nb = config["notebooks"].get("03_evaluate", {})
     adapter = run.get("adapter") if a.adapter is None else (a.adapter or None)
     pairs = dataset.load_pairs()
-    pairs = dataset.sample_pairs(pairs[pairs.split == run["split"]], run.get("limit", 0), run.get("sample_seed", 0))
+    limit = run.get("limit", 0) if a.limit is None else a.limit
+    pairs = dataset.sample_pairs(pairs[pairs.split == run["split"]], limit, run.get("sample_seed", 0),
+                                 qids=run.get("qids"))
     llm = make_backend("hf", nb.get("model", "models/SmolLM2-135M-Instruct"), adapter=adapter,
                        dtype=nb.get("dtype", "auto"), batch_size=a.batch_size)
     t0 = time.time()
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     _atomic_write(table.to_csv(index=False), out)
     ok = table[table.share_cut < a.target]
     record = {"profile": a.profile, "run": a.run, "pairs": len(pairs), "split": run["split"],
-              "limit": run.get("limit", 0), "sample_seed": run.get("sample_seed", 0), "adapter": adapter,
+              "limit": limit, "sample_seed": run.get("sample_seed", 0), "adapter": adapter,
               "backend": llm.identity(), "budgets": sorted(set(a.budgets)), "target_share_cut": a.target,
               "smallest_budget_under_target": int(ok.max_new_tokens.min()) if len(ok) else None,
               "seconds": round(seconds, 1), "git_revision": git_revision()}
