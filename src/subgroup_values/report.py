@@ -156,15 +156,10 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
             add("fairness (OOD)", r["statistic"] + " base -> SFT", r.get("paper base -> SFT (reported mean)", ""),
                 f"{r['base']:.3f} -> {r['SFT']:.3f} (delta {r['interval'].split(' ')[0]} CI "
                 f"[{r['delta_lo']:.3f}, {r['delta_hi']:.3f}]): {r['verdict']}", "paper: mean over 7 models, no intervals")
-    ref_path = res_dir / "fairness" / "refusals.csv"
-    if ref_path.is_file():
-        ref = pd.read_csv(ref_path)
-        s = ref[ref["items"] == "sensitive items"].set_index("model")
-        if {"base", "SFT"} <= set(s.index):
-            a, b = paper.REFUSALS_SENSITIVE
-            add("refusals", "refusal rate on sensitive items base -> SFT", f"{a:.2%} -> {b:.0%}",
-                f"{s.loc['base', 'refusal_rate']:.2%} -> {s.loc['SFT', 'refusal_rate']:.2%}",
-                "generate mode on a seeded OOD sample")
+    refusal = _refusal_row(res_dir)
+    if refusal:
+        a, b = paper.REFUSALS_SENSITIVE
+        add("refusals", "refusal rate on sensitive items base -> SFT", f"{a:.2%} -> {b:.0%}", *refusal)
     wr_path = res_dir / "open_ended" / "win_rates.csv"
     if wr_path.is_file():
         wr = pd.read_csv(wr_path).set_index("criterion")
@@ -174,6 +169,25 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
                     f"win rate {wr.loc[crit, 'win_rate']:.3f} [{wr.loc[crit, 'lo']:.3f}, {wr.loc[crit, 'hi']:.3f}] "
                     "vs base", "135M judge (plumbing only) vs the paper's 24B judge; reference = our base model")
     return pd.DataFrame(rows)
+
+
+def _refusal_row(res_dir: Path) -> tuple[str, str] | None:
+    """Ours and "what differs" for the paper's refusal rate: the generate-mode claims of the refusal runs (a sample
+    of the sensitive items) or, without them, of the generate runs, each rate with its Wilson interval."""
+    path = claims.claims_path(res_dir, "generate")
+    if not path.is_file():
+        return None
+    have = claims.by_id(claims.read_claims(path))
+    for base, sft, what in (("base_ood_refusals", "sft_ood_refusals", "a seeded sample of the sensitive items' pairs"),
+                            ("base_ood_generate", "sft_ood_generate", "the sensitive items' pairs of a seeded OOD "
+                                                                       "sample")):
+        b, s = (have.get(f"generate.{r}.refusal_sensitive") for r in (base, sft))
+        if b and s:
+            def rate(c):
+                return f"{c.estimate:.1%} [{c.lo:.1%}, {c.hi:.1%}]"
+            return (f"{rate(b)} -> {rate(s)} ({b.extra['pairs']} pairs; {b.verdict})",
+                    f"generate mode on {what}; Wilson 95% intervals over pairs")
+    return None
 
 
 def finetune_words(finetune_dir: str | Path, total_train_pairs: int) -> str:
@@ -197,13 +211,16 @@ def finetune_words(finetune_dir: str | Path, total_train_pairs: int) -> str:
     return "; ".join(parts) if parts else "fine-tune records not found"
 
 
+#: The generate-mode runs README's results block lists (those on disk).
+GENERATE_RUNS = ("base_ood_generate", "sft_ood_generate", "base_ood_refusals", "sft_ood_refusals")
+
+
 def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
     """The README's results: the OOD table, the generate-mode and fairness findings, the paper comparison and
     the question-rule search, all read from ``res_dir`` and ``data_dir`` (never typed)."""
     res_dir, data_dir = Path(res_dir), Path(data_dir)
     out = []
-    runs = {k: load_metrics(res_dir, k) for k in ("base_ood", "sft_ood", "sft_distribution_ood", "base_ood_generate",
-                                                  "sft_ood_generate")}
+    runs = {k: load_metrics(res_dir, k) for k in ("base_ood", "sft_ood", "sft_distribution_ood", *GENERATE_RUNS)}
     base = runs["base_ood"]
     if base:
         bb = _by(base)
@@ -230,14 +247,18 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
                        f"`Answer:` on the options (median {m['median']:.0%}, minimum {m['min']:.0%}; under half on "
                        f"{m['share_below_half']:.0%} of pairs): its option distribution is renormalised over what "
                        "is often a minority of its probability.\n")
-    for run in ("base_ood_generate", "sft_ood_generate"):
+    for run in GENERATE_RUNS:
         g = runs[run]
         if g:
             by = _by(g)
             st = g.get("status_counts", {})
+            cut = g.get("cut_at_budget") or {}
+            budget = (f"; cut at the budget of {cut['max_new_tokens']} new tokens: {cut['cut']} of {cut['known']}"
+                      if cut.get("known") else
+                      f"; budget {g.get('config', {}).get('max_new_tokens')} new tokens (cut replies not recorded)")
             out.append(f"- `{run}` ({g['pairs']} pairs, generate mode): accuracy {by[('all', 'accuracy')]['estimate']:.3f} "
                        f"[{by[('all', 'accuracy')]['lo']:.3f}, {by[('all', 'accuracy')]['hi']:.3f}]; reply statuses "
-                       + ", ".join(f"{k} {v}" for k, v in sorted(st.items(), key=lambda kv: -kv[1])) + ".")
+                       + ", ".join(f"{k} {v}" for k, v in sorted(st.items(), key=lambda kv: -kv[1])) + budget + ".")
     out += headroom_block(res_dir)
     fair = res_dir / "fairness" / "disparity_table.csv"
     if fair.is_file():
