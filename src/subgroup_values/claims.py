@@ -72,6 +72,8 @@ def fmt(x: float | None, digits: int = 3) -> str:
 def fmt_ci(estimate: float, lo: float, hi: float, digits: int = 3) -> str:
     """``0.123 [0.100, 0.150]``; an interval of zero width (every resample gave the same value: a degenerate
     statistic) is no interval: ``0.500 (uninformative: all resamples equal)``."""
+    if lo is None or hi is None:
+        return f"{fmt(estimate, digits)} (no interval)"
     if lo == hi:
         return f"{fmt(estimate, digits)} (uninformative: all resamples equal)"
     return f"{fmt(estimate, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"

@@ -44,7 +44,9 @@ def _level_words(level: float, m: int) -> str:
             f"{100 * level:.1f}% BCa interval over questions, Bonferroni over {m} comparisons")
 
 
-def _verdict(lo: float, hi: float, higher: str = "higher", lower: str = "lower") -> str:
+def _verdict(lo: float | None, hi: float | None, higher: str = "higher", lower: str = "lower") -> str:
+    if lo is None or hi is None:
+        return "no interval"
     if lo > 0:
         return higher
     if hi < 0:
@@ -58,8 +60,11 @@ def paired_difference(a: pd.Series, b: pd.Series, qid: pd.Series, n_boot: int = 
     df = pd.DataFrame({"qid": qid.to_numpy(), "a": a.to_numpy(float), "b": b.to_numpy(float)})
     df["d"] = df.a - df.b
     ci = mean_bootstrap(df, ["d"], n_boot=n_boot, seed=seed, level=level)
+    def finite(v):  # an interval the bootstrap could not form is None, never NaN
+        return float(v) if np.isfinite(v) else None
+
     return {"a": float(df.a.mean()), "b": float(df.b.mean()), "estimate": float(ci.loc["d", "estimate"]),
-            "lo": float(ci.loc["d", "lo"]), "hi": float(ci.loc["d", "hi"]), "pairs": len(df),
+            "lo": finite(ci.loc["d", "lo"]), "hi": finite(ci.loc["d", "hi"]), "pairs": len(df),
             "questions": int(df.qid.nunique()), "degenerate": bool(ci.loc["d", "degenerate"])}
 
 
@@ -106,8 +111,8 @@ def evaluation_claims(run: str, preds: pd.DataFrame, baseline_preds: dict[str, p
         b = baseline_preds[kind].set_index(key)[col]
         both = m.assign(base=b.reindex(pd.MultiIndex.from_frame(m[key])).to_numpy(float))
         d = paired_difference(both[col], both["base"], both.qid, n_boot, seed, level)
-        verdict = _verdict(d["lo"], d["hi"], *(("above", "below") if higher_better
-                                               else ("higher (worse)", "lower (better)")))
+        verdict = "uninformative" if d["degenerate"] else _verdict(
+            d["lo"], d["hi"], *(("above", "below") if higher_better else ("higher (worse)", "lower (better)")))
         kind_words = kind.replace("_", " ")
         rel = f", {d['estimate'] / d['b']:+.0%} relative" if d["b"] else ""
         out.append(Claim(
@@ -121,6 +126,8 @@ def evaluation_claims(run: str, preds: pd.DataFrame, baseline_preds: dict[str, p
                       f"({_level_words(level, len(todo))}, paired{rel}): "
                       + (f"{verdict} the {kind_words} baseline." if verdict in ("above", "below") else
                          f"{verdict} from the {kind_words} baseline." if verdict == "no clear difference" else
+                         f"{verdict} (every resample gives the same difference)." if verdict == "uninformative" else
+                         "no interval could be formed." if verdict == "no interval" else
                          f"{verdict} than the {kind_words} baseline.")),
             extra={"model": d["a"], "baseline": d["b"], "pairs": d["pairs"], "questions": d["questions"],
                    "level": level}))
@@ -150,10 +157,20 @@ def recipe_words(record: dict | None, total_train_pairs: int | None = None) -> s
     if not r:
         return "recipe not recorded"
     n = r["train_pairs"]
-    share = ("every training pair" if total_train_pairs and n == total_train_pairs
-             else f"a seeded sample of the {total_train_pairs:,} training pairs" if total_train_pairs else "")
-    return (f"{n:,} training pairs ({share}), {r['loss']} loss, LoRA r={r['lora_r']}, learning rate "
-            f"{r['learning_rate']:g}, {r['epochs']:g} epoch(s), {r['trainer']} trainer").replace(" ()", "")
+    parts = []
+    if n is not None:
+        share = ("every training pair" if total_train_pairs and n == total_train_pairs
+                 else f"a seeded sample of the {total_train_pairs:,} training pairs" if total_train_pairs else "")
+        parts.append(f"{n:,} training pairs" + (f" ({share})" if share else ""))
+    parts.append(f"{r['loss']} loss")
+    if r["lora_r"] is not None:
+        parts.append(f"LoRA r={r['lora_r']}")
+    if r["learning_rate"] is not None:
+        parts.append(f"learning rate {r['learning_rate']:g}")
+    if r["epochs"] is not None:
+        parts.append(f"{r['epochs']:g} epoch(s)")
+    parts.append(f"{r['trainer']} trainer")
+    return ", ".join(parts)
 
 
 def finetune_claims(base_run: str, base: pd.DataFrame, sft: dict[str, pd.DataFrame], records: dict[str, dict],
@@ -175,9 +192,8 @@ def finetune_claims(base_run: str, base: pd.DataFrame, sft: dict[str, pd.DataFra
                                  "both runs on the same pairs (rerun them on the same split and sample).")
             d = paired_difference(pd.Series(after), b[col].reset_index(drop=True), b.qid.reset_index(drop=True),
                                   n_boot, seed, level)
-            up, down = ("rises", "falls")
-            verdict = _verdict(d["lo"], d["hi"], up, down)
-            good = (verdict == "rises") == higher_better if verdict != "no clear difference" else None
+            verdict = "uninformative" if d["degenerate"] else _verdict(d["lo"], d["hi"], "rises", "falls")
+            good = (verdict == "rises") == higher_better if verdict in ("rises", "falls") else None
             points = f"{100 * d['estimate']:+.1f} points" if metric == "accuracy" else f"{d['estimate']:+.3f}"
             rel = f"{d['estimate'] / d['b']:+.0%} relative" if d["b"] else ""
             out.append(Claim(
@@ -190,7 +206,7 @@ def finetune_claims(base_run: str, base: pd.DataFrame, sft: dict[str, pd.DataFra
                           f"model on {_SUBSET[subset]}: {name} {fmt(d['b'])} -> {fmt(d['a'])}, a change of "
                           f"{fmt_ci(d['estimate'], d['lo'], d['hi'])} ({points}, {rel}; "
                           f"{_level_words(level, m)}, paired): "
-                          + ("no clear difference." if good is None else
+                          + (f"{verdict}." if good is None else
                              f"{name} {verdict} ({'better' if good else 'worse'}).")),
                 extra={"base": d["b"], "sft": d["a"], "pairs": d["pairs"], "level": level}))
     if len(sft) == 2:

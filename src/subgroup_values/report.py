@@ -206,8 +206,10 @@ def finetune_words(finetune_dir: str | Path, total_train_pairs: int) -> str:
     theirs = REPO_ROOT / "configs" / "sft" / "paper.yaml"
     if theirs.is_file():
         p = yaml.safe_load(theirs.read_text())
-        parts.append(f"the paper's recipe (configs/sft/paper.yaml): learning rate {p.get('learning_rate'):g}, "
-                     f"LoRA r={p.get('lora_r')}, {p.get('num_train_epochs'):g} epoch(s)")
+        parts.append("the paper's recipe (configs/sft/paper.yaml): " + ", ".join(
+            f"{label} {p[k]:g}" if isinstance(p.get(k), (int, float)) else f"{label} {p.get(k)}"
+            for k, label in (("learning_rate", "learning rate"), ("lora_r", "LoRA r"), ("num_train_epochs", "epochs"))
+            if k in p))
     return "; ".join(parts) if parts else "fine-tune records not found"
 
 
