@@ -15,6 +15,11 @@ Two interval methods (``METHODS``), named in every table that shows an interval:
 - ``percentile``: the 2.5% and 97.5% quantiles of the resampled values (right for smooth, unbiased statistics
   such as means; biased for range-type statistics; kept for comparison).
 
+**Degenerate statistics.** When every resample gives the same value (a baseline that is right on every consensus
+pair by construction, a judge that always picks the same slot), the interval has zero width: that is not
+precision but a statistic that resampling cannot move. Every table of intervals says so in a ``degenerate``
+column (:func:`is_degenerate`), and the printed form (:func:`show`) is "uninformative", never ``[x, x]``.
+
 ``subgroup_bootstrap`` is the fast, vectorised path for statistics of subgroup means (disparities): a resample
 is a vector of question counts, so every subgroup's mean in every resample is one matrix product.
 ``mean_bootstrap`` is the same idea for plain column means over pairs (the evaluation summaries): per question
@@ -85,6 +90,23 @@ def interval(estimate: float, draws: np.ndarray, jackknife: np.ndarray | None = 
     return (float(np.quantile(d, q[0])), float(np.quantile(d, q[1])))
 
 
+def is_degenerate(draws) -> bool:
+    """True when every finite resampled value is the same (or there is none): the interval says nothing."""
+    d = np.asarray(draws, dtype=float)
+    d = d[np.isfinite(d)]
+    return bool(d.size == 0 or np.ptp(d) == 0)
+
+
+def show(estimate: float, lo: float, hi: float, degenerate: bool | None = None, digits: int = 3) -> str:
+    """An estimate with its interval as tables print it: ``0.371 [0.322, 0.431]``; a degenerate one (``degenerate``,
+    or an interval of zero width) as ``0.500 (uninformative: every resample gives the same value)``."""
+    if estimate is None or not np.isfinite(estimate):
+        return ""
+    if degenerate or (degenerate is None and lo is not None and hi is not None and lo == hi):
+        return f"{estimate:.{digits}f} (uninformative: all resamples equal)"
+    return f"{estimate:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
 def _unit_groups(units: pd.Series) -> list[np.ndarray]:
     codes, uniques = pd.factorize(units, sort=True)
     order = np.argsort(codes, kind="stable")
@@ -121,11 +143,12 @@ def bootstrap(df: pd.DataFrame, stat: Callable[[pd.DataFrame], float | pd.Series
         rows = {k: interval(est[k], d[k].to_numpy(float), None if jk is None else jk[k].to_numpy(float), level,
                             method) for k in est.index}
         return pd.DataFrame({"estimate": est, "lo": {k: v[0] for k, v in rows.items()},
-                             "hi": {k: v[1] for k, v in rows.items()}, "se": d.std(ddof=1), "method": method})
+                             "hi": {k: v[1] for k, v in rows.items()}, "se": d.std(ddof=1), "method": method,
+                             "degenerate": {k: is_degenerate(d[k].to_numpy(float)) for k in est.index}})
     d = np.asarray(draws, dtype=float)
     lo, hi = interval(float(est), d, None if jack is None else np.asarray(jack, float), level, method)
     return pd.DataFrame({"estimate": [est], "lo": [lo], "hi": [hi], "se": [np.nanstd(d, ddof=1)],
-                         "method": [method]})
+                         "method": [method], "degenerate": [is_degenerate(d)]})
 
 
 def mean_bootstrap(df: pd.DataFrame, columns: list[str], unit: str = "qid", n_boot: int = 1000, seed: int = 0,
@@ -160,7 +183,8 @@ def mean_bootstrap(df: pd.DataFrame, columns: list[str], unit: str = "qid", n_bo
         se = np.nanstd(boot, axis=0, ddof=1)
     return pd.DataFrame({"estimate": pd.Series(est, index=columns), "lo": {c: v[0] for c, v in rows.items()},
                          "hi": {c: v[1] for c, v in rows.items()}, "se": pd.Series(se, index=columns),
-                         "method": method})
+                         "method": method,
+                         "degenerate": {c: is_degenerate(boot[:, k]) for k, c in enumerate(columns)}})
 
 
 # ---- statistics of subgroup means, vectorised ---------------------------------------------------------------
@@ -211,5 +235,6 @@ def subgroup_bootstrap(df: pd.DataFrame, columns: list[str],
     for name, e in est.items():
         lo, hi = interval(float(e[0]), boot[name], None if jack is None else jack[name], level, method)
         rows.append({"statistic": name, "estimate": float(e[0]), "lo": lo, "hi": hi,
-                     "se": float(np.nanstd(boot[name], ddof=1)), "method": method})
+                     "se": float(np.nanstd(boot[name], ddof=1)), "method": method,
+                     "degenerate": is_degenerate(boot[name])})
     return pd.DataFrame(rows)

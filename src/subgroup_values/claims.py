@@ -70,7 +70,12 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 
 def fmt_ci(estimate: float, lo: float, hi: float, digits: int = 3) -> str:
-    """``0.123 [0.100, 0.150]``."""
+    """``0.123 [0.100, 0.150]``; an interval of zero width (every resample gave the same value: a degenerate
+    statistic) is no interval: ``0.500 (uninformative: all resamples equal)``."""
+    if lo is None or hi is None:
+        return f"{fmt(estimate, digits)} (no interval)"
+    if lo == hi:
+        return f"{fmt(estimate, digits)} (uninformative: all resamples equal)"
     return f"{fmt(estimate, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
 
 
@@ -97,11 +102,67 @@ def write_claims(claims: list[Claim], path: str | Path) -> Path:
     return path
 
 
+#: The make step that writes each topic's claims (``results/<profile>/claims/<topic>.json``): a missing file's
+#: error names it.
+TOPIC_STEPS = {"data": "make report", "landscape": "make landscape", "evaluation": "make report",
+               "finetune": "make report", "generate": "make report", "fairness": "make fairness",
+               "open_ended": "make open-ended", "headroom": "make headroom"}
+
+
+def step_for(topic: str) -> str:
+    return TOPIC_STEPS.get(topic, "make all")
+
+
+def claims_path(res_dir: str | Path, topic: str) -> Path:
+    """Where a profile's claims of one topic live: ``<res_dir>/claims/<topic>.json``."""
+    return Path(res_dir) / "claims" / f"{topic}.json"
+
+
 def read_claims(path: str | Path) -> list[Claim]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No claims at {path}: run the step that writes them (make all) first.")
-    return [Claim(**d) for d in json.loads(path.read_text())]
+        topic = path.stem
+        raise FileNotFoundError(f"No claims at {path}: the {topic!r} claims are written by `{step_for(topic)}` "
+                                "(or `make all`); run it first.")
+    try:
+        data = json.loads(path.read_text())
+        return [Claim(**d) for d in data]
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(f"{path} is not a list of claims ({exc}); rerun `{step_for(path.stem)}` to rewrite it."
+                         ) from exc
+
+
+def read_profile_claims(res_dir: str | Path, topics: list[str] | None = None) -> dict[str, Claim]:
+    """Every claim of a profile by id: all ``claims/*.json`` of ``res_dir``, or the named ``topics`` (each must
+    exist). Ids must be unique across topics."""
+    res_dir = Path(res_dir)
+    if topics is None:
+        files = sorted((res_dir / "claims").glob("*.json"))
+    else:
+        files = [claims_path(res_dir, t) for t in topics]
+    out: dict[str, Claim] = {}
+    for f in files:
+        for c in read_claims(f):
+            if c.id in out:
+                raise ValueError(f"Claim id {c.id!r} is in two files of {res_dir / 'claims'}: ids must be unique.")
+            out[c.id] = c
+    return out
+
+
+def topic_of(claim_id: str) -> str:
+    """The topic a claim id names by convention (``<topic>.<rest>``)."""
+    return claim_id.split(".", 1)[0]
+
+
+def select(claims: dict[str, Claim], ids: list[str], res_dir: str | Path = "results/<profile>") -> list[Claim]:
+    """The claims ``ids`` in that order; a missing one is an error that names its topic file and make step."""
+    missing = [i for i in ids if i not in claims]
+    if missing:
+        where = "; ".join(sorted({f"{claims_path(res_dir, topic_of(i))} (`{step_for(topic_of(i))}`)"
+                                  for i in missing}))
+        raise KeyError(f"No claims {missing} among the {len(claims)} read: expected them in {where}. Run that step, "
+                       "or drop the ids from the list that asks for them.")
+    return [claims[i] for i in ids]
 
 
 def by_id(claims: list[Claim]) -> dict[str, Claim]:
@@ -119,6 +180,28 @@ def _markers(name: str) -> tuple[str, str]:
     return f"<!-- claims:{name}:begin -->", f"<!-- claims:{name}:end -->"
 
 
+def block_content(text: str, name: str) -> str:
+    """What stands between a generated block's markers (stripped)."""
+    begin, end = _markers(name)
+    if text.count(begin) != 1 or text.count(end) != 1:
+        raise ValueError(f"Expected the markers {begin!r} and {end!r} once each.")
+    return text.split(begin, 1)[1].split(end, 1)[0].strip()
+
+
+def update_block(path: str | Path, name: str, content: str) -> bool:
+    """Rewrite the generated block ``name`` of a file (atomically); True when the file changed."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        new = replace_block(text, name, content)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc} Add them where the block belongs.") from exc
+    if new != text:
+        _atomic_write(new, path)
+        return True
+    return False
+
+
 def replace_block(text: str, name: str, content: str) -> str:
     """``text`` with the generated block ``name`` replaced by ``content`` (the markers must be there, once)."""
     begin, end = _markers(name)
@@ -127,3 +210,48 @@ def replace_block(text: str, name: str, content: str) -> str:
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{begin}\n{content.rstrip()}\n{end}{tail}"
+
+
+# ---- prose that states findings by hand ----------------------------------------------------------------------
+
+#: Words that state a verdict; outside a generated block they are typed findings.
+VERDICT_WORDS = (r"widen\w*", r"narrow\w*", r"improv\w*", r"beats?", r"outperform\w*", r"at the (?:noise )?floor",
+                 r"no headroom", r"near chance", r"not established", r"survives?", r"adds nothing")
+_GENERATED = re.compile(r"<!--\s*[\w:-]*begin[^>]*-->.*?<!--\s*[\w:-]*end[^>]*-->", re.S)
+#: Numbers that are not findings: versions, identifiers in citations, the level of an interval.
+_NOT_FINDINGS = re.compile(r"Python \d+(?:\.\d+)+|[Vv]ersion \d+(?:\.\d+)*|doi:\S+|arXiv:\S+|"
+                           r"\b\d+% (?:CI|BCa|interval|intervals|confidence|bootstrap)\b")
+#: A stated quantity: a decimal, a percentage, a count with thousands separators, "N of M", a rank, or a count
+#: of the study's units (questions, pairs, subgroups, ...). Digits glued to letters (Q94, 135M, bf16) are names.
+_NUMBER = re.compile(
+    r"(?<![\w.\-/])(?:"
+    r"\d*\.\d+(?![\w.]*\w)"                              # 0.371, .5
+    r"|\d+(?:\.\d+)?%"                                   # 49%, 6.66%
+    r"|\d{1,3}(?:,\d{3})+(?![\w.]*\w)"                   # 10,700
+    r"|\d+ of (?:the |its )?\d+"                         # 133 of 200, 2 of its 12
+    r"|[+-]\d+(?:\.\d+)? points"                         # +24.6 points
+    r"|\d+ (?:questions?|items?|pairs?|subgroups?|respondents?|people|points?|replies|answers|unions|categories|"
+    r"strata|batteries)\b"                               # 95 OOD pairs is caught as "95 ..." below
+    r"|\d+ (?:OOD|training|consensus|divergent|sensitive) (?:pairs?|subgroups?|items?)\b"
+    r")|\brank \d+", re.I)
+
+
+def strip_generated(text: str) -> str:
+    """Markdown without its generated blocks, code fences, code spans and link targets: the hand-written prose."""
+    text = _GENERATED.sub("", text)
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    return text
+
+
+def typed_findings(text: str) -> list[str]:
+    """What hand-written Markdown states as a finding: stated quantities and verdict words outside generated blocks
+    (see :data:`VERDICT_WORDS` and the number patterns above), each with a little context."""
+    prose = _NOT_FINDINGS.sub("", strip_generated(text))
+    out = []
+    for m in _NUMBER.finditer(prose):
+        out.append(f"number {m.group(0)!r} in ...{prose[max(0, m.start() - 40):m.end() + 20]!r}...")
+    for m in re.finditer(r"\b(?:" + "|".join(VERDICT_WORDS) + r")\b", prose, re.I):
+        out.append(f"verdict {m.group(0)!r} in ...{prose[max(0, m.start() - 40):m.end() + 20]!r}...")
+    return out

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__
+from . import __version__, paper
+from .claims import Claim
 from .paths import PROCESSED  # noqa: F401  (Singapore's folder; tests import it from here)
 from .provenance import sha256_of
 from .questions import QUESTION_RULES, Question, load_questions, questions_frame
@@ -244,9 +245,16 @@ def load_manifest(path: str | Path | None = None) -> dict:
     return json.loads(Path(path or processed_dir() / "manifest.json").read_text())
 
 
-def sample_pairs(pairs: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFrame:
+def sample_pairs(pairs: pd.DataFrame, n: int | None, seed: int = 0, qids: list[str] | None = None) -> pd.DataFrame:
     """A seeded sample of ``n`` pairs that does not depend on the table's order (hash of seed, question, subgroup):
-    the same pairs are drawn in every step that asks for the same n and seed."""
+    the same pairs are drawn in every step that asks for the same n and seed. ``qids``: draw only from the pairs of
+    these questions (each must be in the table)."""
+    if qids:
+        missing = sorted(set(qids) - set(pairs.qid))
+        if missing:
+            raise ValueError(f"qids {missing} have no pairs in this table (questions such as {sorted(set(pairs.qid))[:5]}"
+                             "); check the question ids.")
+        pairs = pairs[pairs.qid.isin(set(qids))]
     if n is None or n <= 0 or n >= len(pairs):
         return pairs.reset_index(drop=True)
     h = [hashlib.sha256(f"{seed}:{q}:{s}".encode()).hexdigest() for q, s in zip(pairs.qid, pairs.subgroup_id)]
@@ -314,3 +322,52 @@ if __name__ == "__main__":
         stamp = Path(sys.argv[3])
         stamp.parent.mkdir(parents=True, exist_ok=True)
         _write_if_changed(stamp, json.dumps(m["files"], sort_keys=True) + "\n")
+
+
+# ---- the dataset's findings -------------------------------------------------------------------------------------------------
+
+def data_claims(manifest: dict, rule_search: dict | None = None) -> list[Claim]:
+    """The dataset's counts beside the paper's, and whether the question rule is identified."""
+    P, c = paper.DATASET, manifest["counts"]
+    ours = {"questions": c["questions"], "train_subgroups": c["subgroups"]["train"],
+            "ood_subgroups": c["subgroups"]["ood"], "train_pairs": c["pairs"]["train"],
+            "ood_pairs": c["pairs"]["ood"], "total_pairs": c["pairs"]["total"]}
+    differ = [k for k in P if P[k] != ours[k]]
+    counts = (f"{ours['questions']} questions, {ours['train_subgroups']} training and {ours['ood_subgroups']} OOD "
+              f"subgroups, {ours['train_pairs']:,} training and {ours['ood_pairs']:,} OOD pairs "
+              f"({ours['total_pairs']:,} in all)")
+    rule = manifest["rule"]
+    source = "data/processed/manifest.json"
+    out = [Claim(
+        id="data.counts", topic="data", statistic="dataset counts (questions, subgroups, pairs) vs the paper's",
+        verdict="reproduced" if not differ else "differs",
+        rule="every count equal to the paper's: reproduced; else the counts that differ are named",
+        sentence=(f"The dataset reproduces every count the paper reports: {counts}." if not differ else
+                  f"The dataset's counts ({counts}) differ from the paper's in {', '.join(differ)}."),
+        method=f"survey file ({c['respondents']:,} respondents), question rule {rule['question_rule']!r}, pairs with "
+               f"fewer than {rule['min_answers_per_pair']} answers dropped, subgroups of at least "
+               f"{rule['min_group_size']}", source=source, extra={"ours": ours, "paper": P})]
+    if "pairs_with_tied_modes" in c:
+        out.append(Claim(
+            id="data.ties", topic="data", statistic="pairs whose modal answer ties", estimate=float(
+                c["pairs_with_tied_modes"]), verdict="", rule="ties are kept: a prediction of any tied mode is correct",
+            sentence=(f"Weighted modes tie in {c['pairs_with_tied_modes']:,} of {ours['total_pairs']:,} pairs, "
+                      f"unweighted modes in {c.get('pairs_with_tied_modes_unweighted', 0):,}; ties are kept and a "
+                      "prediction of any tied mode counts as correct."), source=source))
+    if rule_search:
+        fit, n = rule_search["unions_fitting_both"], rule_search["unions_enumerated"]
+        out.append(Claim(
+            id="data.question_rule", topic="data", statistic="unions of whole questionnaire batteries that keep the "
+            "pair counts and match both landscape numbers the paper reports", estimate=float(fit),
+            verdict="not identified" if fit != 1 else "identified",
+            rule="one fitting union: identified; more than one: the paper's rule is not identified",
+            sentence=(f"The paper's question rule is not identified by its counts and landscape numbers: "
+                      f"{rule_search['droppable_items']} items can be dropped without changing the pair counts, and "
+                      f"of the first {n:,} unions of whole questionnaire batteries {fit:,} match both landscape "
+                      f"numbers within {rule_search['unions_fitting_both_within']}; we keep a rule that can be "
+                      f"stated in a sentence ({rule['question_rule']!r})." if fit != 1 else
+                      "Exactly one union of whole questionnaire batteries matches the paper's counts and landscape "
+                      "numbers."),
+            method="enumeration of unions in questionnaire order (data/processed/question_rule_search.csv)",
+            source="data/processed/question_rule_search.json"))
+    return out

@@ -71,6 +71,9 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
     frame["choice"] = pd.array([r[0] for r in rows], dtype="Int64")
     for k, col in enumerate(("probs", "option_mass", "reply", "status", "error"), start=1):
         frame[col] = [r[k] for r in rows]
+    if scoring == "generate":  # whether the token budget cut the reply (None: the backend could not tell)
+        frame["cut"] = pd.array([rec.get("cut") for rec in done.records], dtype="boolean")
+        frame["tokens"] = pd.array([rec.get("tokens") for rec in done.records], dtype="Int64")
     if any("exact" in rec for rec in done.records):  # a backend that approximates says so per prediction
         frame["exact"] = pd.array([rec.get("exact") for rec in done.records], dtype="boolean")
     frame.attrs.update(seconds_computing=done.seconds, pairs_computed=done.computed, pairs_failed=done.failed)
@@ -146,7 +149,76 @@ def summarise(preds: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.Data
         ci = mean_bootstrap(_metric_columns(d), list(SUMMARY_METRICS), n_boot=n_boot, seed=seed)
         for metric, r in ci.iterrows():
             rows.append({"subset": subset, "metric": metric, "estimate": r.estimate, "lo": r.lo, "hi": r.hi,
-                         "pairs": len(d), "questions": d.qid.nunique()})
+                         "degenerate": bool(r.degenerate), "pairs": len(d), "questions": d.qid.nunique()})
+    return pd.DataFrame(rows)
+
+
+def cut_summary(preds: pd.DataFrame, max_new_tokens: int) -> dict:
+    """How many generated replies the token budget cut before the model ended them (``cut`` column of
+    :func:`predict`): the share among the replies whose ending is known, and how many are unknown."""
+    if "cut" not in preds:
+        return {}
+    cut = preds["cut"].astype("boolean")
+    known = int(cut.notna().sum())
+    n_cut = int(cut.fillna(False).sum())
+    out = {"max_new_tokens": int(max_new_tokens), "replies": int(len(preds)), "known": known, "cut": n_cut,
+           "share_cut": n_cut / known if known else None}
+    curve = cut_curve(preds, max_new_tokens)
+    if curve is not None:
+        out["share_cut_at"] = {int(b): float(s) for b, s in zip(curve.max_new_tokens, curve.share_cut)}
+    return out
+
+
+def cut_curve(preds: pd.DataFrame, max_new_tokens: int,
+              budgets: tuple[int, ...] = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)) -> pd.DataFrame | None:
+    """The share of replies a smaller budget would have cut, from one generate run: greedy decoding with budget
+    ``b`` is the first ``b`` tokens of the run's, so a reply is cut at ``b <= max_new_tokens`` when the run cut it
+    or it used at least ``b`` tokens. Needs the ``cut`` and ``tokens`` columns of :func:`predict` (hf backend)."""
+    if "tokens" not in preds or "cut" not in preds:
+        return None
+    known = preds["cut"].notna() & preds["tokens"].notna()
+    if not known.any():
+        return None
+    cut = preds.loc[known, "cut"].astype(bool).to_numpy()
+    tokens = preds.loc[known, "tokens"].astype(int).to_numpy()
+    rows = [{"max_new_tokens": b, "replies": int(known.sum()), "share_cut": float((cut | (tokens >= b)).mean())}
+            for b in sorted({*budgets, int(max_new_tokens)}) if b <= max_new_tokens]
+    return pd.DataFrame(rows)
+
+
+def budget_sweep(backend: Backend, pairs: pd.DataFrame, budgets: list[int], template: str = DEFAULT_TEMPLATE,
+                 questions: dict[str, Question] | None = None) -> pd.DataFrame:
+    """Generate mode at every token budget in ``budgets`` from one greedy decoding at the largest: greedy decoding
+    with a budget ``b`` gives the first ``b`` tokens of the longer decoding, so each budget's replies are the
+    decoded prefixes. Per budget: the share of replies cut at the budget (the model had not ended its reply), the
+    share unparseable (refusals apart), and the accuracy of the parsed answers on these pairs.
+
+    Needs a backend that returns token ids (``generate_ids``: the local ``hf`` backend)."""
+    if not hasattr(backend, "generate_ids"):
+        raise ValueError(f"The {backend.kind} backend does not return token ids; the budget sweep needs the hf "
+                         "backend (or measure each budget with its own generate-mode run).")
+    budgets = sorted({int(b) for b in budgets})
+    if not budgets or budgets[0] < 1:
+        raise ValueError(f"Token budgets must be integers >= 1, got {budgets}.")
+    questions = questions or {q.qid: q for q in load_questions(rule="all")}
+    frame = pair_frame(pairs, questions)
+    messages = [build_messages(questions[r.qid], attributes_of(r._asdict()), template)
+                for r in frame.itertuples(index=False)]
+    decoded = backend.generate_ids([GenerateRequest(m, budgets[-1]) for m in messages])
+    tok = backend.tokenizer
+    rows = []
+    for b in budgets:
+        replies = [tok.decode(ids[:b], skip_special_tokens=True).strip() for ids, _ in decoded]
+        cut = np.array([(not ended) or len(ids) >= b for ids, ended in decoded])
+        parsed = [parse_answer(r, [int(v) for v, _ in questions[q].options], labels=dict(questions[q].options))
+                  for r, q in zip(replies, frame.qid)]
+        scored = score_pairs(frame.assign(choice=pd.array([p.choice for p in parsed], dtype="Int64"), probs=None,
+                                          option_mass=np.nan, reply=replies, status=[p.status for p in parsed],
+                                          error=""))
+        rows.append({"max_new_tokens": b, "replies": len(replies), "share_cut": float(cut.mean()),
+                     "share_unparseable": float(scored.status.isin(list(UNREADABLE)).mean()),
+                     "share_refusal": float((scored.status == "refusal").mean()),
+                     "accuracy": float(scored.correct.mean())})
     return pd.DataFrame(rows)
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paper
+from . import claims, paper
+from .bootstrap import show
 from .study import active
 
 
@@ -30,6 +31,43 @@ def _p_value(p: float) -> str:
 
 
 # ---- the paper beside ours, and the README's results block (every number read from results/) ------------------
+
+#: README's generated blocks of claims (``<!-- claims:NAME:begin -->`` ... ``<!-- claims:NAME:end -->``) and the
+#: claims each states, in this order: ids of ``results/<profile>/claims/*.json``. This is the one place they are
+#: listed: when a topic's claims land (fairness, open_ended, headroom), add their ids here.
+README_CLAIMS = {
+    "in_words": (
+        "data.counts",
+        "landscape.most_divided", "landscape.least_divided",
+        "evaluation.base_ood.vs_uniform.accuracy.all", "evaluation.base_ood.vs_uniform.accuracy.divergent",
+        "evaluation.base_ood.vs_uniform.tv.all", "evaluation.base_ood.vs_population_mode.accuracy.all",
+        "evaluation.base_ood.vs_compositional.accuracy.all",
+        "finetune.sft_ood.accuracy.all", "finetune.sft_ood.accuracy.consensus", "finetune.sft_ood.accuracy.divergent",
+        "finetune.sft_distribution_ood.accuracy.divergent", "finetune.sft_ood.vs_sft_distribution_ood.accuracy.all",
+        "generate.base_ood_generate.cut", "generate.base_ood_generate.accuracy", "generate.sft_ood_generate.cut",
+        "generate.base_ood_generate.refusal_sensitive", "generate.sft_ood_generate.refusal_sensitive",
+    ),
+    "data": ("data.counts", "data.ties", "data.question_rule"),
+}
+
+
+def claims_block(res_dir: str | Path, name: str, blocks: dict[str, tuple[str, ...]] | None = None) -> str:
+    """README's generated block ``name``: the sentences of its claims (one bullet each), read from the profile."""
+    blocks = README_CLAIMS if blocks is None else blocks
+    if name not in blocks:
+        raise KeyError(f"No claims block {name!r}; README's blocks are {sorted(blocks)}.")
+    return claims.render(claims.select(claims.read_profile_claims(res_dir), list(blocks[name]), res_dir), bullet=True)
+
+
+def update_claim_blocks(readme: str | Path, res_dir: str | Path,
+                        blocks: dict[str, tuple[str, ...]] | None = None) -> bool:
+    """Rewrite every generated block of claims in README from the profile's claims; True when the file changed."""
+    blocks = README_CLAIMS if blocks is None else blocks
+    changed = False
+    for name in blocks:
+        changed = claims.update_block(readme, name, claims_block(res_dir, name, blocks)) or changed
+    return changed
+
 
 README_BEGIN = "<!-- results:begin (written by notebooks/07_paper_comparison.ipynb; do not edit by hand) -->"
 README_END = "<!-- results:end -->"
@@ -74,12 +112,16 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
         f"{c['pairs']['train']:,} / {c['pairs']['ood']:,} / {c['pairs']['total']:,}",
         "rule found here: drop pairs with < 30 answers")
     land_path = res_dir / "landscape" / "category_ranking.csv"
+    ranks_path = res_dir / "landscape" / "category_ranks.csv"
     if land_path.is_file():
         land = pd.read_csv(land_path).set_index("category")
+        ranks = pd.read_csv(ranks_path).set_index("category") if ranks_path.is_file() else None
         for cat, val in paper.LANDSCAPE.items():
+            rank = (f"rank {int(ranks.loc[cat, 'rank'])} of {len(ranks)} (95% interval of the rank "
+                    f"{int(ranks.loc[cat, 'rank_lo'])}-{int(ranks.loc[cat, 'rank_hi'])})" if ranks is not None
+                    else f"rank {list(land.index).index(cat) + 1} of {len(land)} (no interval of the rank)")
             add("landscape", f"mean MDS, {cat}", val, round(land.loc[cat, "mds"], 3),
-                f"95% CI [{land.loc[cat, 'mds_lo']:.3f}, {land.loc[cat, 'mds_hi']:.3f}]; rank "
-                f"{list(land.index).index(cat) + 1} of {len(land)}")
+                f"95% CI [{land.loc[cat, 'mds_lo']:.3f}, {land.loc[cat, 'mds_hi']:.3f}]; {rank}")
     base, sft = load_metrics(res_dir, base_run), load_metrics(res_dir, sft_run)
     om = paper.OOD_RESULTS.set_index("model").loc["open-model mean"]
     best = paper.OOD_RESULTS.set_index("model").loc["GPT-4.1"]
@@ -102,11 +144,12 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
                 f"{x[('divergent', 'accuracy')]['estimate']:.3f}", "no LLM; our addition")
     if base and sft:
         bb, bs = _by(base), _by(sft)
+        recipe = finetune_words(res_dir / "finetune", manifest["counts"]["pairs"]["train"])
         add("fine-tuning (OOD)", "accuracy base -> SFT",
             f"{om.acc_base:.3f} -> {om.acc_sft:.3f} ({100 * (om.acc_sft - om.acc_base):+.1f} points)",
             f"{bb[('all', 'accuracy')]['estimate']:.3f} -> {bs[('all', 'accuracy')]['estimate']:.3f} "
             f"({100 * (bs[('all', 'accuracy')]['estimate'] - bb[('all', 'accuracy')]['estimate']):+.1f} points)",
-            "CPU recipe (LoRA, larger learning rate, sampled training pairs) vs the paper's")
+            recipe)
         add("fine-tuning (OOD)", "NMAE base -> SFT", f"{om.nmae_base:.3f} -> {om.nmae_sft:.3f}",
             f"{bb[('all', 'nmae')]['estimate']:.3f} -> {bs[('all', 'nmae')]['estimate']:.3f}", "as above")
         add("fine-tuning (OOD)", "divergent-pair accuracy base -> SFT", "not reported",
@@ -146,15 +189,10 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
                 g.paper.iloc[0],
                 "; ".join(cells), "; ".join(["paired over questions, two-stage interval; the paper gives no test",
                                              *why]))
-    ref_path = res_dir / "fairness" / "refusals.csv"
-    if ref_path.is_file():
-        ref = pd.read_csv(ref_path)
-        s = ref[ref["items"] == "sensitive items"].set_index("model")
-        if {"base", "SFT"} <= set(s.index):
-            a, b = paper.REFUSALS_SENSITIVE
-            add("refusals", "refusal rate on sensitive items base -> SFT", f"{a:.2%} -> {b:.0%}",
-                f"{s.loc['base', 'refusal_rate']:.2%} -> {s.loc['SFT', 'refusal_rate']:.2%}",
-                "generate mode on a seeded OOD sample")
+    refusal = _refusal_row(res_dir)
+    if refusal:
+        a, b = paper.REFUSALS_SENSITIVE
+        add("refusals", "refusal rate on sensitive items base -> SFT", f"{a:.2%} -> {b:.0%}", *refusal)
     wr_path = res_dir / "open_ended" / "win_rates.csv"
     if wr_path.is_file():
         wr = pd.read_csv(wr_path).set_index("criterion")
@@ -166,13 +204,58 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
     return pd.DataFrame(rows)
 
 
+def _refusal_row(res_dir: Path) -> tuple[str, str] | None:
+    """Ours and "what differs" for the paper's refusal rate: the generate-mode claims of the refusal runs (a sample
+    of the sensitive items) or, without them, of the generate runs, each rate with its Wilson interval."""
+    path = claims.claims_path(res_dir, "generate")
+    if not path.is_file():
+        return None
+    have = claims.by_id(claims.read_claims(path))
+    for base, sft, what in (("base_ood_refusals", "sft_ood_refusals", "a seeded sample of the sensitive items' pairs"),
+                            ("base_ood_generate", "sft_ood_generate", "the sensitive items' pairs of a seeded OOD "
+                                                                       "sample")):
+        b, s = (have.get(f"generate.{r}.refusal_sensitive") for r in (base, sft))
+        if b and s:
+            def rate(c):
+                return f"{c.estimate:.1%} [{c.lo:.1%}, {c.hi:.1%}]"
+            return (f"{rate(b)} -> {rate(s)} ({b.extra['pairs']} pairs; {b.verdict})",
+                    f"generate mode on {what}; Wilson 95% intervals over pairs")
+    return None
+
+
+def finetune_words(finetune_dir: str | Path, total_train_pairs: int) -> str:
+    """The paper comparison's "what differs" for fine-tuning, from the fine-tunes' run records (training pairs,
+    loss, LoRA rank, learning rate) beside the paper's recipe (``configs/sft/paper.yaml``)."""
+    import yaml
+
+    from .findings import recipe_words
+    from .paths import REPO_ROOT
+
+    parts = []
+    for name, label in (("sft", "modal SFT"), ("sft_distribution", "distribution SFT")):
+        f = Path(finetune_dir) / f"{name}_run.json"
+        if f.is_file():
+            parts.append(f"{label}: {recipe_words(json.loads(f.read_text()), total_train_pairs)}")
+    theirs = REPO_ROOT / "configs" / "sft" / "paper.yaml"
+    if theirs.is_file():
+        p = yaml.safe_load(theirs.read_text())
+        parts.append("the paper's recipe (configs/sft/paper.yaml): " + ", ".join(
+            f"{label} {p[k]:g}" if isinstance(p.get(k), (int, float)) else f"{label} {p.get(k)}"
+            for k, label in (("learning_rate", "learning rate"), ("lora_r", "LoRA r"), ("num_train_epochs", "epochs"))
+            if k in p))
+    return "; ".join(parts) if parts else "fine-tune records not found"
+
+
+#: The generate-mode runs README's results block lists (those on disk).
+GENERATE_RUNS = ("base_ood_generate", "sft_ood_generate", "base_ood_refusals", "sft_ood_refusals")
+
+
 def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
     """The README's results: the OOD table, the generate-mode and fairness findings, the paper comparison and
     the question-rule search, all read from ``res_dir`` and ``data_dir`` (never typed)."""
     res_dir, data_dir = Path(res_dir), Path(data_dir)
     out = []
-    runs = {k: load_metrics(res_dir, k) for k in ("base_ood", "sft_ood", "sft_distribution_ood", "base_ood_generate",
-                                                  "sft_ood_generate")}
+    runs = {k: load_metrics(res_dir, k) for k in ("base_ood", "sft_ood", "sft_distribution_ood", *GENERATE_RUNS)}
     base = runs["base_ood"]
     if base:
         bb = _by(base)
@@ -181,8 +264,8 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
                    f"divergent ({n['divergent']:,}) |\n|---|---|---|---|")
 
         def line(name, by):
-            cells = [f"{by[(s, 'accuracy')]['estimate']:.3f} [{by[(s, 'accuracy')]['lo']:.3f}, "
-                     f"{by[(s, 'accuracy')]['hi']:.3f}]" for s in ("all", "consensus", "divergent")]
+            cells = [show(by[(s, 'accuracy')]['estimate'], by[(s, 'accuracy')]['lo'], by[(s, 'accuracy')]['hi'],
+                          by[(s, 'accuracy')].get('degenerate')) for s in ("all", "consensus", "divergent")]
             out.append(f"| {name} | " + " | ".join(cells) + " |")
 
         line("base model", bb)
@@ -199,14 +282,18 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
                        f"`Answer:` on the options (median {m['median']:.0%}, minimum {m['min']:.0%}; under half on "
                        f"{m['share_below_half']:.0%} of pairs): its option distribution is renormalised over what "
                        "is often a minority of its probability.\n")
-    for run in ("base_ood_generate", "sft_ood_generate"):
+    for run in GENERATE_RUNS:
         g = runs[run]
         if g:
             by = _by(g)
             st = g.get("status_counts", {})
+            cut = g.get("cut_at_budget") or {}
+            budget = (f"; cut at the budget of {cut['max_new_tokens']} new tokens: {cut['cut']} of {cut['known']}"
+                      if cut.get("known") else
+                      f"; budget {g.get('config', {}).get('max_new_tokens')} new tokens (cut replies not recorded)")
             out.append(f"- `{run}` ({g['pairs']} pairs, generate mode): accuracy {by[('all', 'accuracy')]['estimate']:.3f} "
                        f"[{by[('all', 'accuracy')]['lo']:.3f}, {by[('all', 'accuracy')]['hi']:.3f}]; reply statuses "
-                       + ", ".join(f"{k} {v}" for k, v in sorted(st.items(), key=lambda kv: -kv[1])) + ".")
+                       + ", ".join(f"{k} {v}" for k, v in sorted(st.items(), key=lambda kv: -kv[1])) + budget + ".")
     out += headroom_block(res_dir)
     fair = res_dir / "fairness" / "disparity_table.csv"
     if fair.is_file():
@@ -326,9 +413,10 @@ def systems_table(summaries: dict[str, pd.DataFrame], metrics: tuple[str, ...] =
                   ) -> pd.DataFrame:
     """Model and baselines side by side: "estimate [lo, hi]" per system and metric (rows) and subset (columns)."""
     table = pd.concat(summaries, names=["system"]).reset_index(level=0)
-    show = table[table.metric.isin(list(metrics))]
-    show = show.assign(value=[f"{e:.3f} [{lo:.3f}, {hi:.3f}]" for e, lo, hi in zip(show.estimate, show.lo, show.hi)])
-    return show.pivot_table(index=["system", "metric"], columns="subset", values="value", aggfunc="first")
+    shown = table[table.metric.isin(list(metrics))]
+    deg = shown["degenerate"] if "degenerate" in shown else [None] * len(shown)
+    shown = shown.assign(value=[show(e, lo, hi, d) for e, lo, hi, d in zip(shown.estimate, shown.lo, shown.hi, deg)])
+    return shown.pivot_table(index=["system", "metric"], columns="subset", values="value", aggfunc="first")
 
 
 def long_summaries(summaries: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -353,18 +441,3 @@ def beside_paper(summaries: dict[str, pd.DataFrame], run_name: str) -> pd.DataFr
     reported = paper.OOD_RESULTS.rename(columns={"acc_base": "acc", "nmae_base": "nmae"})[["model", "kind", "acc", "nmae"]]
     reported = reported.assign(model=reported.model + " (reported)")
     return pd.concat([pd.DataFrame(ours), reported], ignore_index=True)
-
-
-def evaluation_verdict(summaries: dict[str, pd.DataFrame], pairs: int, split: str) -> list[str]:
-    """What one run shows, in sentences computed from its summaries."""
-    by = {k: s.set_index(["subset", "metric"]) for k, s in summaries.items()}
-    acc, div = by["model"].loc[("all", "accuracy")], by["model"].loc[("divergent", "accuracy")]
-    pop = by["population_mode"].loc[("all", "accuracy"), "estimate"]
-    comp = by["compositional"].loc[("all", "accuracy"), "estimate"]
-    return [f"Accuracy {acc.estimate:.3f} [{acc.lo:.3f}, {acc.hi:.3f}] on {pairs} {split} pairs; population mode "
-            f"{pop:.3f}, compositional {comp:.3f}.",
-            f"On divergent pairs (the persona test) the model scores {div.estimate:.3f} [{div.lo:.3f}, {div.hi:.3f}]; "
-            "the population mode scores 0 there by construction.",
-            "Verdict: " + ("the model beats answering with the population's mode" if acc.lo > pop else
-                           "the model does NOT beat answering with the population's mode: its persona adds nothing "
-                           "measurable overall")]

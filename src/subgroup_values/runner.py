@@ -41,6 +41,8 @@ PARAMETER_RULES = {
     "min_answers": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     "seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     "sample_seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "qids": (lambda v: isinstance(v, list) and all(isinstance(q, str) and re.fullmatch(r"Q\d+[A-Z]?", q) for q in v),
+             "a list of question ids such as [Q22, Q36] (empty: every question)"),
     "split": (lambda v: v in ("train", "ood"), "'train' or 'ood'"),
     "scoring": (lambda v: v in ("logprob", "generate"), "'logprob' or 'generate'"),
     "template": (lambda v: v in TEMPLATES, f"one of {', '.join(TEMPLATES)}"),

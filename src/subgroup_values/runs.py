@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import baselines
-from .evaluate import option_mass_summary, persona_sensitivity, summarise
+from .evaluate import cut_summary, option_mass_summary, persona_sensitivity, summarise
 from .metrics import score_pairs
 from .prompts import parse_answer
 from .provenance import run_record
@@ -39,7 +39,8 @@ def evaluation_record(config: dict, preds: pd.DataFrame, all_pairs: pd.DataFrame
         baselines={k: json.loads(s.to_json(orient="records")) for k, s in base.items()},
         persona_sensitivity={"model_change": sens.model_change.mean(), "true_change": sens.true_change.mean(),
                              "never_changes": float((sens.model_distinct == 1).mean())},
-        status_counts=preds.status.value_counts().to_dict(), option_mass=option_mass_summary(preds))
+        status_counts=preds.status.value_counts().to_dict(), option_mass=option_mass_summary(preds),
+        **({"cut_at_budget": cut_summary(preds, config.get("max_new_tokens", 12))} if "cut" in preds else {}))
     return record, base
 
 

@@ -40,6 +40,20 @@ class GenerateRequest:
     max_new_tokens: int = 12
 
 
+class Reply(str):
+    """A generated reply (a ``str``) that says how decoding ended: ``cut`` is True when it stopped at the token
+    budget (``max_new_tokens``) before the model ended its reply, False when the model ended it, None when the
+    backend cannot tell; ``tokens`` is the number of tokens generated (without the end-of-sequence token)."""
+
+    cut: bool | None
+    tokens: int | None
+
+    def __new__(cls, text: str, cut: bool | None = None, tokens: int | None = None):
+        obj = super().__new__(cls, text)
+        obj.cut, obj.tokens = cut, tokens
+        return obj
+
+
 def reply_records(replies: list) -> list[dict]:
     """Records of generated replies for the response cache: a reply, or a failure (``failed``: the request's
     error; ``empty``: nothing came back) that is recorded but not stored."""
@@ -50,7 +64,9 @@ def reply_records(replies: list) -> list[dict]:
         elif not (r or "").strip():
             out.append({"reply": r or "", "status": "empty", "error": "empty reply (not stored)"})
         else:
-            out.append({"reply": r})
+            cut, tokens = getattr(r, "cut", None), getattr(r, "tokens", None)
+            out.append({"reply": str(r)} | ({"cut": bool(cut)} if cut is not None else {})
+                       | ({"tokens": int(tokens)} if tokens is not None else {}))
     return out
 
 

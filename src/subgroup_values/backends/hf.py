@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..prompts import ANSWER_PREFIX
-from .base import Backend, GenerateRequest, OptionScores, ScoreRequest
+from .base import Backend, GenerateRequest, OptionScores, Reply, ScoreRequest
 
 
 def _file_digest(paths: list[Path]) -> str:
@@ -340,11 +340,15 @@ class HFBackend(Backend):
 
     # ---- generation -------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, requests: list[GenerateRequest]) -> list[str]:
+    def generate_ids(self, requests: list[GenerateRequest]) -> list[tuple[list[int], bool]]:
+        """Greedy decoding: per request, the generated token ids before the end-of-sequence token and whether the
+        model ended the reply within its ``max_new_tokens`` (False: the budget cut it)."""
         tok = self.tokenizer
         texts = [self.render(r.messages, answer_prefix=None) for r in requests]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out: list[str] = [""] * len(texts)
+        out: list[tuple[list[int], bool]] = [([], False)] * len(texts)
+        eos = self.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [tok.eos_token_id])
         side = tok.padding_side
         tok.padding_side = "left"
         try:
@@ -356,10 +360,17 @@ class HFBackend(Backend):
                 gen = self.model.generate(**enc, max_new_tokens=max(requests[i].max_new_tokens for i in chunk),
                                           do_sample=False, pad_token_id=tok.pad_token_id)
                 for row, i in enumerate(chunk):
-                    out[i] = tok.decode(gen[row, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+                    ids = gen[row, enc["input_ids"].shape[1]:].tolist()[:requests[i].max_new_tokens]
+                    end = next((k for k, t in enumerate(ids) if t in eos), None)
+                    out[i] = (ids[:end], True) if end is not None else (ids, False)
         finally:
             tok.padding_side = side
         return out
+
+    def generate(self, requests: list[GenerateRequest]) -> list[Reply]:
+        tok = self.tokenizer
+        return [Reply(tok.decode(ids, skip_special_tokens=True).strip(), cut=not ended, tokens=len(ids))
+                for ids, ended in self.generate_ids(requests)]
 
 
 class _Tree:

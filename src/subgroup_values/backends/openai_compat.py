@@ -42,7 +42,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from .base import Backend, GenerateRequest, OptionScores, RequestFailed, ScoreRequest
+from .base import Backend, GenerateRequest, OptionScores, Reply, RequestFailed, ScoreRequest
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 ENDPOINTS = ("chat", "completions")
@@ -264,9 +264,12 @@ class OpenAICompatBackend(Backend):
 
     # ---- the Backend interface ---------------------------------------------------------------------------------
     def generate(self, requests: list[GenerateRequest]) -> list[str | RequestFailed]:
-        def one(r: GenerateRequest) -> str:
+        def one(r: GenerateRequest) -> Reply:
             reply = self._post({"messages": r.messages, "max_tokens": r.max_new_tokens})
-            return (reply["choices"][0]["message"].get("content") or "").strip()
+            choice = reply["choices"][0]
+            reason = choice.get("finish_reason")  # "length": the token budget ended the reply
+            return Reply((choice["message"].get("content") or "").strip(),
+                         cut=None if reason is None else reason == "length")
 
         return self._map(one, requests, RequestFailed)
 

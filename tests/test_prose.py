@@ -1,0 +1,107 @@
+"""Every sentence of findings is computed: README and the notebooks' Markdown state no number or verdict by hand
+(outside generated blocks), and every generated block is what the committed results give."""
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from subgroup_values import claims, findings, landscape, paper, report
+from subgroup_values.paths import REPO_ROOT
+
+RES = REPO_ROOT / "results" / "default"
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+#: Notebooks whose narrative another branch of issue 28 rewrites (fairness: 28b; open-ended: 32; headroom: 27). The
+#: mark is strict: once their prose is computed the test passes, the mark fails, and it must be removed.
+REWRITTEN_ELSEWHERE = {"05_fairness.ipynb": "helper 28b (fairness)", "06_open_ended.ipynb": "helper 32 (open-ended)",
+                       "08_headroom.ipynb": "helper 27 (headroom)"}
+
+
+def markdown_of(notebook: Path) -> str:
+    cells = json.loads(notebook.read_text())["cells"]
+    return "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+def readme_problems(text: str, res_dir: Path = RES) -> list[str]:
+    """Typed findings in README, and generated blocks of claims that differ from what the results give."""
+    out = claims.typed_findings(text)
+    for name in report.README_CLAIMS:
+        try:
+            shown = claims.block_content(text, name)
+        except ValueError as exc:
+            out.append(f"block {name}: {exc}")
+            continue
+        expected = report.claims_block(res_dir, name).strip()
+        if shown != expected:
+            out.append(f"block {name} differs from the claims in {res_dir / 'claims'}: rerun notebook 07 "
+                       f"(make report).\nshown:\n{shown}\nexpected:\n{expected}")
+    return out
+
+
+def test_readme_states_no_finding_by_hand_and_its_blocks_are_the_results():
+    problems = readme_problems((REPO_ROOT / "README.md").read_text())
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("notebook", [
+    pytest.param(nb, marks=pytest.mark.xfail(strict=True, reason=f"its prose is rewritten by {REWRITTEN_ELSEWHERE[nb.name]}"))
+    if nb.name in REWRITTEN_ELSEWHERE else nb for nb in NOTEBOOKS], ids=lambda p: p.name)
+def test_notebook_markdown_states_no_finding_by_hand(notebook):
+    problems = claims.typed_findings(markdown_of(notebook))
+    assert not problems, f"{notebook.name}:\n" + "\n".join(problems)
+
+
+def test_the_prose_check_fails_on_a_planted_verdict_and_on_a_stale_block(tmp_path):
+    readme = tmp_path / "README.md"
+    shutil.copy(REPO_ROOT / "README.md", readme)
+    text = readme.read_text()
+    assert not readme_problems(text)
+    planted = text.replace("## The notebooks", "After SFT the gaps widen and the model beats the baseline by 0.12.\n\n"
+                           "## The notebooks", 1)
+    found = readme_problems(planted)
+    assert any("'widen'" in p for p in found) and any("'beats'" in p for p in found)
+    assert any("'0.12'" in p for p in found)
+    # a number typed into a generated block is a stale block
+    block = claims.block_content(text, "in_words")
+    stale = claims.replace_block(text, "in_words", block.replace(block.split()[-1], "0.999.", 1) + "\n- rank 1.")
+    assert any(p.startswith("block in_words differs") for p in readme_problems(stale))
+    # and a notebook: a hand-typed rank in a Markdown cell of a copy of notebook 02
+    nb = json.loads((REPO_ROOT / "notebooks" / "02_value_landscape.ipynb").read_text())
+    nb["cells"].append({"cell_type": "markdown", "id": "planted", "metadata": {},
+                        "source": ["Religious Values is rank 1 of 12, at 0.315."]})
+    copy = tmp_path / "02.ipynb"
+    copy.write_text(json.dumps(nb))
+    hits = claims.typed_findings(markdown_of(copy))
+    assert any("rank 1" in h for h in hits) and any("'0.315'" in h for h in hits)
+
+
+def test_typed_findings_leaves_names_versions_code_and_interval_levels_alone():
+    ok = ("SmolLM2-135M on Q94-Q104 in bf16 with Python 3.11, `limit: 200`, a 95% interval, doi:10.1/2.3, "
+          "arXiv:2604.12851, Version 6.0, the paper's 3B-8B models.")
+    assert claims.typed_findings(ok) == []
+    typed = ("accuracy 0.371, 49% of the mass, 10,177 pairs, 133 of 200 replies, +24.6 points, 95 OOD pairs, "
+             "near chance")
+    kinds = claims.typed_findings(typed)
+    assert len(kinds) == 7, kinds
+
+
+def _as_dicts(cs):
+    return [asdict(c) for c in cs]
+
+
+def test_committed_claims_are_what_the_committed_runs_give():
+    """The claims files are recomputed from the committed predictions, manifest and landscape tables."""
+    topics = findings.build_findings(RES, REPO_ROOT / "data" / "processed")
+    for topic, built in topics.items():
+        committed = claims.read_claims(claims.claims_path(RES, topic))
+        assert _as_dicts(built) == _as_dicts(committed), f"{topic}: rerun notebook 07 (make report)"
+    per_question = pd.read_csv(RES / "landscape" / "question_landscape.csv")
+    cats = landscape.by_category(per_question, n_boot=1000, seed=0)
+    ranks = landscape.category_ranks(per_question, n_boot=1000, seed=0)
+    built = landscape.landscape_claims(ranks, cats, paper.LANDSCAPE) + [landscape.measures_claim(
+        landscape.category_by_stratum(per_question, "mds"), landscape.category_by_stratum(per_question, "wasserstein"))]
+    committed = claims.read_claims(claims.claims_path(RES, "landscape"))
+    assert _as_dicts(built) == _as_dicts(committed), "landscape: rerun notebook 02 (make landscape)"
