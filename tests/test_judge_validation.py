@@ -284,3 +284,25 @@ def test_pairs_needed_and_holm():
     with pytest.raises(ValueError, match="half-width"):
         readback.pairs_needed(float("nan"), 40)
     assert readback.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_the_paper_comparison_takes_the_open_ended_rows_from_the_claims(tmp_path):
+    from subgroup_values.claims import Claim, write_claims
+    from subgroup_values.dataset import load_manifest
+    from subgroup_values.report import paper_comparison
+
+    res = tmp_path / "results"
+    (res / "open_ended").mkdir(parents=True)
+    # a stale degenerate table is not what the row shows
+    pd.DataFrame([{"criterion": "Overall", "win_rate": 0.5, "lo": 0.5, "hi": 0.5}]).to_csv(
+        res / "open_ended" / "win_rates.csv", index=False)
+    write_claims([Claim(id="open_ended.judge.j.raw", topic="open_ended", statistic="s", verdict="uninformative",
+                        sentence="Judge j failed."),
+                  Claim(id="open_ended.win_rate.overall", topic="open_ended", statistic="s", verdict="uninformative",
+                        sentence="Overall: no win rate; the judge is uninformative (slot A always).")],
+                 res / "claims" / "open_ended.json")
+    t = paper_comparison(res, load_manifest(), "default", "m")
+    oe = t[t.section == "open-ended"]
+    assert oe["ours"].tolist() == ["Overall: no win rate; the judge is uninformative (slot A always)."]
+    assert "uninformative" in oe["what differs"].iloc[0]
+    assert not t["ours"].astype(str).str.contains(r"0\.500 \[0\.500, 0\.500\]").any()
