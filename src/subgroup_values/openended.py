@@ -9,6 +9,14 @@
 The judge reads with either ``generate`` (a reply "Verdict: A|B|tie", parsed; failures retried with a stricter
 reminder, then counted) or ``logprob`` (the probabilities of A, B and tie right after "Verdict:"; never fails).
 Everything goes through the response cache: judging is the expensive part of such studies.
+
+A judge is validated before its verdicts are read (:mod:`subgroup_values.judge_validation`: known-better pairs built
+from the survey, a bar); a judge whose two orders agree on fewer than half of the items gets no win rate at all
+(:data:`MIN_ORDER_AGREEMENT`, issue 28), never a zero-width interval. A log-probability judge is also read
+*calibrated* (:func:`calibrated_win_rates`: the slot prior of the validation set subtracted from the verdict
+log-odds, both orders averaged) and *length-controlled* (a logistic fit on the length difference, read at zero).
+The stance read-back (:mod:`subgroup_values.readback`) reads the same free text without a judge.
+:func:`open_ended_claims` turns it all into claims (topic ``open_ended``).
 """
 
 from __future__ import annotations
