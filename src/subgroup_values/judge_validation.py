@@ -218,6 +218,7 @@ def judge_scores(validation: pd.DataFrame, n_boot: int = 1000, seed: int = 0) ->
     out = pd.DataFrame(rows)
     out.attrs["slot_prior"] = prior
     out.attrs["unreadable"] = float(validation.verdict.isna().mean())
+    out.attrs["items"] = int(validation["item"].nunique())
     return out
 
 

@@ -362,8 +362,8 @@ def open_ended_claims(judge_name: str, scores: pd.DataFrame, raw_rates: pd.DataF
         prior = scores.attrs.get("slot_prior")
         how = ("verdicts as read (arg max of A / B / tie)" if variant == "raw" else
                f"log-odds minus the slot prior ({fmt(prior, 2)} nats, from this set), both orders averaged")
-        sentence = (f"Judge {judge_name}, {variant} ({how}), on {acc.n} known-better judgements "
-                    f"({acc.questions} questions, both orders): accuracy {_ci(acc)}, swap-flip rate "
+        sentence = (f"Judge {judge_name}, {variant} ({how}), on {scores.attrs.get('items', acc.n)} known-better "
+                    f"pairs ({acc.questions} questions, both orders): accuracy {_ci(acc)}, swap-flip rate "
                     f"{_ci(s.loc['swap-flip rate'])}, slot-A rate {_ci(s.loc['slot-A rate'])}, prefers the longer "
                     f"answer {_ci(s.loc['prefers longer'])}: "
                     + ("informative." if ok else f"uninformative ({why})."))
