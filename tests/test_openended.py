@@ -43,7 +43,9 @@ def test_swap_cancels_a_position_biased_judge(few_pairs, questions, verdict, win
     assert len(j) == 4 * 2 * 2
     assert set(j.order) == {"system_first", "system_second"}
     rates = openended.win_rates(j, n_boot=20)
-    assert (rates.win_rate == win).all()
+    assert (rates.raw_mean == win).all()
+    # a fixed judge is degenerate: no win rate and no interval, never 0.500 [0.500, 0.500]
+    assert rates.win_rate.isna().all() and rates.lo.isna().all() and rates.status.str.contains("uninformative").all()
     if verdict == "A":
         assert (rates.prefers_slot_A == 1.0).all() and (rates.order_agreement == 0.0).all()
     if verdict == "tie":
@@ -55,7 +57,8 @@ def test_scores_follow_the_slot():
                       "order": ["system_first", "system_second", "system_first", "system_second"],
                       "verdict": ["A", "A", None, "tie"], "score": [1.0, 0.0, np.nan, 0.5]})
     r = openended.win_rates(j, n_boot=10).iloc[0]
-    assert r.win_rate == pytest.approx(0.5) and r.unreadable == 1
+    assert r.raw_mean == pytest.approx(0.5) and r.unreadable == 1
+    assert r.status == "judge uninformative (order agreement 0%)" and np.isnan(r.win_rate)
 
 
 @pytest.mark.parametrize("reply,verdict", [("Verdict: A", "A"), ("verdict: b", "B"), ("Verdict: Tie.", "tie"),

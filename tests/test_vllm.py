@@ -78,6 +78,27 @@ def test_greedy_generation_through_vllm_gives_the_local_replies(vllm_server, smo
     assert same >= 0.9 and (remote.choice.fillna(-1) == local.choice.fillna(-1)).mean() >= 0.9
 
 
+def test_the_open_ended_judge_and_reader_through_vllm_agree_with_the_local_ones(vllm_server, smollm2, questions):
+    """A few items (CI time): the judge's verdict probabilities on validation pairs (A / B / tie after "Verdict:")
+    and the reader's option distributions, exactly scored through the completions endpoint, are the local ones."""
+    from subgroup_values import judge_validation as jv
+    from subgroup_values import readback
+
+    items = jv.validation_set(load_pairs(split="train"), questions, 2, seed=0)
+    local_be = make_backend("hf", model=str(smollm2), dtype="float32")
+    remote_be = _remote(vllm_server, smollm2)
+    local = jv.judge_validation(local_be, items, questions)
+    remote = jv.judge_validation(remote_be, items, questions)
+    assert remote.verdict.tolist() == local.verdict.tolist() and len(remote) == 12
+    gap = np.abs(remote[["p_A", "p_B", "p_tie"]].to_numpy() - local[["p_A", "p_B", "p_tie"]].to_numpy()).max()
+    st = jv.reader_statements(items).head(4)
+    lp = readback.read_back(local_be, st.qid.tolist(), st.text.tolist(), questions)
+    rp = readback.read_back(remote_be, st.qid.tolist(), st.text.tolist(), questions)
+    rgap = max(max(abs(a - b) for a, b in zip(p, q)) for p, q in zip(lp, rp))
+    print(f"judge through vLLM: max |dp| {gap:.2e}; reader: max |dp| {rgap:.2e}")
+    assert gap < 5e-3 and rgap < 5e-3
+
+
 def test_a_run_that_loses_its_server_resumes_from_the_cache(vllm_server, smollm2, tmp_path):
     import threading
 

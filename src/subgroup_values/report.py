@@ -193,14 +193,24 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
     if refusal:
         a, b = paper.REFUSALS_SENSITIVE
         add("refusals", "refusal rate on sensitive items base -> SFT", f"{a:.2%} -> {b:.0%}", *refusal)
-    wr_path = res_dir / "open_ended" / "win_rates.csv"
-    if wr_path.is_file():
-        wr = pd.read_csv(wr_path).set_index("criterion")
+    oe_path = res_dir / "claims" / "open_ended.json"
+    if oe_path.is_file():  # the open-ended rows are the claims of notebook 06 (never a degenerate interval)
+        from .claims import by_id, read_claims
+
+        oe = by_id(read_claims(oe_path))
+        judge = next((c for c in oe.values() if c.id.startswith("open_ended.judge.")), None)
         for crit, gain in paper.OPEN_ENDED_GAIN.items():
-            if crit in wr.index:
+            c = oe.get(f"open_ended.win_rate.{crit.lower()}")
+            if c is not None:
                 add("open-ended", f"{crit}: SFT vs base", f"+{100 * gain:.1f} points (vs GPT-4.1 reference)",
-                    f"win rate {wr.loc[crit, 'win_rate']:.3f} [{wr.loc[crit, 'lo']:.3f}, {wr.loc[crit, 'hi']:.3f}] "
-                    "vs base", "135M judge (plumbing only) vs the paper's 24B judge; reference = our base model")
+                    c.sentence, "our judge validated first (" + (judge.verdict if judge else "not validated")
+                    + "); reference = our base model; the paper's judge: 24B, not validated")
+        reader = oe.get("open_ended.reader.validation")
+        for c in oe.values():
+            if c.id.startswith("open_ended.readback_change.") and c.id.endswith(".tv"):
+                add("open-ended", "free text read back onto the survey scale: TV base -> SFT", "not reported",
+                    c.sentence.split("; reader")[0], "our addition (no judge); reader validation "
+                    + (reader.sentence.split("with accuracy ")[-1].rstrip(".") if reader else "missing"))
     return pd.DataFrame(rows)
 
 
