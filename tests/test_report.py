@@ -41,3 +41,17 @@ def test_the_papers_models_stand_beside_singapore_runs_only(monkeypatch):
     monkeypatch.setenv("SUBGROUP_VALUES_STUDY", "tur")
     tur = beside_paper(summaries, "base_ood")
     assert list(tur.model) == ["base_ood (ours)", "population_mode (baseline)"]
+
+
+def test_a_step_run_on_its_own_keeps_the_other_steps_timings(tmp_path):
+    from subgroup_values.report import step_timings
+
+    tsv = tmp_path / "timings.tsv"
+    tsv.write_text("2026-12-01T10:00:00\t05_fairness\t120\t900\n")
+    previous = tmp_path / "timings.csv"
+    previous.write_text("step,minutes,peak_mb,finished,note\n01_build_dataset,0.2,425,2026-11-24T08:02:24,\n"
+                        "05_fairness,0.5,800,2026-11-24T09:00:00,\n")
+    t = step_timings(tsv, previous=previous)
+    assert list(t.step) == ["01_build_dataset", "05_fairness"]
+    assert t.set_index("step").loc["05_fairness", "minutes"] == 2.0
+    assert list(step_timings(tsv).step) == ["05_fairness"]

@@ -370,17 +370,26 @@ def headroom_block(res_dir: str | Path) -> list[str]:
     return out
 
 
-def step_timings(timings_file: str | Path, finetune_dir: str | Path | None = None) -> pd.DataFrame:
+def step_timings(timings_file: str | Path, finetune_dir: str | Path | None = None,
+                 previous: str | Path | None = None) -> pd.DataFrame:
     """The latest wall time and peak memory of every step of a profile (from the runner's ``timings.tsv``), in the
     order the steps last ran. A fine-tune step (``04_finetune`` or ``04_finetune__<run>``) whose run record is in
-    ``finetune_dir`` (``sft_run.json`` or ``<run>_run.json``) says its training pairs, loss and seconds."""
+    ``finetune_dir`` (``sft_run.json`` or ``<run>_run.json``) says its training pairs, loss and seconds.
+
+    ``previous`` (the profile's committed ``timings.csv``): the steps that did not run here keep their last
+    recorded row (their ``finished`` date says when), so a single step run on its own never shortens the table."""
     path = Path(timings_file)
     if not path.is_file():
         raise FileNotFoundError(f"No step timings at {path}: run `make all` for the profile first.")
     t = pd.read_csv(path, sep="\t", names=["finished", "step", "seconds", "peak_mb"])
-    t = t.drop_duplicates("step", keep="last").sort_values("finished").reset_index(drop=True)
+    t = t.drop_duplicates("step", keep="last")
     t["minutes"] = (t["seconds"] / 60).round(1)
     t["note"] = ""
+    if previous is not None and Path(previous).is_file():
+        old = pd.read_csv(previous, keep_default_na=False)
+        old = old[~old["step"].isin(t["step"])]
+        t = pd.concat([old[["step", "minutes", "peak_mb", "finished", "note"]], t], ignore_index=True)
+    t = t.sort_values("finished", kind="stable").reset_index(drop=True)
     for i, step in t["step"].items():
         if not finetune_dir or not str(step).startswith("04_finetune"):
             continue
