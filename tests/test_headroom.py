@@ -40,6 +40,8 @@ def test_protocol_table_scores_and_normalised_score():
 
 
 def test_headroom_claims_are_written_from_the_tables():
+    """Paper protocol: no verdict against the floor for a predictor built from the targets' respondents (the gap
+    is stated as evidence of the leak). Disjoint: one verdict per non-LLM predictor, from the widened interval."""
     from subgroup_values.claims import fmt_ci
 
     all_pairs = dataset.load_pairs()
@@ -49,12 +51,23 @@ def test_headroom_claims_are_written_from_the_tables():
     t = headroom.protocol_table(systems, floor, "paper", n_boot=100)
     best = headroom.best_predictor(t, [])
     assert best == t[t.pairs == "all"].set_index("method").loc[["compositional", "log_linear"], "tv"].idxmin()
+    assert headroom.candidates(t, []) == [best] + [m for m in ("compositional", "log_linear") if m != best]
     gap = headroom.floor_gap(systems, floor, [best], n_boot=100)
-    claims = headroom.headroom_claims({"paper": t}, {"paper": gap}, {"paper": []}, "Singapore", "test")
+    paper = headroom.headroom_claims({"paper": t}, {"paper": gap}, {"paper": []}, "Singapore", "test")
     a = t[t.pairs == "all"].set_index("method")
     assert fmt_ci(a.loc["noise_floor", "tv"], a.loc["noise_floor", "tv_lo"], a.loc["noise_floor", "tv_hi"]) \
-        in claims[0].sentence
-    g = gap[gap.pairs == "all"].iloc[0]
-    expected = "headroom" if g.gap_lo > 0 else "below the floor" if g.gap_hi < 0 else "at the floor"
-    assert claims[1].verdict == expected and claims[1].protocol == "paper" and claims[1].topic == "headroom"
-    assert claims[1].estimate == pytest.approx(g.gap)
+        in paper[0].sentence
+    leak = {c.id: c for c in paper}["headroom.paper.leak"]
+    assert leak.verdict == "" and "not a measure of headroom" in leak.sentence
+    # the same systems labelled disjoint: every candidate gets a verdict from the widened interval
+    d = headroom.protocol_table(systems, floor, "disjoint", n_boot=100)
+    fam = headroom.candidates(d, [])
+    dgap = headroom.floor_gap(systems, floor, fam, n_boot=100, level=1 - 0.05 / len(fam))
+    out = {c.id: c for c in headroom.headroom_claims({"disjoint": d}, {"disjoint": dgap}, {"disjoint": []},
+                                                     "Singapore", "test")}
+    for m in fam:
+        g = dgap[(dgap.method == m) & (dgap.pairs == "all")].iloc[0]
+        assert g.gap_lo_wide < g.gap_lo and g.gap_hi_wide > g.gap_hi
+        expected = "headroom" if g.gap_lo_wide > 0 else "below the floor" if g.gap_hi_wide < 0 else "at the floor"
+        c = out[f"headroom.disjoint.gap.{m}"]
+        assert c.verdict == expected and c.protocol == "disjoint" and c.estimate == pytest.approx(g.gap)

@@ -346,7 +346,9 @@ def headroom_block(res_dir: str | Path) -> list[str]:
     hdir = Path(res_dir) / "headroom"
     out = []
     for name, label in (("headroom.csv", "paper protocol (inputs and targets share respondents)"),
-                        ("headroom_disjoint.csv", "disjoint protocol (inputs from the other respondent folds)")):
+                        ("headroom_disjoint.csv", "disjoint protocol (inputs from the other respondent folds; other targets: "
+                                                   "the cells with 30+ per fold, at half their size, so not "
+                                                   "comparable row by row with the paper table)")):
         table = hdir / name
         if not table.is_file():
             continue

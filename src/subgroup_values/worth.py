@@ -15,7 +15,8 @@ each order). A predictor with TV ``d`` to the target is worth the ``m`` at which
 - **per pair**: the same inversion on the pair's own curve (``inf`` where even all ``n`` are farther than the
   predictor); median over pairs.
 
-**A prior plus k answers**: the predictor as a Dirichlet prior of strength ``m`` (its pooled worth, at least 1)
+**A prior plus k answers**: the predictor as a Dirichlet prior of strength ``m`` (its pooled worth measured on the
+other folds' targets, :func:`cross_fitted_strengths`, so never tuned on the targets it is scored on; at least 1)
 updated with ``k`` of the subgroup's own respondents (weights rescaled to sum to ``k``): the posterior mean
 ``(m p + k p_hat_k) / (m + k)``, its TV to the target averaged over the same random orders, for
 ``k = 0 .. 30``, beside ``c(k)`` (the k respondents alone). The respondents a prior *saves* at ``k``: ``C^-1``
@@ -148,16 +149,31 @@ def pooled_worth(cv: pd.DataFrame, names: list[str], n_boot: int = 500, seed: in
             jack = np.asarray([_pooled(curves[i], tv[i])[0] for i in leave_out], float)
             lo, hi = _bca(m, boot, jack)
             per_pair = np.asarray([invert(c, d) for c, d in zip(curves, tv)])
+            c_all = sub["c_all"].to_numpy(float)
             rows.append({"method": name, "group": group, "pairs": len(sub), "questions": sub.qid.nunique(),
                          "worth": m, "worth_lo": lo, "worth_hi": hi, "kind": kind, "mean_tv": float(tv.mean()),
                          "curve_at_1": float(curves[:, 0].mean()), "curve_at_max": float(curves[:, -1].mean()),
                          "median_per_pair": float(np.median(per_pair)),
-                         "share_beyond_own_sample": float(np.mean(np.isinf(per_pair))),
+                         "share_closer_than_40": float(np.mean(np.isinf(per_pair))),
+                         "share_closer_than_all_own": float(np.mean(tv < c_all)),
+                         "median_own": float(sub.n_own.median()),
                          "interval": INTERVAL, "max_m": max_m})
     return pd.DataFrame(rows)
 
 
 INTERVAL = "BCa bootstrap over questions"
+
+
+def _strength(per_fold: dict) -> float:
+    """The mean over folds of the (clipped) prior strength, as the tables show it."""
+    return float(np.mean([min(max(v, 1.0), MAX_STRENGTH) for v in per_fold.values()]))
+
+
+def _mean_ci(values: np.ndarray, qids: pd.Series, resamples, leave_out) -> tuple[float, float, float]:
+    est = float(values.mean())
+    boot = np.asarray([values[i].mean() for i in resamples])
+    jack = np.asarray([values[i].mean() for i in leave_out])
+    return (est, *_bca(est, boot, jack))
 
 
 def _leave_one_question_out(qids: pd.Series) -> list[np.ndarray]:
@@ -179,7 +195,19 @@ def _bca(estimate: float, boot: np.ndarray, jack: np.ndarray) -> tuple[float, fl
 MAX_STRENGTH = 1000.0
 
 
-def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame], strengths: dict[str, float],
+def cross_fitted_strengths(cv: pd.DataFrame, names: list[str], k: int, max_m: int = MAX_M) -> dict:
+    """The prior strength for target fold f: the predictor's pooled worth measured on the *other* folds'
+    targets (whose respondents are fold f's inputs), never on fold f's own targets; {name: {fold: m}}."""
+    ok = cv[cv.n_own >= max_m]
+    out = {}
+    for name in names:
+        per = {f: _pooled(np.stack(g.curve.to_numpy()), g[f"tv_{name}"].to_numpy(float))[0]
+               for f, g in ok.groupby("fold")}
+        out[name] = {f: float(np.mean([v for g, v in per.items() if g != f])) for f in range(k)}
+    return out
+
+
+def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame], strengths: dict[str, dict],
                        cv: pd.DataFrame, draws: int = 30, seed: int = 0, ks=KS, max_m: int = MAX_M,
                        n_boot: int = 500) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The Dirichlet prior (strength ``strengths[name]``, the predictor's worth, at least 1) plus ``k`` own
@@ -206,7 +234,7 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
             row = {"fold": f, "qid": r.qid, "subgroup_id": r.subgroup_id}
             for name, p in preds.items():
                 prior = np.asarray(p.loc[(r.qid, r.subgroup_id)], float)
-                m = min(max(strengths[name], 1.0), MAX_STRENGTH)
+                m = min(max(strengths[name][f], 1.0), MAX_STRENGTH)
                 tv = [float(_tv(prior[None], target)[0])]
                 for k in ks[1:]:
                     c = cum[:, k - 1]
@@ -226,7 +254,7 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
         comb_m = np.stack(per[name].to_numpy())
         combined, alone = comb_m.mean(0), own_m.mean(0)
         for k in ks:
-            out.append({"method": name, "k": k, "strength": min(max(strengths[name], 1.0), MAX_STRENGTH), "tv_combined": combined[k],
+            out.append({"method": name, "k": k, "strength": _strength(strengths[name]), "tv_combined": combined[k],
                         "tv_own_alone": alone[k - 1] if k else np.nan, "tv_prior_alone": combined[0]})
 
         def save_at(i, k=10, comb_m=comb_m):
@@ -234,9 +262,17 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
             m = invert(c, tv)
             return (extrapolate(c, tv) if np.isinf(m) else m) - k
 
+        c_own, tv10 = own_m.mean(0), float(comb_m[:, 10].mean())
+        kind = "curve" if np.isfinite(invert(c_own, tv10)) else "extrapolated"
+
         est = save_at(np.arange(len(per)))
         boot = np.asarray([save_at(i) for i in resamples], float)
         lo, hi = _bca(est, boot, np.asarray([save_at(i) for i in leave_out], float))
-        saved.append({"method": name, "k": 10, "strength": min(max(strengths[name], 1.0), MAX_STRENGTH), "saved": est,
-                      "saved_lo": lo, "saved_hi": hi, "pairs": len(per), "interval": INTERVAL})
+        diff = comb_m[:, 10] - comb_m[:, 0]  # paired: the prior + 10 respondents minus the prior alone
+        dci = _mean_ci(diff, per.qid, resamples, leave_out)
+        saved.append({"method": name, "k": 10, "strength": _strength(strengths[name]), "kind": kind, "saved": est,
+                      "saved_lo": lo, "saved_hi": hi, "tv_prior": float(comb_m[:, 0].mean()),
+                      "tv_prior_plus_10": tv10, "tv_10_alone": float(c_own[9]), "change_with_10": dci[0],
+                      "change_with_10_lo": dci[1], "change_with_10_hi": dci[2], "pairs": len(per),
+                      "interval": INTERVAL})
     return pd.DataFrame(out), pd.DataFrame(saved)
