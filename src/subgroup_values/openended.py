@@ -325,6 +325,12 @@ def _ci_of(estimate, lo, hi, digits: int = 3) -> str:
     return fmt_ci(float(estimate), float(lo), float(hi), digits)
 
 
+def _num(x, digits: int = 3) -> str:
+    from .claims import fmt
+
+    return fmt(float(x), digits) if x is not None and np.isfinite(float(x)) else "n/a"
+
+
 def _ci(r, digits: int = 3) -> str:
     return _ci_of(r.estimate, r.lo, r.hi, digits)
 
@@ -450,8 +456,8 @@ def open_ended_claims(judge_name: str, scores: pd.DataFrame, raw_rates: pd.DataF
     for r in changes.itertuples():
         kind = "absolute"
         sentence = (f"{names[r.statistic]} of the read-back, {r.system} minus base ({kind} change, paired over "
-                    f"{r.pairs} pairs): {fmt(r.base)} -> {fmt(r.tuned)}, difference {_ci_of(r.difference, r.lo, r.hi)}, "
-                    f"sign-flip p = {fmt(r.p_value)} (Holm {fmt(r.p_holm)}): "
+                    f"{r.pairs} pairs): {_num(r.base)} -> {_num(r.tuned)}, difference {_ci_of(r.difference, r.lo, r.hi)}, "
+                    f"sign-flip p = {_num(r.p_value)} (Holm {_num(r.p_holm)}): "
                     + (f"{r.verdict}; {racc}." if reader_ok else
                        f"uninformative, because the {racc}, not above chance."))
         claims.append(Claim(id=f"open_ended.readback_change.{_slug(r.system)}.{r.statistic}", topic="open_ended",
