@@ -191,3 +191,30 @@ def test_server_options_are_refused_by_the_local_backend(smollm2):
         make_backend("hf", model=str(smollm2), endpoint="completions", tokenizer=str(smollm2))
     with pytest.raises(ValueError, match="tokenizer"):
         make_backend("openai_compat", model="m", base_url="http://127.0.0.1:9/v1", endpoint="completions")
+
+
+def test_digit_ids_in_chunks_for_a_tokenizer_with_1208_digit_tokens():
+    """Llama 3.1's tokenizer (the tiny Llama of `make model-families`): vLLM names at most 128 tokens a request (the
+    fake answers more with HTTP 400, as vLLM does), so the digit tokens go in 10 chunks; the scores equal the
+    local scorer's and are flagged exact."""
+    from conftest import REPO
+
+    from subgroup_values.backends.hf import HFBackend
+    from subgroup_values.local_models import build_family_model
+
+    try:
+        model = build_family_model("llama3", REPO / "models" / "families" / "llama3")
+    except SystemExit as exc:
+        pytest.skip(f"no tiny Llama 3 model ({exc}): run `make model-families`.")
+    req = ScoreRequest(MSG, [str(i) for i in range(0, 11)])
+    local = HFBackend(model, dtype="float32").score([req])[0]
+    with FakeOpenAI(model_path=model) as srv:
+        be = backend(srv.url, endpoint="completions", tokenizer=str(model), ends_from="digit_ids", concurrency=1)
+        [s] = be.score([req])
+        sent = [r for r in srv.requests if "logprob_token_ids" in r]
+    digits = be._digit_ids()
+    assert len(digits) == 1208 and len(sent) == 10 and all(len(r["logprob_token_ids"]) <= 128 for r in sent)
+    assert sorted(i for r in sent for i in r["logprob_token_ids"]) == sorted(digits)
+    assert sum(bool(r.get("echo")) for r in sent) == 1  # the prompt's log-probabilities are asked for once
+    assert s.status == "ok" and s.exact is True
+    assert s.probs == pytest.approx(local.probs, abs=1e-5)

@@ -134,7 +134,10 @@ def _masks(model, inputs: dict):
     from .backends.hf import layer_masks
 
     pos = inputs["position_ids"]
-    return layer_masks(model.config, inputs["attention_mask"], pos, pos)
+    inner = model
+    while not hasattr(inner, "config") and hasattr(inner, "module"):  # DDP / FSDP wrap the model
+        inner = inner.module
+    return layer_masks(inner.config, inputs["attention_mask"], pos, pos)
 
 
 def completion_logits(model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
