@@ -107,12 +107,13 @@ def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: in
 
 
 def _check_declared_codes(survey: Survey, study: Study) -> None:
-    """Every code a study declares occurs in the file (a code that never does is a typo or another country's
-    numbering: an error), and the file's other codes of a dimension are reported (they are in no subgroup)."""
+    """Every code a study declares occurs in the file where the dimension was asked (a code that never does is a
+    typo or another country's numbering: an error), and the file's other codes of a dimension are reported (they
+    are in no subgroup)."""
     for name, dim in study.dimensions.items():
         found = survey.data[dim.column].dropna().astype(int).value_counts().to_dict()
         absent = {c: lab for c, lab in dim.categories.items() if c not in found}
-        if absent:
+        if absent and found:  # (a dimension the file never asked is dropped later, with its reason)
             raise ValueError(f"study {study.name!r}, dimension {name!r} (column {dim.column}): declared code(s) "
                              f"{absent} never occur in {survey.path.name}, which holds codes "
                              f"{dict(sorted(found.items()))}: fix the codes in {study.source or 'the study config'} "
