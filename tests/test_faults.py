@@ -827,3 +827,54 @@ def test_a_declared_code_the_file_never_holds_is_refused(wvs_file, tmp_path, cap
                                          "never occur"):
         dataset.build_dataset(wvs_file, study=str(path), progress=False)
     assert "are not declared in the study config" in capsys.readouterr().out  # Q290's other codes, reported
+
+
+def test_an_empty_or_renamed_manifest_is_no_check(tmp_path):
+    """Lead's review of this branch: a manifest with no files verified anything; a renamed entry skipped the check."""
+    data = _data_copy(tmp_path)
+    m = json.loads((data / "manifest.json").read_text())
+    (data / "manifest.json").write_text(json.dumps(m | {"files": {}}))
+    with pytest.raises(ValueError, match="an empty or partial check is no check"):
+        dataset.verify(data)
+    m["files"]["pairs"]["name"] = "pairs_v2.csv"
+    (data / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="does not list pairs.csv"):
+        load_pairs(data / "pairs.csv")
+
+
+def test_a_boolean_is_no_count_and_top_logprobs_is_in_the_chat_cache_key():
+    with pytest.raises(SystemExit, match="'limit' = True is invalid"):
+        notebook_parameters("smoke", "03_evaluate", {"limit": True})
+    a = make_backend("openai_compat", model="m", base_url="http://127.0.0.1:9/v1")
+    b = make_backend("openai_compat", model="m", base_url="http://127.0.0.1:9/v1", top_logprobs=1)
+    assert a.identity() != b.identity() and "top_logprobs" not in a.identity()
+
+
+def test_a_run_without_a_single_answer_fails():
+    from subgroup_values import runs
+
+    preds = pd.DataFrame({"choice": pd.array([None, None], dtype="Int64"), "status": ["no_option_logprob"] * 2,
+                          "error": ["", ""]})
+    with pytest.raises(RuntimeError, match="None of the 2 predictions has an answer"):
+        runs.require_complete(preds)
+
+
+def test_a_tiny_survey_weight_is_refused(tmp_path, survey_frame):
+    frame = survey_frame.copy()
+    frame.loc[: len(frame) // 2, "W_WEIGHT"] = 1e-9
+    path = tmp_path / "WVS_tiny.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(WVSFileError, match="between 0.001 and 100"):
+        read_wvs(path, items=ITEMS)
+
+
+def test_the_completions_cache_key_follows_the_tokenizer_folders_content(tiny_model, tmp_path):
+    import shutil
+
+    tok = tmp_path / "tok"
+    shutil.copytree(tiny_model, tok)
+    be = lambda: make_backend("openai_compat", model="m", base_url="http://127.0.0.1:9/v1",  # noqa: E731
+                              endpoint="completions", tokenizer=str(tok))
+    before = be().identity()
+    (tok / "chat_template.jinja").write_text((tok / "chat_template.jinja").read_text() + " ")
+    assert be().identity() != before

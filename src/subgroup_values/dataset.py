@@ -108,12 +108,18 @@ def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: in
 
 
 def _check_declared_codes(survey: Survey, study: Study) -> None:
-    """Every code a study declares occurs in the file (a code that never does is a typo or another country's
-    numbering: an error), and the file's other codes of a dimension are reported (they are in no subgroup)."""
+    """Every code a study declares occurs in the file where the dimension was asked (a code that never does is a
+    typo or another country's numbering: an error), and the file's other codes of a dimension are reported (they
+    are in no subgroup)."""
     for name, dim in study.dimensions.items():
-        found = survey.data[dim.column].dropna().astype(int).value_counts().to_dict()
+        col = survey.data[dim.column].dropna()
+        if (col != col.round()).any():
+            raise ValueError(f"{survey.path.name}: column {dim.column} (dimension {name!r}) holds non-integer codes "
+                             f"such as {float(col[col != col.round()].iloc[0])}; survey codes are integers. The file "
+                             "is damaged or edited: download it again.")
+        found = col.astype(int).value_counts().to_dict()
         absent = {c: lab for c, lab in dim.categories.items() if c not in found}
-        if absent:
+        if absent and found:  # (a dimension the file never asked is dropped later, with its reason)
             raise ValueError(f"study {study.name!r}, dimension {name!r} (column {dim.column}): declared code(s) "
                              f"{absent} never occur in {survey.path.name}, which holds codes "
                              f"{dict(sorted(found.items()))}: fix the codes in {study.source or 'the study config'} "
@@ -227,7 +233,11 @@ def check_against_manifest(path: str | Path) -> str:
         raise ValueError(f"{mpath} is not valid JSON ({exc}): restore it (`git checkout {mpath}`) or rebuild the "
                          "dataset (make data WVS_FILE=...).") from None
     entry = (manifest.get("files") or {}).get("pairs") or {}
-    if entry.get("name") == path.name and entry.get("sha256") and entry["sha256"] != digest:
+    if entry.get("name") != path.name or not entry.get("sha256"):
+        raise ValueError(f"{mpath} does not list {path.name} with its SHA-256 (it lists {entry.get('name')!r}), so "
+                         f"the table cannot be checked: rebuild it (make data WVS_FILE=...), restore both files, or "
+                         "put a table of your own in a folder without a manifest.json.")
+    if entry["sha256"] != digest:
         raise ValueError(f"{path} differs from its manifest {mpath} (SHA-256 {digest[:12]}... != "
                          f"{entry['sha256'][:12]}...): the table was changed after it was built. Rebuild it from the "
                          f"survey file (make data WVS_FILE=...) or restore it (`git checkout {path}`); a table of "
@@ -296,6 +306,11 @@ def verify(out_dir: str | Path | None = None) -> dict:
                                 "WVS_FILE=...) or restore data/processed/ with `git checkout data/processed`.")
     manifest = json.loads(path.read_text())
     _check_folder_is_the_studys(out_dir, (manifest.get("study") or {}).get("study"))
+    listed = set(manifest.get("files") or {})
+    if not {"pairs", "subgroups", "questions"} <= listed:
+        raise ValueError(f"{path} lists the tables {sorted(listed)}, not pairs, subgroups and questions: an empty or "
+                         "partial check is no check. Restore it (`git checkout data/processed`) or rebuild the dataset "
+                         "(make data WVS_FILE=...).")
     for key, entry in manifest.get("files", {}).items():
         f = out_dir / entry["name"]
         if not f.is_file():

@@ -90,7 +90,7 @@ def check_parameters(params: dict, where: str) -> None:
                              "when the request is sent, never recorded).")
     for name, value in params.items():
         rule = PARAMETER_RULES.get(name)
-        if rule and not rule[0](value):
+        if rule and (isinstance(value, bool) or not rule[0](value)):  # true is no count, no name
             raise SystemExit(f"{where}: parameter {name!r} = {value!r} is invalid; expected {rule[1]}.")
 
 

@@ -85,6 +85,11 @@ def require_complete(preds: pd.DataFrame, run_dir: str | Path | None = None, rem
     local model's empty reply is its answer (greedy decoding gives it again), not a failure."""
     retry = ["failed", "empty"] if remote else ["failed"]
     failed = preds.status.isin(retry) if "status" in preds else pd.Series(False, index=preds.index)
+    if len(preds) and "choice" in preds and preds["choice"].isna().all() and not failed.any():
+        raise RuntimeError(f"None of the {len(preds)} predictions has an answer (statuses "
+                           f"{preds.status.value_counts().to_dict()}): the scores would only say that. The run is "
+                           f"saved{f' in {run_dir}' if run_dir else ''}; check the backend (its log-probabilities or "
+                           "replies) before reading it.")
     if failed.any():
         first = preds.loc[failed, "error"].dropna().astype(str)
         raise RuntimeError(f"{int(failed.sum())} of {len(preds)} predictions failed or came back empty "

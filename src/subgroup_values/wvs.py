@@ -310,10 +310,11 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
             f"{path.name} has blank or non-numeric cells in coded columns (first at data row {rows[0] + 1}, "
             f"{len(rows)} row(s) in all). Official WVS files code every missing answer as a negative number, "
             f"so this file is truncated or damaged: download it again. {DOWNLOAD_HINT}")
-    if not np.isfinite(df["W_WEIGHT"]).all() or (df["W_WEIGHT"] > 100).any():
-        bad = df["W_WEIGHT"][~np.isfinite(df["W_WEIGHT"]) | (df["W_WEIGHT"] > 100)]
-        raise WVSFileError(f"{path.name}: W_WEIGHT must be a finite design weight (WVS weights lie around 1, well "
-                           f"under 100); found {len(bad)} value(s) such as {bad.iloc[0]!r}. The file is damaged or "
+    implausible = ~np.isfinite(df["W_WEIGHT"]) | (df["W_WEIGHT"] > 100) | ((df["W_WEIGHT"] > 0) & (df["W_WEIGHT"] < 1e-3))
+    if implausible.any():
+        bad = df["W_WEIGHT"][implausible]
+        raise WVSFileError(f"{path.name}: W_WEIGHT must be a finite design weight (WVS weights lie around 1, between "
+                           f"0.001 and 100); found {len(bad)} value(s) such as {float(bad.iloc[0])}. The file is damaged or "
                            f"not an official release. {DOWNLOAD_HINT}")
     if (df["W_WEIGHT"] <= 0).any():
         raise WVSFileError(f"{path.name}: W_WEIGHT must be positive; found {int((df['W_WEIGHT'] <= 0).sum())} "

@@ -152,8 +152,13 @@ class OpenAICompatBackend(Backend):
 
     def identity(self) -> dict:
         ident = {"backend": self.kind, "base_url": self.url, "model": self.model, "temperature": 0}
+        if self.endpoint == "chat" and self.top_logprobs != 20:  # the default stays out: earlier keys hold
+            ident["top_logprobs"] = self.top_logprobs
         if self.endpoint == "completions":  # another scoring rule: other cache entries
-            ident |= {"endpoint": "completions", "tokenizer": self.tokenizer_name, "top_logprobs": self.top_logprobs}
+            from .hf import files_digest
+
+            ident |= {"endpoint": "completions", "tokenizer": self.tokenizer_name, "top_logprobs": self.top_logprobs,
+                      "tokenizer_files": files_digest(self.tokenizer_name)}  # its template and tokens, by content
             if self.ends_from != "top_logprobs":  # the default stays out: earlier caches keep their keys
                 ident["ends_from"] = self.ends_from
         return ident
