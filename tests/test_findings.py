@@ -197,3 +197,12 @@ def test_missing_claims_name_the_file_and_the_step(tmp_path):
     claims.write_claims([c], claims.claims_path(tmp_path, "other"))
     with pytest.raises(ValueError, match="two files"):
         claims.read_profile_claims(tmp_path)
+
+
+def test_the_budget_claim_names_the_smallest_budget_under_the_target_or_says_there_is_none():
+    t = pd.DataFrame({"max_new_tokens": [12, 32, 64], "replies": 40, "share_cut": [0.9, 0.2, 0.025],
+                      "share_unparseable": [0.8, 0.4, 0.3], "share_refusal": 0.0, "accuracy": 0.1})
+    c = findings.budget_claim(t, {"run": "r"})
+    assert c.verdict == "a budget lets replies finish" and "the smallest budget under 5% is 64" in c.sentence
+    c = findings.budget_claim(t.assign(share_cut=[0.9, 0.1, 0.1]), {"run": "r"})
+    assert c.verdict == "no budget measured lets replies finish" and "stops falling at 32" in c.sentence

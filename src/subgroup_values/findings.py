@@ -303,6 +303,32 @@ def generate_claims(run: str, preds: pd.DataFrame, record: dict, sensitive: set[
     return out
 
 
+def budget_claim(table: pd.DataFrame, record: dict) -> Claim:
+    """The token-budget measurement (``scripts/measure_token_budget.py``): the share of replies cut at each budget,
+    the smallest budget under :data:`MAX_SHARE_CUT`, and where the share stops falling."""
+    t = table.sort_values("max_new_tokens")
+    under = t[t.share_cut < MAX_SHARE_CUT]
+    last = t.iloc[-1]
+    flat = t[t.share_cut == last.share_cut].max_new_tokens.min()
+    lo, hi = wilson(round(last.share_cut * last.replies), int(last.replies))
+    run = record.get("run", "the run")
+    return Claim(
+        id=f"generate.{run}.budget_sweep", topic="generate", statistic="share of replies cut at each token budget",
+        estimate=float(last.share_cut), lo=lo, hi=hi, method="one greedy decoding at the largest budget, read at each "
+        "smaller one; Wilson 95% interval at the largest", verdict="a budget lets replies finish" if len(under)
+        else "no budget measured lets replies finish",
+        rule=f"the smallest budget with under {MAX_SHARE_CUT:.0%} cut, if any",
+        sentence=(f"Token budget of generate mode ({run}, the first {int(last.replies)} pairs of its sample, base "
+                  "model): the share of replies cut is " + ", ".join(
+                      f"{r.share_cut:.0%} at {r.max_new_tokens}" for r in t.itertuples())
+                  + (f"; the smallest budget under {MAX_SHARE_CUT:.0%} is {int(under.max_new_tokens.min())}." if len(under)
+                     else f"; it stops falling at {int(flat)} ({last.share_cut:.1%}, Wilson 95% [{lo:.1%}, {hi:.1%}] at "
+                          f"{int(last.max_new_tokens)}): no budget up to {int(last.max_new_tokens)} cuts under "
+                          f"{MAX_SHARE_CUT:.0%}, and the unparseable share is {last.share_unparseable:.0%} at "
+                          f"{int(last.max_new_tokens)}.")),
+        source="results/<profile>/token_budget/base_ood_generate.csv", extra={"revision": record.get("git_revision")})
+
+
 def refusal_change_claim(base_run: str, base: pd.DataFrame, sft_run: str, sft: pd.DataFrame,
                          sensitive: set[str]) -> Claim | None:
     """Refusals on the sensitive items, base against SFT on the same pairs: exact McNemar test (binomial on the
@@ -412,5 +438,8 @@ def build_findings(res_dir: str | Path, data_dir: str | Path, base_run: str = "b
             c = refusal_change_claim(rb, pb, rs_, ps, sensitive)
             if c:
                 gen.append(c)
+    sweep = res_dir / "token_budget" / "base_ood_generate.csv"
+    if sweep.is_file():
+        gen.append(budget_claim(pd.read_csv(sweep), json.loads(sweep.with_suffix(".json").read_text())))
     topics["generate"] = gen
     return topics

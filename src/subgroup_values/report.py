@@ -44,6 +44,7 @@ README_CLAIMS = {
         "evaluation.base_ood.vs_compositional.accuracy.all",
         "finetune.sft_ood.accuracy.all", "finetune.sft_ood.accuracy.consensus", "finetune.sft_ood.accuracy.divergent",
         "finetune.sft_distribution_ood.accuracy.divergent", "finetune.sft_ood.vs_sft_distribution_ood.accuracy.all",
+        "generate.base_ood_generate.budget_sweep",
         "generate.base_ood_generate.cut", "generate.base_ood_generate.accuracy", "generate.sft_ood_generate.cut",
         "generate.base_ood_generate.refusal_sensitive", "generate.sft_ood_generate.refusal_sensitive",
     ),
