@@ -21,3 +21,14 @@ def test_replace_block_needs_its_markers_once():
     assert replace_block(text, "x", "new") == "a\n<!-- claims:x:begin -->\nnew\n<!-- claims:x:end -->\nb"
     with pytest.raises(ValueError, match="markers"):
         replace_block("no markers", "x", "new")
+
+
+def test_a_pattern_selects_every_matching_claim_in_file_order_and_must_match_one():
+    from subgroup_values.claims import select
+
+    cs = {i: Claim(id=i, topic="t", statistic="s", sentence=f"{i}.") for i in
+          ("t.gap.b", "t.gap.a", "t.gap.a.matched", "t.floor")}
+    assert [c.id for c in select(cs, ["t.floor", "t.gap.*"])] == ["t.floor", "t.gap.b", "t.gap.a", "t.gap.a.matched"]
+    assert [c.id for c in select(cs, ["t.*.a"])] == ["t.gap.a"]
+    with pytest.raises(KeyError, match="nothing"):
+        select(cs, ["t.nothing.*"])

@@ -16,10 +16,6 @@ RES = REPO_ROOT / "results" / "default"
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 #: Notebooks whose narrative another branch of issue 28 rewrites (fairness: 28b; open-ended: 32; headroom: 27). The
 #: mark is strict: once their prose is computed the test passes, the mark fails, and it must be removed.
-REWRITTEN_ELSEWHERE = {"05_fairness.ipynb": "helper 28b (fairness)", "06_open_ended.ipynb": "helper 32 (open-ended)",
-                       "08_headroom.ipynb": "helper 27 (headroom)"}
-
-
 def markdown_of(notebook: Path) -> str:
     cells = json.loads(notebook.read_text())["cells"]
     return "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
@@ -46,9 +42,7 @@ def test_readme_states_no_finding_by_hand_and_its_blocks_are_the_results():
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("notebook", [
-    pytest.param(nb, marks=pytest.mark.xfail(strict=True, reason=f"its prose is rewritten by {REWRITTEN_ELSEWHERE[nb.name]}"))
-    if nb.name in REWRITTEN_ELSEWHERE else nb for nb in NOTEBOOKS], ids=lambda p: p.name)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_markdown_states_no_finding_by_hand(notebook):
     problems = claims.typed_findings(markdown_of(notebook))
     assert not problems, f"{notebook.name}:\n" + "\n".join(problems)

@@ -155,7 +155,21 @@ def topic_of(claim_id: str) -> str:
 
 
 def select(claims: dict[str, Claim], ids: list[str], res_dir: str | Path = "results/<profile>") -> list[Claim]:
-    """The claims ``ids`` in that order; a missing one is an error that names its topic file and make step."""
+    """The claims ``ids`` in that order; a missing one is an error that names its topic file and make step.
+
+    An id with ``*`` is a pattern (``fnmatch``: ``*`` also spans dots) that stands for every claim it matches, in
+    the order the files hold them, so that a list asks for "every predictor's gap" without naming, or choosing,
+    the predictors; a pattern that matches nothing is missing."""
+    import fnmatch
+
+    expanded = []
+    for i in ids:
+        if "*" in i:
+            matched = [k for k in claims if fnmatch.fnmatchcase(k, i)]
+            expanded += matched or [i]
+        else:
+            expanded.append(i)
+    ids = expanded
     missing = [i for i in ids if i not in claims]
     if missing:
         where = "; ".join(sorted({f"{claims_path(res_dir, topic_of(i))} (`{step_for(topic_of(i))}`)"
