@@ -174,10 +174,10 @@ def test_replies_record_the_cut_and_a_run_its_curve():
     assert cut_curve(preds.assign(tokens=pd.array([4, 8, 7, 1], dtype="Int64")), 8) is not None
 
 
-def test_the_hf_backend_says_when_the_budget_cut_a_reply():
+def test_the_hf_backend_says_when_the_budget_cut_a_reply(tiny_model):
     from subgroup_values.backends import make_backend
 
-    llm = make_backend("hf", str(REPO_ROOT / "models" / "tiny-random"), batch_size=2)
+    llm = make_backend("hf", str(tiny_model), batch_size=2)
     msgs = [{"role": "user", "content": "Say something."}]
     short, long_ = llm.generate([GenerateRequest(msgs, 1), GenerateRequest(msgs, 3)])
     ids = llm.generate_ids([GenerateRequest(msgs, 3)])[0][0]
