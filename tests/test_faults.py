@@ -878,3 +878,42 @@ def test_the_completions_cache_key_follows_the_tokenizer_folders_content(tiny_mo
     before = be().identity()
     (tok / "chat_template.jinja").write_text((tok / "chat_template.jinja").read_text() + " ")
     assert be().identity() != before
+
+
+# ---- issue 29, round two ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, secret", [
+    ("http://127.0.0.1:9/v1?pwd=hunter22", "hunter22"),
+    ("http://127.0.0.1:9/v1;token=abc123XYZ", "abc123XYZ"),
+    ("http://127.0.0.1:9/v1?api-version=2024-06-01&session=s3cr3tv4lue", "s3cr3tv4lue"),
+])
+def test_any_query_or_path_parameter_of_base_url_is_treated_as_a_credential(url, secret, tmp_path, capsys):
+    """A query value or ;path parameter whose key is not a known harmless one is refused in base_url and
+    redacted from every record (?pwd=, ;token=, ?session= reached metrics.json verbatim)."""
+    from subgroup_values.provenance import redact, url_secrets, write_json
+
+    assert url_secrets(url)
+    with pytest.raises(ValueError, match="carries") as err:
+        make_backend("openai_compat", model="fake", base_url=url)
+    assert secret not in str(err.value)
+    with pytest.raises(SystemExit) as err:
+        notebook_parameters("smoke", "03_evaluate", {"base_url": url})
+    assert secret not in str(err.value) and secret not in capsys.readouterr().out
+    write_json({"base_url": url, "note": f"asked {url}/chat/completions"}, tmp_path / "metrics.json")
+    text = (tmp_path / "metrics.json").read_text()
+    assert secret not in text and "127.0.0.1:9/v1" in text and secret not in redact(url)
+    assert "api-version=2024-06-01" in redact(url) or "api-version" not in url  # harmless keys stay readable
+    assert url_secrets("http://127.0.0.1:9/v1?api-version=2024-06-01") == []
+
+
+def test_endpoint_paths_are_joined_before_the_query_of_base_url():
+    """Azure's base_url ends in ?api-version=...: the route goes before the query, and the server is asked there."""
+    from subgroup_values.backends.base import GenerateRequest
+
+    paths = []
+    with FakeOpenAI(mutate=lambda reply, path: paths.append(path) or reply) as srv:
+        be = make_backend("openai_compat", model="fake", base_url=srv.url + "?api-version=2024-06-01")
+        assert be.url == srv.url + "/chat/completions?api-version=2024-06-01"
+        assert be.completions_url == srv.url + "/completions?api-version=2024-06-01"
+        [out] = be.generate([GenerateRequest(MSG)])
+    assert out == "Answer: 3" and paths == ["/v1/chat/completions?api-version=2024-06-01"]
