@@ -302,8 +302,8 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
     elif absent:
         unsaid = [c for c in absent if c not in may_lack]
         raise WVSFileError(f"{path.name} lacks {len(unsaid)} value item(s) of the question bank: "
-                           f"{unsaid[:10]}{' ...' if len(unsaid) > 10 else ''}. Expected the full WVS-7 "
-                           f"questionnaire (Q1-Q259)"
+                           f"{unsaid[:10]}{f' and {len(unsaid) - 10} more' if len(unsaid) > 10 else ''}. "
+                           "Expected the full WVS-7 questionnaire (Q1-Q259)"
                            + (": a file with columns deleted gives another study. If the country did not ask "
                               "them, list them under absent_items in the study config (its data then leave them "
                               "out)" if single_country else "") + f". {DOWNLOAD_HINT}")
