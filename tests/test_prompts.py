@@ -139,7 +139,8 @@ def test_marginals_template_names_each_training_cell(questions):
 
 
 @pytest.mark.parametrize("reply", ["Answer: 1 or 2", "Answer: 2/4", "Answer: 2-3", "The answer is 1 or maybe 3.",
-                                   "I'd say 2 or 3", "Answer: 2, 3"])
+                                   "I'd say 2 or 3", "Answer: 2, 3", "2 or 3",
+                                   "3. Or 4", "**2/3**"])
 def test_a_hedged_reply_offering_two_options_is_no_answer(reply):
     """Two different option codes offered as the answer are counted as unreadable ("hedged"), never as the first."""
     from subgroup_values.prompts import UNREADABLE

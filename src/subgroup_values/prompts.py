@@ -187,7 +187,7 @@ _NEGATED_CHOICE = re.compile(r"\b(?:would|will|do) not (?:choose|pick|select)\b|
 
 
 #: A second option offered beside the first: "1 or 2", "2/4", "2-3", "2 to 3", "2, 3", "2 and 3", "2 or maybe 3".
-_HEDGE = re.compile(r"\s*\**\s*(?:/|,|-|–|\bor\b|\band\b|\bto\b)\s*(?:maybe\s*|perhaps\s*)?(?:option\s*)?"
+_HEDGE = re.compile(r"\s*[.)]?\s*\**\s*(?:/|,|-|–|\bor\b|\band\b|\bto\b)\s*(?:maybe\s*|perhaps\s*)?(?:option\s*)?"
                     r"(-?\d+)(?![\d.]\d)", re.IGNORECASE)
 
 
@@ -235,6 +235,9 @@ def parse_answer(reply: str, valid: list[int] | tuple[int, ...], labels: dict[in
     enum = [_ENUM_LINE.match(ln) for ln in lines]
     if sum(e is not None for e in enum) >= 2:
         return ParsedAnswer(None, "echoed_options")
+    lead = re.match(r"\**\s*(-?\d+)(?![\d.]\d)", lines[0])  # "2 or 3", "3. or 4": two options offered
+    if lead is not None and _number(int(lead.group(1)), valid_set, lines[0], lead.end()).status == "hedged":
+        return ParsedAnswer(None, "hedged")
     first = _ENUM_LINE.match(lines[0]) or re.fullmatch(r"\**\s*(-?\d+)\s*\**\s*()", lines[0])
     if first is not None:
         n = int(first.group(1))
