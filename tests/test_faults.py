@@ -920,14 +920,16 @@ def test_endpoint_paths_are_joined_before_the_query_of_base_url():
 
 
 def test_a_modal_answer_off_the_items_scale_is_refused_where_the_pairs_are_loaded(tmp_path):
-    """A mode of 4 on a 2-point item passed every pairs check and crashed after scoring (IndexError)."""
+    """A mode of 4 on a 2-point item passed every pairs check and crashed after scoring (IndexError); so would
+    counts of another width than the item's scale."""
     path = tmp_path / "pairs.csv"  # a folder without a manifest: a table of one's own, still checked for meaning
     text = (REPO_ROOT / "data" / "processed" / "pairs.csv").read_text()
     path.write_text(text)
     assert len(load_pairs(path)) == text.count("\n") - 1  # the committed table passes
     frame = pd.read_csv(path)
     i = int((frame.qid == "Q7").to_numpy().argmax())  # Q7: 1 Important, 2 Not mentioned
-    for col, value in (("modal_answers", "[4]"), ("population_modal_answers", "[1, 3]"), ("modal_answer", 4)):
+    for col, value in (("modal_answers", "[4]"), ("population_modal_answers", "[1, 3]"), ("modal_answer", 4),
+                       ("counts", "[3, 4, 5]"), ("weighted_counts", "[3.5]")):
         bad = frame.copy()
         bad[col] = bad[col].astype(object)
         bad.loc[i, col] = value

@@ -222,6 +222,7 @@ def _check_counts(pairs: pd.DataFrame, path: Path) -> None:
             bad = np.flatnonzero(~np.isfinite(v) | (v < 0) | (v != np.round(v)))
             if len(bad):
                 fail(col, bad[0], pairs[col].iloc[bad[0]], "a count (an integer >= 0)")
+    scales = {q.qid: {v for v, _ in q.options} for q in load_questions(rule="all")}
     for col, integer in (("counts", True), ("weighted_counts", False)):
         if col not in pairs:
             continue
@@ -231,7 +232,8 @@ def _check_counts(pairs: pd.DataFrame, path: Path) -> None:
             if a is None or not np.isfinite(a).all() or (a < 0).any() or (integer and (a != np.round(a)).any()):
                 fail(col, i, v, "a list of " + ("counts (integers >= 0)" if integer else
                                                  "weighted counts (finite numbers >= 0)"))
-    scales = {q.qid: {v for v, _ in q.options} for q in load_questions(rule="all")}
+            if pairs.qid.iloc[i] in scales and len(a) != len(scales[pairs.qid.iloc[i]]):
+                fail(col, i, v, f"one per option of the item's scale {sorted(scales[pairs.qid.iloc[i]])}")
     for col in ("modal_answer", "modal_answers", "modal_answers_unweighted", "population_modal_answers"):
         if col not in pairs:
             continue
