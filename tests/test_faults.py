@@ -396,7 +396,7 @@ def test_a_copied_study_that_keeps_a_shipped_name_is_refused(tmp_path):
     from subgroup_values.study import STUDIES_DIR, StudyConfigError, load_study
 
     cfg = yaml.safe_load((STUDIES_DIR / "sgp.yaml").read_text())
-    cfg["country_name"] = "Somewhere else"
+    cfg["min_answers"] = 31  # another dataset under the shipped name
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(StudyConfigError, match="names itself 'sgp'.*overwrite.*its own name"):
@@ -878,3 +878,117 @@ def test_the_completions_cache_key_follows_the_tokenizer_folders_content(tiny_mo
     before = be().identity()
     (tok / "chat_template.jinja").write_text((tok / "chat_template.jinja").read_text() + " ")
     assert be().identity() != before
+
+
+# ---- issue 29, round two ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, secret", [
+    ("http://127.0.0.1:9/v1?pwd=hunter22", "hunter22"),
+    ("http://127.0.0.1:9/v1;token=abc123XYZ", "abc123XYZ"),
+    ("http://127.0.0.1:9/v1?api-version=2024-06-01&session=s3cr3tv4lue", "s3cr3tv4lue"),
+])
+def test_any_query_or_path_parameter_of_base_url_is_treated_as_a_credential(url, secret, tmp_path, capsys):
+    """A query value or ;path parameter whose key is not a known harmless one is refused in base_url and
+    redacted from every record (?pwd=, ;token=, ?session= reached metrics.json verbatim)."""
+    from subgroup_values.provenance import redact, url_secrets, write_json
+
+    assert url_secrets(url)
+    with pytest.raises(ValueError, match="carries") as err:
+        make_backend("openai_compat", model="fake", base_url=url)
+    assert secret not in str(err.value)
+    with pytest.raises(SystemExit) as err:
+        notebook_parameters("smoke", "03_evaluate", {"base_url": url})
+    assert secret not in str(err.value) and secret not in capsys.readouterr().out
+    write_json({"base_url": url, "note": f"asked {url}/chat/completions"}, tmp_path / "metrics.json")
+    text = (tmp_path / "metrics.json").read_text()
+    assert secret not in text and "127.0.0.1:9/v1" in text and secret not in redact(url)
+    assert "api-version=2024-06-01" in redact(url) or "api-version" not in url  # harmless keys stay readable
+    assert url_secrets("http://127.0.0.1:9/v1?api-version=2024-06-01") == []
+
+
+def test_endpoint_paths_are_joined_before_the_query_of_base_url():
+    """Azure's base_url ends in ?api-version=...: the route goes before the query, and the server is asked there."""
+    from subgroup_values.backends.base import GenerateRequest
+
+    paths = []
+    with FakeOpenAI(mutate=lambda reply, path: paths.append(path) or reply) as srv:
+        be = make_backend("openai_compat", model="fake", base_url=srv.url + "?api-version=2024-06-01")
+        assert be.url == srv.url + "/chat/completions?api-version=2024-06-01"
+        assert be.completions_url == srv.url + "/completions?api-version=2024-06-01"
+        [out] = be.generate([GenerateRequest(MSG)])
+    assert out == "Answer: 3" and paths == ["/v1/chat/completions?api-version=2024-06-01"]
+
+
+def test_a_modal_answer_off_the_items_scale_is_refused_where_the_pairs_are_loaded(tmp_path):
+    """A mode of 4 on a 2-point item passed every pairs check and crashed after scoring (IndexError); so would
+    counts of another width than the item's scale."""
+    path = tmp_path / "pairs.csv"  # a folder without a manifest: a table of one's own, still checked for meaning
+    text = (REPO_ROOT / "data" / "processed" / "pairs.csv").read_text()
+    path.write_text(text)
+    assert len(load_pairs(path)) == text.count("\n") - 1  # the committed table passes
+    frame = pd.read_csv(path)
+    i = int((frame.qid == "Q7").to_numpy().argmax())  # Q7: 1 Important, 2 Not mentioned
+    for col, value in (("modal_answers", "[4]"), ("population_modal_answers", "[1, 3]"), ("modal_answer", 4),
+                       ("counts", "[3, 4, 5]"), ("weighted_counts", "[3.5]")):
+        bad = frame.copy()
+        bad[col] = bad[col].astype(object)
+        bad.loc[i, col] = value
+        bad.to_csv(path, index=False)
+        with pytest.raises(ValueError, match=rf"column '{col}' of data row {i + 1} \(qid Q7\).*scale \[1, 2\]"):
+            load_pairs(path)
+
+
+def _sgp_config(**change) -> dict:
+    import yaml
+
+    from subgroup_values.study import STUDIES_DIR
+
+    cfg = yaml.safe_load((STUDIES_DIR / "sgp.yaml").read_text())
+    return {**cfg, "study": "sgp_copy", **change}
+
+
+def test_a_dimension_defined_by_a_value_item_is_refused_as_target_leakage():
+    from subgroup_values.study import StudyConfigError, parse_study
+
+    cfg = _sgp_config()
+    cfg["dimensions"] = {**cfg["dimensions"], "religion": {**cfg["dimensions"]["religion"], "column": "Q6"}}
+    with pytest.raises(StudyConfigError, match=r"dimension 'religion' reads column Q6, which is question Q6 .*"
+                                               r"Religion.*target leakage"):
+        parse_study(cfg, "leak.yaml")
+
+
+@pytest.mark.parametrize("change, said", [({"country_name": "Turkey"}, "country_code 702 is Singapore"),
+                                          ({"country_code": 792}, "country_code 792 is Turkey"),
+                                          ({"country": "TUR"}, "country_code 702 is Singapore"),
+                                          ({"country_code": 7020}, "ISO 3166 numeric")])
+def test_a_country_code_and_name_of_two_countries_are_refused(change, said):
+    from subgroup_values.study import StudyConfigError, parse_study
+
+    with pytest.raises(StudyConfigError, match=said):
+        parse_study(_sgp_config(**change), "cname.yaml")
+
+
+def test_a_country_code_the_file_does_not_hold_is_refused(wvs_file):
+    from subgroup_values.study import parse_study
+
+    study = parse_study(_sgp_config(country_code=703, country_name="Singapore"), "cc.yaml")  # 703: no known country
+    with pytest.raises(ValueError, match=r"country_code 703 .*hold B_COUNTRY \[702\]: fix country_code"):
+        dataset.build_dataset(wvs_file, study=study, progress=False)
+
+
+def test_a_single_country_file_lacking_items_the_study_does_not_drop_is_refused(tmp_path, survey_frame):
+    """Q1-Q20 deleted from a file without A_WAVE built 194 questions with one console line."""
+    from subgroup_values.study import load_study
+    from subgroup_values.wvs import WVSFileError
+
+    items = ["Q1", "Q2", "Q46", "Q164"]
+    cols = ["version", "doi", "B_COUNTRY_ALPHA", "B_COUNTRY", "D_INTERVIEW", "W_WEIGHT", "Q260", "X003R", "Q290",
+            "Q289", *items]
+    path = tmp_path / "single.csv"
+    survey_frame[cols].head(120).drop(columns=["Q1", "Q2"]).to_csv(path, index=False)
+    with pytest.raises(WVSFileError, match=r"lacks 2 value item\(s\).*\['Q1', 'Q2'\].*absent_items"):
+        read_wvs(path, items=items)
+    with pytest.raises(WVSFileError, match=r"lacks 1 value item\(s\).*\['Q2'\]"):
+        read_wvs(path, items=items, may_lack=("Q1",))
+    assert read_wvs(path, items=items, may_lack=("Q1", "Q2")).absent_items == ["Q1", "Q2"]
+    assert load_study("tur").absent_items == ("Q245",)  # Turkey did not ask Q245: its study says so

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from subgroup_values import prompts
-from subgroup_values.prompts import TEMPLATES, build_messages, describe, parse_answer, prefix_group
+from subgroup_values.prompts import TEMPLATES, ParsedAnswer, build_messages, describe, parse_answer, prefix_group
 
 
 def test_persona_names_only_known_attributes(questions):
@@ -136,3 +136,19 @@ def test_marginals_template_names_each_training_cell(questions):
     with pytest.raises(ValueError, match="non-negative shares"):
         prompts.build_messages(q, prompts.attributes_of(row), "marginals",
                                marginals={d: (lab, [1.0]) for d, (lab, _) in m.items()})
+
+
+@pytest.mark.parametrize("reply", ["Answer: 1 or 2", "Answer: 2/4", "Answer: 2-3", "The answer is 1 or maybe 3.",
+                                   "I'd say 2 or 3", "Answer: 2, 3", "2 or 3",
+                                   "3. Or 4", "**2/3**"])
+def test_a_hedged_reply_offering_two_options_is_no_answer(reply):
+    """Two different option codes offered as the answer are counted as unreadable ("hedged"), never as the first."""
+    from subgroup_values.prompts import UNREADABLE
+
+    parsed = parse_answer(reply, [1, 2, 3, 4])
+    assert (parsed.choice, parsed.status) == (None, "hedged") and "hedged" in UNREADABLE
+
+
+@pytest.mark.parametrize("reply, choice", [("Answer: 2 or 2", 2), ("Answer: 2 (agree)", 2), ("Answer: 3, because", 3)])
+def test_one_option_or_the_same_option_twice_is_an_answer(reply, choice):
+    assert parse_answer(reply, [1, 2, 3, 4]) == ParsedAnswer(choice, "ok")

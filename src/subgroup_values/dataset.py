@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +74,9 @@ def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: in
     questions = load_questions(rule=question_rule)
     survey = read_wvs(wvs_file, country=country, items=[q.qid for q in questions],
                       valid_codes=valid_codes(load_questions(rule="all")), expected_respondents=expected_respondents,
-                      columns=tuple(study.columns))
+                      columns=tuple(study.columns), may_lack=study.absent_items)
     questions = [q for q in questions if q.qid not in survey.absent_items]
+    _check_country_code(survey, study)
     _check_declared_codes(survey, study)
     used, dropped = usable_dimensions(survey, study, min_size)
     for reason in dropped.values():
@@ -105,6 +107,18 @@ def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: in
         "package_version": __version__,
     }
     return Dataset(pairs, sub, qf, manifest), survey, questions
+
+
+def _check_country_code(survey: Survey, study: Study) -> None:
+    """The file's country code column (B_COUNTRY) holds the study's country_code for every respondent selected."""
+    if study.country_code is None or "B_COUNTRY" not in survey.data:
+        return
+    found = sorted({int(c) for c in pd.to_numeric(survey.data["B_COUNTRY"], errors="coerce").dropna()})
+    if found != [study.country_code]:
+        raise ValueError(f"study {study.name!r} ({study.source or 'its config'}) says country_code "
+                         f"{study.country_code} ({study.country_name}), but the {study.country} respondents of "
+                         f"{survey.path.name} hold B_COUNTRY {found}: fix country_code in the study config (the ISO "
+                         "numeric code of its country) or use that country's file.")
 
 
 def _check_declared_codes(survey: Survey, study: Study) -> None:
@@ -208,6 +222,7 @@ def _check_counts(pairs: pd.DataFrame, path: Path) -> None:
             bad = np.flatnonzero(~np.isfinite(v) | (v < 0) | (v != np.round(v)))
             if len(bad):
                 fail(col, bad[0], pairs[col].iloc[bad[0]], "a count (an integer >= 0)")
+    scales = {q.qid: {v for v, _ in q.options} for q in load_questions(rule="all")}
     for col, integer in (("counts", True), ("weighted_counts", False)):
         if col not in pairs:
             continue
@@ -217,6 +232,19 @@ def _check_counts(pairs: pd.DataFrame, path: Path) -> None:
             if a is None or not np.isfinite(a).all() or (a < 0).any() or (integer and (a != np.round(a)).any()):
                 fail(col, i, v, "a list of " + ("counts (integers >= 0)" if integer else
                                                  "weighted counts (finite numbers >= 0)"))
+            if pairs.qid.iloc[i] in scales and len(a) != len(scales[pairs.qid.iloc[i]]):
+                fail(col, i, v, f"one per option of the item's scale {sorted(scales[pairs.qid.iloc[i]])}")
+    for col in ("modal_answer", "modal_answers", "modal_answers_unweighted", "population_modal_answers"):
+        if col not in pairs:
+            continue
+        for i, (qid, v) in enumerate(zip(pairs.qid, pairs[col])):
+            if qid not in scales or (col == "modal_answer" and pd.isna(v)):
+                continue  # an unknown item is refused where the questions are joined
+            modes = v if isinstance(v, list) else [v]
+            if (not modes and col != "modal_answer") or not all(
+                    isinstance(m, numbers.Real) and not isinstance(m, bool) and m in scales[qid] for m in modes):
+                fail(col, i, v, f"{'answers' if isinstance(v, list) else 'an answer'} on the item's scale "
+                     f"{sorted(scales[qid])}")
 
 
 def check_against_manifest(path: str | Path) -> str:

@@ -85,7 +85,8 @@ def read_folds(wvs_file, k: int = 2, seed: int = 0, country: str | None = None) 
     study = active()
     questions = load_questions(rule=study.question_rule)
     survey = read_wvs(wvs_file, country=country or study.country, items=[q.qid for q in questions],
-                      valid_codes=valid_codes(load_questions(rule="all")), columns=tuple(study.columns))
+                      valid_codes=valid_codes(load_questions(rule="all")), columns=tuple(study.columns),
+                      may_lack=study.absent_items)
     questions = [q for q in questions if q.qid not in survey.absent_items]
     used, _ = usable_dimensions(survey, study, study.min_group_size)
     return FoldData(survey, questions, used, assign_folds(survey, used, k, seed), k, seed)

@@ -156,7 +156,8 @@ def from_survey_file(wvs_file, pairs: pd.DataFrame, country: str | None = None, 
     min_size = study.min_group_size if min_size is None else min_size
     questions = load_questions(rule="all")
     survey = read_wvs(wvs_file, country=country or study.country, items=[q.qid for q in questions],
-                      valid_codes=valid_codes(questions), columns=tuple(study.columns))
+                      valid_codes=valid_codes(questions), columns=tuple(study.columns),
+                      may_lack=study.absent_items)
     used, _ = usable_dimensions(survey, study, min_size)
     subgroups = find_subgroups(survey, used.strata, min_size=min_size, study=used)
     return noise_floor(survey, questions, subgroups, pairs, n_boot, n_splits, seed, progress)

@@ -147,7 +147,7 @@ REFUSAL_PATTERNS = re.compile(
     r"|unable to (?:provide|answer|give))", re.IGNORECASE)
 
 #: Statuses of a prediction that is not an answer: scored as wrong (accuracy 0, NMAE 1) and counted.
-UNANSWERED = ("refusal", "unparseable", "contradictory", "out_of_range", "empty", "echoed_options",
+UNANSWERED = ("refusal", "unparseable", "contradictory", "hedged", "out_of_range", "empty", "echoed_options",
               "no_option_logprob", "failed")
 #: Of those, the ones counted as unreadable replies (a refusal is counted on its own).
 UNREADABLE = tuple(s for s in UNANSWERED if s != "refusal")
@@ -155,7 +155,7 @@ UNREADABLE = tuple(s for s in UNANSWERED if s != "refusal")
 @dataclass(frozen=True)
 class ParsedAnswer:
     choice: int | None
-    status: str  # "ok", "refusal", "unparseable", "out_of_range", "empty"
+    status: str  # "ok", or one of UNANSWERED ("refusal", "unparseable", "hedged", "out_of_range", "empty", ...)
 
     @property
     def ok(self) -> bool:
@@ -186,7 +186,18 @@ _NEGATED_CHOICE = re.compile(r"\b(?:would|will|do) not (?:choose|pick|select)\b|
                              re.IGNORECASE)
 
 
-def _number(n: int, valid_set: set[int]) -> ParsedAnswer:
+#: A second option offered beside the first: "1 or 2", "2/4", "2-3", "2 to 3", "2, 3", "2 and 3", "2 or maybe 3".
+_HEDGE = re.compile(r"\s*[.)]?\s*\**\s*(?:/|,|-|–|\bor\b|\band\b|\bto\b)\s*(?:maybe\s*|perhaps\s*)?(?:option\s*)?"
+                    r"(-?\d+)(?![\d.]\d)", re.IGNORECASE)
+
+
+def _number(n: int, valid_set: set[int], text: str = "", end: int = 0) -> ParsedAnswer:
+    """The answer ``n`` (read up to ``text[:end]``); ``hedged`` when another option follows it as a second
+    answer ("Answer: 1 or 2", "Answer: 2/4"): two options offered are no answer."""
+    if n in valid_set and text:
+        m = _HEDGE.match(text, end)
+        if m is not None and int(m.group(1)) != n and int(m.group(1)) in valid_set:
+            return ParsedAnswer(None, "hedged")
     return ParsedAnswer(n, "ok") if n in valid_set else ParsedAnswer(None, "out_of_range")
 
 
@@ -197,7 +208,8 @@ def parse_answer(reply: str, valid: list[int] | tuple[int, ...], labels: dict[in
 
     1. nothing: ``empty``;
     2. an explicit answer: "Answer: 3", "The answer is 3.", "The answer is option 2" (a number outside the
-       options: ``out_of_range``); or "The answer is <the label of one option>";
+       options: ``out_of_range``; two options offered, "Answer: 1 or 2", "Answer: 2/4": ``hedged``); or "The
+       answer is <the label of one option>";
     3. an echoed option list (two or more lines that start "1. ", "2. ", ...): ``echoed_options``, no answer;
     4. a reply that starts with a number, "3", "3.", "4. Not often" (when the text after the number names
        another option's label, "4. Not often" where 3 is "Not often", the reply is ``contradictory``);
@@ -213,7 +225,7 @@ def parse_answer(reply: str, valid: list[int] | tuple[int, ...], labels: dict[in
     valid_set = {int(v) for v in valid}
     m = _EXPLICIT.search(text)
     if m is not None:
-        return _number(int(m.group(1)), valid_set)
+        return _number(int(m.group(1)), valid_set, text, m.end())
     if labels and not _NEGATED_CHOICE.search(text):
         for tail in _EXPLICIT_TEXT.finditer(text):
             by_label = _label_choice(tail.group(1).split("\n")[0], labels)
@@ -223,6 +235,9 @@ def parse_answer(reply: str, valid: list[int] | tuple[int, ...], labels: dict[in
     enum = [_ENUM_LINE.match(ln) for ln in lines]
     if sum(e is not None for e in enum) >= 2:
         return ParsedAnswer(None, "echoed_options")
+    lead = re.match(r"\**\s*(-?\d+)(?![\d.]\d)", lines[0])  # "2 or 3", "3. or 4": two options offered
+    if lead is not None and _number(int(lead.group(1)), valid_set, lines[0], lead.end()).status == "hedged":
+        return ParsedAnswer(None, "hedged")
     first = _ENUM_LINE.match(lines[0]) or re.fullmatch(r"\**\s*(-?\d+)\s*\**\s*()", lines[0])
     if first is not None:
         n = int(first.group(1))
@@ -232,7 +247,7 @@ def parse_answer(reply: str, valid: list[int] | tuple[int, ...], labels: dict[in
         return _number(n, valid_set)
     m = _CHOICE_PHRASE.search(text)
     if m is not None and not _NEGATED_CHOICE.search(text):
-        return _number(int(m.group(1)), valid_set)
+        return _number(int(m.group(1)), valid_set, text, m.end())
     if REFUSAL_PATTERNS.search(text):
         return ParsedAnswer(None, "refusal")
     if labels and not _NEGATED_CHOICE.search(text):

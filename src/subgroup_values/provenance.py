@@ -83,6 +83,9 @@ KEY_PATTERN = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|(?:api
 SECRET_NAMES = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.I)
 #: Query parameters of a URL that carry credentials.
 SECRET_QUERY = re.compile(r"^(?:.*key|.*token|.*secret|sig|signature|password|pass|auth.*|code)$", re.I)
+#: The only query (and ;path parameter) keys whose values are known to be harmless: every other value may be a
+#: credential (?pwd=, ?session=, ;token=) and is refused in a base_url and redacted from artefacts.
+SAFE_QUERY = frozenset({"api-version", "api_version", "version", "format", "alt", "lang", "locale", "region"})
 REDACTED = "***"
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\"'<>]+", re.I)
 
@@ -102,6 +105,20 @@ def _token_like(segment: str) -> bool:
     return False
 
 
+def _secret_param(key: str, value: str) -> bool:
+    """Whether a query or ;path parameter's value may be a credential: any non-empty value whose key is not on
+    :data:`SAFE_QUERY` (a ``${NAME}`` placeholder is none), or one that looks like a key whatever its key."""
+    if not value or re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", value):
+        return False
+    return key.strip().lower() not in SAFE_QUERY or bool(SECRET_QUERY.match(key)) or _token_like(value)
+
+
+def _path_params(segment: str) -> list[tuple[str, str]]:
+    """The ;key=value parameters of a path segment (``v1;token=abc`` -> [("token", "abc")]; a bare ``;abc`` is a
+    value without a key)."""
+    return [tuple(p.split("=", 1)) if "=" in p else ("", p) for p in segment.split(";")[1:]]
+
+
 def url_secrets(url: str) -> list[str]:
     """Where a URL carries a credential (user:password@, a token in its path, a key in its query), as words that
     do not repeat the secret; empty when it carries none. ``${NAME}`` placeholders are not secrets."""
@@ -115,10 +132,13 @@ def url_secrets(url: str) -> list[str]:
     if parts.username or parts.password or "@" in parts.netloc:
         found.append("a user name or password before the host (user:password@)")
     path = re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", "", parts.path)
-    if any(_token_like(s) for s in path.split("/") if s):
+    if any(_token_like(s.split(";")[0]) for s in path.split("/") if s):
         found.append("a token in its path")
-    if any(SECRET_QUERY.match(k) or _token_like(v) for k, v in parse_qsl(parts.query, keep_blank_values=True)):
-        found.append("a key in its query string")
+    if any(_secret_param(k, v) for s in path.split("/") for k, v in _path_params(s)):
+        found.append("a ;parameter in its path (a value that may be a credential)")
+    if any(_secret_param(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)):
+        found.append("a key in its query string (only the values of "
+                     f"{', '.join(sorted(SAFE_QUERY))} are known to be no credential)")
     return found
 
 
@@ -130,8 +150,12 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         host = parts.netloc.rsplit("@", 1)[-1]
-        path = "/".join(REDACTED if s and "${" not in s and _token_like(s) else s for s in parts.path.split("/"))
-        query = urlencode([(k, REDACTED if SECRET_QUERY.match(k) or _token_like(v) else v)
+        path = "/".join(REDACTED if s and "${" not in s and _token_like(s.split(";")[0]) else
+                        ";".join([s.split(";")[0], *(f"{k}={REDACTED}" if k and _secret_param(k, v) else
+                                                     REDACTED if _secret_param(k, v) else (f"{k}={v}" if k else v)
+                                                     for k, v in _path_params(s))])
+                        for s in parts.path.split("/"))
+        query = urlencode([(k, REDACTED if _secret_param(k, v) else v)
                            for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
         return urlunsplit((parts.scheme, host, path, query, parts.fragment))
     except ValueError:

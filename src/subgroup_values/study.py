@@ -13,7 +13,9 @@ country is one YAML file away: pass its path wherever a study name is accepted. 
 - ``train_strata`` and ``ood_strata`` (lists of dimension lists): train on the first, test on the second;
 - ``min_group_size``, ``min_answers``, ``question_rule``, ``expected_respondents`` (the documented sample: a file
   with more or fewer respondents is refused; ``null``: no check) and
-  optionally ``budget_minutes`` (what ``make all`` for the study should take on the default profile). The dataset
+  optionally ``budget_minutes`` (what ``make all`` for the study should take on the default profile) and
+  ``absent_items`` (question-bank items the country did not ask, so its single-country file lacks them; any other
+  item missing from the file is an error). The dataset
   goes to ``data/processed/<study>/`` (Singapore's: ``data/processed/``).
 
 The active study of a process is ``SUBGROUP_VALUES_STUDY`` (a name or a path; default ``sgp``): the Makefile sets
@@ -35,7 +37,7 @@ DEFAULT_STUDY = "sgp"
 POSITIONS = ("noun", "before", "after")
 REQUIRED_KEYS = ("study", "country", "country_name", "dimensions", "train_strata", "ood_strata")
 OPTIONAL_KEYS = ("country_code", "min_group_size", "min_answers", "question_rule", "expected_respondents",
-                 "budget_minutes")
+                 "budget_minutes", "absent_items")
 
 Stratum = tuple[str, ...]
 
@@ -71,6 +73,7 @@ class Study:
     data_dir: str = "data/processed"
     budget_minutes: float | None = None
     source: str = ""
+    absent_items: tuple[str, ...] = ()  # question-bank items the country did not ask (its file lacks them)
 
     @property
     def strata(self) -> list[Stratum]:
@@ -170,6 +173,16 @@ def parse_study(cfg: dict, where: str = "study config") -> Study:
             _fail(where, f"dimensions {columns[dim.column]!r} and {name!r} both read column {dim.column!r}: one "
                          "column per dimension (two names for one variable would make impossible subgroups).")
         columns[dim.column] = name
+    from .questions import load_questions
+
+    bank = {q.qid: q.short_label for q in load_questions(rule="all")}
+    leaks = [(name, col, bank[col]) for col, name in columns.items() if col in bank]
+    if leaks:
+        name, col, label = leaks[0]
+        _fail(where, f"dimension {name!r} reads column {col}, which is question {col} ({label!r}) of the question "
+                     "bank: its subgroups would be defined by the very answer they are asked to predict (target "
+                     "leakage). Define the dimension by a demographic column (e.g. Q289 for religious denomination), "
+                     "not a value item.")
     train = _strata(cfg["train_strata"], dims, "train_strata", where)
     ood = _strata(cfg["ood_strata"], dims, "ood_strata", where)
     both = {tuple(s) for s in train if frozenset(s) in {frozenset(o) for o in ood}}  # strata are sets
@@ -184,18 +197,42 @@ def parse_study(cfg: dict, where: str = "study config") -> Study:
     expected = cfg.get("expected_respondents")
     if expected is not None and (not isinstance(expected, int) or expected < 1):
         _fail(where, f"expected_respondents must be a positive integer or null, got {expected!r}.")
+    absent = cfg.get("absent_items") or []
+    if not isinstance(absent, list) or not all(isinstance(q, str) and q in bank for q in absent):
+        _fail(where, f"absent_items must list question-bank items (e.g. [Q245]) the country's file lacks, got "
+                     f"{absent!r}.")
     code = cfg.get("country_code")
+    if code is not None and (isinstance(code, bool) or not isinstance(code, int) or not 0 < code < 1000):
+        _fail(where, f"country_code must be the ISO 3166 numeric code (B_COUNTRY, e.g. 702 for Singapore), got "
+                     f"{code!r}.")
+    known = known_countries().get(code)
+    if known and (known[0] != country or known[1].casefold() != str(cfg["country_name"]).strip().casefold()):
+        _fail(where, f"country_code {code} is {known[1]} ({known[0]}), but the config says country {country}, "
+                     f"country_name {cfg['country_name']!r}: its prompts would name one country and its data another. "
+                     f"Give the code, alpha-3 code and name of one country (for {known[1]}: country: {known[0]}, "
+                     f"country_code: {code}, country_name: {known[1]}).")
     return Study(name=str(cfg["study"]), country=country, country_code=int(code) if code is not None else None,
                  country_name=str(cfg["country_name"]), dimensions=dims, train_strata=train, ood_strata=ood,
                  question_rule=str(cfg.get("question_rule", "paper")), expected_respondents=expected,
                  data_dir=default_data_dir(str(cfg["study"])),
-                 budget_minutes=cfg.get("budget_minutes"), source=where, **ints)
+                 budget_minutes=cfg.get("budget_minutes"), source=where, absent_items=tuple(absent), **ints)
 
 
 def default_data_dir(name: str) -> str:
     """Singapore's dataset stays where the paper's reproduction has always kept it; any other study's goes to its
     own folder (the Makefile uses the same rule)."""
     return "data/processed" if name == DEFAULT_STUDY else f"data/processed/{name}"
+
+
+@functools.cache
+def known_countries() -> dict[int, tuple[str, str]]:
+    """The countries the shipped studies name: ISO numeric code -> (alpha-3 code, name)."""
+    out = {}
+    for path in sorted(STUDIES_DIR.glob("*.yaml")):
+        cfg = yaml.safe_load(path.read_text()) or {}
+        if isinstance(cfg.get("country_code"), int):
+            out[cfg["country_code"]] = (str(cfg.get("country", "")).upper(), str(cfg.get("country_name", "")))
+    return out
 
 
 def known_studies() -> list[str]:

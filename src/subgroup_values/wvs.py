@@ -213,7 +213,8 @@ def _read_bytes(raw: bytes, name: str, suffix: str) -> tuple[pd.DataFrame, str]:
 
 def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[str] | None = None,
              valid_codes: dict[str, set[int]] | None = None, expected_respondents: int | None = None,
-             columns: tuple[str, ...] = ("Q260", "X003R", "Q290", "Q289")) -> Survey:
+             columns: tuple[str, ...] = ("Q260", "X003R", "Q290", "Q289"),
+             may_lack: tuple[str, ...] = ()) -> Survey:
     """Read a WVS-7 file, check it, select ``country`` (alpha-3 code or ISO number) and code missing answers.
 
     ``columns`` are the demographic columns the study's dimensions read (required, coded like the items). The
@@ -224,7 +225,9 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
     ``valid_codes`` maps an item to the survey codes it may hold besides the negative missing codes (its scale's
     codes and documented off-scale codes): any other value is an error naming the column, row and value.
     ``expected_respondents`` is the country's documented sample size: a file with more (duplicated) or fewer
-    (cut) respondents is an error. Respondent ids (``D_INTERVIEW``) must be unique.
+    (cut) respondents is an error. Respondent ids (``D_INTERVIEW``) must be unique. ``may_lack``: the items a
+    single-country file may lack (the study config's ``absent_items``: the country did not ask them); they are
+    left out and reported; any other item missing is an error.
     """
     if path is None or str(path) == "":
         raise WVSFileError(f"No survey file given. {DOWNLOAD_HINT}")
@@ -290,16 +293,20 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
     items = list(items or [])
     absent = [c for c in items if c not in df.columns]
     single_country = "A_WAVE" not in df.columns
-    if absent and single_country and len(absent) <= len(items) // 10:
+    if absent and single_country and set(absent) <= set(may_lack):
         # a single-country release leaves out items the country did not ask (Turkey's v5.0 has no Q245): they are
         # reported (Survey.absent_items, the manifest) and left out; many absent items still mean a wrong file
         print(f"{path.name}: {len(absent)} item(s) of the question bank are not in this single-country file and are "
               f"left out: {absent}")
         items = [c for c in items if c in df.columns]
     elif absent:
-        raise WVSFileError(f"{path.name} lacks {len(absent)} value item(s) of the question bank: "
-                           f"{absent[:10]}{' ...' if len(absent) > 10 else ''}. Expected the full WVS-7 "
-                           f"questionnaire (Q1-Q259). {DOWNLOAD_HINT}")
+        unsaid = [c for c in absent if c not in may_lack]
+        raise WVSFileError(f"{path.name} lacks {len(unsaid)} value item(s) of the question bank: "
+                           f"{unsaid[:10]}{f' and {len(unsaid) - 10} more' if len(unsaid) > 10 else ''}. "
+                           "Expected the full WVS-7 questionnaire (Q1-Q259)"
+                           + (": a file with columns deleted gives another study. If the country did not ask "
+                              "them, list them under absent_items in the study config (its data then leave them "
+                              "out)" if single_country else "") + f". {DOWNLOAD_HINT}")
     coded = [c for c in df.columns if c in items or c in columns]
     for c in coded + ["W_WEIGHT"]:
         df[c] = pd.to_numeric(df[c], errors="coerce")

@@ -90,6 +90,14 @@ def same_model(asked: str, answered: str) -> bool:
     return a == b or b.startswith(a + "-") or a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
 
 
+def endpoint_url(base_url: str, route: str) -> str:
+    """``route`` joined to the path of ``base_url``, before its query (Azure's ``.../v1?api-version=...`` becomes
+    ``.../v1/chat/completions?api-version=...``, not ``...?api-version=.../chat/completions``)."""
+    base, sep, query = base_url.partition("?")
+    base = base.split("#", 1)[0]
+    return base.rstrip("/") + route + sep + query
+
+
 class OpenAICompatBackend(Backend):
     kind = "openai_compat"
     supports_logprob = True
@@ -127,8 +135,8 @@ class OpenAICompatBackend(Backend):
                              "set it (its value fills the URL when a request is sent), or give the URL without it.")
         self.base_url = base_url.rstrip("/")  # as given: ${NAME} placeholders stay unexpanded (recorded, shown)
         self.endpoint = endpoint
-        self.url = self.base_url + "/chat/completions"
-        self.completions_url = self.base_url + "/completions"
+        self.url = endpoint_url(self.base_url, "/chat/completions")
+        self.completions_url = endpoint_url(self.base_url, "/completions")
         self.check_model = bool(check_model)
         self._answered = 0  # requests answered so far (a server that answered once is not "unreachable")
         self._stop = False
