@@ -444,7 +444,8 @@ def test_cli_evaluate_takes_the_study_of_the_pairs(tmp_path, monkeypatch):
     m = json.loads((data / "manifest.json").read_text())
     m["study"]["study"] = "tur"
     (data / "manifest.json").write_text(json.dumps(m))
-    monkeypatch.delenv("SUBGROUP_VALUES_STUDY", raising=False)
+    monkeypatch.setenv("SUBGROUP_VALUES_STUDY", "sgp")  # registers the variable's state, restored afterwards
+    monkeypatch.delenv("SUBGROUP_VALUES_STUDY")
     with pytest.raises(ValueError, match="holds the pairs of study 'tur'.*--study tur"):
         load_pairs(data / "pairs.csv")  # the active study is Singapore's
     _use_study(None, str(data / "pairs.csv"))
