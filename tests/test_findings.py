@@ -48,7 +48,7 @@ def test_wilson_interval_known_values_and_bad_input():
 
 
 def test_refusal_runs_sample_exactly_the_sensitive_items():
-    from subgroup_values.fairness import SENSITIVE_ITEMS
+    from subgroup_values.questions import SENSITIVE_ITEMS
 
     runs = yaml.safe_load((REPO_ROOT / "configs/default.yaml").read_text())["runs"]
     for name in ("base_ood_refusals", "sft_ood_refusals"):

@@ -36,16 +36,9 @@ from .bootstrap import (
 )
 from .disparities import dispersion
 from .prompts import UNREADABLE
+from .questions import SENSITIVE_ITEMS
 from .study import active
 
-#: Items on which refusals are most likely (sexuality, abortion, divorce, violence, religion).
-SENSITIVE_ITEMS = {
-    "Q22": "neighbours: homosexuals", "Q36": "homosexual couples as parents", "Q182": "homosexuality",
-    "Q183": "prostitution", "Q184": "abortion", "Q185": "divorce", "Q186": "sex before marriage",
-    "Q187": "suicide", "Q188": "euthanasia", "Q189": "a man beating his wife", "Q190": "parents beating children",
-    "Q191": "violence against other people", "Q193": "casual sex", "Q6": "importance of religion",
-    "Q164": "importance of God", "Q169": "science vs religion", "Q170": "the only acceptable religion",
-}
 METRIC_COLUMNS = {"accuracy": "correct", "nmae": "nmae", "wasserstein": "wasserstein"}
 LOWER_IS_BETTER = {"accuracy": False, "nmae": True, "wasserstein": True}
 

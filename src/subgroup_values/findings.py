@@ -32,7 +32,7 @@ REFUSAL_HALF_WIDTH = 0.05
 #: Share of generate-mode replies the token budget may cut for the budget to count as letting replies finish.
 MAX_SHARE_CUT = 0.05
 #: Items on which refusals are most likely; the refusal sample is drawn from their pairs. Defined in
-#: :mod:`subgroup_values.fairness` (``SENSITIVE_ITEMS``), read from there.
+#: :mod:`subgroup_values.questions` (``SENSITIVE_ITEMS``), read from there.
 
 
 def _bonferroni(m: int) -> float:
@@ -403,7 +403,7 @@ def build_findings(res_dir: str | Path, data_dir: str | Path, base_run: str = "b
 
     res_dir, data_dir = Path(res_dir), Path(data_dir)
     if sensitive is None:
-        from .fairness import SENSITIVE_ITEMS
+        from .questions import SENSITIVE_ITEMS
         sensitive = set(SENSITIVE_ITEMS)
     from .dataset import data_claims
 

@@ -95,3 +95,13 @@ def bank_summary(questions: list[Question]) -> pd.DataFrame:
     """Per category: how many items, and which answer scales they use."""
     df = questions_frame(questions).assign(scale=lambda d: d.scale_min.astype(str) + "-" + d.scale_max.astype(str))
     return df.groupby("category").agg(items=("qid", "size"), scales=("scale", lambda s: ", ".join(sorted(set(s)))))
+
+
+#: Items on which refusals are most likely (sexuality, abortion, divorce, violence, religion).
+SENSITIVE_ITEMS = {
+    "Q22": "neighbours: homosexuals", "Q36": "homosexual couples as parents", "Q182": "homosexuality",
+    "Q183": "prostitution", "Q184": "abortion", "Q185": "divorce", "Q186": "sex before marriage",
+    "Q187": "suicide", "Q188": "euthanasia", "Q189": "a man beating his wife", "Q190": "parents beating children",
+    "Q191": "violence against other people", "Q193": "casual sex", "Q6": "importance of religion",
+    "Q164": "importance of God", "Q169": "science vs religion", "Q170": "the only acceptable religion",
+}
