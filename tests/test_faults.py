@@ -858,6 +858,8 @@ def test_a_run_without_a_single_answer_fails():
                           "error": ["", ""]})
     with pytest.raises(RuntimeError, match="None of the 2 predictions has an answer"):
         runs.require_complete(preds)
+    local = preds.assign(status=["empty", "unparseable"])
+    runs.require_complete(local, remote=False)  # a local model that answers nothing: that is its result
 
 
 def test_a_tiny_survey_weight_is_refused(tmp_path, survey_frame):

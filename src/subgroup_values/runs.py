@@ -82,10 +82,12 @@ def save_run(preds: pd.DataFrame, summary: pd.DataFrame, run_dir: str | Path, re
 def require_complete(preds: pd.DataFrame, run_dir: str | Path | None = None, remote: bool = True) -> None:
     """Fail (after the run is saved) when some requests failed or (from a server: ``remote``) came back empty:
     the step is then not done, so `make` reruns it, and the rerun asks only those again (the rest is cached). A
-    local model's empty reply is its answer (greedy decoding gives it again), not a failure."""
+    local model's empty reply is its answer (greedy decoding gives it again), not a failure. From a server, a run in
+    which no prediction has an answer is a failure too (the server's replies, not the model, are then in doubt);
+    a local model that answers nothing (a random test model in generate mode) has that as its result."""
     retry = ["failed", "empty"] if remote else ["failed"]
     failed = preds.status.isin(retry) if "status" in preds else pd.Series(False, index=preds.index)
-    if len(preds) and "choice" in preds and preds["choice"].isna().all() and not failed.any():
+    if remote and len(preds) and "choice" in preds and preds["choice"].isna().all() and not failed.any():
         raise RuntimeError(f"None of the {len(preds)} predictions has an answer (statuses "
                            f"{preds.status.value_counts().to_dict()}): the scores would only say that. The run is "
                            f"saved{f' in {run_dir}' if run_dir else ''}; check the backend (its log-probabilities or "
