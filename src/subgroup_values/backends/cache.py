@@ -40,19 +40,29 @@ class CacheError(OSError):
 class ResponseCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._db.commit()
-            self._db.execute("SELECT key, value FROM responses LIMIT 1").fetchall()
-            if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                raise sqlite3.DatabaseError("the integrity check failed")
-        except sqlite3.DatabaseError as exc:  # not a database, truncated, corrupt, or a folder it cannot write
-            raise CacheError(self.path, exc) from None
-        except OSError as exc:
-            raise CacheError(self.path, exc) from None
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, timeout=60)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                self._db.commit()
+                self._db.execute("SELECT key, value FROM responses LIMIT 1").fetchall()
+                if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                    raise sqlite3.DatabaseError("the integrity check failed")
+                return
+            except sqlite3.OperationalError as exc:
+                # another process or thread holds the lock (switching to WAL does not wait for it): wait, it is
+                # not damage; anything else is
+                if ("locked" in str(exc) or "busy" in str(exc)) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise CacheError(self.path, exc) from None
+            except sqlite3.DatabaseError as exc:  # not a database, truncated, corrupt, or a folder it cannot write
+                raise CacheError(self.path, exc) from None
+            except OSError as exc:
+                raise CacheError(self.path, exc) from None
 
     def get_many(self, keys: list[str]) -> dict[str, dict]:
         out: dict[str, dict] = {}
