@@ -995,4 +995,3 @@ def test_a_single_country_file_lacking_items_the_study_does_not_drop_is_refused(
         read_wvs(path, items=items, may_lack=("Q1",))
     assert read_wvs(path, items=items, may_lack=("Q1", "Q2")).absent_items == ["Q1", "Q2"]
     assert load_study("tur").absent_items == ("Q245",)  # Turkey did not ask Q245: its study says so
-
