@@ -101,12 +101,15 @@ BASE_RUNS := base_ood base_train base_ood_generate
 SFT_RUNS := sft_ood sft_train sft_ood_generate
 DIST_RUNS := sft_distribution_ood
 MARGINALS_RUNS := base_ood_marginals sft_ood_marginals sft_distribution_ood_marginals
+# Generate mode on a seeded sample of the refusal-sensitive items' pairs (questions.SENSITIVE_ITEMS), base and SFT:
+# the refusal rate with an interval of +-5 points or less (steps 5 and 7).
+REFUSAL_RUNS := base_ood_refusals sft_ood_refusals
 DIST_FT := $(OUT)/04_finetune__sft_distribution.ipynb
 DIST_RECIPE := configs/sft/$(PROFILE)_distribution.yaml
 HEADROOM_RUNS := base_ood sft_ood $(DIST_RUNS) $(MARGINALS_RUNS)
 STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb \
   $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
-  $(DIST_FT) $(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(MARGINALS_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
+  $(REFUSAL_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(DIST_FT) $(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(MARGINALS_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
   $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb $(OUT)/07_paper_comparison.ipynb
 ifneq ($(STUDY_NAME),sgp)
 # Another country: the dataset, the landscape, the zero-shot runs with the baselines and the headroom. The paper
@@ -224,7 +227,7 @@ $(OUT)/02_value_landscape.ipynb: $(NB)/02_value_landscape.ipynb $(DEPS_02_value_
 landscape: $(OUT)/02_value_landscape.ipynb
 
 # ---- 3. zero-shot evaluation of the base model -----------------------------------------------------------------
-$(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/03_evaluate__base_ood_marginals.ipynb: $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(MODEL_READY)
+$(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/03_evaluate__base_ood_marginals.ipynb $(OUT)/03_evaluate__base_ood_refusals.ipynb: $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(MODEL_READY)
 	$(RUN_NB) $< --run $*
 
 evaluate: $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
@@ -233,7 +236,7 @@ evaluate: $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
 $(OUT)/04_finetune.ipynb: $(NB)/04_finetune.ipynb $(DEPS_04_finetune) $(CONFIG) $(RECIPE) $(PAIRS) $(MODEL_READY)
 	$(RUN_NB) $< -p recipe $(RECIPE)
 
-$(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/03_evaluate__sft_ood_marginals.ipynb: $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(OUT)/04_finetune.ipynb
+$(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/03_evaluate__sft_ood_marginals.ipynb $(OUT)/03_evaluate__sft_ood_refusals.ipynb: $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(OUT)/04_finetune.ipynb
 	$(RUN_NB) $< --run $*
 
 # The distribution-matching fine-tune (configs/sft/<profile>_distribution.yaml: loss distribution), then its runs.
@@ -246,7 +249,8 @@ $(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/03_evaluate__sft_distribution_
 finetune: $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(DIST_FT) $(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
 
 # ---- 5. fairness audit, 6. open-ended answers, 7. the paper beside ours -------------------------------------------
-$(OUT)/05_fairness.ipynb: $(NB)/05_fairness.ipynb $(DEPS_05_fairness) $(CONFIG) $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
+$(OUT)/05_fairness.ipynb: $(NB)/05_fairness.ipynb $(DEPS_05_fairness) $(CONFIG) $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
+  $(REFUSAL_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
 	$(RUN_NB) $<
 
 $(OUT)/06_open_ended.ipynb: $(NB)/06_open_ended.ipynb $(DEPS_06_open_ended) $(CONFIG) $(OUT)/04_finetune.ipynb

@@ -76,6 +76,12 @@ def test_refusals_on_sensitive_items():
     r = fairness.refusals(t).set_index("items")
     assert r.loc["sensitive items", "refusal_rate"] == 0.5 and r.loc["other items", "refusal_rate"] == 0.0
     assert r.loc["all items", "unparseable_rate"] == 0.25
+    lo, hi = r.loc["sensitive items", ["refusal_lo", "refusal_hi"]]
+    assert 0 < lo < 0.5 < hi < 1
+    # a run of the sensitive items only: the other items are a row that says there are none, not a rate of NaN
+    only = fairness.refusals(t[t.qid == "Q182"]).set_index("items")
+    assert only.loc["other items", "pairs"] == 0 and "no pairs" in only.loc["other items", "note"]
+    assert only.loc["sensitive items", "refusal_rate"] == 0.5
 
 
 # ---- relative and absolute dispersion, permutation tests, Holm, respondent redraws ----------------------------

@@ -29,6 +29,7 @@ resamples ``bootstrap`` draws for the same seed, so they give its intervals (to 
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 
@@ -238,3 +239,16 @@ def subgroup_bootstrap(df: pd.DataFrame, columns: list[str],
                      "se": float(np.nanstd(boot[name], ddof=1)), "method": method,
                      "degenerate": is_degenerate(boot[name])})
     return pd.DataFrame(rows)
+
+
+def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial share ``k / n``."""
+    if n <= 0:
+        raise ValueError(f"A share needs at least one trial, got n={n}.")
+    if not 0 <= k <= n:
+        raise ValueError(f"A share needs 0 <= k <= n, got k={k}, n={n}.")
+    z = norm.ppf(1 - (1 - level) / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

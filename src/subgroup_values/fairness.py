@@ -33,6 +33,7 @@ from .bootstrap import (
     subgroup_bootstrap,
     subgroup_sums,
     weighted_means,
+    wilson,
 )
 from .disparities import dispersion
 from .prompts import UNREADABLE
@@ -258,12 +259,20 @@ def per_attribute(preds: pd.DataFrame, metric: str = "accuracy", n_boot: int = 1
 
 
 def refusals(preds: pd.DataFrame) -> pd.DataFrame:
-    """Refusal and unparseable rates on all items and on the sensitive items."""
+    """Refusal and unparseable rates on all items, on the sensitive items and on the others, the refusal rate with
+    its Wilson interval (pairs as trials). A subset with no pairs (a run drawn from the sensitive items only has no
+    other items) is a row that says so, with no rates."""
     sens = preds.qid.isin(list(SENSITIVE_ITEMS))
     rows = []
     for name, d in [("all items", preds), ("sensitive items", preds[sens]), ("other items", preds[~sens])]:
-        rows.append({"items": name, "pairs": len(d), "refusal_rate": (d.status == "refusal").mean(),
-                     "unparseable_rate": d.status.isin(list(UNREADABLE)).mean()})
+        if len(d) == 0:
+            rows.append({"items": name, "pairs": 0, "refusal_rate": np.nan, "refusal_lo": np.nan,
+                         "refusal_hi": np.nan, "unparseable_rate": np.nan, "note": "no pairs of these items in the run"})
+            continue
+        k = int((d.status == "refusal").sum())
+        lo, hi = wilson(k, len(d))
+        rows.append({"items": name, "pairs": len(d), "refusal_rate": k / len(d), "refusal_lo": lo, "refusal_hi": hi,
+                     "unparseable_rate": d.status.isin(list(UNREADABLE)).mean(), "note": ""})
     return pd.DataFrame(rows)
 
 

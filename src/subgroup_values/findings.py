@@ -16,14 +16,13 @@ whose sentences README, the notebooks and the paper print; nothing here types a 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest, norm
+from scipy.stats import binomtest
 
-from .bootstrap import mean_bootstrap
+from .bootstrap import mean_bootstrap, wilson  # noqa: F401  (wilson: the rates' interval, re-exported)
 from .claims import Claim, claims_path, fmt, fmt_ci, write_claims
 
 ALPHA = 0.05
@@ -66,19 +65,6 @@ def paired_difference(a: pd.Series, b: pd.Series, qid: pd.Series, n_boot: int = 
     return {"a": float(df.a.mean()), "b": float(df.b.mean()), "estimate": float(ci.loc["d", "estimate"]),
             "lo": finite(ci.loc["d", "lo"]), "hi": finite(ci.loc["d", "hi"]), "pairs": len(df),
             "questions": int(df.qid.nunique()), "degenerate": bool(ci.loc["d", "degenerate"])}
-
-
-def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a binomial share ``k / n``."""
-    if n <= 0:
-        raise ValueError(f"A share needs at least one trial, got n={n}.")
-    if not 0 <= k <= n:
-        raise ValueError(f"A share needs 0 <= k <= n, got k={k}, n={n}.")
-    z = norm.ppf(1 - (1 - level) / 2)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # ---- zero-shot: a model beside the baselines that need no model --------------------------------------------------
