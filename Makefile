@@ -81,7 +81,7 @@ RECIPE := configs/sft/$(PROFILE).yaml
 # The weights themselves: a folder whose weights are gone is rebuilt, not taken for ready (config.json is there).
 ifeq ($(PROFILE),smoke)
 MODEL_READY := models/tiny-random/model.safetensors
-else ifneq ($(filter default tur,$(PROFILE)),)
+else ifneq ($(filter default tur disjoint,$(PROFILE)),)
 MODEL_READY := models/SmolLM2-135M-Instruct/model.safetensors
 else
 MODEL_READY :=
@@ -119,8 +119,29 @@ STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb $(BASE_RU
   $(OUT)/03_evaluate__base_ood_marginals.ipynb $(OUT)/08_headroom.ipynb
 endif
 
+# The distribution fine-tune's chain is its own command in the default profile (`make distribution`): with it,
+# `make all` would not fit its 90 minutes on 2 cores. Steps 7 and 8 read its committed predictions, and rerun when
+# `make distribution` changes them. (report.SEPARATE_TARGETS names the same steps for the run times.)
+DIST_STEPS := $(DIST_FT) $(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/03_evaluate__sft_distribution_ood_marginals.ipynb
+ifeq ($(PROFILE),default)
+STEPS := $(filter-out $(DIST_STEPS),$(STEPS))
+HEADROOM_RUNS := $(filter-out sft_distribution_ood sft_distribution_ood_marginals,$(HEADROOM_RUNS))
+DIST_PREDS := $(wildcard results/default/sft_distribution_ood/predictions.parquet results/default/sft_distribution_ood_marginals/predictions.parquet)
+endif
+distribution: $(DIST_STEPS)
+
+# The fine-tunes under the respondent-disjoint protocol (configs/disjoint.yaml): target fold 0's dataset, built from
+# the committed fold aggregates, both fine-tunes on it and their evaluations on fold 0's targets. Step 8 of the
+# default profile reads their predictions (results/disjoint/) when they are there.
+FOLD_DATASET := build/disjoint/folds/fold0/pairs.csv
+ifeq ($(PROFILE),disjoint)
+STEPS := $(OUT)/04_finetune.ipynb $(OUT)/03_evaluate__sft_ood.ipynb $(DIST_FT) $(OUT)/03_evaluate__sft_distribution_ood.ipynb
+PAIRS := $(FOLD_DATASET)
+endif
+DISJOINT_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/disjoint/sft_ood/predictions.parquet results/disjoint/sft_distribution_ood/predictions.parquet))
+
 FORCE:
-.PHONY: FORCE paper browser all setup data landscape evaluate finetune fairness open-ended headroom report figures model tiny-model model-families check-gpu test \
+.PHONY: FORCE paper browser all setup data landscape evaluate finetune distribution fairness open-ended headroom report figures model tiny-model model-families check-gpu test \
   pytest smoke bench bench-bf16 bench-server clean clean-venv check-wvs help vllm-env serve-vllm
 
 ifeq ($(FROM_AGGREGATES),1)
@@ -137,6 +158,7 @@ help:
 	@echo "make all [PROFILE=default|smoke|paper] [WVS_FILE=...]  regenerate every table and figure"
 	@echo "make test                                             the tests and the smoke chain"
 	@echo "make data | landscape | evaluate | finetune | fairness | open-ended | headroom | report | paper | model | bench | clean"
+	@echo "make distribution                                     the distribution fine-tune and its runs (default: not in make all)"
 	@echo "make all PROFILE=tur                                  the study for Turkey (WVS_FILE_TUR=...)"
 	@echo "make vllm-env | serve-vllm [VLLM_MODEL=folder] | bench-server   vLLM's CPU build, a server, its benchmark"
 
@@ -206,7 +228,10 @@ $(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(DEPS_01_build_data
 # so rerunning step 1 after a change that leaves the data as it was reruns nothing else.
 # The dataset table later steps depend on (a test points it into a temporary folder to leave the real one alone).
 PAIRS ?= $(DATA_DIR)/pairs.csv
-ifeq ($(FROM_AGGREGATES),1)
+ifeq ($(PROFILE),disjoint)
+$(FOLD_DATASET): $(DATA_DIR)/fold_pairs.csv $(DATA_DIR)/pairs.csv $(PKG)/folds.py $(PKG)/dataset.py | $(STAMP)
+	$(PY) -m subgroup_values.folds dataset --fold 0 $(dir $@)
+else ifeq ($(FROM_AGGREGATES),1)
 AGGREGATES_OK := $(BUILD)/aggregates$(if $(filter sgp,$(STUDY_NAME)),,.$(STUDY_NAME)).ok
 # Checked on every make; the stamp changes only when the verified tables do.
 $(AGGREGATES_OK): $(WVS_CHECK) | $(STAMP)
@@ -261,7 +286,8 @@ $(OUT)/06_open_ended.ipynb: $(NB)/06_open_ended.ipynb $(DEPS_06_open_ended) $(CO
 # from the respondents; without it (or in the smoke profile) the committed tables stand. One BLAS thread: the
 # regression's many small L-BFGS fits run 10-20x slower with threads on a loaded 2-core machine.
 HEADROOM_ARGS := $(if $(FROM_AGGREGATES),,$(if $(filter smoke,$(PROFILE)),,-p wvs_file "$(WVS_FILE)"))
-$(OUT)/08_headroom.ipynb: $(NB)/08_headroom.ipynb $(DEPS_08_headroom) $(CONFIG) $(PAIRS) $(HEADROOM_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
+$(OUT)/08_headroom.ipynb: $(NB)/08_headroom.ipynb $(DEPS_08_headroom) $(CONFIG) $(PAIRS) $(HEADROOM_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
+  $(DIST_PREDS) $(DISJOINT_PREDS)
 	OPENBLAS_NUM_THREADS=1 $(RUN_NB) $< $(HEADROOM_ARGS)
 
 $(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(DEPS_07_paper_comparison) $(CONFIG) $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb

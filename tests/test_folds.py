@@ -91,3 +91,74 @@ def test_fold_aggregates_keep_the_disclosure_rule(tmp_path):
     assert back.weighted_counts.iloc[0] == [1.0]
     with pytest.raises(FileNotFoundError, match="survey file"):
         folds.load_fold_pairs(tmp_path / "none.csv")
+
+
+# ---- a target fold as a dataset (the disjoint profile's fine-tunes train and are evaluated on it) --------------
+
+def test_fold_dataset_is_the_folds_inputs_and_targets_and_is_checked_like_the_dataset(tmp_path):
+    table = folds.load_fold_pairs()
+    all_pairs = dataset.load_pairs()
+    m = folds.write_fold_dataset(table, 0, all_pairs, tmp_path / "fold0", source=folds.fold_file())
+    got = dataset.load_pairs(tmp_path / "fold0" / "pairs.csv")  # checked against its own manifest
+    assert list(got.columns) == list(all_pairs.columns)
+    assert m["protocol"] == "disjoint" and m["fold"] == 0
+    assert dataset.manifest_of(got)["fold"] == 0 and "fold" not in dataset.manifest_of(all_pairs)
+    key = ["qid", "subgroup_id"]
+    train, ood = got[got.split == "train"], got[got.split == "ood"]
+    ins, tgt = folds.inputs(table, 0), folds.targets(table, 0)
+    # train = the other fold's cells, ood = fold 0's targets, with their own (fold) counts, not the whole sample's
+    assert set(map(tuple, train[key].to_numpy())) == set(map(tuple, ins[key].to_numpy()))
+    assert set(map(tuple, ood[key].to_numpy())) == set(map(tuple, tgt[key].to_numpy()))
+    a = ood.merge(tgt[key + ["counts"]], on=key)
+    assert (a.counts_x == a.counts_y).all()
+    whole = ood.merge(all_pairs[key + ["n"]], on=key)
+    assert (whole.n_x < whole.n_y).all()  # half a cell
+    # attributes as the dataset's; modes from the fold's own counts
+    for r in (ood.iloc[0], train.iloc[-1]):
+        full = all_pairs[all_pairs.subgroup_id == r.subgroup_id].iloc[0]
+        assert [str(r[d]) for d in ("sex", "age", "ethnicity", "religion")] == \
+            [str(full[d]) for d in ("sex", "age", "ethnicity", "religion")]
+    assert all(m_ == sorted(m_) and m_ for m_ in got.modal_answers_unweighted)
+    # rewriting the same content leaves the files alone; a hand-edited table is refused
+    before = (tmp_path / "fold0" / "pairs.csv").stat().st_mtime_ns
+    folds.write_fold_dataset(table, 0, all_pairs, tmp_path / "fold0", source=folds.fold_file())
+    assert (tmp_path / "fold0" / "pairs.csv").stat().st_mtime_ns == before
+    p = tmp_path / "fold0" / "pairs.csv"
+    p.write_text(p.read_text().replace(",train,", ",ood,", 1))
+    with pytest.raises(ValueError, match="differs from its manifest"):
+        dataset.load_pairs(p)
+    with pytest.raises(ValueError, match="not fold 5"):
+        folds.fold_dataset(table, 5, all_pairs)
+
+
+def test_fold_runs_refuse_a_paper_protocol_run_and_say_which_are_missing(tmp_path):
+    from subgroup_values import headroom
+
+    with pytest.raises(ValueError, match="name=profile/run"):
+        headroom.fold_runs("sft_disjoint")
+    run = tmp_path / "default" / "base_ood"
+    run.mkdir(parents=True)
+    pd.DataFrame({"qid": ["Q1"], "subgroup_id": ["sex=1"]}).to_parquet(run / "predictions.parquet")
+    (run / "metrics.json").write_text('{"data": {"pairs_sha256": "x"}}')
+    with pytest.raises(ValueError, match="fold's dataset"):
+        headroom.fold_runs("m=default/base_ood", results=str(tmp_path))
+    got, notes = headroom.fold_runs("m=disjoint/sft_ood", results=str(tmp_path))
+    assert got == {} and "make all PROFILE=disjoint" in notes[0]
+    (run / "metrics.json").write_text('{"data": {"protocol": "disjoint", "fold": 1}}')
+    got, _ = headroom.fold_runs("m=default/base_ood", results=str(tmp_path))
+    assert got["m"][1] == 1
+
+
+def test_paired_tv_known_answer():
+    from subgroup_values import headroom
+
+    rng = np.random.default_rng(0)
+    base = pd.DataFrame({"qid": np.repeat([f"Q{i}" for i in range(30)], 4), "subgroup_id": list("abcd") * 30,
+                         "tv": rng.uniform(0.1, 0.3, 120)})
+    better = base.assign(tv=base.tv - 0.05)
+    r = headroom.paired_tv({"a": better, "b": base}, "a", "b", n_boot=200)
+    assert r["diff"] == pytest.approx(-0.05) and r["lo"] == pytest.approx(-0.05) and r["hi"] == pytest.approx(-0.05)
+    assert r["relative"] == pytest.approx(-0.05 / base.tv.mean())
+    noisy = base.assign(tv=base.tv + rng.normal(0, 0.02, 120))
+    r = headroom.paired_tv({"a": noisy, "b": base}, "a", "b", n_boot=200)
+    assert r["lo"] < r["diff"] < r["hi"] and r["n_pairs"] == 120

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from subgroup_values import baselines, dataset, headroom, noise_floor
@@ -71,3 +72,46 @@ def test_headroom_claims_are_written_from_the_tables():
         expected = "headroom" if g.gap_lo_wide > 0 else "below the floor" if g.gap_hi_wide < 0 else "at the floor"
         c = out[f"headroom.disjoint.gap.{m}"]
         assert c.verdict == expected and c.protocol == "disjoint" and c.estimate == pytest.approx(g.gap)
+
+
+def test_a_fold_run_is_placed_on_its_folds_targets_beside_every_predictor():
+    """The disjoint profile's path, on the committed fold aggregates: predictors per fold (inputs from the other
+    fold), a "fine-tune" (here the log-linear rule's distributions standing in for a model's) evaluated on fold
+    0's targets only, placed with its gap to the floor, paired comparisons, and claims."""
+    import numpy as np
+
+    from subgroup_values import claims, folds
+
+    table = folds.load_fold_pairs()
+    qids = ["Q1", "Q46", "Q164", "Q241"]
+    table = table[table.qid.isin(qids)]
+    disjoint, floors = {}, []
+    for f in (0, 1):
+        t, i = folds.targets(table, f), folds.inputs(table, f)
+        for k in ("uniform", "compositional", "log_linear", "population_mode"):
+            disjoint.setdefault(k, []).append(baselines.predictions(t, i, k).assign(fold=f))
+        floors.append(t[["qid", "subgroup_id"]].assign(fold=f, floor_tv=0.05, floor_w1=0.03, floor_jsd=0.06))
+    disjoint = {k: pd.concat(v, ignore_index=True) for k, v in disjoint.items()}
+    floor = pd.concat(floors, ignore_index=True)
+    t0 = folds.targets(table, 0)
+    model = baselines.predictions(t0, folds.inputs(table, 0), "log_linear")[["qid", "subgroup_id", "choice", "probs",
+                                                                              "option_mass", "status"]]
+    with pytest.raises(ValueError, match="every target pair"):
+        headroom.fold_systems(disjoint, floor, table, {"ft": (model.iloc[:-2], 0)}, 0)
+    systems, ffloor = headroom.fold_systems(disjoint, floor, table, {"ft": (model, 0), "other": (model, 1)}, 0)
+    assert "other" not in systems and {"ft", "ft_lb1", "ft_lb2"} <= set(systems)
+    assert set(ffloor.fold) == {0} and all(set(s.fold) == {0} for s in systems.values())
+    ftable = headroom.protocol_table(systems, ffloor, "disjoint", n_boot=50)
+    a = ftable[ftable.pairs == "all"].set_index("method")
+    # the stand-in is the log-linear rule itself: the same TV on the same pairs
+    assert a.loc["ft", "tv"] == pytest.approx(a.loc["log_linear", "tv"])
+    gaps = headroom.floor_gap(systems, ffloor, ["ft"], n_boot=50)
+    comps = pd.DataFrame([headroom.paired_tv(systems, "ft", b, n_boot=50) for b in ("log_linear", "uniform")])
+    assert comps.set_index("b").loc["log_linear", "diff"] == pytest.approx(0)
+    found = headroom.fold_run_claims(ftable, gaps, comps, None, ["ft"], 0, "Singapore", "x",
+                                     {"ft": {"pairs": 3000, "loss": "modal"}})
+    by = claims.by_id(found)
+    assert by["headroom.disjoint.fold0.gap.ft"].verdict in ("headroom", "at the floor", "below the floor")
+    assert "3,000 training pairs" in by["headroom.disjoint.fold0.gap.ft"].sentence
+    assert by["headroom.disjoint.fold0.ft.vs.log_linear"].verdict == "no clear difference"
+    assert np.isfinite(by["headroom.disjoint.fold0.ft.vs.uniform"].estimate)

@@ -21,9 +21,11 @@ STEPS = {"01_build_dataset": [], "02_value_landscape": ["01_build_dataset"],
          "03_evaluate:sft_ood": ["01_build_dataset", "04_finetune"],
          "03_evaluate:sft_train": ["01_build_dataset", "04_finetune"],
          "03_evaluate:sft_ood_generate": ["01_build_dataset", "04_finetune"],
-         "05_fairness": [f"03_evaluate:{r}" for r in ("base_ood", "base_train",
-                                                                           "base_ood_generate", "sft_ood",
-                                                                           "sft_train", "sft_ood_generate")],
+         "03_evaluate:base_ood_refusals": ["01_build_dataset"],
+         "03_evaluate:sft_ood_refusals": ["01_build_dataset", "04_finetune"],
+         "05_fairness": [f"03_evaluate:{r}" for r in ("base_ood", "base_train", "base_ood_generate", "sft_ood",
+                                                      "sft_train", "sft_ood_generate", "base_ood_refusals",
+                                                      "sft_ood_refusals")],
          "04_finetune:sft_distribution": ["01_build_dataset"],
          "03_evaluate:sft_distribution_ood": ["01_build_dataset", "04_finetune:sft_distribution"],
          "03_evaluate:base_ood_marginals": ["01_build_dataset"],
@@ -94,3 +96,24 @@ def test_derived_dependencies_cover_what_a_notebook_really_imports(stem):
     loaded = {deps._module_file(m).relative_to(REPO_ROOT).as_posix() for m in r.stdout.split() if deps._module_file(m)}
     derived = {p.relative_to(REPO_ROOT).as_posix() for p in deps.notebook_files(REPO_ROOT / "notebooks" / f"{stem}.ipynb")}
     assert loaded and loaded <= derived, loaded - derived
+
+
+def test_make_all_leaves_exactly_the_separate_targets_steps_to_their_own_command(tmp_path):
+    """The default profile's `make distribution` steps are the ones report.SEPARATE_TARGETS times apart from
+    `make all`, and `make all` does not run them (a dry run from scratch lists every step it would run)."""
+    from subgroup_values import report
+
+    env = {**{k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
+           "PYTHONPATH": str(REPO_ROOT / "src")}
+
+    def dry(target):
+        r = subprocess.run(["make", "--no-print-directory", "-n", "-B", target, "PROFILE=default",
+                            f"BUILD={tmp_path}/build", "WVS_CHECK="], cwd=REPO_ROOT, capture_output=True,
+                           text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return {s.replace(":", "__") for s in steps_run(r.stdout)}
+
+    separate = set(report.SEPARATE_TARGETS["default"]["distribution"])
+    assert separate <= dry("distribution")
+    every = dry("all")
+    assert not separate & every and "08_headroom" in every and "03_evaluate__sft_ood" in every

@@ -55,3 +55,25 @@ def test_a_step_run_on_its_own_keeps_the_other_steps_timings(tmp_path):
     assert list(t.step) == ["01_build_dataset", "05_fairness"]
     assert t.set_index("step").loc["05_fairness", "minutes"] == 2.0
     assert list(step_timings(tsv).step) == ["05_fairness"]
+
+
+def test_timing_claims_split_make_all_from_its_separate_targets_and_judge_the_budget():
+    import pandas as pd
+
+    from subgroup_values import report
+
+    t = pd.DataFrame({"step": ["01_build_dataset", "04_finetune", "04_finetune__sft_distribution",
+                               "03_evaluate__sft_distribution_ood"], "minutes": [0.5, 80.0, 9.0, 12.0],
+                      "peak_mb": [1, 2, 3, 4], "finished": ["2026-12-01T00:00:00", "2026-12-01T01:00:00",
+                                                            "2026-12-01T01:10:00", "2026-12-01T01:20:00"],
+                      "note": ""})
+    by = {c.id: c for c in report.timing_claims(t, "default", "x")}
+    assert by["timings.default.make_all"].estimate == 80.5 and by["timings.default.make_all"].verdict == "within the budget"
+    assert by["timings.default.make_distribution"].estimate == 21.0
+    assert "2 steps" in by["timings.default.make_distribution"].sentence
+    over = report.timing_claims(t.assign(minutes=[0.5, 95.0, 9.0, 12.0]), "default", "x")
+    assert over[0].verdict == "over the budget" and "over the budget of 90 min" in over[0].sentence
+    # another profile has no separate targets: every step is make all's
+    other = report.timing_claims(t, "disjoint", "x")
+    assert len(other) == 1 and other[0].estimate == 101.5
+    assert report.timing_claims(t.iloc[:0], "default", "x") == []

@@ -283,6 +283,14 @@ def load_manifest(path: str | Path | None = None) -> dict:
     return json.loads(Path(path or processed_dir() / "manifest.json").read_text())
 
 
+def manifest_of(pairs: pd.DataFrame) -> dict:
+    """The manifest of the table ``pairs`` was read from (:func:`load_pairs` keeps its path): the one beside it
+    (a fold's dataset has its own), else the study's."""
+    path = pairs.attrs.get("path")
+    beside = Path(path).parent / "manifest.json" if path else None
+    return load_manifest(beside if beside is not None and beside.is_file() else None)
+
+
 def sample_pairs(pairs: pd.DataFrame, n: int | None, seed: int = 0, qids: list[str] | None = None) -> pd.DataFrame:
     """A seeded sample of ``n`` pairs that does not depend on the table's order (hash of seed, question, subgroup):
     the same pairs are drawn in every step that asks for the same n and seed. ``qids``: draw only from the pairs of

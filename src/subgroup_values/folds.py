@@ -220,3 +220,115 @@ def leave_cell_out(pairs: pd.DataFrame, all_pairs: pd.DataFrame) -> pd.DataFrame
     frame["choice"] = pd.array([lo + int(np.argmax(p)) for lo, p in zip(frame.scale_min, probs)], dtype="Int64")
     frame["option_mass"], frame["reply"], frame["status"], frame["expected"] = 1.0, None, "ok", False
     return score_pairs(frame)
+
+
+# ---- a fold as a dataset: what a fine-tune trains on and is evaluated on under the disjoint protocol -----------
+
+#: The name of a fold's dataset folder (``build/<profile>/folds/fold<f>``) and its files.
+FOLD_DATASET_FILES = ("pairs.csv", "manifest.json")
+
+
+def fold_dataset(table: pd.DataFrame, fold: int, all_pairs: pd.DataFrame) -> pd.DataFrame:
+    """Target fold ``fold`` of the fold aggregates ``table`` as a pairs table (the columns of ``pairs.csv``):
+    its ``inputs`` rows (the other folds' training and single-attribute cells) as the ``train`` split, its
+    ``target`` rows (fold ``fold``'s OOD cells) as the ``ood`` split. A fine-tune trained on the train split and
+    evaluated on the ood split never sees a target respondent. The attribute columns come from ``all_pairs`` (a
+    fold cell is a cell of the whole sample); the unweighted modes from the counts."""
+    from .questions import load_questions
+    from .subgroups import modal_values
+
+    if fold not in set(table.fold):
+        raise ValueError(f"The fold aggregates have folds {sorted(set(table.fold))}, not fold {fold}.")
+    part = pd.concat([inputs(table, fold), targets(table, fold)], ignore_index=True)
+    bad = part[(part.role == "inputs") != (part.split == "train")]
+    if len(bad):
+        raise ValueError(f"fold {fold}: {len(bad)} rows whose role and split disagree (e.g. {bad.subgroup_id.iloc[0]}"
+                         f" is {bad.role.iloc[0]} but split {bad.split.iloc[0]}): the fold aggregates are damaged; "
+                         "rebuild them (make headroom WVS_FILE=...).")
+    dims = [c for c in all_pairs.columns if c in active().dimensions]
+    attrs = all_pairs.drop_duplicates("subgroup_id").set_index("subgroup_id")[dims]
+    missing = sorted(set(part.subgroup_id) - set(attrs.index))
+    if missing:
+        raise ValueError(f"fold {fold}: {len(missing)} cells of the fold aggregates are not cells of the pairs table "
+                         f"(e.g. {missing[0]}): the two were built from different data. Rebuild both from one survey "
+                         "file (make data headroom WVS_FILE=...).")
+    values = {q.qid: q.values for q in load_questions(rule="all")}
+    out = part.join(attrs, on="subgroup_id")
+    out["modal_answer"] = pd.array([m[0] if m else None for m in out.modal_answers], dtype="Int64")
+    out["tie"] = [len(m) > 1 for m in out.modal_answers]
+    out["modal_answers_unweighted"] = [modal_values(np.asarray(c, float), values[q])
+                                       for c, q in zip(out.counts, out.qid)]
+    out["tie_unweighted"] = [len(m) > 1 for m in out.modal_answers_unweighted]
+    cols = ["qid", "category", "stratum", "subgroup_id", "subgroup", *dims, "split", "n", "n_answered", "n_valid",
+            "counts", "weighted_counts", "modal_answer", "modal_answers", "tie", "modal_answers_unweighted",
+            "tie_unweighted", "population_modal_answers"]
+    return out[cols]
+
+
+def write_fold_dataset(table: pd.DataFrame, fold: int, all_pairs: pd.DataFrame, out_dir, source=None) -> dict:
+    """Write :func:`fold_dataset` as ``out_dir/pairs.csv`` with a ``manifest.json`` beside it (the study, the
+    protocol, the fold, the SHA-256 of the fold aggregates it came from and of the table), so that
+    :func:`subgroup_values.dataset.load_pairs` checks it like the dataset's own. Files are rewritten only when
+    their content changes (make sees no change otherwise). Returns the manifest."""
+    from pathlib import Path
+
+    from .claims import _atomic_write
+    from .dataset import load_manifest
+    from .provenance import sha256_of
+
+    out_dir = Path(out_dir)
+    frame = fold_dataset(table, fold, all_pairs)
+    t = frame.copy()
+    for col in ("counts", "weighted_counts", "modal_answers", "modal_answers_unweighted", "population_modal_answers"):
+        t[col] = t[col].map(json.dumps)
+    text = t.to_csv(index=False, lineterminator="\n")
+    path = out_dir / "pairs.csv"
+    if not (path.is_file() and path.read_text() == text):
+        _atomic_write(text, path)
+    study = active()
+    counts = frame.groupby("split").size().to_dict()
+    manifest = {"study": {"study": study.name, "country": study.country, "country_name": study.country_name},
+                "protocol": "disjoint", "fold": int(fold), "k": int(table.fold.nunique()),
+                "description": (f"Target fold {fold}: train = the other folds' training and single-attribute cells, "
+                                f"ood = fold {fold}'s OOD cells (cells and pairs of {study.min_group_size}+ "
+                                "respondents in their fold)"),
+                # the survey the fold aggregates were built from: the dataset's (notebook 8 builds both from it)
+                "source": (load_manifest().get("source") or {}),
+                "fold_pairs": {"name": Path(source).name if source else "fold_pairs.csv",
+                               "sha256": sha256_of(source) if source else None},
+                "counts": {"pairs": {k: int(v) for k, v in counts.items()},
+                           "subgroups": {k: int(v) for k, v in frame.groupby("split").subgroup_id.nunique().items()}},
+                "files": {"pairs": {"name": "pairs.csv", "sha256": sha256_of(path)}}}
+    text = json.dumps(manifest, indent=2) + "\n"
+    mpath = out_dir / "manifest.json"
+    if not (mpath.is_file() and mpath.read_text() == text):
+        _atomic_write(text, mpath)
+    return manifest
+
+
+def _main(argv=None) -> int:
+    import argparse
+
+    from .dataset import load_pairs
+
+    ap = argparse.ArgumentParser(prog="python -m subgroup_values.folds",
+                                 description="A target fold of the committed fold aggregates as a pairs table "
+                                             "(train: the other folds' cells; ood: the fold's OOD cells).")
+    sub = ap.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("dataset", help="write OUT_DIR/pairs.csv and OUT_DIR/manifest.json for one target fold")
+    d.add_argument("out_dir")
+    d.add_argument("--fold", type=int, required=True)
+    d.add_argument("--fold-pairs", default="", help="the fold aggregates; empty: the study's fold_pairs.csv")
+    args = ap.parse_args(argv)
+    src = args.fold_pairs or fold_file()
+    try:
+        table = load_fold_pairs(src)
+        m = write_fold_dataset(table, args.fold, load_pairs(), args.out_dir, source=src)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"fold {args.fold}: {m['counts']['pairs']} pairs -> {args.out_dir}/pairs.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -399,3 +399,152 @@ def worth_claims(wt: pd.DataFrame, saved: pd.DataFrame, country: str, source: st
                       f"{fmt(r.change_with_10_hi, 4)}]; 10 respondents alone {fmt(r.tv_10_alone)}): {adds}{saves} "
                       f"({r.pairs:,} pairs).")))
     return out
+
+
+# ---- fine-tunes under the disjoint protocol: trained on one target fold's inputs, evaluated on its targets -----
+
+def fold_runs(spec: str, results: str = "results") -> tuple[dict[str, tuple[pd.DataFrame, int]], list[str]]:
+    """Model runs trained and evaluated on one target fold's dataset (:func:`subgroup_values.folds.
+    write_fold_dataset`; the ``disjoint`` profile). ``spec``: ``name=profile/run`` entries separated by commas
+    (e.g. ``sft_disjoint=disjoint/sft_ood``). Each run's record must say it was evaluated under the disjoint
+    protocol and on which fold. Returns ({name: (predictions, fold)}, notes on the runs that are not there)."""
+    import json
+    from pathlib import Path
+
+    loaded, notes = {}, []
+    for item in filter(None, (s.strip() for s in (spec or "").split(","))):
+        name, sep, path = item.partition("=")
+        if not sep or path.count("/") != 1 or not name:
+            raise ValueError(f"disjoint run {item!r}: expected name=profile/run (e.g. sft_disjoint=disjoint/sft_ood).")
+        folder = Path(results) / path
+        if not (folder / "predictions.parquet").is_file():
+            prof = path.split("/")[0]
+            notes.append(f"{name}: no predictions at {folder}/ (make all PROFILE={prof}); left out")
+            continue
+        record = json.loads((folder / "metrics.json").read_text())
+        data = record.get("data") or {}
+        if data.get("protocol") != "disjoint" or data.get("fold") is None:
+            raise ValueError(f"{folder}: its record does not say it was evaluated on a fold's dataset (data.protocol "
+                             f"= {data.get('protocol')!r}, fold = {data.get('fold')!r}); a run on the paper "
+                             "protocol's pairs cannot be placed under the disjoint protocol. Evaluate it with "
+                             "pairs_file pointing at a fold's dataset (configs/disjoint.yaml).")
+        preds = pd.read_parquet(folder / "predictions.parquet")
+        loaded[name] = (preds, int(data["fold"]))
+    return loaded, notes
+
+
+def fold_training(spec: str, results: str = "results") -> dict[str, dict]:
+    """Per fold run of ``spec`` (as :func:`fold_runs`): the training pairs and the loss of the fine-tune behind it,
+    from its record (``results/<profile>/finetune/<run without _ood>_run.json``); runs without one are left out."""
+    import json
+    from pathlib import Path
+
+    out = {}
+    for item in filter(None, (s.strip() for s in (spec or "").split(","))):
+        name, _, path = item.partition("=")
+        prof, _, run = path.partition("/")
+        rec = Path(results) / prof / "finetune" / f"{run.removesuffix('_ood')}_run.json"
+        if rec.is_file():
+            r = json.loads(rec.read_text())
+            out[name] = {"pairs": int(r["data"]["train_pairs"]), "loss": r["config"]["script"].get("loss", "modal")}
+    return out
+
+
+def fold_systems(disjoint: dict[str, pd.DataFrame], fold_floor: pd.DataFrame, table: pd.DataFrame,
+                 runs: dict[str, tuple[pd.DataFrame, int]], fold: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Every disjoint predictor restricted to target fold ``fold``, with the fold-trained ``runs`` of that fold
+    (:func:`fold_runs`) scored against the fold's targets, and their LB1/LB2 point masses; and the fold's floor.
+    A fold run must cover exactly the fold's target pairs the other predictors are scored on."""
+    from . import folds
+
+    systems = {n: s[s.fold == fold].reset_index(drop=True) for n, s in disjoint.items()}
+    keys = systems["uniform"][["qid", "subgroup_id"]]
+    t = folds.targets(table, fold).merge(keys, on=["qid", "subgroup_id"])
+    for name, (preds, f) in runs.items():
+        if f != fold:
+            continue
+        p = rescore(preds, t)
+        if len(p) != len(keys):
+            raise ValueError(f"{name} was evaluated on {len(p):,} of fold {fold}'s {len(keys):,} target pairs: a fold "
+                             "run must be evaluated on every target pair of its fold (no limit), so that it is "
+                             "compared with the other predictors on the same pairs.")
+        systems[name] = p.assign(fold=fold)
+        systems |= {k: v.assign(fold=fold) for k, v in point_masses(p, name).items()}
+    return systems, fold_floor[fold_floor.fold == fold].reset_index(drop=True)
+
+
+def paired_tv(systems: dict[str, pd.DataFrame], a: str, b: str, n_boot: int = 1000, seed: int = 0,
+              level: float = 0.95) -> dict:
+    """Paired over pairs: mean TV of ``a`` minus that of ``b`` on the same pairs, with a BCa interval over
+    questions at ``level`` (chosen by the caller for the family), and the relative change (b's mean as base)."""
+    on = ["qid", "subgroup_id"] + (["fold"] if "fold" in systems[a] else [])
+    d = systems[a][on + ["tv"]].merge(systems[b][on + ["tv"]], on=on, suffixes=("_a", "_b"))
+    ci = mean_bootstrap(d.assign(diff=d.tv_a - d.tv_b), ["diff"], n_boot=n_boot, seed=seed, level=level)
+    return {"a": a, "b": b, "diff": float(ci.loc["diff", "estimate"]), "lo": float(ci.loc["diff", "lo"]),
+            "hi": float(ci.loc["diff", "hi"]), "relative": float(ci.loc["diff", "estimate"] / d.tv_b.mean()),
+            "level": level, "n_pairs": len(d), "questions": int(d.qid.nunique())}
+
+
+def fold_run_claims(table: pd.DataFrame, gaps: pd.DataFrame, comparisons: pd.DataFrame, worth: pd.DataFrame | None,
+                    runs: list[str], fold: int, country: str, source: str, training: dict | None = None) -> list:
+    """The fine-tunes under the disjoint protocol, on target fold ``fold``: each run's TV, its gap to the fold's
+    floor (Bonferroni over the runs, widened by the floor's bias bound, verdict as :func:`headroom_claims`), its
+    paired TV difference to the best non-LLM predictor and to the zero-shot model on the same pairs (Bonferroni
+    over the family of comparisons), and its worth in respondents on the fold's curve. ``training``: per run, the
+    training pairs and loss (from the fine-tune's record)."""
+    from .claims import Claim, fmt, fmt_ci
+
+    out = []
+    a = table[table.pairs == "all"].set_index("method")
+    lo, hi = a.loc["noise_floor", "tv"], a.loc["uniform", "tv"]
+    n = int(a.loc["uniform", "n_pairs"])
+    g = gaps.set_index(["method", "pairs"])
+    for m in runs:
+        if m not in a.index:
+            continue
+        r = g.loc[(m, "all")]
+        verdict = ("headroom" if r.gap_lo_wide > 0 else "below the floor" if r.gap_hi_wide < 0 else "at the floor")
+        tr = (training or {}).get(m) or {}
+        how = (f"trained on {tr['pairs']:,} training pairs of the other fold's respondents ({tr['loss']} loss)"
+               if tr else "trained on the other fold's respondents only")
+        out.append(Claim(
+            id=f"headroom.disjoint.fold{fold}.gap.{m}", topic="headroom", statistic=f"TV minus floor, {m} (fold {fold})",
+            estimate=float(r.gap), lo=float(r.gap_lo_wide), hi=float(r.gap_hi_wide), verdict=verdict,
+            method=(f"paired per pair; mean with a {r.level:.1%} BCa interval over questions (Bonferroni over the "
+                    f"{len(runs)} fine-tunes), widened by the floor's bias bound on each side"),
+            rule="headroom if the widened interval lies above 0; at the floor if it holds 0; below the floor if under 0",
+            protocol="disjoint", source=source, extra={"fold": fold} | ({"training": tr} if tr else {}),
+            sentence=(f"{country}, disjoint, target fold {fold} only ({n:,} pairs; one fold for time): {m}, {how}, "
+                      f"has TV {fmt_ci(a.loc[m, 'tv'], a.loc[m, 'tv_lo'], a.loc[m, 'tv_hi'])} "
+                      f"({fmt((a.loc[m, 'tv'] - lo) / (hi - lo) * 100, 0)}% of the way from the fold's floor "
+                      f"{fmt(lo)} to uniform {fmt(hi)}; log score {fmt(a.loc[m, 'log_score'])} bits); its gap to the "
+                      f"floor is {fmt(r.gap, 4)} [{fmt(r.gap_lo_wide, 4)}, {fmt(r.gap_hi_wide, 4)}]: {verdict}.")))
+    for c in comparisons.itertuples(index=False):
+        verdict = ("lower TV" if c.hi < 0 else "higher TV" if c.lo > 0 else "no clear difference")
+        out.append(Claim(
+            id=f"headroom.disjoint.fold{fold}.{c.a}.vs.{c.b}", topic="headroom",
+            statistic=f"TV of {c.a} minus TV of {c.b} (fold {fold})", estimate=c.diff, lo=c.lo, hi=c.hi,
+            verdict=verdict, protocol="disjoint", source=source, extra={"fold": fold, "relative": c.relative},
+            method=(f"paired per pair; mean with a {c.level:.2%} BCa interval over questions (Bonferroni over the "
+                    f"{len(comparisons)} comparisons)"),
+            rule="lower / higher TV if the interval excludes 0; else no clear difference",
+            sentence=(f"{country}, disjoint, fold {fold}: {c.a} against {c.b} on the same {c.n_pairs:,} pairs: TV "
+                      f"difference {fmt(c.diff, 4)} [{fmt(c.lo, 4)}, {fmt(c.hi, 4)}] (absolute; "
+                      f"{fmt(100 * c.relative, 1)}% relative to {c.b}): {verdict}.")))
+    if worth is not None:
+        for r in worth[(worth.group == "all") & worth.method.isin(runs)].itertuples(index=False):
+            on_curve = r.kind == "curve"
+            value = (f"{fmt(r.worth, 1)} [{fmt(r.worth_lo, 1)}, {fmt(r.worth_hi, 1)}]" if on_curve
+                     else f"more than {r.max_m}")
+            out.append(Claim(
+                id=f"headroom.disjoint.fold{fold}.worth.{r.method}", topic="headroom",
+                statistic=f"worth in respondents, {r.method} (fold {fold})",
+                estimate=float(r.worth) if on_curve else None, lo=float(r.worth_lo) if on_curve else None,
+                hi=float(r.worth_hi) if on_curve else None,
+                verdict="on the curve" if on_curve else f"more than {r.max_m}", protocol="disjoint", source=source,
+                method=f"pooled curve of fold {fold}'s targets, m = 1..{r.max_m}, inverted at the mean TV; {r.interval}",
+                extra={"fold": fold},
+                sentence=(f"{country}, disjoint, fold {fold}: {r.method} is worth {value} of the subgroup's own "
+                          f"respondents ({r.pairs:,} target pairs with {r.max_m}+ own respondents in the other fold; "
+                          f"mean TV {fmt(r.mean_tv)} against {fmt(r.curve_at_1)} for one own respondent).")))
+    return out

@@ -53,9 +53,13 @@ README_CLAIMS = {
         "fairness.ood.accuracy.which_kind", "fairness.ood.nmae.which_kind", "fairness.ood.paradox",
         "fairness.ood.bias.*.accuracy",
     ),
+    "first_screen": ("data.counts", "evaluation.base_ood.vs_population_mode.accuracy.all", "finetune.sft_ood.accuracy.all",
+                     "fairness.ood.nmae.which_kind", "headroom.disjoint.worth.base_ood"),
+    "run_times": ("timings.default.make_all", "timings.default.make_distribution", "timings.disjoint.make_all"),
     "headroom": (
         "headroom.paper.leak", "headroom.disjoint.floor", "headroom.disjoint.gap.*", "headroom.disjoint.base_ood",
         "headroom.disjoint.worth.base_ood", "headroom.disjoint.worth.uniform", "headroom.disjoint.prior_plus_10.*",
+        "headroom.disjoint.fold*",
     ),
     "headroom_tur": (
         "headroom.paper.leak", "headroom.disjoint.floor", "headroom.disjoint.gap.*", "headroom.disjoint.base_ood",
@@ -427,6 +431,49 @@ def step_timings(timings_file: str | Path, finetune_dir: str | Path | None = Non
                                 f"{tr.get('trainer', 'trl')} trainer: {tr['seconds'] / 60:.1f} min training, "
                                 f"{tr.get('examples_per_second', 0):.1f} examples/s")
     return t[["step", "minutes", "peak_mb", "finished", "note"]]
+
+
+#: The time `make all` of the default profile must stay within on the project's 2-core machines (minutes).
+TIME_BUDGET_MINUTES = 90
+
+
+#: Make targets of a profile that `make all` leaves to their own command (its time budget): the steps of each.
+#: Kept beside the Makefile's own lists (``DIST_STEPS``); tests/test_makefile.py checks the two agree.
+SEPARATE_TARGETS = {"default": {"distribution": ("04_finetune__sft_distribution", "03_evaluate__sft_distribution_ood",
+                                                 "03_evaluate__sft_distribution_ood_marginals")}}
+
+
+def timing_claims(timings: pd.DataFrame, profile: str, source: str, budget: float = TIME_BUDGET_MINUTES) -> list:
+    """The wall time of a profile's `make all` and of each target it leaves to its own command
+    (:data:`SEPARATE_TARGETS`): the sum of their steps' last recorded times (``timings``: a :func:`step_timings`
+    table), the longest step, and, for `make all`, whether it stays within ``budget`` minutes."""
+    if timings.empty:
+        return []
+    separate = SEPARATE_TARGETS.get(profile, {})
+    apart = {s for steps in separate.values() for s in steps}
+    groups = [("all", timings[~timings["step"].isin(apart)])] + \
+        [(t, timings[timings["step"].isin(steps)]) for t, steps in separate.items()]
+    out = []
+    for target, t in groups:
+        if t.empty:
+            continue
+        total = float(t["minutes"].sum())
+        longest = t.loc[t["minutes"].idxmax()]
+        dates = sorted(str(d) for d in t["finished"])
+        command = f"make {target} PROFILE={profile}" if target != "all" else f"make all PROFILE={profile}"
+        verdict = ("within the budget" if total <= budget else "over the budget") if target == "all" else ""
+        tail = f": {verdict} of {budget:g} min." if verdict else "."
+        out.append(claims.Claim(
+            id=f"timings.{profile}.make_{target}", topic="timings", statistic=f"minutes of {command}",
+            estimate=round(total, 1), verdict=verdict, source=source,
+            method=("sum of the steps' wall times (the runner's timings, the last run of each step; step 7, which "
+                    "writes this, and the page's rendering are not counted)"),
+            rule=f"within the budget if the sum is at most {budget:g} minutes" if verdict else "",
+            extra={"steps": int(len(t)), "first_finished": dates[0], "last_finished": dates[-1]},
+            sentence=(f"`{command}` ran its {len(t)} steps in {total:.0f} min on 2 CPU cores (longest: "
+                      f"{longest['step']}, {float(longest['minutes']):.0f} min; steps finished "
+                      f"{dates[0][:16].replace('T', ' ')} to {dates[-1][:16].replace('T', ' ')}){tail}")))
+    return out
 
 
 def timing_block(timings: pd.DataFrame) -> str:

@@ -32,7 +32,10 @@ def evaluation_record(config: dict, preds: pd.DataFrame, all_pairs: pd.DataFrame
         config=config, data={"pairs_sha256": all_pairs.attrs.get("sha256") or manifest["files"]["pairs"]["sha256"],
                              "pairs_file": all_pairs.attrs.get("path"),
                              "manifest_pairs_sha256": manifest["files"]["pairs"]["sha256"],
-                             "survey_sha256": manifest["source"]["sha256"]},
+                             "survey_sha256": manifest["source"]["sha256"],
+                             # a fold's dataset (folds.write_fold_dataset): the disjoint protocol and its target fold
+                             **({"protocol": manifest["protocol"], "fold": manifest.get("fold")}
+                                if manifest.get("protocol") else {})},
         backend=backend, timing={"wall_seconds": round(wall_seconds, 1),
                                  "pairs_computed": preds.attrs.get("pairs_computed", 0),
                                  "pairs_failed": preds.attrs.get("pairs_failed", 0)},
