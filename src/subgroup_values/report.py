@@ -54,7 +54,8 @@ README_CLAIMS = {
         "fairness.ood.bias.*.accuracy",
     ),
     "first_screen": ("data.counts", "evaluation.base_ood.vs_population_mode.accuracy.all", "finetune.sft_ood.accuracy.all",
-                     "fairness.ood.nmae.which_kind", "headroom.disjoint.worth.base_ood"),
+                     "fairness.ood.nmae.which_kind", "headroom.disjoint.worth.base_ood",
+                     "headroom.disjoint.fold0.gap.*"),
     "run_times": ("timings.default.make_all", "timings.default.make_distribution", "timings.disjoint.make_all"),
     "headroom": (
         "headroom.paper.leak", "headroom.disjoint.floor", "headroom.disjoint.gap.*", "headroom.disjoint.base_ood",
