@@ -48,6 +48,9 @@ def test_prefix_groups_follow_the_shared_part():
     ("I cannot answer that as an AI language model.", None, "refusal"),
     ("As an AI, I don't have personal opinions.", None, "refusal"),
     ("Answer: 11", None, "out_of_range"), ("It depends on many things.", None, "unparseable"), ("", None, "empty"),
+    # SmolLM2's most common reply on 1-10 scales; the person it describes is not an answer
+    ("The answer to this question is 10.", 10, "ok"), ("The answer to the question would be 4.", 4, "ok"),
+    ("The most likely respondent to answer this question would be a person aged 45 to 54.", None, "unparseable"),
 ])
 def test_parse_answer(reply, choice, status):
     parsed = parse_answer(reply, list(range(1, 11)))

@@ -175,9 +175,10 @@ def _label_choice(text: str, labels: dict[int, str]) -> int | None:
     return values.pop() if len(values) == 1 else None
 
 
-_EXPLICIT = re.compile(r"answer\s*(?:is|would be|will be)?\s*[:=]?\s*[\"'“*]*\s*(?:option\s*)?(-?\d+)(?![\d.]\d)",
-                       re.IGNORECASE)
-_EXPLICIT_TEXT = re.compile(r"answer\s*(?:is|would be|will be)?\s*[:=]?\s*(.+)", re.IGNORECASE)
+# "Answer: 3", "The answer is 3", "The answer to this question is 3" (what SmolLM2 writes most on 1-10 scales)
+_ANSWER = r"answer(?:\s+to\s+(?:this|the)\s+question)?\s*(?:is|would be|will be)?\s*[:=]?"
+_EXPLICIT = re.compile(_ANSWER + r"\s*[\"'“*]*\s*(?:option\s*)?(-?\d+)(?![\d.]\d)", re.IGNORECASE)
+_EXPLICIT_TEXT = re.compile(_ANSWER + r"\s*(.+)", re.IGNORECASE)
 _ENUM_LINE = re.compile(r"^\s*\**\s*(-?\d+)\s*[.)]\s*(.*)$")
 _CHOICE_PHRASE = re.compile(
     r"(?:\boption|\bnumber|\bchoose|\bchoice is|\bpick|\bselect|\bgo with|\bI(?:'d| would)? say|\bI think|"
