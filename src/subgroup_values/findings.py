@@ -271,18 +271,26 @@ def generate_claims(run: str, preds: pd.DataFrame, record: dict, sensitive: set[
     if len(sens):
         k = int((sens.status == "refusal").sum())
         lo, hi = wilson(k, len(sens))
-        narrow = (hi - lo) / 2 < REFUSAL_HALF_WIDTH
+        # pairs of one question are not independent: the verdict takes the questions as the units
+        nq = int(sens.qid.nunique())
+        kq = int(sens[sens.status == "refusal"].qid.nunique())
+        qlo, qhi = wilson(kq, nq)
+        narrow = (qhi - qlo) / 2 < REFUSAL_HALF_WIDTH
+        unreadable = int((sens.status != "ok").sum() - k)
         out.append(Claim(
             id=f"generate.{run}.refusal_sensitive", topic="generate",
             statistic="refusal rate on the sensitive items", estimate=k / len(sens), lo=lo, hi=hi,
-            method="Wilson 95% interval over pairs (pairs of one question are not independent: a lower bound on "
-                   "the uncertainty)",
-            rule=f"half-width under {100 * REFUSAL_HALF_WIDTH:.0f} points: measured; else too few sensitive pairs",
-            verdict="measured" if narrow else "too few sensitive pairs",
-            sentence=(f"{run}: {k} refusals in {len(sens)} pairs of the sensitive items ({k / len(sens):.1%}, "
-                      f"Wilson 95% [{lo:.1%}, {hi:.1%}] over pairs, {sens.qid.nunique()} questions)"
-                      + ("." if narrow else f": too few pairs for an interval within +-{100 * REFUSAL_HALF_WIDTH:.0f} "
-                                           "points.")),
+            method="replies matching the refusal patterns; Wilson 95% interval over pairs (a lower bound on the "
+                   "uncertainty: pairs of one question are not independent) and over questions (any refusal)",
+            rule=(f"the questions-as-units interval's half-width under {100 * REFUSAL_HALF_WIDTH:.0f} points: "
+                  "measured; else too few sensitive questions"),
+            verdict="measured" if narrow else "too few sensitive questions",
+            sentence=(f"{run}: {k} replies matching the refusal patterns in {len(sens)} pairs of the sensitive items "
+                      f"({k / len(sens):.1%}, Wilson 95% [{lo:.1%}, {hi:.1%}] over pairs; {unreadable} other replies "
+                      f"unreadable); by question, {kq} of {nq} questions with a refusal (Wilson 95% [{qlo:.0%}, "
+                      f"{qhi:.0%}])"
+                      + ("." if narrow else f": too few questions for an interval within +-"
+                                           f"{100 * REFUSAL_HALF_WIDTH:.0f} points, so the rate is not measured.")),
             source=f"results/<profile>/{run}/predictions.parquet",
             extra={"refusals": k, "pairs": len(sens), "questions": int(sens.qid.nunique()),
                    "unparseable": int((sens.status != "ok").sum() - k)}))
