@@ -514,7 +514,8 @@ def fold_run_claims(table: pd.DataFrame, gaps: pd.DataFrame, comparisons: pd.Dat
                     f"{len(runs)} fine-tunes), widened by the floor's bias bound on each side"),
             rule="headroom if the widened interval lies above 0; at the floor if it holds 0; below the floor if under 0",
             protocol="disjoint", source=source, extra={"fold": fold} | ({"training": tr} if tr else {}),
-            sentence=(f"{country}, disjoint, target fold {fold} only ({n:,} pairs; one fold for time): {m}, {how}, "
+            sentence=(f"{country}, disjoint, target fold {fold} only ({n:,} pairs; one fold, not cross-fitted, for "
+                      f"time; its recipe was set under the paper protocol): {m}, {how}, "
                       f"has TV {fmt_ci(a.loc[m, 'tv'], a.loc[m, 'tv_lo'], a.loc[m, 'tv_hi'])} "
                       f"({fmt((a.loc[m, 'tv'] - lo) / (hi - lo) * 100, 0)}% of the way from the fold's floor "
                       f"{fmt(lo)} to uniform {fmt(hi)}; log score {fmt(a.loc[m, 'log_score'])} bits); its gap to the "
@@ -528,7 +529,9 @@ def fold_run_claims(table: pd.DataFrame, gaps: pd.DataFrame, comparisons: pd.Dat
             method=(f"paired per pair; mean with a {c.level:.2%} BCa interval over questions (Bonferroni over the "
                     f"{len(comparisons)} comparisons)"),
             rule="lower / higher TV if the interval excludes 0; else no clear difference",
-            sentence=(f"{country}, disjoint, fold {fold}: {c.a} against {c.b} on the same {c.n_pairs:,} pairs: TV "
+            sentence=(f"{country}, disjoint, target fold {fold} only (one fold, not cross-fitted; intervals over its "
+                      f"questions, conditional on its subgroups and one training seed): {c.a} against {c.b} on the "
+                      f"same {c.n_pairs:,} pairs: TV "
                       f"difference {fmt(c.diff, 4)} [{fmt(c.lo, 4)}, {fmt(c.hi, 4)}] (absolute; "
                       f"{fmt(100 * c.relative, 1)}% relative to {c.b}): {verdict}.")))
     if worth is not None:
@@ -544,7 +547,8 @@ def fold_run_claims(table: pd.DataFrame, gaps: pd.DataFrame, comparisons: pd.Dat
                 verdict="on the curve" if on_curve else f"more than {r.max_m}", protocol="disjoint", source=source,
                 method=f"pooled curve of fold {fold}'s targets, m = 1..{r.max_m}, inverted at the mean TV; {r.interval}",
                 extra={"fold": fold},
-                sentence=(f"{country}, disjoint, fold {fold}: {r.method} is worth {value} of the subgroup's own "
-                          f"respondents ({r.pairs:,} target pairs with {r.max_m}+ own respondents in the other fold; "
-                          f"mean TV {fmt(r.mean_tv)} against {fmt(r.curve_at_1)} for one own respondent).")))
+                sentence=(f"{country}, disjoint, target fold {fold} only (one fold, not cross-fitted): {r.method} is "
+                          f"worth {value} of the subgroup's own respondents (on the {r.pairs:,} target pairs with "
+                          f"{r.max_m}+ own respondents in the other fold, where its mean TV is {fmt(r.mean_tv)} "
+                          f"against {fmt(r.curve_at_1)} for one own respondent).")))
     return out
