@@ -75,5 +75,5 @@ def test_timing_claims_split_make_all_from_its_separate_targets_and_judge_the_bu
     assert over[0].verdict == "over the budget" and "over the budget of 90 min" in over[0].sentence
     # another profile has no separate targets: every step is make all's
     other = report.timing_claims(t, "disjoint", "x")
-    assert len(other) == 1 and other[0].estimate == 101.5
+    assert len(other) == 1 and other[0].estimate == 101.5 and other[0].verdict == ""
     assert report.timing_claims(t.iloc[:0], "default", "x") == []
