@@ -272,8 +272,7 @@ def write_fold_dataset(table: pd.DataFrame, fold: int, all_pairs: pd.DataFrame, 
     their content changes (make sees no change otherwise). Returns the manifest."""
     from pathlib import Path
 
-    from .claims import _atomic_write
-    from .dataset import load_manifest
+    from .dataset import _write_if_changed, load_manifest
     from .provenance import sha256_of
 
     out_dir = Path(out_dir)
@@ -283,8 +282,7 @@ def write_fold_dataset(table: pd.DataFrame, fold: int, all_pairs: pd.DataFrame, 
         t[col] = t[col].map(json.dumps)
     text = t.to_csv(index=False, lineterminator="\n")
     path = out_dir / "pairs.csv"
-    if not (path.is_file() and path.read_text() == text):
-        _atomic_write(text, path)
+    _write_if_changed(path, text)
     study = active()
     counts = frame.groupby("split").size().to_dict()
     manifest = {"study": {"study": study.name, "country": study.country, "country_name": study.country_name},
@@ -299,10 +297,7 @@ def write_fold_dataset(table: pd.DataFrame, fold: int, all_pairs: pd.DataFrame, 
                 "counts": {"pairs": {k: int(v) for k, v in counts.items()},
                            "subgroups": {k: int(v) for k, v in frame.groupby("split").subgroup_id.nunique().items()}},
                 "files": {"pairs": {"name": "pairs.csv", "sha256": sha256_of(path)}}}
-    text = json.dumps(manifest, indent=2) + "\n"
-    mpath = out_dir / "manifest.json"
-    if not (mpath.is_file() and mpath.read_text() == text):
-        _atomic_write(text, mpath)
+    _write_if_changed(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

@@ -403,6 +403,17 @@ def worth_claims(wt: pd.DataFrame, saved: pd.DataFrame, country: str, source: st
 
 # ---- fine-tunes under the disjoint protocol: trained on one target fold's inputs, evaluated on its targets -----
 
+def _fold_spec(spec: str) -> list[tuple[str, str, str]]:
+    """``name=profile/run`` entries of a fold-run spec, as (name, profile, run)."""
+    out = []
+    for item in filter(None, (s.strip() for s in (spec or "").split(","))):
+        name, sep, path = item.partition("=")
+        if not sep or path.count("/") != 1 or not name:
+            raise ValueError(f"disjoint run {item!r}: expected name=profile/run (e.g. sft_disjoint=disjoint/sft_ood).")
+        out.append((name, *path.split("/")))
+    return out
+
+
 def fold_runs(spec: str, results: str = "results") -> tuple[dict[str, tuple[pd.DataFrame, int]], list[str]]:
     """Model runs trained and evaluated on one target fold's dataset (:func:`subgroup_values.folds.
     write_fold_dataset`; the ``disjoint`` profile). ``spec``: ``name=profile/run`` entries separated by commas
@@ -412,13 +423,9 @@ def fold_runs(spec: str, results: str = "results") -> tuple[dict[str, tuple[pd.D
     from pathlib import Path
 
     loaded, notes = {}, []
-    for item in filter(None, (s.strip() for s in (spec or "").split(","))):
-        name, sep, path = item.partition("=")
-        if not sep or path.count("/") != 1 or not name:
-            raise ValueError(f"disjoint run {item!r}: expected name=profile/run (e.g. sft_disjoint=disjoint/sft_ood).")
-        folder = Path(results) / path
+    for name, prof, run in _fold_spec(spec):
+        folder = Path(results) / prof / run
         if not (folder / "predictions.parquet").is_file():
-            prof = path.split("/")[0]
             notes.append(f"{name}: no predictions at {folder}/ (make all PROFILE={prof}); left out")
             continue
         record = json.loads((folder / "metrics.json").read_text())
@@ -440,9 +447,7 @@ def fold_training(spec: str, results: str = "results") -> dict[str, dict]:
     from pathlib import Path
 
     out = {}
-    for item in filter(None, (s.strip() for s in (spec or "").split(","))):
-        name, _, path = item.partition("=")
-        prof, _, run = path.partition("/")
+    for name, prof, run in _fold_spec(spec):
         rec = Path(results) / prof / "finetune" / f"{run.removesuffix('_ood')}_run.json"
         if rec.is_file():
             r = json.loads(rec.read_text())
