@@ -130,15 +130,15 @@ DIST_PREDS := $(wildcard results/default/sft_distribution_ood/predictions.parque
 endif
 distribution: $(DIST_STEPS)
 
-# The distribution fine-tune under the respondent-disjoint protocol (configs/disjoint.yaml): target fold 0's dataset,
-# built from the committed fold aggregates, the fine-tune on it and its evaluation on fold 0's targets. Step 8 of the
-# default profile reads their predictions (results/disjoint/) when they are there.
+# The modal and distribution fine-tunes under the respondent-disjoint protocol (configs/disjoint.yaml): target fold
+# 0's dataset, built from the committed fold aggregates, the fine-tunes on it and their evaluations on fold 0's
+# targets. Step 8 of the default profile reads their predictions (results/disjoint/) when they are there.
 FOLD_DATASET := build/disjoint/folds/fold0/pairs.csv
 ifeq ($(PROFILE),disjoint)
-STEPS := $(DIST_FT) $(OUT)/03_evaluate__sft_distribution_ood.ipynb
+STEPS := $(OUT)/04_finetune.ipynb $(OUT)/03_evaluate__sft_ood.ipynb $(DIST_FT) $(OUT)/03_evaluate__sft_distribution_ood.ipynb
 PAIRS := $(FOLD_DATASET)
 endif
-DISJOINT_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/disjoint/sft_distribution_ood/predictions.parquet))
+DISJOINT_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/disjoint/sft_ood/predictions.parquet results/disjoint/sft_distribution_ood/predictions.parquet))
 
 FORCE:
 .PHONY: FORCE paper browser all setup data landscape evaluate finetune distribution fairness open-ended headroom report figures model tiny-model model-families check-gpu test \
