@@ -106,6 +106,60 @@ def test_dispersion_known_answers_and_noise_correction():
 def test_holm_known_answers():
     assert disparities.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert disparities.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    # untestable members (NaN) are left out of the family, not counted in m
+    assert disparities.holm([0.01, np.nan, 0.03]) == pytest.approx([0.02, np.nan, 0.03], nan_ok=True)
+
+
+def test_holm_levels_agree_with_holm():
+    """The interval level of each member excludes its p-value's null exactly when Holm rejects it, including
+    after the step-down stops (a p under alpha / (m - r + 1) that Holm does not reject)."""
+    from subgroup_values import bootstrap
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        p = rng.choice([rng.uniform(0, 0.03, 6), rng.uniform(0, 1, 6), np.r_[0.03, 0.04, rng.uniform(0, 1, 4)]])
+        levels, adj = bootstrap.holm_levels(p, 0.05), bootstrap.holm(p)
+        assert ((p < 1 - levels) == (adj < 0.05)).all()
+    # m = 2, p = (0.03, 0.04): Holm rejects neither; both are tested at 0.025, so 0.04 < 0.05 is not a rejection
+    assert bootstrap.holm_levels([0.03, 0.04]) == pytest.approx([0.975, 0.975])
+
+
+def test_bootstrap_p_value_inverts_the_interval():
+    from subgroup_values import bootstrap
+
+    rng = np.random.default_rng(1)
+    for shift in (0.02, 0.08, 0.2):
+        d = rng.normal(shift, 0.05, 2000)
+        jack = rng.normal(shift, 0.001, 60)
+        p = bootstrap.p_value(shift, d, jack)
+        lo, hi = bootstrap.interval(shift, d, jack, 1 - p * 1.01)
+        assert lo > 0 or hi < 0
+        lo, hi = bootstrap.interval(shift, d, jack, 1 - p * 0.99)
+        assert lo <= 0 <= hi or p == pytest.approx(0.1 / d.size)
+    assert np.isnan(bootstrap.p_value(0.1, np.full(100, 0.1)))  # degenerate away from the null: no test
+    assert bootstrap.p_value(0.0, np.zeros(100)) == 1.0  # degenerate at the null: cannot reject
+
+
+def test_the_interval_shown_decides():
+    """Every row of the disparity table: its interval (at the level Holm's step-down tests it at) excludes 0
+    exactly when its Holm-adjusted bootstrap p is under alpha; a change is claimed only when the interval and the
+    permutation test both reject, and a disagreement is named in the claim's sentence."""
+    for shift in (0.1, 0.03, 0.0):
+        t = disparities.disparity_changes(None, None, metrics=("nmae",), n_boot=200, n_perm=2000,
+                                          panel=shifted_panel(shift, seed=4))
+        live = t[~t.degenerate]
+        excludes = (live.delta_lo > 0) | (live.delta_hi < 0)
+        assert (excludes == (live.p_interval_holm < 0.05)).all()
+        fam = live[live.family == "dispersion"]
+        m = int((t.family == "dispersion").sum())
+        # Holm's levels run from 1 - alpha/m (the smallest p) to at most 1 - alpha; a level statistic is at 95%
+        assert fam.delta_level.between(0.95 - 1e-12, 1 - 0.05 / m + 1e-12).all()
+        assert fam.empty or fam.delta_level.max() == pytest.approx(1 - 0.05 / m)
+        assert (live[live.family != "dispersion"].delta_level == 0.95).all()
+        changed = live.verdict.isin(["widen", "narrow", "rises", "falls"])
+        assert (changed == (excludes & (live.p_holm < 0.05))).all()
+        for c, r in zip(disparities.disparity_claims(t)[:len(t)], t.itertuples()):
+            assert (bool(r.disagreement) and r.disagreement in c.sentence) or not r.disagreement
 
 
 def shifted_panel(shift: float, n_q=60, n_s=12, n_draws=200, seed=0) -> disparities.Panel:

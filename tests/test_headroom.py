@@ -40,6 +40,41 @@ def test_protocol_table_scores_and_normalised_score():
         headroom.protocol_table(systems, floor, "leaky", n_boot=10)
 
 
+def test_divergence_of_a_fold_target_ignores_its_own_sample():
+    """A fold target's consensus / divergent label is judged by the other folds' respondents of its cell: changing
+    the target's own answers never changes it, changing the other fold's cell can; a cell the other fold lacks is
+    unlabelled (in "all" only)."""
+    import numpy as np
+
+    from subgroup_values import folds
+    from subgroup_values.questions import load_questions
+
+    table = folds.load_fold_pairs()
+    table = table[table.qid.isin(["Q1", "Q46"])].reset_index(drop=True)
+    base = folds.other_folds_divergence(table)
+    k = table.index[(table.fold == 0) & (table.role == "target")][0]
+    flipped = table.copy()
+    flipped.at[k, "weighted_counts"] = list(reversed(table.at[k, "weighted_counts"]))
+    flipped.at[k, "modal_answers"] = [0]
+    mine = base.fold == 0  # (fold 1's labels are judged by fold 0's respondents: those may move)
+    assert folds.other_folds_divergence(flipped)[mine].divergent.equals(base[mine].divergent)
+    # the same cell in fold 1's targets decides fold 0's label
+    r = table.loc[k]
+    j = table.index[(table.fold == 1) & (table.role == "target") & (table.qid == r.qid)
+                    & (table.subgroup_id == r.subgroup_id)][0]
+    other = table.copy()
+    counts = np.zeros(len(r.weighted_counts))
+    pop = set(r.population_modal_answers)
+    values = {q.qid: list(q.values) for q in load_questions(rule="all")}[r.qid]
+    away = next(i for i, v in enumerate(values) if v not in pop)
+    counts[away] = 50.0
+    other.at[j, "weighted_counts"] = counts.tolist()
+    after = folds.other_folds_divergence(other).set_index(["fold", "qid", "subgroup_id"])
+    assert bool(after.loc[(0, r.qid, r.subgroup_id), "divergent"]) is True
+    gone = folds.other_folds_divergence(table.drop(index=j)).set_index(["fold", "qid", "subgroup_id"])
+    assert pd.isna(gone.loc[(0, r.qid, r.subgroup_id), "divergent"])
+
+
 def test_headroom_claims_are_written_from_the_tables():
     """Paper protocol: no verdict against the floor for a predictor built from the targets' respondents (the gap
     is stated as evidence of the leak). Disjoint: one verdict per non-LLM predictor, from the widened interval."""
@@ -90,7 +125,7 @@ def test_a_fold_run_is_placed_on_its_folds_targets_beside_every_predictor():
         t, i = folds.targets(table, f), folds.inputs(table, f)
         for k in ("uniform", "compositional", "log_linear", "population_mode"):
             disjoint.setdefault(k, []).append(baselines.predictions(t, i, k).assign(fold=f))
-        floors.append(t[["qid", "subgroup_id"]].assign(fold=f, floor_tv=0.05, floor_w1=0.03, floor_jsd=0.06))
+        floors.append(t[["qid", "subgroup_id", "n_valid"]].assign(fold=f, floor_tv=0.05, floor_w1=0.03, floor_jsd=0.06))
     disjoint = {k: pd.concat(v, ignore_index=True) for k, v in disjoint.items()}
     floor = pd.concat(floors, ignore_index=True)
     t0 = folds.targets(table, 0)
@@ -101,11 +136,20 @@ def test_a_fold_run_is_placed_on_its_folds_targets_beside_every_predictor():
     systems, ffloor = headroom.fold_systems(disjoint, floor, table, {"ft": (model, 0), "other": (model, 1)}, 0)
     assert "other" not in systems and {"ft", "ft_lb1", "ft_lb2"} <= set(systems)
     assert set(ffloor.fold) == {0} and all(set(s.fold) == {0} for s in systems.values())
+    # the fold run's consensus / divergent labels are the other fold's, not those of the target's own sample
+    div = folds.other_folds_divergence(table).query("fold == 0")
+    got = systems["ft"].merge(div, on=["fold", "qid", "subgroup_id"], suffixes=("", "_other"))
+    assert len(got) == len(systems["ft"]) and got.divergent.equals(got.divergent_other)
     ftable = headroom.protocol_table(systems, ffloor, "disjoint", n_boot=50)
     a = ftable[ftable.pairs == "all"].set_index("method")
     # the stand-in is the log-linear rule itself: the same TV on the same pairs
     assert a.loc["ft", "tv"] == pytest.approx(a.loc["log_linear", "tv"])
     gaps = headroom.floor_gap(systems, ffloor, ["ft"], n_boot=50)
+    # the floor's bias bound at each pair's size, averaged: between the n = 400 and n = 15 bounds
+    g = gaps.set_index("pairs").loc["all"]
+    assert g.gap_lo - g.gap_lo_wide == pytest.approx(
+        float(np.mean(noise_floor.bias_bound(ffloor.n_valid) * ffloor.floor_tv)))
+    assert 0.03 <= g.floor_bias_bound <= 0.13
     comps = pd.DataFrame([headroom.paired_tv(systems, "ft", b, n_boot=50) for b in ("log_linear", "uniform")])
     assert comps.set_index("b").loc["log_linear", "diff"] == pytest.approx(0)
     found = headroom.fold_run_claims(ftable, gaps, comps, None, ["ft"], 0, "Singapore", "x",

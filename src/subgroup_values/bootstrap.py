@@ -91,6 +91,86 @@ def interval(estimate: float, draws: np.ndarray, jackknife: np.ndarray | None = 
     return (float(np.quantile(d, q[0])), float(np.quantile(d, q[1])))
 
 
+def p_value(estimate: float, draws: np.ndarray, jackknife: np.ndarray | None = None, method: str = DEFAULT_METHOD,
+            null: float = 0.0) -> float:
+    """The two-sided p-value of ``null`` that inverts :func:`interval`: the smallest ``1 - level`` whose interval
+    leaves ``null`` out (bisection; intervals narrow as the level falls), so that the ``level`` interval excludes
+    ``null`` exactly when this p-value is under ``1 - level``. 1.0 when no interval excludes it (a degenerate
+    statistic whose every resample is the null: 1.0, a member of its family that cannot reject; one whose every
+    resample is another value, or a missing one: NaN); its resolution is that of the draws (~1/B)."""
+    d = np.asarray(draws, dtype=float)
+    d = d[np.isfinite(d)]
+    if not np.isfinite(estimate) or d.size == 0:
+        return float("nan")
+    if np.ptp(d) == 0:
+        return 1.0 if d[0] == null and estimate == null else float("nan")
+
+    def excludes(a: float) -> bool:
+        lo, hi = interval(estimate, d, jackknife, 1 - a, method)
+        return bool(lo > null or hi < null)
+
+    lo_a, hi_a = 0.1 / d.size, 1.0 - 1e-9
+    if excludes(lo_a):
+        return lo_a
+    if not excludes(hi_a):
+        return 1.0
+    for _ in range(40):
+        mid = (lo_a + hi_a) / 2
+        lo_a, hi_a = (lo_a, mid) if excludes(mid) else (mid, hi_a)
+    return hi_a
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (same order, capped at 1; NaN stays NaN)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(len(p), np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def holm_levels(p_values, alpha: float = 0.05) -> np.ndarray:
+    """Interval levels that agree with Holm's step-down test of the same p-values (from :func:`p_value`).
+
+    With the family's ``m`` p-values sorted, the ``r``-th is tested at ``alpha / (m - r + 1)`` while every
+    smaller one was rejected; from the first one not rejected (rank ``r0``) on, every test is at
+    ``alpha / (m - r0 + 1)``. A statistic's interval at ``1 -`` its level excludes the null exactly when Holm
+    rejects it, so the interval shown is the interval that decides. These are the step-down intervals (as in
+    Holm 1979's stage levels); simultaneous coverage of the sizes is not claimed (Strassburger & Bretz 2008
+    show Holm-compatible simultaneous intervals are uninformative for rejected nulls). NaN p-values (untestable)
+    get NaN."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(len(p), np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    stopped = None
+    for r, i in enumerate(order):
+        a = alpha / (m - r) if stopped is None else stopped
+        if stopped is None and not p[i] < a:
+            stopped = a
+        out[i] = 1 - a
+    return out
+
+
+def holm_intervals(estimates, draws, jackknives, alpha: float = 0.05, method: str = DEFAULT_METHOD) -> pd.DataFrame:
+    """A family of statistics decided by their intervals with Holm's step-down: per statistic its bootstrap
+    p-value (:func:`p_value`), the Holm-adjusted p-value, the level Holm tests it at (:func:`holm_levels`) and the
+    interval at that level (which excludes 0 exactly when the adjusted p is under ``alpha``). ``jackknives``:
+    one jackknife array per statistic (or None each, for methods without the acceleration)."""
+    est = [float(e) for e in estimates]
+    pb = [p_value(e, d, j, method) for e, d, j in zip(est, draws, jackknives)]
+    levels = holm_levels(pb, alpha)
+    rows = []
+    for e, d, j, p, adj, lev in zip(est, draws, jackknives, pb, holm(pb), levels):
+        lo, hi = interval(e, d, j, lev, method) if np.isfinite(lev) else (np.nan, np.nan)
+        rows.append({"p_bootstrap": p, "p_bootstrap_holm": adj, "level": lev, "lo": lo, "hi": hi})
+    return pd.DataFrame(rows)
+
+
 def is_degenerate(draws) -> bool:
     """True when every finite resampled value is the same (or there is none): the interval says nothing."""
     d = np.asarray(draws, dtype=float)

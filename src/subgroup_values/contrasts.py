@@ -9,9 +9,12 @@ finds hard moves both sides alike and drops out of the difference.
 - interval: the two-stage bootstrap of :mod:`.disparities` (questions, then each pair's respondents), BCa with
   the jackknife over questions;
 - test: a sign-flip permutation test of the per-question differences (two-sided);
-- verdict, decided by the test: Holm over the split's contrast tests; "the paper's direction" or "against the
-  paper's direction" (by the estimate's sign, for this model) when the Holm-adjusted p is under ``alpha``, else
-  "no clear difference"; the interval is shown for the size;
+- verdict, decided by the test and the interval shown together, each with Holm's step-down over the split's
+  contrast tests (the permutation p-values Holm-adjusted; the interval at the level Holm tests it at, so that it
+  excludes 0 exactly when it rejects: :func:`.bootstrap.holm_intervals`): "the paper's direction" or "against the
+  paper's direction" (by the estimate's sign, for this model) when both reject, else "no clear difference" (where
+  one rejects and the other does not, the sentence says so); the unadjusted 95% interval is kept as
+  ``lo_95`` / ``hi_95``;
 - a contrast whose sides hold different partner values (the Chinese side has religion subgroups the Malay side
   lacks) says so in its note (``composition_differs``);
 - a side that is one subgroup (Roman Catholic on the OOD split is "Chinese, Roman Catholic") is flagged as
@@ -32,9 +35,9 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .bootstrap import interval, resample_counts
+from .bootstrap import holm_intervals, interval, resample_counts
 from .claims import Claim, fmt_ci
-from .disparities import LOWER_IS_BETTER, METRIC_LABELS, Panel, holm, method_name
+from .disparities import LOWER_IS_BETTER, METRIC_LABELS, Panel, holm, level_label, method_name
 
 #: (contrast, dimension, favoured values, disfavoured values, the paper's words favoured / disfavoured).
 CONTRASTS = (
@@ -121,7 +124,7 @@ def contrast(panel: Panel, column: str, a: np.ndarray, b: np.ndarray, n_boot: in
         exceed += int(np.sum(np.abs(signs @ dv / n) >= abs(est) - 1e-12))
     finite = boot[np.isfinite(boot)]
     return {"questions": n, "difference": est, "lo": lo, "hi": hi, "p_permutation": (1 + exceed) / (1 + n_perm),
-            "degenerate": bool(finite.size == 0 or np.ptp(finite) == 0)}
+            "degenerate": bool(finite.size == 0 or np.ptp(finite) == 0), "_draws": (boot, jack)}
 
 
 def _side(subgroups: pd.DataFrame, sids: list, idx: np.ndarray) -> str:
@@ -138,7 +141,7 @@ def paper_bias(panels: dict[str, tuple[Panel, pd.DataFrame]], metrics: tuple[str
     it was built from (for the subgroups' attributes and strata). Holm's adjustment runs over the testable rows
     of each split.
     """
-    rows = []
+    rows, kept = [], {}
     for split, (panel, frame) in panels.items():
         strata = ", ".join(sorted(frame.stratum.unique()))
         for name, dim, fav, dis, wfav, wdis in CONTRASTS:
@@ -174,6 +177,7 @@ def paper_bias(panels: dict[str, tuple[Panel, pd.DataFrame]], metrics: tuple[str
                         row["note"] = f"not testable on the {split} split: the partners share fewer than 2 questions"
                         rows.append(row)
                         continue
+                    kept[len(rows)] = res.pop("_draws")
                     row.update(res)
                     row["note"] = "matched: " + "; ".join(
                         f"{x} vs {y}" for x, y in zip(_side(frame, panel.sids, pa).split("; "),
@@ -187,6 +191,7 @@ def paper_bias(panels: dict[str, tuple[Panel, pd.DataFrame]], metrics: tuple[str
                                    "questions")
                     rows.append(row)
                     continue
+                kept[len(rows)] = res.pop("_draws")
                 row.update(res)
                 one = [f"{' + '.join(v)} is one subgroup ({_side(frame, panel.sids, idx)})"
                        for v, idx in ((fav, a), (dis, b)) if len(idx) == 1]
@@ -204,18 +209,29 @@ def paper_bias(panels: dict[str, tuple[Panel, pd.DataFrame]], metrics: tuple[str
     for col in ("questions", "difference", "lo", "hi", "p_permutation", "degenerate"):
         if col not in out:
             out[col] = np.nan
-    out["p_holm"] = np.nan
+    out = out.rename(columns={"lo": "lo_95", "hi": "hi_95"})
+    for col in ("level", "lo", "hi", "p_interval", "p_interval_holm", "p_holm"):
+        out[col] = np.nan
+    # Over each split's testable contrasts, Holm for both: the permutation p-values, and each interval at the level
+    # Holm's step-down tests it at (it excludes 0 exactly when its Holm-adjusted bootstrap p is under alpha).
     for split in out.split.unique():
-        t = (out.split == split) & out.p_permutation.notna()
-        if t.any():
+        t = out.index[(out.split == split) & out.p_permutation.notna()]
+        if len(t):
             out.loc[t, "p_holm"] = holm(out.loc[t, "p_permutation"].to_numpy())
+            hi = holm_intervals(out.loc[t, "difference"], [kept[i][0] for i in t], [kept[i][1] for i in t], alpha,
+                                method)
+            out.loc[t, "level"], out.loc[t, "lo"], out.loc[t, "hi"] = hi.level.to_numpy(), hi.lo.to_numpy(), hi.hi.to_numpy()
+            out.loc[t, "p_interval"], out.loc[t, "p_interval_holm"] = hi.p_bootstrap.to_numpy(), hi.p_bootstrap_holm.to_numpy()
     out["interval"] = method_name(method)
     out["confounded"] = out.note.str.contains("confounded")
     out["testable"] = out.difference.notna()
     out["verdict"] = [_verdict(r, alpha) for r in out.itertuples()]
-    out["rule"] = (f"the test decides: Holm-adjusted sign-flip permutation p < {alpha} over the split's "
-                   f"{{n}} contrast tests; the direction is the estimate's sign (the paper's: higher accuracy / lower "
-                   "NMAE for the favoured persona); the 95% interval is shown for the size")
+    out["alpha"] = alpha
+    out["disagreement"] = [_disagreement(r) for r in out.itertuples()]
+    out["rule"] = (f"a difference needs both the sign-flip permutation test and the interval shown to reject at "
+                   f"{alpha}, each with Holm's step-down over the split's {{n}} contrast tests (the interval at the "
+                   "level Holm tests it at, the permutation p Holm-adjusted); the direction is the estimate's sign "
+                   "(the paper's: higher accuracy / lower NMAE for the favoured persona)")
     n_tests = out.groupby("split").p_permutation.transform(lambda p: int(p.notna().sum()))
     out["rule"] = [r.format(n=n) for r, n in zip(out.rule, n_tests)]
     out["p_monte_carlo_se"] = np.sqrt(out.p_permutation * (1 - out.p_permutation) / n_perm)
@@ -224,14 +240,26 @@ def paper_bias(panels: dict[str, tuple[Panel, pd.DataFrame]], metrics: tuple[str
 
 
 def _verdict(r, alpha: float) -> str:
-    """The test decides (Holm-adjusted p < alpha); the direction is the estimate's sign against the paper's."""
+    """The interval shown and the test decide together (both Holm-adjusted under alpha); the direction is the
+    estimate's sign against the paper's."""
     if not r.testable:
         return "not testable"
     if r.degenerate:
         return "uninformative"
-    if r.p_holm < alpha:
+    if r.p_holm < alpha and r.p_interval_holm < alpha:
         return "the paper's direction" if r.paper_sign * r.difference > 0 else "against the paper's direction"
     return "no clear difference"
+
+
+def _disagreement(r) -> str:
+    """Where the interval and the permutation test disagree, which one rejected (for the sentence)."""
+    if not r.testable or r.degenerate:
+        return ""
+    a, b = r.p_interval_holm < r.alpha, r.p_holm < r.alpha
+    if a == b:
+        return ""
+    return ("the interval excludes 0 but the permutation test does not reject" if a else
+            "the permutation test rejects but the interval includes 0")
 
 
 def _composition(frame: pd.DataFrame, sids: list, dim: str, a: np.ndarray, b: np.ndarray) -> str:
@@ -276,16 +304,22 @@ def bias_claims(table: pd.DataFrame, protocol: str = "paper",
                              method="", rule=r.rule, protocol=protocol, source=source))
             continue
         note = f" ({r.note})" if r.note else ""
+        if r.disagreement:
+            note = f" ({r.disagreement}; a difference needs both)" + note
         how = ", matched partners" if r.matching == "matched partners" else ""
         sentence = (f"{r.contrast} ({who}, {lab}, {split}{how}): {r.favoured} minus {r.disfavoured} "
-                    f"{fmt_ci(r.difference, r.lo, r.hi)} over {int(r.questions)} questions, sign-flip {_p(r.p_permutation)}, "
-                    f"Holm-adjusted {_p(r.p_holm)}: {r.verdict} (paper, for seven 3-8B models without a test: "
+                    f"{fmt_ci(r.difference, r.lo, r.hi)} ({level_label(r.level)} BCa two-stage bootstrap, the level Holm's "
+                    f"step-down tests it at; Holm-adjusted bootstrap {_p(r.p_interval_holm)}) over {int(r.questions)} "
+                    f"questions, sign-flip {_p(r.p_permutation)}, Holm-adjusted {_p(r.p_holm)}: {r.verdict} (paper, for seven 3-8B models without a test: "
                     f"{r.paper}){note}.")
         out.append(Claim(id=cid, topic="fairness", statistic=f"{lab}: {r.contrast}, {who} model, {split}",
                          sentence=sentence, verdict=r.verdict, estimate=float(r.difference), lo=float(r.lo),
-                         hi=float(r.hi), method=f"{r.interval}; sign-flip permutation test over questions, Holm "
+                         hi=float(r.hi), method=f"{r.interval} at {level_label(r.level)} (Holm's step-down level over the "
+                                                "split's contrasts); sign-flip permutation test over questions, Holm "
                                                 "over the split's contrasts",
                          rule=r.rule, p_value=float(r.p_holm), protocol=protocol, source=source,
-                         extra={"confounded": bool(r.confounded), "p_permutation": float(r.p_permutation)}))
+                         extra={"confounded": bool(r.confounded), "p_permutation": float(r.p_permutation),
+                                "level": float(r.level), "p_interval_holm": float(r.p_interval_holm),
+                                "lo_95": float(r.lo_95), "hi_95": float(r.hi_95)}))
     return out
 

@@ -24,13 +24,17 @@ Each base -> SFT change (SFT - base) gets
   for the acceleration. The draws are centred on the bootstrap world's truth: in that world the observed scores
   are the true ones, so a statistic that removes respondent noise (the noise-corrected SD) has as its truth the
   uncorrected statistic of the observed scores, and its draws are shifted by the difference;
-- Holm's adjustment of the permutation p-values over the family of dispersion tests (both metrics, all five
-  statistics), and the verdict, decided by the test alone: "widen" / "narrow" (by the estimate's sign) when the
-  Holm-adjusted p is under ``alpha``, else "no clear change" (a non-rejection, stated with its interval);
-  "uninformative" when every resample gives the same value. The 95% intervals are shown for the size of the
-  change: the two-stage one and, beside it, the same BCa interval on question resamples only (the respondent
-  redraws lower accuracy on average, so the two-stage draws centre elsewhere: ``bootstrap_centre``; BCa's bias
-  correction refers them back to the estimate). ``p_monte_carlo_se`` is each p-value's Monte-Carlo error.
+- the verdict, decided by the interval shown and the test together: a change ("widen" / "narrow", by the
+  estimate's sign) needs both the paired permutation test and the two-stage interval to reject; else "no clear
+  change" (a non-rejection, stated with its interval; where the two disagree the sentence says which rejected);
+  "uninformative" when every resample gives the same value. Over the family of dispersion tests (both metrics, all
+  five statistics) both are Holm-adjusted: the permutation p-values with Holm's step-down, and each interval is
+  shown at the level Holm's step-down tests it at (:func:`.bootstrap.holm_intervals`: it excludes 0 exactly when
+  its Holm-adjusted bootstrap p is under ``alpha``), so the interval shown is the interval that decides. A level
+  statistic (mean, worst subgroup) is a family of one (95%). Beside it the same BCa interval on question resamples
+  only, at the same level (the respondent redraws lower accuracy on average, so the two-stage draws centre
+  elsewhere: ``bootstrap_centre``; BCa's bias correction refers them back to the estimate), and the unadjusted 95%
+  interval (``delta_lo_95``, ``delta_hi_95``). ``p_monte_carlo_se`` is each permutation p-value's Monte-Carlo error.
 
 Per-attribute contrasts (``young vs elderly``, ...) use the same machinery: the per-question difference between
 the mean over one side's subgroups and the other's, averaged over questions; a sign-flip permutation test of the
@@ -45,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .bootstrap import METHOD_NAMES, interval, jackknife_counts, resample_counts
+from .bootstrap import METHOD_NAMES, holm, holm_intervals, interval, jackknife_counts, resample_counts
 from .claims import Claim, fmt, fmt_ci
 from .respondents import PairTruth, _modes, resampled_scores, score
 
@@ -82,17 +86,6 @@ def dispersion(means: np.ndarray, noise: np.ndarray | None = None, lower_is_bett
             s = ok.sum(-1)
             v = np.where(ok, noise, 0.0).sum(-1) / np.where(s > 0, s, np.nan)
             out["sd_corrected"] = np.sqrt(np.maximum(0.0, sd ** 2 - (1 - 1 / s) * v))
-    return out
-
-
-def holm(p_values) -> np.ndarray:
-    """Holm's step-down adjustment of a family of p-values (same order, capped at 1)."""
-    p = np.asarray(p_values, dtype=float)
-    order = np.argsort(p)
-    m = len(p)
-    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out = np.empty(m)
-    out[order] = np.minimum(adj, 1.0)
     return out
 
 
@@ -232,13 +225,14 @@ def delta_stats(metrics: tuple[str, ...], models: tuple[str, str] = ("base", "sf
 
 
 def analyse(panel: Panel, stats, pairs: list[tuple[int, int]], n_boot: int | None = None, n_perm: int = 10000,
-            seed: int = 0, level: float = 0.95, method: str = "bca") -> pd.DataFrame:
+            seed: int = 0, level: float = 0.95, method: str = "bca", keep: dict | None = None) -> pd.DataFrame:
     """Estimate, two-stage interval and (for ``*_delta`` statistics) the paired permutation p of each statistic.
 
     ``pairs``: the column indices swapped by a permutation (base, SFT of each metric). Bootstrap draw ``b`` takes
     question weights from :func:`.bootstrap.resample_counts` and the panel's ``b``-th respondent redraw; a question
     drawn twice keeps one redraw for both copies (their respondent noise is then shared, which widens the interval
-    slightly rather than narrowing it)."""
+    slightly rather than narrowing it). ``keep``: a dict filled with each statistic's centred two-stage draws and
+    jackknife values, ``{name: (draws, jackknife)}``, for intervals at other levels (:func:`.bootstrap.holm_intervals`)."""
     nq = len(panel.qids)
     est = stats(*_means(np.ones((1, nq)), panel.values, panel.present, panel.noise))
     truth_star = stats(*_means(np.ones((1, nq)), panel.values, panel.present, np.zeros_like(panel.noise)))
@@ -279,6 +273,8 @@ def analyse(panel: Panel, stats, pairs: list[tuple[int, int]], n_boot: int | Non
         draws = boot[name] + (e0 - float(truth_star[name][0]))
         finite = draws[np.isfinite(draws)]
         degenerate = finite.size == 0 or np.ptp(finite) == 0
+        if keep is not None:
+            keep[name] = (draws, None if jack is None else jack[name], flat[name])
         lo, hi = interval(e0, draws, None if jack is None else jack[name], level, method)
         qlo, qhi = interval(e0, flat[name], None if jack is None else jack[name], level, method)
         p_perm = (1 + exceed[name]) / (1 + n_perm) if name in exceed else np.nan
@@ -292,15 +288,27 @@ def analyse(panel: Panel, stats, pairs: list[tuple[int, int]], n_boot: int | Non
 
 # ---- the base -> SFT disparity table, its verdicts and its sentences ----------------------------------------
 
-def _change_verdict(p: float, estimate: float, degenerate: bool, up: str, down: str, alpha: float) -> str:
-    """The test decides: ``up`` / ``down`` (by the estimate's sign) when ``p`` < ``alpha``, else no clear change."""
+def _change_verdict(p_interval: float, p_test: float, estimate: float, degenerate: bool, up: str, down: str,
+                    alpha: float) -> str:
+    """A change (``up`` / ``down`` by the estimate's sign) when both the interval shown (its Holm-adjusted
+    bootstrap p, under ``alpha`` exactly when it excludes 0) and the paired permutation test reject; else no clear
+    change."""
     if degenerate:
         return "uninformative"
-    if not np.isfinite(p):
+    if not (np.isfinite(p_interval) and np.isfinite(p_test)):
         return "no test"
-    if p < alpha:
+    if p_interval < alpha and p_test < alpha:
         return up if estimate > 0 else down
     return "no clear change"
+
+
+def _disagreement(r) -> str:
+    """Where the interval and the permutation test disagree, which one rejected (for the sentence)."""
+    a, b = r.p_interval_holm < r.alpha, r.p_holm < r.alpha
+    if a == b or r.degenerate:
+        return ""
+    return ("the interval excludes 0 but the permutation test does not reject" if a else
+            "the permutation test rejects but the interval includes 0")
 
 
 def disparity_changes(frame: pd.DataFrame | None, truth: PairTruth | None,
@@ -323,8 +331,9 @@ def disparity_changes(frame: pd.DataFrame | None, truth: PairTruth | None,
     if panel.columns != want:
         raise ValueError(f"The panel holds {panel.columns}; expected {want} for the metrics {metrics}.")
     pairs = [(2 * k, 2 * k + 1) for k in range(len(metrics))]
+    kept: dict = {}
     res = analyse(panel, delta_stats(metrics), pairs, n_boot=n_boot, n_perm=n_perm, seed=seed, level=level,
-                  method=method).set_index("statistic")
+                  method=method, keep=kept).set_index("statistic")
     own = _means(np.ones((1, len(panel.qids))), panel.values, panel.present, panel.noise)[0][0]  # (S, K)
     names = (frame.drop_duplicates("subgroup_id").set_index("subgroup_id").subgroup.reindex(panel.sids).fillna("")
              .to_numpy() if frame is not None and "subgroup" in frame else np.array([str(s) for s in panel.sids]))
@@ -341,7 +350,7 @@ def disparity_changes(frame: pd.DataFrame | None, truth: PairTruth | None,
             row = {"metric": m, "statistic": f"{m} {name.replace('_', ' ')}",
                    "label": f"{METRIC_LABELS[m]} {LABELS[name]}", "kind": KIND[name],
                    "base": b.estimate, "base_lo": b.lo, "base_hi": b.hi, "SFT": s.estimate, "SFT_lo": s.lo,
-                   "SFT_hi": s.hi, "delta": d.estimate, "delta_lo": d.lo, "delta_hi": d.hi,
+                   "SFT_hi": s.hi, "delta": d.estimate, "delta_lo_95": d.lo, "delta_hi_95": d.hi,
                    "interval": method_name(method), "p_permutation": d.p_permutation,
                    "permutations": n_perm, "degenerate": d.degenerate, "base_lowest": bl, "base_highest": bh,
                    "SFT_lowest": sl, "SFT_highest": sh}
@@ -351,27 +360,71 @@ def disparity_changes(frame: pd.DataFrame | None, truth: PairTruth | None,
             if reported and key in reported:
                 row["paper base -> SFT (reported mean)"] = "{:.3f} -> {:.3f}".format(*reported[key])
                 row["paper_delta"] = reported[key][1] - reported[key][0]
+            row["_stat"] = f"{m}_{name}_delta"
             rows.append(row)
     out = pd.DataFrame(rows)
     family = out.kind.isin(["relative", "absolute"])
     out["family"] = np.where(family, "dispersion", "")
-    out["p_holm"] = np.nan
-    out.loc[family, "p_holm"] = holm(out.loc[family, "p_permutation"].to_numpy())
-    out["verdict"] = [_change_verdict(r.p_holm, r.delta, r.degenerate, "widen", "narrow", alpha) if r.family else
-                      _change_verdict(r.p_permutation, r.delta, r.degenerate, "rises", "falls", alpha)
+    # The interval shown decides with the test: over the dispersion family, each delta's interval is at the level
+    # Holm's step-down tests it at (it excludes 0 exactly when its Holm-adjusted bootstrap p is under alpha); a
+    # level statistic (mean, worst subgroup) is its own family of one (95%).
+    for col in ("delta_level", "delta_lo", "delta_hi", "p_interval", "p_interval_holm", "p_holm"):
+        out[col] = np.nan
+    for members in (np.flatnonzero(family.to_numpy()), *([i] for i in np.flatnonzero(~family.to_numpy()))):
+        names = out._stat.iloc[members]
+        hi = holm_intervals(out.delta.iloc[members], [kept[n][0] for n in names], [kept[n][1] for n in names],
+                            alpha, method)
+        idx = out.index[members]
+        out.loc[idx, "delta_level"] = hi.level.to_numpy()
+        out.loc[idx, "delta_lo"], out.loc[idx, "delta_hi"] = hi.lo.to_numpy(), hi.hi.to_numpy()
+        out.loc[idx, "p_interval"], out.loc[idx, "p_interval_holm"] = hi.p_bootstrap.to_numpy(), hi.p_bootstrap_holm.to_numpy()
+        out.loc[idx, "p_holm"] = holm(out.p_permutation.iloc[members].to_numpy())
+        for i, n, lev in zip(idx, names, hi.level):
+            _, jk, flat = kept[n]
+            out.loc[i, ["delta_lo_questions_only", "delta_hi_questions_only"]] = (
+                interval(float(out.delta[i]), flat, jk, lev, method) if np.isfinite(lev) else (np.nan, np.nan))
+    out = out.drop(columns="_stat")
+    out["alpha"] = alpha
+    words = {True: ("widen", "narrow"), False: ("rises", "falls")}
+    out["verdict"] = [_change_verdict(r.p_interval_holm, r.p_holm, r.delta, r.degenerate, *words[bool(r.family)], alpha)
                       for r in out.itertuples()]
+    out["disagreement"] = [_disagreement(r) for r in out.itertuples()]
     n_fam = int(family.sum())
+    both = ("a change needs both the interval shown and the paired permutation test (relative statistics permuted "
+            "scale-free) to reject at {a}; direction from the estimate's sign")
     out["rule"] = np.where(
-        family, f"the test decides: Holm-adjusted paired permutation p < {alpha} over the family of {n_fam} dispersion "
-                "tests (both metrics; relative statistics permuted scale-free); direction from the estimate's sign; "
-                "the 95% interval is shown for the size, not used by the verdict",
-        f"the test decides: paired permutation p < {alpha} (a level, outside the dispersion family); direction from "
-        "the estimate's sign; the 95% interval is shown for the size")
+        family, both.format(a=alpha) + f"; over the family of {n_fam} dispersion tests (both metrics) each with "
+                "Holm's step-down: the interval at the level Holm tests it at, the permutation p Holm-adjusted",
+        both.format(a=alpha) + "; a level statistic, outside the dispersion family: the 95% interval and the raw p")
     return out
 
 
 def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def level_label(x: float) -> str:
+    """An interval's level as a table prints it: 95%, 99.5%, 99.44%."""
+    v = 100 * float(x)
+    for d in (0, 1, 2):
+        if abs(round(v, d) - v) < 1e-9:
+            return f"{round(v, d):.{d}f}%"
+    return f"{v:.2f}%"
+
+
+def _delta_txt(r) -> str:
+    """The delta with the interval that decides, its level and what it is, and the questions-only interval."""
+    why = ", the level Holm's step-down tests it at" if r.family else ""
+    return (f"delta {fmt_ci(r.delta, r.delta_lo, r.delta_hi)} ({level_label(r.delta_level)} {r.interval.split(' (')[0]}"
+            f"{why}; questions only [{fmt(r.delta_lo_questions_only)}, {fmt(r.delta_hi_questions_only)}])")
+
+
+def _tests_txt(r) -> str:
+    """The permutation test and the interval's own p, both adjusted over the family where there is one."""
+    if r.family:
+        return (f"paired permutation {_p(r.p_permutation)}, Holm-adjusted {_p(r.p_holm)}; the interval's bootstrap "
+                f"Holm-adjusted {_p(r.p_interval_holm)}")
+    return f"paired permutation {_p(r.p_permutation)}"
 
 
 def _moved(t: pd.DataFrame, kind: str) -> list[str]:
@@ -381,7 +434,7 @@ def _moved(t: pd.DataFrame, kind: str) -> list[str]:
 
 def _listing(t: pd.DataFrame, bounds: bool = False) -> str:
     return "; ".join(f"{LABELS[name]} {fmt(r.base)} -> {fmt(r.SFT)}"
-                     + (f", delta {fmt_ci(r.delta, r.delta_lo, r.delta_hi)}" if bounds else "")
+                     + (f", {_delta_txt(r).split(' (')[0]} ({level_label(r.delta_level)})" if bounds else "")
                      + f", Holm-adjusted {_p(r.p_holm)}"
                      for name, r in zip(t.statistic.str.split(" ", n=1).str[1].str.replace(" ", "_"),
                                         t.itertuples()))
@@ -402,7 +455,7 @@ def kind_sentence(table: pd.DataFrame, metric: str) -> tuple[str, str]:
     rel, ab = _moved(t, "relative"), _moved(t, "absolute")
     mean = t[t.statistic == f"{metric} mean"].iloc[0]
     mean_txt = (f"mean {lab} {fmt(mean.base)} -> {fmt(mean.SFT)}, delta "
-                f"{fmt_ci(mean.delta, mean.delta_lo, mean.delta_hi)}")
+                f"{fmt_ci(mean.delta, mean.delta_lo, mean.delta_hi)} ({level_label(mean.delta_level)})")
     rel_t, abs_t = t[t.kind == "relative"], t[t.kind == "absolute"]
     if rel and not ab:
         mean_way = {"falls": "falls", "rises": "rises"}.get(mean.verdict)
@@ -429,33 +482,34 @@ def disparity_claims(table: pd.DataFrame, split: str = "ood", protocol: str = "p
     out = []
     for r in table.itertuples():
         name = r.statistic.split(" ", 1)[1].replace(" ", "_")
-        test = (f"paired permutation {_p(r.p_permutation)}" +
-                (f", Holm-adjusted {_p(r.p_holm)}" if r.family else ""))
         verdict = r.verdict
         what = {"widen": "gaps widen", "narrow": "gaps narrow"}.get(r.verdict, r.verdict)
+        if r.disagreement:
+            what += f" ({r.disagreement}; a change needs both)"
         ends = (f" (the range runs from {r.base_lowest} to {r.base_highest} for base, from {r.SFT_lowest} to "
                 f"{r.SFT_highest} for SFT)" if name in ("norm_range", "max_gap") else "")
         fam = f" (family: {int(table.family.eq('dispersion').sum())} dispersion tests)" if r.family else ""
         sentence = (f"{split.upper()} {r.label} ({r.kind}, question-adjusted subgroup means), base -> SFT: "
-                    f"{fmt(r.base)} -> {fmt(r.SFT)}, delta {fmt_ci(r.delta, r.delta_lo, r.delta_hi)} "
-                    f"({r.interval.split(' (')[0]}; questions only [{fmt(r.delta_lo_questions_only)}, "
-                    f"{fmt(r.delta_hi_questions_only)}]), {test}{fam}: {what}{ends}.")
+                    f"{fmt(r.base)} -> {fmt(r.SFT)}, {_delta_txt(r)}, {_tests_txt(r)}{fam}: {what}{ends}.")
         if r.kind == "level":
-            sentence = (f"{split.upper()} {r.label}, base -> SFT: {fmt(r.base)} -> {fmt(r.SFT)}, delta "
-                        f"{fmt_ci(r.delta, r.delta_lo, r.delta_hi)} ({r.interval.split(' (')[0]}; questions only "
-                        f"[{fmt(r.delta_lo_questions_only)}, {fmt(r.delta_hi_questions_only)}]), {test}: {what}{ends}.")
+            sentence = (f"{split.upper()} {r.label}, base -> SFT: {fmt(r.base)} -> {fmt(r.SFT)}, {_delta_txt(r)}, "
+                        f"{_tests_txt(r)}: {what}{ends}.")
         if r.verdict == "uninformative":
             sentence = (f"{split.upper()} {r.label}, base -> SFT: uninformative (every resample gives the same "
                         "value).")
         out.append(Claim(id=f"fairness.{split}.{r.metric}.{name}_delta", topic="fairness",
                          statistic=f"{r.label}, SFT - base, over {split.upper()} subgroups", sentence=sentence,
                          verdict=verdict, estimate=float(r.delta), lo=_num(r.delta_lo), hi=_num(r.delta_hi),
-                         method=f"{r.interval}; paired permutation test over questions ({r.permutations} "
-                                "permutations)" + (", Holm over the dispersion family" if r.family else ""),
+                         method=f"{r.interval} at {level_label(r.delta_level)}"
+                                + (" (Holm's step-down level over the dispersion family)" if r.family else "")
+                                + f"; paired permutation test over questions ({r.permutations} permutations)"
+                                + (", Holm over the dispersion family" if r.family else ""),
                          rule=r.rule, p_value=float(r.p_holm if r.family else r.p_permutation),
                          protocol=protocol, source=source,
                          extra={"base": float(r.base), "sft": float(r.SFT), "kind": r.kind,
-                                "p_permutation": float(r.p_permutation)}))
+                                "p_permutation": float(r.p_permutation), "level": float(r.delta_level),
+                                "p_interval_holm": _num(r.p_interval_holm), "lo_95": _num(r.delta_lo_95),
+                                "hi_95": _num(r.delta_hi_95)}))
     for m in table.metric.unique():
         verdict, sentence = kind_sentence(table, m)
         out.append(Claim(id=f"fairness.{split}.{m}.which_kind", topic="fairness",
@@ -475,7 +529,7 @@ def disparity_claims(table: pd.DataFrame, split: str = "ood", protocol: str = "p
             if np.isfinite(pd_):
                 inside = r.delta_lo <= pd_ <= r.delta_hi
                 txt += (f"; the paper's change {pd_:+.3f} {'lies inside' if inside else 'lies outside'} our interval "
-                        f"{fmt_ci(r.delta, r.delta_lo, r.delta_hi)}")
+                        f"{fmt_ci(r.delta, r.delta_lo, r.delta_hi)} ({level_label(r.delta_level)})")
             return txt + ")"
 
         out.append(Claim(

@@ -139,6 +139,38 @@ def inputs(table: pd.DataFrame, fold: int) -> pd.DataFrame:
     return table[(table.fold == fold) & (table.role == "inputs")].reset_index(drop=True)
 
 
+def other_folds_divergence(table: pd.DataFrame) -> pd.DataFrame:
+    """Whether each fold target pair is divergent, judged without the target's own respondents: the mode of the
+    same cell among the other folds' respondents (their target rows of that question and subgroup, weighted counts
+    pooled) against the population the predictors are given (the target row's ``population_modal_answers``, from
+    the other folds' inputs). The target's own sample mode would select pairs on the target's sampling noise
+    (a pair whose fold sample happens to stray from the population mode is called divergent, and every
+    predictor then looks worse on it than on an independent sample of the cell). One row per target pair
+    (fold, qid, subgroup_id) with ``divergent`` True / False, or missing where no other fold holds the cell
+    (fewer than 30 of its respondents there): such a pair is in the "all" rows only."""
+    from .questions import load_questions
+    from .subgroups import modal_values
+
+    values = {q.qid: np.asarray(q.values) for q in load_questions(rule="all")}
+    tg = table[table.role == "target"]
+    out = []
+    for f in sorted(tg.fold.unique()):
+        mine = tg[tg.fold == f]
+        pooled = (tg[tg.fold != f].groupby(["qid", "subgroup_id"]).weighted_counts
+                  .agg(lambda c: np.sum([np.asarray(x, float) for x in c], axis=0)))
+        div = []
+        for r in mine.itertuples(index=False):
+            other = pooled.get((r.qid, r.subgroup_id))
+            if other is None:
+                div.append(pd.NA)
+                continue
+            mode = modal_values(np.round(other, 9), values[r.qid])
+            div.append(not set(mode) & set(r.population_modal_answers))
+        out.append(pd.DataFrame({"fold": f, "qid": mine.qid.to_numpy(), "subgroup_id": mine.subgroup_id.to_numpy(),
+                                 "divergent": pd.array(div, dtype="boolean")}))
+    return pd.concat(out, ignore_index=True)
+
+
 def fold_file():
     """Where the committed fold aggregates are kept, beside the study's dataset."""
     from .study import processed_dir

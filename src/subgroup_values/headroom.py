@@ -8,7 +8,10 @@ normalised ordinal Wasserstein (``w1``), Jensen-Shannon distance (``jsd``), log 
 (:mod:`subgroup_values.scores`) of the predicted distribution against the target's weighted answer
 distribution, and SimBench's normalised score, each with a 95% BCa interval over questions. The noise floor
 (:mod:`subgroup_values.noise_floor`, ``floor_*``) is a row of its own (``method`` = ``noise_floor``; its
-normalised score is the one a predictor at the floor would get). The finding is a list of claims
+normalised score is the one a predictor at the floor would get). Under ``disjoint`` a pair's consensus or
+divergent label comes from the other folds' respondents of its cell (:func:`.folds.other_folds_divergence`),
+never from the target's own sample, which would select pairs on the target's noise; a pair the other folds
+cannot classify is in ``all`` only. The finding is a list of claims
 (:func:`headroom_claims`, :func:`worth_claims`) written to ``results/<profile>/claims/headroom.json``.
 """
 
@@ -96,7 +99,9 @@ def protocol_table(systems: dict[str, pd.DataFrame], floor: pd.DataFrame, protoc
     scored = {name: add_scores(p) for name, p in systems.items()}
     rows = []
     for subset in SUBSETS:
-        sel = {"all": slice(None), "consensus": ~ref.divergent.to_numpy(), "divergent": ref.divergent.to_numpy()}
+        # a pair whose divergence is not known (a fold target without the other folds' cell) is in "all" only
+        sel = {"all": slice(None), "consensus": ref.divergent.eq(False).to_numpy(),
+               "divergent": ref.divergent.eq(True).to_numpy()}
         idx = sel[subset]
         r0 = ref[idx] if subset != "all" else ref
         if r0.empty:
@@ -203,7 +208,19 @@ def disjoint_systems(fd, table: pd.DataFrame, runs: dict[str, pd.DataFrame], n_b
         qs = [q for q in fd.questions if q.qid in set(t.qid)]
         floors.append(noise_floor(tsurvey, qs, subs, t, n_boot, n_splits, seed + f, progress).assign(fold=f))
     systems = {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
-    return systems, pd.concat(floors, ignore_index=True), penalties
+    div = folds.other_folds_divergence(table)
+    return {k: independent_divergence(v, div) for k, v in systems.items()}, pd.concat(floors, ignore_index=True), penalties
+
+
+def independent_divergence(preds: pd.DataFrame, div: pd.DataFrame) -> pd.DataFrame:
+    """``preds`` (fold targets, with ``fold``) with its ``divergent`` column replaced by the classification from
+    the other folds' respondents (:func:`.folds.other_folds_divergence`; missing where no other fold holds the
+    cell), the rows in their order."""
+    on = ["fold", "qid", "subgroup_id"]
+    out = preds.drop(columns=["divergent"], errors="ignore").merge(div[on + ["divergent"]], on=on, how="left")
+    if len(out) != len(preds):
+        raise ValueError("other_folds_divergence has duplicate target pairs.")
+    return out
 
 
 # ---- the finding as claims -----------------------------------------------------------------------------------
@@ -229,30 +246,30 @@ def tied_best(table: pd.DataFrame, models: list[str], subset: str = "all") -> li
     return [m for m in order if t.loc[m, "tv"] <= t.loc[best, "tv_hi"]]
 
 
-#: The floor estimator's bias bound at the targets' sizes (n >= 30), measured in tests/test_noise_floor.py:
-#: the gap intervals are widened by this share of the mean floor on each side.
-FLOOR_BIAS_BOUND = 0.055
-
-
 def floor_gap(systems: dict[str, pd.DataFrame], floor: pd.DataFrame, methods: list[str], n_boot: int = 1000,
               seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """Paired: per pair, each method's TV minus the pair's floor; mean with a BCa interval over questions
     (``level`` chosen by the caller for the family of verdicts), on all and on divergent pairs. The interval
-    treats each floor as exact; ``gap_lo_wide`` / ``gap_hi_wide`` widen it by the floor's measured bias bound
-    (``FLOOR_BIAS_BOUND`` x the mean floor) on each side."""
+    treats each floor as exact; ``gap_lo_wide`` / ``gap_hi_wide`` widen it on each side by the floor estimator's
+    measured bias bound at each pair's size (:func:`.noise_floor.bias_bound` of its ``n_valid``: 8.5% at n = 31,
+    5.5% at 50, 3% from 150) times its floor, averaged over the pairs (``floor_bias_bound``: that mean as a
+    share of the mean floor)."""
+    from .noise_floor import bias_bound
+
     rows = []
     for m in methods:
         p = systems[m]
         on = ["qid", "subgroup_id"] + (["fold"] if "fold" in p else [])
-        d = p[on + ["tv", "divergent"]].merge(floor[on + ["floor_tv"]], on=on)
-        d = d.assign(gap=d.tv - d.floor_tv)
-        for subset, g in (("all", d), ("divergent", d[d.divergent])):
+        d = p[on + ["tv", "divergent"]].merge(floor[on + ["floor_tv", "n_valid"]], on=on)
+        d = d.assign(gap=d.tv - d.floor_tv, bias=bias_bound(d.n_valid) * d.floor_tv)
+        for subset, g in (("all", d), ("divergent", d[d.divergent.eq(True)])):
             ci = mean_bootstrap(g, ["gap"], n_boot=n_boot, seed=seed, level=level)
-            widen = FLOOR_BIAS_BOUND * float(g.floor_tv.mean())
+            widen = float(g.bias.mean())
             rows.append({"method": m, "pairs": subset, "gap": ci.loc["gap", "estimate"],
                          "gap_lo": ci.loc["gap", "lo"], "gap_hi": ci.loc["gap", "hi"],
                          "gap_lo_wide": ci.loc["gap", "lo"] - widen, "gap_hi_wide": ci.loc["gap", "hi"] + widen,
-                         "floor_mean": float(g.floor_tv.mean()), "level": level, "n_pairs": len(g)})
+                         "floor_mean": float(g.floor_tv.mean()), "floor_bias_bound": widen / float(g.floor_tv.mean()),
+                         "level": level, "n_pairs": len(g)})
     return pd.DataFrame(rows)
 
 
@@ -328,9 +345,9 @@ def headroom_claims(tables: dict[str, pd.DataFrame], gaps: dict[str, pd.DataFram
                     id=f"headroom.disjoint.gap.{m}", topic="headroom", statistic=f"TV minus floor, {m}",
                     estimate=float(r.gap), lo=float(r.gap_lo_wide), hi=float(r.gap_hi_wide), verdict=verdict,
                     method=(f"paired per pair; mean with a {r.level:.1%} BCa interval over questions (Bonferroni "
-                            f"over the {len(tested)} non-LLM predictors), widened by the floor's bias bound "
-                            f"({fmt(100 * FLOOR_BIAS_BOUND, 1)}% of the mean floor, "
-                            f"{fmt(FLOOR_BIAS_BOUND * r.floor_mean, 4)}) on each side"),
+                            f"over the {len(tested)} non-LLM predictors), widened by the floor's bias bound at each "
+                            f"pair's size ({fmt(100 * r.floor_bias_bound, 1)}% of the mean floor, "
+                            f"{fmt(r.floor_bias_bound * r.floor_mean, 4)}) on each side"),
                     rule="headroom if the widened interval lies above 0; at the floor if it holds 0; below the "
                          "floor if under 0",
                     protocol="disjoint", source=source, extra={"tied_best": m in tied},
@@ -473,8 +490,9 @@ def fold_systems(disjoint: dict[str, pd.DataFrame], fold_floor: pd.DataFrame, ta
             raise ValueError(f"{name} was evaluated on {len(p):,} of fold {fold}'s {len(keys):,} target pairs: a fold "
                              "run must be evaluated on every target pair of its fold (no limit), so that it is "
                              "compared with the other predictors on the same pairs.")
-        systems[name] = p.assign(fold=fold)
-        systems |= {k: v.assign(fold=fold) for k, v in point_masses(p, name).items()}
+        div = folds.other_folds_divergence(table)
+        systems[name] = independent_divergence(p.assign(fold=fold), div)
+        systems |= {k: independent_divergence(v.assign(fold=fold), div) for k, v in point_masses(p, name).items()}
     return systems, fold_floor[fold_floor.fold == fold].reset_index(drop=True)
 
 

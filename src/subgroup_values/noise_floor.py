@@ -32,6 +32,18 @@ from .metrics import jensen_shannon, total_variation, wasserstein
 
 DISTANCES = {"tv": total_variation, "w1": wasserstein, "jsd": jensen_shannon}
 
+#: Bounds on the floor estimator's relative bias by sample size n (any k = 2..10, multinomial or weighted), as
+#: held by tests/test_noise_floor.py (measured there by simulation at these n and between them).
+BIAS_BOUNDS = ((15, 0.13), (50, 0.055), (150, 0.03), (400, 0.03))
+
+
+def bias_bound(n) -> np.ndarray:
+    """The bias bound at each ``n``: :data:`BIAS_BOUNDS` interpolated linearly in log n (the bias shrinks
+    about as 1/n), the first value below n = 15 and the last above n = 400."""
+    xs = np.log([b[0] for b in BIAS_BOUNDS])
+    ys = [b[1] for b in BIAS_BOUNDS]
+    return np.interp(np.log(np.maximum(np.asarray(n, float), 1.0)), xs, ys)
+
 
 def _batch_distances(draws: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
     """TV, W1, JSD of each row of ``draws`` (weighted counts) to ``target`` (vectorised forms of metrics')."""

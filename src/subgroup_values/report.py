@@ -9,6 +9,7 @@ import pandas as pd
 
 from . import claims, paper
 from .bootstrap import show
+from .disparities import level_label
 from .study import active
 
 
@@ -186,9 +187,9 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
             reported = r.get("paper base -> SFT (reported mean)")
             add("fairness (OOD)", f"{r['label']} ({r['kind']}) base -> SFT",
                 reported if isinstance(reported, str) else "not reported",
-                f"{r['base']:.3f} -> {r['SFT']:.3f} (delta {r['interval'].split(' ')[0]} CI "
-                f"[{r['delta_lo']:.3f}, {r['delta_hi']:.3f}]; Holm-adjusted permutation p {_p_value(r['p_holm'])}): "
-                f"{r['verdict']}",
+                f"{r['base']:.3f} -> {r['SFT']:.3f} (delta {level_label(r['delta_level'])} "
+                f"{r['interval'].split(' ')[0]} CI [{r['delta_lo']:.3f}, {r['delta_hi']:.3f}] at Holm's step-down "
+                f"level; Holm-adjusted permutation p {_p_value(r['p_holm'])}): {r['verdict']}",
                 "paper: mean over 7 models, no intervals" if isinstance(reported, str) else "our addition")
     bias_path = res_dir / "fairness" / "paper_bias.csv"
     if bias_path.is_file():
@@ -202,7 +203,7 @@ def paper_comparison(res_dir: str | Path, manifest: dict, profile: str, model_la
                 continue
             split = g.split.iloc[0]
             cells = [f"{'base' if r.model == 'base' else 'SFT'} {r.difference:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] "
-                     f"(Holm p {_p_value(r.p_holm)}): {r.verdict}" if r.testable else
+                     f"({level_label(r.level)}, Holm p {_p_value(r.p_holm)}): {r.verdict}" if r.testable else
                      f"{'base' if r.model == 'base' else 'SFT'}: {r.verdict}" for r in g.itertuples()]
             ood_notes = bias[(bias.split == "ood") & (bias.contrast == contrast) & (bias.matching == matching)].note
             why = [f"OOD: {n}" for n in ood_notes.dropna().unique() if split != "ood"] + [
@@ -338,11 +339,14 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
         t = pd.read_csv(fair)
         rules = t.loc[t.family == "dispersion", "rule"]
         out.append(f"\nFairness (dispersion over OOD subgroups, question-adjusted subgroup means, base -> SFT; delta "
-                   f"with its {t.interval.iloc[0]} interval and the questions-only one; verdict: "
+                   f"with the {t.interval.iloc[0]} interval that decides, at its level (Holm's step-down level over "
+                   f"the dispersion family), and the questions-only one at the same level; verdict: "
                    f"{rules.iloc[0] if len(rules) else ''}):\n")
-        keep = ["label", "kind", "base", "SFT", "delta", "delta_lo", "delta_hi", "delta_lo_questions_only",
-                "delta_hi_questions_only", "p_permutation", "p_holm", "verdict"]
-        t = t.assign(**{c: t[c].map(_p_value) for c in ("p_permutation", "p_holm") if c in t})
+        keep = ["label", "kind", "base", "SFT", "delta", "delta_level", "delta_lo", "delta_hi", "delta_lo_questions_only",
+                "delta_hi_questions_only", "p_permutation", "p_holm", "p_interval_holm", "verdict"]
+        t = t.assign(**{c: t[c].map(_p_value) for c in ("p_permutation", "p_holm", "p_interval_holm") if c in t})
+        if "delta_level" in t:
+            t = t.assign(delta_level=t.delta_level.map(_level))
         out.append(markdown_table(t[[c for c in keep if c in t]]))
     comp = res_dir / "paper_comparison.md"
     if comp.is_file():
