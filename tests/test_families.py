@@ -1,5 +1,7 @@
 """The paper's model families (Llama 3.1, Qwen 2.5, Gemma 3) with their real tokenizers and chat templates, on tiny
-random models of their architectures (`make model-families`): exact option scoring, generation and parsing."""
+random models of their architectures (`make model-families`): exact option scoring, generation and parsing, with the
+chat templates and with the plain-text base_completion template (Gemma 3 270M, a base model, is scored with it; the
+tiny Gemma 3 model's tokenizer is the same token for token, tests/test_gemma.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from subgroup_values.prompts import build_messages, prefix_group
 
 PERSONAS = [{"sex": "Female", "age": "25-34"}, {"ethnicity": "Malay", "religion": "Muslim"}]
 SCALES = {"1-4": "Q1", "1-5": "Q33", "1-10": "Q48"}  # 0-10: Q48's text with an eleventh option, 0
+#: The chat template a family's models use and the plain-text one of a base model
+TEMPLATES = ("persona_user", "base_completion")
 
 
 def scale_questions(questions) -> dict:
@@ -27,7 +31,7 @@ def scale_questions(questions) -> dict:
 
 def requests_for(questions, template="persona_user"):
     return [ScoreRequest(build_messages(q, p, template), [str(v) for v, _ in q.options],
-                         prefix_group(template, q.qid, str(i)))
+                         f"{template}:{prefix_group(template, q.qid, str(i))}")
             for i, p in enumerate(PERSONAS) for q in scale_questions(questions).values()]
 
 
@@ -76,7 +80,7 @@ def reference(backend, questions):
     # the scorer's digit mask is the decoded-text rule, also after a two-digit code
     assert torch.equal(goes_on, backend.digit_mask.cpu())
     assert torch.equal(continues_number(backend.tokenizer, " 10", n_out), goes_on)
-    reqs = requests_for(questions)
+    reqs = [r for t in TEMPLATES for r in requests_for(questions, t)]
     return reqs, [brute_force(backend, r, goes_on) for r in reqs]
 
 
@@ -127,6 +131,33 @@ def test_generate_and_parse_on_the_family_chat_format(backend, family_model, que
     eos = backend.model.generation_config.eos_token_id
     assert tok.eos_token_id in (eos if isinstance(eos, list) else [eos])
     assert not any(s in r for r in replies for s in tok.all_special_tokens if s)
+
+
+def test_generate_and_parse_on_the_base_completion_template(backend, family_model, questions):
+    """The plain-text prompt (no chat template) ends on the persona's line; the model writes the "Answer:" line
+    itself, and the parser reads such a completion (with what a base model writes after it) on the family's real
+    tokens."""
+    from subgroup_values.prompts import parse_answer, plain_text
+
+    q = questions["Q48"]  # a 1-10 scale: "Answer: 10" must not read as 1
+    msgs = build_messages(q, PERSONAS[1], "base_completion")
+    text = backend.render(msgs, answer_prefix=None)
+    tok = backend.tokenizer
+    assert text.endswith("Respondent: a Malay Muslim person\n") and text == (tok.bos_token or "") + plain_text(msgs)
+    assert backend.render(msgs).endswith("Muslim person\nAnswer:")
+    for s in tok.all_special_tokens:  # no chat markup: at most the BOS the tokenizer itself would add
+        assert text.count(s) == (1 if s == tok.bos_token and tok("a")["input_ids"][:1] == [tok.bos_token_id] else 0)
+    codes = [v for v, _ in q.options]
+    prompt_ids = backend.encode(text)
+    for written, choice in (("Answer: 3\n\nQuestion: Some people feel", 3), ("Answer: 10\nRespondent: a man", 10),
+                            ("Answer: 7", 7)):
+        ids = backend.encode(text + written)
+        assert ids[:len(prompt_ids)] == prompt_ids
+        reply = tok.decode(ids[len(prompt_ids):], skip_special_tokens=True).strip()
+        assert parse_answer(reply, codes).choice == choice, reply
+    replies = backend.generate([GenerateRequest(msgs, 6), GenerateRequest(build_messages(q, PERSONAS[0],
+                                                                                        "base_completion"), 6)])
+    assert all(isinstance(r, str) and r.tokens <= 6 for r in replies)
 
 
 def test_packed_trainer_equals_trl_on_the_family(family_model, tmp_path):

@@ -126,3 +126,40 @@ def test_a_finished_training_is_never_resumed_after_its_pairs_change(tiny_model,
     assert second["data"]["base_model"]["weights"] is not None
     third = finetune.main(s, t, m)  # the same inputs, but that training finished
     assert "finished" in capsys.readouterr().out and third["training"]["resumed_from"] is None
+
+
+def test_base_completion_trains_on_the_plain_text_the_evaluation_scores(tiny_model, tmp_path):
+    """A base model (no chat template) trains on the base_completion prompt as plain text, the loss on the line
+    "Answer: <modal code>" and the end of sequence only; the packed trainer's loss and gradients equal TRL's on it."""
+    from test_packing import check, compare, trainers
+
+    from subgroup_values.prompts import plain_text
+
+    base = tmp_path / "base-model"
+    shutil.copytree(tiny_model, base)
+    (base / "chat_template.jinja").unlink()
+    pairs = finetune.training_pairs(finetune.SubgroupSFTArguments(train_limit=4))
+    rec = finetune.sft_records(pairs.head(1), "base_completion")[0]
+    assert isinstance(rec["prompt"], str) and rec["prompt"].endswith("\n") and "Respondent: " in rec["prompt"]
+    assert rec["prompt"] == plain_text(build_messages(*_question_and_persona(pairs.iloc[0]), "base_completion"))
+    assert rec["completion"] == f"Answer: {min(pairs.modal_answers.iloc[0])}"
+    s, t, m = recipe(base, tmp_path / "sft", train_limit=4, trainer="trl", template="base_completion")
+    with pytest.raises(ValueError, match="no chat template .*base_completion"):  # a chat template: refused
+        finetune.build_trainer(*recipe(base, tmp_path / "chat", train_limit=4, trainer="trl"))
+    for trainer in (finetune.build_trainer(s, t, m)[0],
+                    finetune.build_trainer(*recipe(base, tmp_path / "p", train_limit=4, trainer="packed",
+                                                   template="base_completion"))[0]):
+        text, loss_part = finetune.loss_tokens(trainer, 0)
+        eos = trainer.processing_class.eos_token
+        assert loss_part.startswith("Answer: ") and loss_part.endswith(eos) and "Respondent:" not in loss_part
+        assert "Respondent: " in text and "<|im_start|>user" not in text
+    trl_trainer, packed = trainers(base, "configs/sft/smoke.yaml", tmp_path,
+                                   limit=40, per_chunk=3, template="base_completion")
+    check(compare(trl_trainer, packed, n_chunks=2, fp64=False))
+
+
+def _question_and_persona(row):
+    from subgroup_values.prompts import attributes_of
+    from subgroup_values.questions import load_questions
+
+    return {q.qid: q for q in load_questions(rule="all")}[row["qid"]], attributes_of(row.to_dict())

@@ -80,3 +80,30 @@ def test_adapter_and_errors(tiny_model, tmp_path):
         HFBackend(tiny_model, adapter=tmp_path)
     with pytest.raises(ValueError, match="dtype must be"):
         HFBackend(tiny_model, dtype="int3")
+
+
+def test_a_model_without_chat_template_takes_the_base_template(tiny_model, questions, tmp_path):
+    """A base model (no chat template) refuses the chat templates with a message naming base_completion, and
+    scores and generates with base_completion; a model with a chat template scores a plain-text prompt as written."""
+    import shutil
+
+    from subgroup_values.backends.base import NoChatTemplateError
+
+    base = tmp_path / "base-model"
+    shutil.copytree(tiny_model, base)
+    (base / "chat_template.jinja").unlink()
+    be = HFBackend(base, dtype="float32", batch_size=4)
+    assert not be.tokenizer.chat_template
+    with pytest.raises(NoChatTemplateError, match=r"no chat template .*base_completion"):
+        be.score(requests_for(questions)[:1])
+    with pytest.raises(NoChatTemplateError, match="base_completion"):
+        be.generate([GenerateRequest(build_messages(questions["Q1"], PERSONAS[0]), 4)])
+    reqs = requests_for(questions, "base_completion")
+    got = be.score(reqs)
+    for r, s in zip(reqs, got):
+        assert s.logprobs == pytest.approx(brute_force(be, r), abs=1e-4)
+    # the same weights with their chat template read the plain-text prompt as written, not as a chat
+    chat = HFBackend(tiny_model, dtype="float32", batch_size=4)
+    assert chat.render(reqs[0].messages) == be.render(reqs[0].messages)
+    assert [p for s in chat.score(reqs) for p in s.probs] == pytest.approx([p for s in got for p in s.probs], abs=1e-6)
+    assert len(be.generate([GenerateRequest(reqs[0].messages, 4)])) == 1

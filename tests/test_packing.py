@@ -47,8 +47,8 @@ def test_collator_mask_is_a_tree():
     assert int(batch["real_tokens"]) == 7
 
 
-def trainers(model_path, recipe, tmp_path, limit, per_chunk):
-    kw = dict(model_name_or_path=str(model_path), train_limit=limit, lora_dropout=0.0)
+def trainers(model_path, recipe, tmp_path, limit, per_chunk, **overrides):
+    kw = dict(model_name_or_path=str(model_path), train_limit=limit, lora_dropout=0.0, **overrides)
     s, t, m = finetune.load_recipe(recipe, trainer="trl", output_dir=str(tmp_path / "trl"), **kw)
     trl_trainer, _ = finetune.build_trainer(s, t, m)
     s, t, m = finetune.load_recipe(recipe, trainer="packed", subgroups_per_chunk=per_chunk,

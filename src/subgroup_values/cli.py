@@ -16,6 +16,8 @@ import os
 import sys
 import time
 
+from .prompts import TEMPLATES
+
 
 def _count(minimum: int = 0):
     """An argparse type: an integer >= ``minimum`` (a negative --limit is an error, never "every pair")."""
@@ -192,8 +194,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--sample-seed", type=_count(0), default=0, help="seed of the sample")
     e.add_argument("--scoring", default="logprob", choices=["logprob", "generate"],
                    help="logprob: exact option probabilities; generate: greedy reply, parsed")
-    e.add_argument("--template", default="persona_user",
-                   choices=["persona_user", "persona_system", "no_persona", "marginals"])
+    e.add_argument("--template", default="persona_user", choices=list(TEMPLATES),
+                   help="prompt template (base_completion: plain text for a base model without a chat template)")
     e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     e.add_argument("--batch-size", type=_count(1), default=16, help="prompts per forward pass")
     e.add_argument("--n-boot", type=_count(10), default=1000, help="bootstrap draws over questions")

@@ -1,7 +1,10 @@
 """LoRA supervised fine-tuning with TRL on the training strata's modal answers.
 
 A prompt-completion dataset: the prompt is exactly the evaluation's chat prompt for a training pair (same
-template), the completion is ``Answer: <modal code>``; TRL puts the loss on the completion tokens only. Ties
+template), the completion is ``Answer: <modal code>``; TRL puts the loss on the completion tokens only. With the
+plain-text ``base_completion`` template (a base model, no chat template) the prompt and the completion are text:
+the prompt ends on the persona's line and the completion is the line ``Answer: <modal code>`` (then the end of
+sequence), so the model is trained on the text the evaluation scores. Ties
 (rare: 2 of 10,700 training pairs with weighted modes) take the lowest tied code.
 
 Use it like TRL's own scripts, from a recipe (``configs/sft/*.yaml``) or flags:
@@ -23,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from .dataset import load_manifest, load_pairs, sample_pairs
-from .prompts import ANSWER_PREFIX, DEFAULT_TEMPLATE, TEMPLATES, attributes_of, build_messages
+from .prompts import ANSWER_PREFIX, DEFAULT_TEMPLATE, TEMPLATES, attributes_of, build_messages, plain_text
 from .provenance import run_record, write_json
 from .questions import load_questions
 
@@ -58,7 +61,10 @@ def sft_records(pairs: pd.DataFrame, template: str = DEFAULT_TEMPLATE) -> list[d
     out = []
     for row in pairs.to_dict("records"):
         msgs = build_messages(questions[row["qid"]], attributes_of(row), template)
-        out.append({"prompt": msgs, "completion": [{"role": "assistant", "content": modal_completion(row["modal_answers"])}],
+        text = plain_text(msgs)  # base_completion: plain text in, plain text out (TRL adds BOS and EOS)
+        completion = modal_completion(row["modal_answers"])
+        out.append({"prompt": msgs if text is None else text,
+                    "completion": [{"role": "assistant", "content": completion}] if text is None else completion,
                     "qid": row["qid"], "subgroup_id": row["subgroup_id"]})
     return out
 
@@ -69,6 +75,7 @@ TRAINERS = ("packed", "trl")
 def distribution_examples(pairs: pd.DataFrame, tokenizer, template: str = DEFAULT_TEMPLATE) -> dict:
     """Per pair: the evaluation's prompt up to ``Answer:`` (token ids), each option code's tokens in context (as
     the scorer reads them) and the subgroup's weighted answer distribution (the target)."""
+    from .backends.base import render_prompt
     from .backends.hf import option_token_ids
 
     questions = {q.qid: q for q in load_questions(rule="all")}
@@ -76,8 +83,7 @@ def distribution_examples(pairs: pd.DataFrame, tokenizer, template: str = DEFAUL
     codes: dict[str, list[list[int]]] = {}
     for row in pairs.to_dict("records"):
         q = questions[row["qid"]]
-        text = tokenizer.apply_chat_template(build_messages(q, attributes_of(row), template), tokenize=False,
-                                             add_generation_prompt=True) + ANSWER_PREFIX
+        text = render_prompt(tokenizer, build_messages(q, attributes_of(row), template), ANSWER_PREFIX)
         prompt_ids.append(tokenizer(text, add_special_tokens=False)["input_ids"])
         if q.qid not in codes:
             codes[q.qid] = [option_token_ids(tokenizer, str(v)) for v, _ in q.options]
@@ -117,6 +123,13 @@ def build_trainer(script_args: SubgroupSFTArguments, training_args, model_args):
     pairs = training_pairs(script_args)
     dataset = Dataset.from_list(sft_records(pairs, script_args.template)).remove_columns(["qid", "subgroup_id"])
     tok = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    if script_args.template != "base_completion" and not tok.chat_template:
+        from .backends.base import NoChatTemplateError
+
+        raise NoChatTemplateError(
+            f"{model_args.model_name_or_path} has no chat template (a base model, not instruction-tuned): the "
+            f"template {script_args.template!r} is a chat. Train it with template: base_completion (the plain-text "
+            "prompt its evaluation uses).")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)

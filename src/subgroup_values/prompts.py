@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from .questions import Question
 from .study import Study, active
 
-TEMPLATES = ("persona_user", "persona_system", "no_persona", "marginals")
+TEMPLATES = ("persona_user", "persona_system", "no_persona", "marginals", "base_completion")
 DEFAULT_TEMPLATE = "persona_user"
 #: The assistant's reply starts with this; option scoring reads what follows (the one definition).
 ANSWER_PREFIX = "Answer:"
+#: The role of the one message of a plain-text prompt (``base_completion``): written as is, no chat template.
+PLAIN_ROLE = "plain_text"
 INSTRUCTION = ("Answer each question with the number of the option you choose, in the form \"Answer: <number>\". "
                "Do not explain.")
 
@@ -122,6 +124,10 @@ def build_messages(q: Question, attributes: dict[str, str], template: str = DEFA
         system = (f"You are {describe(attributes)} living in {country}, taking part in the World Values Survey. "
                   "Answer every question as yourself, from your own point of view.")
         return [{"role": "system", "content": system}, {"role": "user", "content": f"{block}\n\n{INSTRUCTION}"}]
+    if template == "base_completion":  # plain text: persona_user's words, then "Answer:" (added by the backend)
+        text = (f"{system_survey(country)}\n\n{block}\n\nHow would the following respondent "
+                f"from {country} most likely answer this question?\nRespondent: {describe(attributes)}\n")
+        return [{"role": PLAIN_ROLE, "content": text}]
     if template in ("persona_user", "no_persona"):
         # the persona's words come last: everything before them is shared by every subgroup of the question
         persona = describe(attributes if template == "persona_user" else {})
@@ -129,6 +135,16 @@ def build_messages(q: Question, attributes: dict[str, str], template: str = DEFA
                 f"\nRespondent: {persona}")
         return [{"role": "system", "content": system_survey(country)}, {"role": "user", "content": user}]
     raise ValueError(f"Unknown template {template!r}; expected one of {TEMPLATES}.")
+
+
+def plain_text(messages: list[dict]) -> str | None:
+    """The whole prompt of a plain-text (``base_completion``) request, written as is; None for chat messages."""
+    if len(messages) == 1 and messages[0].get("role") == PLAIN_ROLE:
+        return messages[0]["content"]
+    if any(m.get("role") == PLAIN_ROLE for m in messages):
+        raise ValueError(f"A plain-text prompt is one message of role {PLAIN_ROLE!r}; got roles "
+                         f"{[m.get('role') for m in messages]}.")
+    return None
 
 
 def prefix_group(template: str, qid: str, subgroup_id: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..prompts import ANSWER_PREFIX
+from ..prompts import ANSWER_PREFIX, PLAIN_ROLE, plain_text
 
 
 @dataclass
@@ -68,6 +68,41 @@ def reply_records(replies: list) -> list[dict]:
             out.append({"reply": str(r)} | ({"cut": bool(cut)} if cut is not None else {})
                        | ({"tokens": int(tokens)} if tokens is not None else {}))
     return out
+
+
+class NoChatTemplateError(ValueError):
+    """Chat messages for a model whose tokenizer has no chat template (a base model)."""
+
+
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def render_prompt(tokenizer, messages: list[dict], answer_prefix: str | None = ANSWER_PREFIX,
+                  model: str = "the model") -> str:
+    """The text a model reads for ``messages``, then ``answer_prefix``: a plain-text prompt (template
+    ``base_completion``) as it is written, after the tokenizer's BOS token when its encoding starts with one (as
+    the model was trained); chat messages through the tokenizer's chat template. Chat messages for a tokenizer
+    without a chat template (a base model) are refused."""
+    text = plain_text(messages)
+    if text is not None:
+        bos = tokenizer.bos_token if tokenizer.bos_token_id is not None and \
+            tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id] else ""
+        return (bos or "") + text + (answer_prefix or "")
+    if not has_chat_template(tokenizer):
+        raise NoChatTemplateError(
+            f"{model} has no chat template (a base model, not instruction-tuned): the chat prompt templates cannot "
+            f"be written for it. Use the plain-text template base_completion (`template: base_completion` in the "
+            f"profile's run, or --template base_completion), or a model with a chat template.")
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + (answer_prefix or "")
+
+
+def refuse_plain_text(requests: list, where: str) -> None:
+    """A backend that sends chat messages cannot send a plain-text prompt (role ``PLAIN_ROLE``)."""
+    if any(plain_text(r.messages) is not None for r in requests):
+        raise ValueError(f"{where} sends chat messages; a base_completion prompt (role {PLAIN_ROLE!r}) is plain text "
+                         f"for a base model: score it locally (backend hf) or on a server's completions endpoint "
+                         f"(endpoint completions with tokenizer=).")
 
 
 class Backend:

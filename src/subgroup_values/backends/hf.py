@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..prompts import ANSWER_PREFIX
-from .base import Backend, GenerateRequest, OptionScores, Reply, ScoreRequest
+from .base import Backend, GenerateRequest, OptionScores, Reply, ScoreRequest, render_prompt
 
 
 def _file_digest(paths: list[Path]) -> str:
@@ -223,8 +223,9 @@ class HFBackend(Backend):
 
     # ---- prompts ----------------------------------------------------------------------------------------------
     def render(self, messages: list[dict], answer_prefix: str | None = ANSWER_PREFIX) -> str:
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return text + (answer_prefix or "")
+        """The prompt's text: chat messages through the chat template, a base_completion prompt as written (a model
+        without a chat template refuses chat messages: :func:`~subgroup_values.backends.base.render_prompt`)."""
+        return render_prompt(self.tokenizer, messages, answer_prefix, model=f"The model at {self.model_name}")
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]

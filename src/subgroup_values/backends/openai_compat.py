@@ -42,7 +42,16 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from .base import Backend, GenerateRequest, OptionScores, Reply, RequestFailed, ScoreRequest
+from .base import (
+    Backend,
+    GenerateRequest,
+    OptionScores,
+    Reply,
+    RequestFailed,
+    ScoreRequest,
+    refuse_plain_text,
+    render_prompt,
+)
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 ENDPOINTS = ("chat", "completions")
@@ -277,6 +286,8 @@ class OpenAICompatBackend(Backend):
 
     # ---- the Backend interface ---------------------------------------------------------------------------------
     def generate(self, requests: list[GenerateRequest]) -> list[str | RequestFailed]:
+        refuse_plain_text(requests, f"{self.kind} generation (the chat endpoint)")
+
         def one(r: GenerateRequest) -> Reply:
             reply = self._post({"messages": r.messages, "max_tokens": r.max_new_tokens})
             choice = reply["choices"][0]
@@ -290,6 +301,7 @@ class OpenAICompatBackend(Backend):
         failed = lambda msg: OptionScores(None, float("nan"), status="failed", error=msg)  # noqa: E731
         if self.endpoint == "completions":
             return self._map(self._score_completions, requests, failed)
+        refuse_plain_text(requests, f"{self.kind} scoring on the chat endpoint")
 
         def one(r: ScoreRequest) -> OptionScores:
             reply = self._post({"messages": r.messages, "max_tokens": 8, "logprobs": True,
@@ -358,7 +370,7 @@ class OpenAICompatBackend(Backend):
         from .hf import option_token_ids
 
         tok = self.tokenizer
-        text = tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) + r.prefix
+        text = render_prompt(tok, r.messages, r.prefix, model=f"The tokenizer {self.tokenizer_name}")
         prompt = tok(text, add_special_tokens=False)["input_ids"]
         options = [option_token_ids(tok, c, r.prefix) for c in r.options]
         seqs = [prompt + o for o in options]
