@@ -74,7 +74,9 @@ def _evaluate(args) -> int:
 
     if args.api_key_env and not args.api_key_env.replace("_", "").isalnum():
         raise SystemExit("--api-key-env takes the NAME of an environment variable, never the key itself.")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from .paths import settle_hub_mode
+
+    settle_hub_mode()
     _use_study(args.study, args.pairs)
     check_outputs(args.out, args.cache or None)  # writable, with space, before any scoring
     all_pairs = load_pairs(args.pairs)
@@ -212,9 +214,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, rest = parser().parse_known_args(argv)
-    from .paths import check_own_checkout
+    from .paths import check_own_checkout, settle_hub_mode
 
     check_own_checkout()
+    settle_hub_mode()  # before any import of transformers: offline on the project machines, else as the user says
     if args.command == "finetune":
         return _finetune(args, rest)
     if rest:

@@ -36,3 +36,25 @@ def check_own_checkout(cwd: Path | None = None, prefix: str | None = None) -> No
                 f"the other checkout. Reinstall this checkout's package: `{checkout}/.venv/bin/python -m pip "
                 f"install --no-deps -e {checkout}` (or `rm -rf {checkout}/.venv && make setup`); "
                 f"SUBGROUP_VALUES_ANY_CHECKOUT=1 runs anyway.")
+
+
+def project_machine(root: Path | None = None) -> bool:
+    """True on the project's own machines: they have no network, and keep the licensed survey files beside the
+    checkout (``../shared/wvs7_sgp/``, where the Makefile looks for the survey file too)."""
+    return ((REPO_ROOT if root is None else Path(root)).parent / "shared" / "wvs7_sgp").is_dir()
+
+
+def settle_hub_mode(root: Path | None = None) -> str:
+    """Decide, once per process, whether the Hugging Face hub is used, and say it in the environment that child
+    processes (a notebook's kernel, a server) inherit: an ``HF_HUB_OFFLINE`` the user set is kept; unset, it
+    becomes "1" (offline) on the project machines, which have no network, and "0" elsewhere, so that a hub id
+    (``--model Qwen/Qwen2.5-7B-Instruct``) downloads. ``HF_DATASETS_OFFLINE`` follows unless set. Returns the
+    value. Call it before transformers or huggingface_hub is imported (they read it once, at import)."""
+    import os
+
+    value = os.environ.get("HF_HUB_OFFLINE", "").strip()
+    if value == "":
+        value = "1" if project_machine(root) else "0"
+    os.environ["HF_HUB_OFFLINE"] = value
+    os.environ.setdefault("HF_DATASETS_OFFLINE", value)
+    return value
