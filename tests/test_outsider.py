@@ -100,3 +100,125 @@ def test_the_runner_hands_flags_and_the_hub_setting_to_the_kernel(tmp_path, hub)
     expected_hub = ("1" if paths.project_machine() else "0") if hub == "unset" else hub
     assert got == {"marginals_runs": "", "limit": 0, "qids": [], "note": "a b", "hub": expected_hub,
                    "datasets": expected_hub}
+
+
+# ---- an installed copy (pip install .) finds the committed aggregates it ships ----------------------------------
+
+def _tracked(*prefixes: str) -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-z", "--", *prefixes], capture_output=True, text=True, cwd=REPO_ROOT,
+                         check=True).stdout
+    return [f for f in out.split("\0") if f]
+
+
+@pytest.fixture(scope="module")
+def installed_copy(tmp_path_factory):
+    """A real `pip install --no-deps --no-build-isolation` (a wheel built by setuptools, then installed) of this
+    checkout's tracked files into a folder of its own, beside this venv's dependencies: the slow part of these
+    tests (10-30 s), done once for all of them."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("install")
+    source, site = base / "source", base / "site"
+    for rel in _tracked("pyproject.toml", "README.md", "src", "data/processed"):
+        (source / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / rel, source / rel)
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                        "--no-index", "--target", str(site), str(source)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return site
+
+
+def _run_installed(site, args, cwd, **kw):
+    env = _clean_env(PYTHONPATH=str(site), HF_HUB_OFFLINE="1", SUBGROUP_VALUES_ANY_CHECKOUT="")
+    return subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env, timeout=300, **kw)
+
+
+def test_every_package_under_src_is_listed_for_the_wheel():
+    import tomllib
+    from setuptools import find_namespace_packages
+
+    listed = set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {p for p in find_namespace_packages(str(REPO_ROOT / "src")) if "__pycache__" not in p
+             and not p.endswith(".egg-info")}
+    assert found - listed == set(), "add the new package(s) to [tool.setuptools] packages in pyproject.toml"
+
+
+@pytest.mark.slow
+def test_the_installed_copy_ships_only_committed_aggregates(installed_copy):
+    shipped = installed_copy / "subgroup_values" / "_aggregates"
+    files = sorted(p.relative_to(shipped).as_posix() for p in shipped.rglob("*") if p.is_file())
+    assert {"pairs.csv", "manifest.json", "tur/pairs.csv", "tur/manifest.json"} <= set(files)
+    tracked = set(_tracked("data/processed"))
+    for rel in files:  # each one a committed table of data/processed/, byte for byte: no respondent rows
+        assert f"data/processed/{rel}" in tracked, rel
+        assert (shipped / rel).read_bytes() == (REPO_ROOT / "data" / "processed" / rel).read_bytes(), rel
+
+
+@pytest.mark.slow
+def test_readmes_library_snippet_runs_from_an_installed_copy(installed_copy, tiny_model, tmp_path):
+    """README's library snippet, run by the installed copy from a folder outside any checkout (the tiny model in
+    place of the embedded one, and a sample of 40 pairs so that it takes seconds), reads the shipped pairs table."""
+    from subgroup_values.dataset import load_pairs, pair_frame, sample_pairs
+    from subgroup_values.questions import load_questions
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    snippet = readme.split("Or as a library:\n\n```python\n", 1)[1].split("```", 1)[0]
+    edits = {'"models/SmolLM2-135M-Instruct"': repr(str(tiny_model)),
+             'pairs = load_pairs(split="ood")\n': 'pairs = load_pairs(split="ood")\nprint("table", len(pairs))\n'
+                                                  'from subgroup_values.dataset import sample_pairs\n'
+                                                  'pairs = sample_pairs(pairs, 40)\n',
+             "print(evaluate.summarise(preds))": "s = evaluate.summarise(preds, n_boot=50)\n"
+                                                 "print(s.to_string())\n"
+                                                 "print('counts', dict(zip(s.subset, s.pairs)))\n"
+                                                 "import subgroup_values.paths as p; print('from', p.__file__)"}
+    for old, new in edits.items():
+        assert old in snippet, f"README's library snippet changed: {old!r} is no longer in it (update this test)"
+        snippet = snippet.replace(old, new)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    r = _run_installed(installed_copy, [sys.executable, "-c", snippet], cwd=work)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in r.stdout.splitlines() if line.split(" ", 1)[0] in
+                 ("table", "counts", "from"))
+    assert lines["from"].startswith(str(installed_copy))  # the installed copy ran, not this checkout's code
+    ood = load_pairs(split="ood")
+    sample = pair_frame(sample_pairs(ood, 40), {q.qid: q for q in load_questions(rule="all")})
+    assert int(lines["table"]) == len(ood)
+    divergent = int(sample.divergent.sum())
+    assert eval(lines["counts"]) == {"all": 40, "consensus": 40 - divergent, "divergent": divergent}
+    assert 0 < divergent < 40
+    assert not (work / "data").exists()  # nothing written beside it but the response cache
+
+
+@pytest.mark.slow
+def test_the_installed_copy_runs_in_a_checkout_and_refuses_to_write_its_shipped_tables(installed_copy, tiny_model,
+                                                                                       tmp_path):
+    """The check that refuses another checkout's editable install lets an installed copy run anywhere, here from
+    this checkout's folder; its command reads the shipped pairs by default; the runner, which needs a checkout,
+    says so."""
+    out = tmp_path / "run"
+    cli = [sys.executable, "-m", "subgroup_values.cli"]
+    r = _run_installed(installed_copy, [*cli, "evaluate", "--model", str(tiny_model), "--limit", "6", "--n-boot",
+                                        "20", "--cache", "", "--out", str(out), "--quiet"], cwd=REPO_ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["pairs"] == 6
+    assert str(installed_copy) in json.dumps(m)  # it read the table the installed copy ships
+    r = _run_installed(installed_copy, [sys.executable, "-m", "subgroup_values.runner",
+                                        "notebooks/03_evaluate.ipynb", "--profile", "smoke"], cwd=REPO_ROOT)
+    assert r.returncode != 0 and "needs a checkout of the project" in r.stderr and "installed copy" in r.stderr
+
+
+def test_an_editable_install_of_another_checkout_is_refused_and_an_installed_copy_is_not(tmp_path, monkeypatch):
+    from subgroup_values.paths import check_own_checkout
+
+    monkeypatch.delenv("SUBGROUP_VALUES_ANY_CHECKOUT", raising=False)
+    other = tmp_path / "other"
+    (other / "src" / "subgroup_values").mkdir(parents=True)
+    (other / "pyproject.toml").write_text("[project]\nname = 'subgroup-values'\n")
+    with pytest.raises(SystemExit, match="belongs to the checkout"):
+        check_own_checkout(cwd=other, prefix=str(REPO_ROOT / ".venv"), installed=False)
+    with pytest.raises(SystemExit, match="belongs to the checkout"):
+        check_own_checkout(cwd=tmp_path, prefix=str(other / ".venv"), installed=False)
+    check_own_checkout(cwd=other, prefix=str(other / ".venv"), installed=True)

@@ -26,7 +26,14 @@ SOURCE_PATHS = ("src", "notebooks", "configs", "scripts", "Makefile", "requireme
 
 def git_revision(root: Path = REPO_ROOT) -> str:
     """The checkout's commit, with '-dirty' when tracked sources (:data:`SOURCE_PATHS`) differ from it;
-    'unknown' outside git."""
+    'unknown' outside git; for an installed copy (no checkout of its own: a git folder around its venv is another
+    project's), 'unknown' and the package's version."""
+    from .paths import INSTALLED
+
+    if INSTALLED and Path(root).resolve() == REPO_ROOT.resolve():
+        from . import __version__
+
+        return f"unknown (installed subgroup-values {__version__})"
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()

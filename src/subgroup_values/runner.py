@@ -242,8 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--no-html", action="store_true")
     args = ap.parse_args(argv)
-    from .paths import check_own_checkout
+    from .paths import check_own_checkout, require_checkout
 
+    require_checkout("python -m subgroup_values.runner")
     check_own_checkout()
     overrides = {k: _parse_value(v) for k, v in args.param}
     run_notebook(args.notebook, args.profile, overrides, args.out_dir, html=not args.no_html, run=args.run)
