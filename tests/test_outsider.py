@@ -48,14 +48,14 @@ def test_the_hub_is_offline_only_on_the_project_machines(tmp_path, monkeypatch):
 def test_make_passes_the_hub_setting_on(args, env, expected):
     r = subprocess.run(["make", "-s", "--no-print-directory", "--eval",
                         "hub-env: ; @echo $$HF_HUB_OFFLINE $$HF_DATASETS_OFFLINE", "hub-env", *args],
-                       capture_output=True, text=True, cwd=REPO_ROOT, env=_clean_env(**env), timeout=60)
+                       capture_output=True, text=True, cwd=REPO_ROOT, env=_clean_env(**env), timeout=600)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [expected, expected]
 
 
 def test_make_refuses_an_unknown_hub_setting():
     r = subprocess.run(["make", "-s", "--no-print-directory", "--eval", "hub-env: ; @true", "hub-env", "HUB=yes"],
-                       capture_output=True, text=True, cwd=REPO_ROOT, env=_clean_env(), timeout=60)
+                       capture_output=True, text=True, cwd=REPO_ROOT, env=_clean_env(), timeout=600)
     assert r.returncode != 0 and "expected HUB=online or HUB=offline" in r.stderr
 
 
@@ -94,7 +94,7 @@ def test_the_runner_hands_flags_and_the_hub_setting_to_the_kernel(tmp_path, hub)
     r = subprocess.run([sys.executable, "-m", "subgroup_values.runner", str(nb), "--profile", "smoke", "--out-dir",
                         str(tmp_path / "out"), "--no-html", "-p", "marginals_runs", "", "-p", "limit", "0", "-p",
                         "qids", "[]", "-p", "note", "a b", "-p", "probe", str(probe)],
-                       capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=300)
+                       capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=1800)
     assert r.returncode == 0, r.stdout + r.stderr
     got = json.loads(probe.read_text())
     expected_hub = ("1" if paths.project_machine() else "0") if hub == "unset" else hub
@@ -124,14 +124,14 @@ def installed_copy(tmp_path_factory):
         shutil.copy2(REPO_ROOT / rel, source / rel)
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                         "--no-index", "--target", str(site), str(source)], capture_output=True, text=True,
-                       timeout=300)
+                       timeout=1800)
     assert r.returncode == 0, r.stdout + r.stderr
     return site
 
 
 def _run_installed(site, args, cwd, **kw):
     env = _clean_env(PYTHONPATH=str(site), HF_HUB_OFFLINE="1", SUBGROUP_VALUES_ANY_CHECKOUT="")
-    return subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env, timeout=300, **kw)
+    return subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env, timeout=1800, **kw)
 
 
 def test_every_package_under_src_is_listed_for_the_wheel():
@@ -208,6 +208,14 @@ def test_the_installed_copy_runs_in_a_checkout_and_refuses_to_write_its_shipped_
     r = _run_installed(installed_copy, [sys.executable, "-m", "subgroup_values.runner",
                                         "notebooks/03_evaluate.ipynb", "--profile", "smoke"], cwd=REPO_ROOT)
     assert r.returncode != 0 and "needs a checkout of the project" in r.stderr and "installed copy" in r.stderr
+    code = ("import pandas as pd; from subgroup_values.dataset import Dataset, save_dataset\n"
+            "e = pd.DataFrame()\ntry:\n    save_dataset(Dataset(e, e, e, {}))\n"
+            "except ValueError as exc:\n    print(exc)")
+    shipped = installed_copy / "subgroup_values" / "_aggregates"
+    before = {p: p.stat().st_mtime_ns for p in shipped.rglob("*.csv")}
+    r = _run_installed(installed_copy, [sys.executable, "-c", code], cwd=tmp_path)
+    assert r.returncode == 0 and "holds the aggregates it ships, which are not rewritten" in r.stdout, r.stderr
+    assert {p: p.stat().st_mtime_ns for p in shipped.rglob("*.csv")} == before
 
 
 def test_an_editable_install_of_another_checkout_is_refused_and_an_installed_copy_is_not(tmp_path, monkeypatch):
@@ -222,3 +230,73 @@ def test_an_editable_install_of_another_checkout_is_refused_and_an_installed_cop
     with pytest.raises(SystemExit, match="belongs to the checkout"):
         check_own_checkout(cwd=tmp_path, prefix=str(other / ".venv"), installed=False)
     check_own_checkout(cwd=other, prefix=str(other / ".venv"), installed=True)
+
+
+# ---- committed CSVs are written deterministically: a rerun that changes nothing leaves git status clean ----------
+
+def test_csv_text_rounds_floats_to_fixed_digits_and_keeps_the_rest():
+    import pandas as pd
+
+    from subgroup_values.provenance import csv_float, csv_text
+
+    frame = pd.DataFrame({"a": [1.0, 0.1 + 0.2, float("nan"), 1 / 3], "b": [1, 2, 3, 4], "c": ["x", "y", None, "z"]})
+    assert csv_text(frame) == "a,b,c\n1.0,1,x\n0.3,2,y\n,3,\n0.333333333333,4,z\n"
+    assert csv_float(0.077283) == "0.077283" and csv_float(-0.0) == "-0.0" and csv_float(1e-17) == "1e-17"
+    assert csv_text(frame.set_index("c"), index=True).startswith("c,a,b\nx,1.0,1\n")
+
+
+def test_the_same_table_from_two_computations_is_the_same_file(tmp_path):
+    """Sums of the same numbers in two orders differ in their last bits; the two files are byte-identical, and
+    rewriting a file with the other computation leaves it untouched, also where the two straddle a rounding
+    boundary of the declared precision."""
+    import numpy as np
+    import pandas as pd
+
+    from subgroup_values.provenance import csv_float, write_csv
+
+    values = np.random.default_rng(0).random((300, 9))
+    forward, backward = values.sum(axis=1), values[:, ::-1].sum(axis=1)
+    assert (forward != backward).any()  # the two computations do differ, in the last bits
+    a = pd.DataFrame({"qid": [f"Q{i}" for i in range(300)], "mean": forward / 9, "n": 9})
+    b = a.assign(mean=backward / 9)
+    assert write_csv(a, tmp_path / "a.csv") and write_csv(b, tmp_path / "b.csv")
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+    x = 0.1234567890125  # and its neighbour: the 12-digit texts differ, the numbers do not (to 1e-9)
+    y = np.nextafter(x, 1.0)
+    assert csv_float(x) != csv_float(y)
+    path = tmp_path / "t.csv"
+    write_csv(a.assign(mean=x), path)
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    assert write_csv(a.assign(mean=y), path) is False
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+def test_a_real_change_is_written(tmp_path):
+    import pandas as pd
+
+    from subgroup_values.provenance import write_csv
+
+    path = tmp_path / "t.csv"
+    frame = pd.DataFrame({"metric": ["accuracy", "nmae"], "estimate": [0.25, 0.5], "n": [10, 10]})
+    assert write_csv(frame, path)
+    for changed in (frame.assign(estimate=[0.25, 0.500001]), frame.assign(n=[10, 11]),
+                    frame.assign(metric=["accuracy", "tv"]), frame.assign(estimate=[0.25, float("nan")]),
+                    frame.iloc[:1], frame.assign(extra=1)):
+        old = path.read_bytes()
+        assert write_csv(changed, path) and path.read_bytes() != old
+    assert not list(tmp_path.glob(".*tmp"))  # written through a temporary file, none left behind
+
+
+#: Writers of committed CSVs not yet routed through provenance.write_csv (notebooks edited by other work).
+PENDING = {"notebooks/05_fairness.ipynb", "notebooks/08_headroom.ipynb"}
+
+
+def test_every_csv_writer_goes_through_write_csv():
+    found = {}
+    for rel in _tracked("src", "scripts", "notebooks", "benchmarks"):
+        if rel.endswith((".py", ".ipynb")) and rel != "src/subgroup_values/provenance.py":
+            n = (REPO_ROOT / rel).read_text().count(".to_csv(")
+            if n:
+                found[rel] = n
+    assert set(found) <= PENDING, f"write these CSVs with subgroup_values.provenance.write_csv: {found}"

@@ -13,7 +13,7 @@ import pandas as pd
 from . import __version__, paper
 from .claims import Claim
 from .paths import INSTALLED, PROCESSED, SHIPPED_PROCESSED, data_folder
-from .provenance import sha256_of
+from .provenance import sha256_of, write_csv
 from .questions import QUESTION_RULES, Question, load_questions, questions_frame
 from .study import Study, active, load_study, processed_dir
 from .subgroups import build_pairs, find_subgroups, stratum_name, subgroups_frame, usable_dimensions
@@ -157,7 +157,7 @@ def save_dataset(ds: Dataset, out_dir: str | Path | None = None) -> dict[str, Pa
     paths = {"pairs": out_dir / "pairs.csv", "subgroups": out_dir / "subgroups.csv",
              "questions": out_dir / "questions_used.csv"}
     for key, frame in (("pairs", ds.pairs), ("subgroups", ds.subgroups), ("questions", ds.questions)):
-        _write_if_changed(paths[key], frame.to_csv(index=False, lineterminator="\n"))
+        write_csv(frame, paths[key])
     manifest = dict(ds.manifest, files={k: {"name": p.name, "sha256": sha256_of(p)} for k, p in paths.items()})
     paths["manifest"] = out_dir / "manifest.json"
     _write_if_changed(paths["manifest"], json.dumps(manifest, indent=2) + "\n")

@@ -83,8 +83,10 @@ def check_own_checkout(cwd: Path | None = None, prefix: str | None = None, insta
 
 def project_machine(root: Path | None = None) -> bool:
     """True on the project's own machines: they have no network, and keep the licensed survey files beside the
-    checkout (``../shared/wvs7_sgp/``, where the Makefile looks for the survey file too)."""
-    return ((REPO_ROOT if root is None else Path(root)).parent / "shared" / "wvs7_sgp").is_dir()
+    checkouts (``../shared/wvs7_sgp/``, where the Makefile looks for the survey file too; for an installed copy,
+    beside a folder that holds its environment)."""
+    root = REPO_ROOT if root is None else Path(root)
+    return any((folder / "shared" / "wvs7_sgp").is_dir() for folder in root.resolve().parents)
 
 
 def settle_hub_mode(root: Path | None = None) -> str:
