@@ -58,8 +58,19 @@ WVS_GIVEN := $(if $(filter command line environment environment override file,$(
 WVS_FILE ?= $(firstword $(wildcard $(WVS_SEARCH)))
 FROM_AGGREGATES := $(if $(strip $(WVS_FILE))$(WVS_GIVEN),,1)
 export WVS_FILE
-export HF_HUB_OFFLINE := 1
-export HF_DATASETS_OFFLINE := 1
+# The Hugging Face hub: offline on the project machines (no network there; their models are local folders), online
+# elsewhere, so that a hub id (MODEL=Qwen/Qwen2.5-7B-Instruct) downloads. `make ... HUB=online` or HUB=offline
+# switches; without HUB, an HF_HUB_OFFLINE set in the shell is kept. The notebooks and commands get it from here.
+PROJECT_MACHINE := $(if $(wildcard ../shared/wvs7_sgp),1,)
+ifneq ($(strip $(HUB)),)
+HUB_OFFLINE := $(if $(filter offline,$(HUB)),1,$(if $(filter online,$(HUB)),0,$(error HUB=$(HUB): expected HUB=online or HUB=offline)))
+else ifeq ($(origin HF_HUB_OFFLINE),environment)
+HUB_OFFLINE := $(HF_HUB_OFFLINE)
+else
+HUB_OFFLINE := $(if $(PROJECT_MACHINE),1,0)
+endif
+export HF_HUB_OFFLINE := $(HUB_OFFLINE)
+export HF_DATASETS_OFFLINE := $(HUB_OFFLINE)
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0

@@ -22,7 +22,7 @@ from subgroup_values import dataset, evaluate
 from subgroup_values.backends import make_backend
 from subgroup_values.claims import _atomic_write
 from subgroup_values.paths import REPO_ROOT
-from subgroup_values.provenance import git_revision
+from subgroup_values.provenance import git_revision, write_csv
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                                           "persona_user")))
     seconds = time.time() - t0
     out = Path(a.out)
-    _atomic_write(table.to_csv(index=False), out)
+    write_csv(table, out)
     ok = table[table.share_cut < a.target]
     record = {"profile": a.profile, "run": a.run, "pairs": len(pairs), "split": run["split"],
               "limit": limit, "sample_seed": run.get("sample_seed", 0), "adapter": adapter,

@@ -76,7 +76,13 @@ def _evaluate(args) -> int:
 
     if args.api_key_env and not args.api_key_env.replace("_", "").isalnum():
         raise SystemExit("--api-key-env takes the NAME of an environment variable, never the key itself.")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from .paths import settle_hub_mode
+
+    settle_hub_mode()
+    if args.pairs is None:
+        from .study import active, load_study, processed_dir
+
+        args.pairs = str(processed_dir(load_study(args.study) if args.study else active()) / "pairs.csv")
     _use_study(args.study, args.pairs)
     check_outputs(args.out, args.cache or None)  # writable, with space, before any scoring
     all_pairs = load_pairs(args.pairs)
@@ -188,7 +194,9 @@ def parser() -> argparse.ArgumentParser:
                         "bounded, flagged per prediction) or from every digit token named (vLLM: exact)")
     e.add_argument("--tokenizer", default=None, help="openai_compat: the served model's folder or hub id (its chat "
                                                     "template and tokens); needed by --endpoint completions")
-    e.add_argument("--pairs", default="data/processed/pairs.csv", help="pairs table (with manifest.json beside it)")
+    e.add_argument("--pairs", default=None, help="pairs table, with manifest.json beside it (default: the study's "
+                                                 "committed table, data/processed/pairs.csv for sgp; an installed "
+                                                 "copy ships it)")
     e.add_argument("--split", default="ood", choices=["ood", "train"], help="which pairs (default ood)")
     e.add_argument("--limit", type=_count(0), default=0, help="a seeded sample of this many pairs (0: all)")
     e.add_argument("--sample-seed", type=_count(0), default=0, help="seed of the sample")
@@ -214,9 +222,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, rest = parser().parse_known_args(argv)
-    from .paths import check_own_checkout
+    from .paths import check_own_checkout, settle_hub_mode
 
     check_own_checkout()
+    settle_hub_mode()  # before any import of transformers: offline on the project machines, else as the user says
     if args.command == "finetune":
         return _finetune(args, rest)
     if rest:

@@ -12,8 +12,8 @@ import pandas as pd
 
 from . import __version__, paper
 from .claims import Claim
-from .paths import PROCESSED  # noqa: F401  (Singapore's folder; tests import it from here)
-from .provenance import sha256_of
+from .paths import INSTALLED, PROCESSED, SHIPPED_PROCESSED, data_folder
+from .provenance import sha256_of, write_csv
 from .questions import QUESTION_RULES, Question, load_questions, questions_frame
 from .study import Study, active, load_study, processed_dir
 from .subgroups import build_pairs, find_subgroups, stratum_name, subgroups_frame, usable_dimensions
@@ -147,12 +147,17 @@ def _check_declared_codes(survey: Survey, study: Study) -> None:
 def save_dataset(ds: Dataset, out_dir: str | Path | None = None) -> dict[str, Path]:
     """Write pairs.csv, subgroups.csv, questions_used.csv and manifest.json (with the files' hashes)."""
     out_dir = Path(out_dir) if out_dir else processed_dir()
+    shipped = SHIPPED_PROCESSED.resolve()
+    if INSTALLED and (out_dir.resolve() == shipped or shipped in out_dir.resolve().parents):
+        raise ValueError(f"This subgroup_values is an installed copy: {out_dir} holds the aggregates it ships, which "
+                         "are not rewritten. Give the dataset a folder of your own (build-dataset --out DIR), then "
+                         "read it with load_pairs(DIR/pairs.csv) or evaluate --pairs DIR/pairs.csv.")
     _check_folder_is_the_studys(out_dir, (ds.manifest.get("study") or {}).get("study"))
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"pairs": out_dir / "pairs.csv", "subgroups": out_dir / "subgroups.csv",
              "questions": out_dir / "questions_used.csv"}
     for key, frame in (("pairs", ds.pairs), ("subgroups", ds.subgroups), ("questions", ds.questions)):
-        _write_if_changed(paths[key], frame.to_csv(index=False, lineterminator="\n"))
+        write_csv(frame, paths[key])
     manifest = dict(ds.manifest, files={k: {"name": p.name, "sha256": sha256_of(p)} for k, p in paths.items()})
     paths["manifest"] = out_dir / "manifest.json"
     _write_if_changed(paths["manifest"], json.dumps(manifest, indent=2) + "\n")
@@ -169,7 +174,7 @@ def _check_folder_is_the_studys(out_dir: Path, name: str | None) -> None:
     out, root = out_dir.resolve(), PROCESSED.resolve()
     if out != root and root not in out.parents:
         return  # a folder of the user's own, outside the study's data tree
-    want = (PROCESSED.parent.parent / default_data_dir(name)).resolve()
+    want = data_folder(default_data_dir(name)).resolve()
     if out != want:
         raise ValueError(f"The tables of study {name!r} belong in {want}, not {out}: that folder is "
                          f"{'Singapore (sgp)' if out == root else 'study ' + repr(out.name)}'s, and writing there "
@@ -191,6 +196,13 @@ def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.D
     """Read a pairs table written by :func:`save_dataset`; list columns come back as Python lists."""
     path = Path(path or processed_dir() / "pairs.csv")
     if not path.is_file():
+        if INSTALLED:
+            shipped = sorted("sgp" if p.parent == SHIPPED_PROCESSED else p.parent.name
+                             for p in SHIPPED_PROCESSED.rglob("pairs.csv"))
+            raise FileNotFoundError(
+                f"No pairs table at {path}: this installed copy of subgroup_values ships the committed tables of "
+                f"the studies {shipped} only. Build this study's with `subgroup-values build-dataset --wvs-file "
+                "FILE --out DIR` and pass DIR/pairs.csv.")
         raise FileNotFoundError(f"No pairs table at {path}. Build it first: `make data` (needs WVS_FILE).")
     digest = check_against_manifest(path)
     pairs = pd.read_csv(path, dtype={"modal_answer": "Int64"}, keep_default_na=True)

@@ -18,7 +18,6 @@ or call :func:`main` with the three dataclasses (the notebook does).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from .dataset import load_manifest, load_pairs, sample_pairs
+from .paths import settle_hub_mode
 from .prompts import ANSWER_PREFIX, DEFAULT_TEMPLATE, TEMPLATES, attributes_of, build_messages, plain_text
 from .provenance import run_record, write_json
 from .questions import load_questions
@@ -118,7 +118,7 @@ def build_trainer(script_args: SubgroupSFTArguments, training_args, model_args):
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import SFTTrainer, get_peft_config
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    settle_hub_mode()
     set_seed(training_args.seed)
     pairs = training_pairs(script_args)
     dataset = Dataset.from_list(sft_records(pairs, script_args.template)).remove_columns(["qid", "subgroup_id"])

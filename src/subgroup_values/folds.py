@@ -182,7 +182,7 @@ def save_fold_pairs(table: pd.DataFrame, path=None) -> bool:
     """Write the fold aggregates (cells of 30+ respondents in their fold only) when their content changed."""
     from pathlib import Path
 
-    from .claims import _atomic_write
+    from .provenance import write_csv
 
     small = table[table.n < active().min_group_size]
     if len(small):
@@ -192,11 +192,7 @@ def save_fold_pairs(table: pd.DataFrame, path=None) -> bool:
     t = table.reindex(columns=list(FOLD_COLUMNS)).copy()
     for col in ("counts", "weighted_counts", "modal_answers", "population_modal_answers"):
         t[col] = t[col].map(json.dumps)
-    text = t.to_csv(index=False, lineterminator="\n")
-    if path.is_file() and path.read_text() == text:
-        return False
-    _atomic_write(text, path)
-    return True
+    return write_csv(t, path)
 
 
 def load_fold_pairs(path=None) -> pd.DataFrame:

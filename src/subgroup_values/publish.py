@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dest", default=None, help="output folder (default docs/<profile>)")
     ap.add_argument("--show-code", action="store_true", help="keep the code cells in the page")
     args = ap.parse_args(argv)
+    from .paths import require_checkout
+
+    require_checkout("python -m subgroup_values.publish")
     src = Path(args.src or REPO_ROOT / "build" / "notebooks" / args.profile)
     dest = Path(args.dest or REPO_ROOT / "docs" / args.profile)
     written = publish_notebooks(src, dest / "notebooks")

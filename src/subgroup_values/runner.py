@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .paths import REPO_ROOT
+from .paths import REPO_ROOT, settle_hub_mode
 from .prompts import TEMPLATES
 from .provenance import KEY_PATTERN, url_secrets
 
@@ -143,8 +143,9 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
         stale.unlink(missing_ok=True)
     t0 = time.time()
     print(f"[{profile}] {out.stem}: running with {params}", flush=True)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    # the kernel inherits this process's environment: the hub setting reaches it explicitly ("1" or "0"), so
+    # that the notebooks' own default (offline, for a notebook opened by hand) does not override it
+    settle_hub_mode()
     study = load_profile(profile).get("study") or "sgp"
     if os.environ.get("SUBGROUP_VALUES_STUDY", study) != study:
         raise SystemExit(f"configs/{profile}.yaml runs study {study!r} but SUBGROUP_VALUES_STUDY is "
@@ -221,6 +222,11 @@ def _log_timing(out_dir: Path, name: str, seconds: float) -> None:
 
 
 def _parse_value(text: str):
+    """A ``-p NAME VALUE`` flag's value as YAML reads it (``0`` an integer, ``[]`` a list, ``a b`` a string), except
+    that an empty or blank value stays the string it is: YAML reads "" as null, and a notebook's string parameter
+    (``-p marginals_runs ""``: none) would get None. ``null`` or ``~`` still give None when that is meant."""
+    if text.strip() == "":
+        return text
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -236,8 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--no-html", action="store_true")
     args = ap.parse_args(argv)
-    from .paths import check_own_checkout
+    from .paths import check_own_checkout, require_checkout
 
+    require_checkout("python -m subgroup_values.runner")
     check_own_checkout()
     overrides = {k: _parse_value(v) for k, v in args.param}
     run_notebook(args.notebook, args.profile, overrides, args.out_dir, html=not args.no_html, run=args.run)

