@@ -199,10 +199,14 @@ def test_missing_claims_name_the_file_and_the_step(tmp_path):
         claims.read_profile_claims(tmp_path)
 
 
-def test_the_budget_claim_names_the_smallest_budget_under_the_target_or_says_there_is_none():
+def test_the_budget_claim_names_the_smallest_budget_under_the_target_or_says_there_is_none_or_that_it_cannot_tell():
     t = pd.DataFrame({"max_new_tokens": [12, 32, 64], "replies": 40, "share_cut": [0.9, 0.2, 0.025],
                       "share_unparseable": [0.8, 0.4, 0.3], "share_refusal": 0.0, "accuracy": 0.1})
     c = findings.budget_claim(t, {"run": "r"})
     assert c.verdict == "a budget lets replies finish" and "the smallest budget under 5% is 64" in c.sentence
+    # 10% of 40 at 32 and 64: the Wilson interval at 64 holds 5%, so the sweep cannot say none reaches it
     c = findings.budget_claim(t.assign(share_cut=[0.9, 0.1, 0.1]), {"run": "r"})
-    assert c.verdict == "no budget measured lets replies finish" and "stops falling at 32" in c.sentence
+    assert c.verdict == "not resolved by the sweep" and "from 32 to 64" in c.sentence and c.lo < 0.05
+    # 30% of 400: the interval lies above 5%: no budget measured lets replies finish
+    c = findings.budget_claim(t.assign(share_cut=[0.9, 0.3, 0.3], replies=400), {"run": "r"})
+    assert c.verdict == "no budget measured lets replies finish" and c.lo > 0.05

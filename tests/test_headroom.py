@@ -140,6 +140,11 @@ def test_a_fold_run_is_placed_on_its_folds_targets_beside_every_predictor():
     div = folds.other_folds_divergence(table).query("fold == 0")
     got = systems["ft"].merge(div, on=["fold", "qid", "subgroup_id"], suffixes=("", "_other"))
     assert len(got) == len(systems["ft"]) and got.divergent.equals(got.divergent_other)
+    # a pair the other fold cannot label is in "all" only
+    unlabelled = {k: v.assign(divergent=v.divergent.astype("boolean").mask(v.index == 0)) for k, v in systems.items()}
+    n = headroom.protocol_table(unlabelled, ffloor, "disjoint", n_boot=20).query("method == 'uniform'").set_index("pairs")
+    assert n.n_pairs["consensus"] + n.n_pairs["divergent"] == n.n_pairs["all"] - 1
+    headroom.floor_gap(unlabelled, ffloor, ["ft"], n_boot=20)
     ftable = headroom.protocol_table(systems, ffloor, "disjoint", n_boot=50)
     a = ftable[ftable.pairs == "all"].set_index("method")
     # the stand-in is the log-linear rule itself: the same TV on the same pairs

@@ -299,27 +299,34 @@ def generate_claims(run: str, preds: pd.DataFrame, record: dict, sensitive: set[
 
 def budget_claim(table: pd.DataFrame, record: dict) -> Claim:
     """The token-budget measurement (``scripts/measure_token_budget.py``): the share of replies cut at each budget,
-    the smallest budget under :data:`MAX_SHARE_CUT`, and where the share stops falling."""
+    the smallest budget under :data:`MAX_SHARE_CUT`, or, where none is, whether the sweep's pairs can tell (the
+    largest budget's Wilson interval above the target) or cannot."""
     t = table.sort_values("max_new_tokens")
     under = t[t.share_cut < MAX_SHARE_CUT]
     last = t.iloc[-1]
     flat = t[t.share_cut == last.share_cut].max_new_tokens.min()
     lo, hi = wilson(round(last.share_cut * last.replies), int(last.replies))
     run = record.get("run", "the run")
+    resolved = lo >= MAX_SHARE_CUT  # the largest budget's interval lies above the target: it is not reached there
+    verdict = ("a budget lets replies finish" if len(under) else
+               "no budget measured lets replies finish" if resolved else "not resolved by the sweep")
+    n = int(last.replies)
+    tail = (f"; the smallest budget under {MAX_SHARE_CUT:.0%} is {int(under.max_new_tokens.min())}." if len(under) else
+            f"; the share is the same ({last.share_cut:.1%}) from {int(flat)} to {int(last.max_new_tokens)} on these "
+            f"pairs (Wilson 95% [{lo:.1%}, {hi:.1%}] at {int(last.max_new_tokens)}), and the unparseable share is "
+            f"{last.share_unparseable:.0%} at {int(last.max_new_tokens)}: "
+            + (f"no budget up to {int(last.max_new_tokens)} cuts under {MAX_SHARE_CUT:.0%}." if resolved else
+               f"{n} pairs cannot tell whether a budget up to {int(last.max_new_tokens)} cuts under "
+               f"{MAX_SHARE_CUT:.0%} (the interval holds it), so the sweep does not resolve it."))
     return Claim(
         id=f"generate.{run}.budget_sweep", topic="generate", statistic="share of replies cut at each token budget",
         estimate=float(last.share_cut), lo=lo, hi=hi, method="one greedy decoding at the largest budget, read at each "
-        "smaller one; Wilson 95% interval at the largest", verdict="a budget lets replies finish" if len(under)
-        else "no budget measured lets replies finish",
-        rule=f"the smallest budget with under {MAX_SHARE_CUT:.0%} cut, if any",
-        sentence=(f"Token budget of generate mode ({run}, the first {int(last.replies)} pairs of its sample, base "
+        "smaller one; Wilson 95% interval at the largest", verdict=verdict,
+        rule=(f"the smallest budget with under {MAX_SHARE_CUT:.0%} cut, if any; else, if the largest budget's Wilson "
+              f"interval lies above {MAX_SHARE_CUT:.0%}, none lets replies finish; else not resolved"),
+        sentence=(f"Token budget of generate mode ({run}, the first {n} pairs of its sample, base "
                   "model): the share of replies cut is " + ", ".join(
-                      f"{r.share_cut:.0%} at {r.max_new_tokens}" for r in t.itertuples())
-                  + (f"; the smallest budget under {MAX_SHARE_CUT:.0%} is {int(under.max_new_tokens.min())}." if len(under)
-                     else f"; it stops falling at {int(flat)} ({last.share_cut:.1%}, Wilson 95% [{lo:.1%}, {hi:.1%}] at "
-                          f"{int(last.max_new_tokens)}): no budget up to {int(last.max_new_tokens)} cuts under "
-                          f"{MAX_SHARE_CUT:.0%}, and the unparseable share is {last.share_unparseable:.0%} at "
-                          f"{int(last.max_new_tokens)}.")),
+                      f"{r.share_cut:.0%} at {r.max_new_tokens}" for r in t.itertuples()) + tail),
         source="results/<profile>/token_budget/base_ood_generate.csv", extra={"revision": record.get("git_revision")})
 
 

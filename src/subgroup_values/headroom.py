@@ -69,6 +69,11 @@ def _keys(preds: pd.DataFrame) -> set:
     return set(map(tuple, preds[cols].astype(str).to_numpy()))
 
 
+def _labelled(divergent: pd.Series, value: bool) -> np.ndarray:
+    """The pairs labelled ``value`` (a missing label, under the disjoint protocol, is neither)."""
+    return divergent.astype("boolean").eq(value).fillna(False).to_numpy(dtype=bool)
+
+
 def protocol_table(systems: dict[str, pd.DataFrame], floor: pd.DataFrame, protocol: str, n_boot: int = 1000,
                    seed: int = 0) -> pd.DataFrame:
     """One row per method and pair set (all, consensus, divergent) under ``protocol``: accuracy, TV, W1, JSD,
@@ -100,8 +105,8 @@ def protocol_table(systems: dict[str, pd.DataFrame], floor: pd.DataFrame, protoc
     rows = []
     for subset in SUBSETS:
         # a pair whose divergence is not known (a fold target without the other folds' cell) is in "all" only
-        sel = {"all": slice(None), "consensus": ref.divergent.eq(False).to_numpy(),
-               "divergent": ref.divergent.eq(True).to_numpy()}
+        sel = {"all": slice(None), "consensus": _labelled(ref.divergent, False),
+               "divergent": _labelled(ref.divergent, True)}
         idx = sel[subset]
         r0 = ref[idx] if subset != "all" else ref
         if r0.empty:
@@ -262,7 +267,7 @@ def floor_gap(systems: dict[str, pd.DataFrame], floor: pd.DataFrame, methods: li
         on = ["qid", "subgroup_id"] + (["fold"] if "fold" in p else [])
         d = p[on + ["tv", "divergent"]].merge(floor[on + ["floor_tv", "n_valid"]], on=on)
         d = d.assign(gap=d.tv - d.floor_tv, bias=bias_bound(d.n_valid) * d.floor_tv)
-        for subset, g in (("all", d), ("divergent", d[d.divergent.eq(True)])):
+        for subset, g in (("all", d), ("divergent", d[_labelled(d.divergent, True)])):
             ci = mean_bootstrap(g, ["gap"], n_boot=n_boot, seed=seed, level=level)
             widen = float(g.bias.mean())
             rows.append({"method": m, "pairs": subset, "gap": ci.loc["gap", "estimate"],
