@@ -164,3 +164,12 @@ def test_a_fold_run_is_placed_on_its_folds_targets_beside_every_predictor():
     assert "3,000 training pairs" in by["headroom.disjoint.fold0.gap.ft"].sentence
     assert by["headroom.disjoint.fold0.ft.vs.log_linear"].verdict == "no clear difference"
     assert np.isfinite(by["headroom.disjoint.fold0.ft.vs.uniform"].estimate)
+
+
+def test_two_fine_tunes_compared_say_how_their_training_differs():
+    tr = {"a": {"pairs": 10050, "loss": "modal"}, "b": {"pairs": 3000, "loss": "distribution"},
+          "c": {"pairs": 3000, "loss": "modal"}}
+    assert "modal vs distribution loss and 10,050 vs 3,000 training pairs" in headroom._training_differs("a", "b", tr)
+    assert "not the loss's alone" in headroom._training_differs("a", "b", tr)
+    assert headroom._training_differs("c", "b", tr) == " (the two fine-tunes differ in modal vs distribution loss only)"
+    assert headroom._training_differs("a", "uniform", tr) == ""

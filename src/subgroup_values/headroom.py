@@ -501,6 +501,18 @@ def fold_systems(disjoint: dict[str, pd.DataFrame], fold_floor: pd.DataFrame, ta
     return systems, fold_floor[fold_floor.fold == fold].reset_index(drop=True)
 
 
+def _training_differs(a: str, b: str, training: dict | None) -> str:
+    """For two fold-trained runs: how their training differs, so a difference is not read as the loss alone."""
+    ta, tb = (training or {}).get(a), (training or {}).get(b)
+    if not (ta and tb):
+        return ""
+    diff = [f"{ta['loss']} vs {tb['loss']} loss"] if ta["loss"] != tb["loss"] else []
+    if ta["pairs"] != tb["pairs"]:
+        diff.append(f"{ta['pairs']:,} vs {tb['pairs']:,} training pairs")
+    return (" (the two fine-tunes differ in " + " and ".join(diff) + ": the difference is not the loss's alone)"
+            if len(diff) > 1 else f" (the two fine-tunes differ in {diff[0]} only)" if diff else "")
+
+
 def paired_tv(systems: dict[str, pd.DataFrame], a: str, b: str, n_boot: int = 1000, seed: int = 0,
               level: float = 0.95) -> dict:
     """Paired over pairs: mean TV of ``a`` minus that of ``b`` on the same pairs, with a BCa interval over
@@ -561,7 +573,8 @@ def fold_run_claims(table: pd.DataFrame, gaps: pd.DataFrame, comparisons: pd.Dat
                       f"questions, conditional on its subgroups and one training seed): {c.a} against {c.b} on the "
                       f"same {c.n_pairs:,} pairs: TV "
                       f"difference {fmt(c.diff, 4)} [{fmt(c.lo, 4)}, {fmt(c.hi, 4)}] (absolute; "
-                      f"{fmt(100 * c.relative, 1)}% relative to {c.b}): {verdict}.")))
+                      f"{fmt(100 * c.relative, 1)}% relative to {c.b}): {verdict}" + _training_differs(c.a, c.b, training)
+                      + ".")))
     if worth is not None:
         for r in worth[(worth.group == "all") & worth.method.isin(runs)].itertuples(index=False):
             on_curve = r.kind == "curve"
