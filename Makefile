@@ -154,9 +154,10 @@ endif
 DISJOINT_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/disjoint/sft_ood/predictions.parquet results/disjoint/sft_distribution_ood/predictions.parquet))
 
 ifeq ($(PROFILE),gemma)
-# Gemma 3 270M (configs/gemma.yaml; a base model, scored with the base_completion template): the dataset and the
-# zero-shot runs of notebook 3 (`make model-gemma` builds the model).
-STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/03_evaluate__base_ood.ipynb $(OUT)/03_evaluate__base_train.ipynb
+# Gemma 3 270M (configs/gemma.yaml; a base model, scored with the base_completion template): the dataset, the
+# zero-shot runs of notebook 3, the modal fine-tune and its OOD run (`make model-gemma` builds the model).
+STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/03_evaluate__base_ood.ipynb $(OUT)/03_evaluate__base_train.ipynb \
+  $(OUT)/04_finetune.ipynb $(OUT)/03_evaluate__sft_ood.ipynb
 endif
 
 FORCE:
