@@ -346,7 +346,7 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
                 "delta_hi_questions_only", "p_permutation", "p_holm", "p_interval_holm", "verdict"]
         t = t.assign(**{c: t[c].map(_p_value) for c in ("p_permutation", "p_holm", "p_interval_holm") if c in t})
         if "delta_level" in t:
-            t = t.assign(delta_level=t.delta_level.map(_level))
+            t = t.assign(delta_level=t.delta_level.map(level_label))
         out.append(markdown_table(t[[c for c in keep if c in t]]))
     comp = res_dir / "paper_comparison.md"
     if comp.is_file():
