@@ -235,7 +235,7 @@ class _LoadSampler:
         while not self._stop.wait(self.every):
             self._sample()
 
-    def start(self) -> "_LoadSampler":
+    def start(self) -> _LoadSampler:
         self._sample()
         self._thread.start()
         return self
