@@ -58,7 +58,9 @@ README_CLAIMS = {
                      "finetune.sft_ood.accuracy.divergent", "evaluation.sft_ood.vs_population_mode.accuracy.all",
                      "fairness.ood.nmae.which_kind", "fairness.ood.paradox", "headroom.disjoint.worth.base_ood",
                      "headroom.disjoint.fold0.gap.*"),
-    "run_times": ("timings.default.make_all", "timings.default.make_distribution", "timings.disjoint.make_all"),
+    "run_times": ("timings.default.make_all", "timings.default.make_distribution", "timings.disjoint.make_all",
+                  "timings.gemma.make_all"),
+    "models": ("models.gemma.*",),
     "headroom": (
         "headroom.paper.leak", "headroom.disjoint.floor", "headroom.disjoint.gap.*", "headroom.disjoint.base_ood",
         "headroom.disjoint.worth.base_ood", "headroom.disjoint.worth.uniform", "headroom.disjoint.prior_plus_10.*",
@@ -70,7 +72,7 @@ README_CLAIMS = {
     ),
 }
 #: Blocks whose claims come from another profile's results (``results/<profile>/claims/``) than the one written.
-README_BLOCK_PROFILE = {"headroom_tur": "tur"}
+README_BLOCK_PROFILE = {"headroom_tur": "tur", "models": "gemma"}
 
 
 def claims_block(res_dir: str | Path, name: str, blocks: dict[str, tuple[str, ...]] | None = None) -> str:
