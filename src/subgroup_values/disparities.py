@@ -545,8 +545,8 @@ def disparity_claims(table: pd.DataFrame, split: str = "ood", protocol: str = "p
         out.append(Claim(
             id=f"fairness.{split}.paradox", topic="fairness",
             statistic="the paper's fairness paradox: accuracy Norm. Range narrows and NMAE Norm. Range widens",
-            sentence=(f"The paper's fairness paradox (Norm. Range narrower by accuracy and wider by NMAE; a mean over "
-                      f"seven 3-8B models, untested) is "
+            sentence=("The paper's fairness paradox (Norm. Range narrower by accuracy and wider by NMAE; a mean over "
+                      "seven 3-8B models, untested) is "
                       + {"reproduced": "reproduced", "not reproduced": "contradicted",
                          "inconclusive": "neither reproduced nor contradicted (inconclusive)"}[verdict]
                       + f" for this model: {part(a, 'accuracy Norm. Range')}; {part(n, 'NMAE Norm. Range')}."),
