@@ -57,6 +57,8 @@ def test_a_step_run_on_its_own_keeps_the_other_steps_timings(tmp_path):
     assert list(step_timings(tsv).step) == ["05_fairness"]
     # the runner's six columns (with the machine's load and the step's CPU seconds) read beside the old four
     tsv.write_text("2026-12-01T10:00:00\t05_fairness\t120\t900\n2026-12-01T11:00:00\t08_headroom\t60\t700\t3.10\t55.0\n")
+    mixed = step_timings(tsv).set_index("step")
+    assert mixed.loc["08_headroom", "load_mean"] == 3.1 and pd.isna(mixed.loc["05_fairness", "load_mean"])
     with pytest.raises(ValueError, match="expected 4 or 6"):
         bad = tmp_path / "bad.tsv"
         bad.write_text("2026-12-01T10:00:00\t05_fairness\t120\n")

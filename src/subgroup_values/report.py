@@ -419,13 +419,19 @@ def step_timings(timings_file: str | Path, finetune_dir: str | Path | None = Non
         raise FileNotFoundError(f"No step timings at {path}: run `make all` for the profile first.")
     # four columns before the runner recorded the load; six since (load_mean: the machine's mean 1-minute load
     # average over the step; cpu_seconds: the step's own CPU time)
-    t = pd.read_csv(path, sep="\t", header=None)
     cols = ["finished", "step", "seconds", "peak_mb", "load_mean", "cpu_seconds"]
-    if t.shape[1] not in (4, 6):
-        raise ValueError(f"{path}: {t.shape[1]} columns per line; expected 4 or 6 (the runner's timings).")
-    t.columns = cols[:t.shape[1]]
-    for c in cols[t.shape[1]:]:
-        t[c] = float("nan")
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        f = line.split("\t")
+        if len(f) not in (4, 6):
+            raise ValueError(f"{path}, line {i}: {len(f)} columns; expected 4 or 6 (the runner's timings).")
+        rows.append(f + ["nan"] * (6 - len(f)))
+    t = pd.DataFrame(rows, columns=cols)
+    for c in ("seconds", "peak_mb", "load_mean", "cpu_seconds"):
+        t[c] = pd.to_numeric(t[c], errors="coerce")
+    t["peak_mb"] = t["peak_mb"].round().astype("Int64")
     t = t.drop_duplicates("step", keep="last")
     t["minutes"] = (t["seconds"] / 60).round(1)
     t["note"] = ""
