@@ -504,7 +504,11 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
 
     say("headroom (paper protocol, committed noise floor)")
     pairs = all_pairs[all_pairs.split == "ood"].merge(keys, on=["qid", "subgroup_id"])
-    floor = noise_floor.load()
+    try:
+        floor = noise_floor.load()
+    except FileNotFoundError as exc:  # an installed copy of an older wheel, a study without a floor
+        floor = None
+        notes.append(f"The headroom was not computed: {exc}")
     # the headroom scores distributions: a generate-mode run (or a pair without option probabilities) has none
     placed = "probs" in preds and bool(preds["probs"].map(lambda p: p is not None and len(p) > 0).all())
     zero_shot = ([AUDITED] if placed and not cfg.get("adapter") and cfg.get("template") != "marginals" else []) + \
@@ -518,31 +522,33 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
         fd = folds.read_folds(wvs_file, k=folds_k, seed=seed)
         resp = classical.Respondents(fd.survey, fd.questions, fd.study)
         lam, _ = classical.choose_penalty(resp, seed=seed)
-    systems = headroom.paper_systems(pairs, all_pairs, resp, model_runs, lam)
-    table = headroom.protocol_table(systems, floor.merge(keys, on=["qid", "subgroup_id"]), "paper", n_boot, seed)
-    write_csv(table, out / "headroom.csv")
-    tables = {"paper": table}
-    gaps = {"paper": headroom.floor_gap(systems, floor, [headroom.best_predictor(table, list(model_runs))],
-                                        n_boot, seed)}
-    cover = None
-    if fd is not None:
-        say("headroom (disjoint protocol: folds of respondents; minutes)")
-        from . import folds
+    tables, found["headroom"], cover = {}, [], None
+    if floor is not None:
+        systems = headroom.paper_systems(pairs, all_pairs, resp, model_runs, lam)
+        table = headroom.protocol_table(systems, floor.merge(keys, on=["qid", "subgroup_id"]), "paper", n_boot, seed)
+        write_csv(table, out / "headroom.csv")
+        tables["paper"] = table
+        gaps = {"paper": headroom.floor_gap(systems, floor, [headroom.best_predictor(table, list(model_runs))],
+                                            n_boot, seed)}
+        if fd is not None:
+            say("headroom (disjoint protocol: folds of respondents; minutes)")
+            from . import folds
 
-        fold_table = folds.fold_pairs(fd)
-        disjoint, fold_floor, _ = headroom.disjoint_systems(fd, fold_table, {r: model_runs[r] for r in zero_shot},
-                                                            seed=seed)
-        dtable = headroom.protocol_table(disjoint, fold_floor, "disjoint", n_boot, seed)
-        write_csv(dtable, out / "headroom_disjoint.csv")
-        tables["disjoint"] = dtable
-        family = headroom.candidates(dtable, zero_shot)
-        gaps["disjoint"] = headroom.floor_gap(disjoint, fold_floor, family, n_boot, seed, 1 - ALPHA / len(family))
-        cover = headroom.coverage(pairs, disjoint, folds_k)
-    hclaims = headroom.headroom_claims(tables, gaps, {"paper": list(model_runs), "disjoint": zero_shot},
-                                       active().country_name, "headroom.csv", zero_shot, cover)
-    found["headroom"] = [dataclasses.replace(c, id="audit." + c.id, topic="audit") for c in hclaims]
+            fold_table = folds.fold_pairs(fd)
+            disjoint, fold_floor, _ = headroom.disjoint_systems(fd, fold_table, {r: model_runs[r] for r in zero_shot},
+                                                                seed=seed)
+            dtable = headroom.protocol_table(disjoint, fold_floor, "disjoint", n_boot, seed)
+            write_csv(dtable, out / "headroom_disjoint.csv")
+            tables["disjoint"] = dtable
+            family = headroom.candidates(dtable, zero_shot)
+            gaps["disjoint"] = headroom.floor_gap(disjoint, fold_floor, family, n_boot, seed, 1 - ALPHA / len(family))
+            cover = headroom.coverage(pairs, disjoint, folds_k)
+        hclaims = headroom.headroom_claims(tables, gaps, {"paper": list(model_runs), "disjoint": zero_shot},
+                                           active().country_name, "headroom.csv", zero_shot, cover)
+        found["headroom"] = [dataclasses.replace(c, id="audit." + c.id, topic="audit") for c in hclaims]
     card_tables = {"systems": systems_markdown(summaries), "paper": paper_markdown(),
-                   "headroom": headroom_markdown(table), "protocols": ",".join(tables)}
+                   "headroom": headroom_markdown(tables["paper"]) if tables else "(not computed: no noise floor)",
+                   "protocols": ",".join(tables)}
     card_tables["headroom_note"] = (
         "- The respondent-disjoint protocol was computed from the survey file (`headroom_disjoint.csv`; the claims "
         "above name it).\n" if fd is not None else
@@ -581,7 +587,7 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
     prov = {"model": cfg["model"], "adapter": cfg.get("adapter"), "label": label,
             "config": {k: v for k, v in cfg.items() if k not in ("run",)}, "git_revision": git_revision(),
             "pairs": len(preds), "sample": sample, "reference_runs": ref_prov, "notes": notes,
-            "noise_floor_sha256": _sha256(Path(noise_floor.floor_file())), "wvs_file_given": bool(wvs_file),
+            "noise_floor_sha256": _sha256(Path(noise_floor.floor_file())) if floor is not None else None, "wvs_file_given": bool(wvs_file),
             "protocols": list(tables), "baselines": list(baselines.KINDS), "wall_seconds": round(time.time() - started, 1),
             "backend": record.get("backend")}
     atomic_write(out / "audit.json", json.dumps(scrub(json.loads(json.dumps(prov, default=str))), indent=2) + "\n")
