@@ -107,3 +107,29 @@ def test_audit_of_a_served_model_through_the_openai_compatible_backend(tmp_path,
     prov = json.loads((tmp_path / "served" / "audit.json").read_text())
     assert prov["backend"]["backend"] == "openai_compat" and prov["pairs"] == 12
     assert "served at an OpenAI-compatible endpoint" in (tmp_path / "served" / "report_card.md").read_text()
+
+
+def test_reference_runs_are_read_as_committed_and_restricted_to_the_audited_pairs():
+    """A full audit shows a reference run's committed summary (metrics.json), a sample the summary of its committed
+    predictions on the sample's pairs; a reference that lacks audited pairs is left out with a note."""
+    import pandas as pd
+
+    from subgroup_values.dataset import load_pairs, sample_pairs
+
+    res = REPO / "results" / "default"
+    all_pairs = load_pairs()
+    full = audit.scored_run(res / "base_ood", all_pairs)
+    committed = json.loads((res / "base_ood" / "metrics.json").read_text())
+    assert len(full) == committed["pairs"]
+    shown = audit.reference_summary("base_ood", full, res, n_boot=20, seed=0)
+    assert shown.equals(pd.DataFrame(committed["by_subset"]))
+    keys = sample_pairs(all_pairs[all_pairs.split == "ood"], 30, 1)[["qid", "subgroup_id"]]
+    refs, prov, notes = audit.reference_runs(keys, all_pairs, res)
+    assert set(refs) == set(audit.REFERENCE_RUNS) and not notes
+    part = audit.reference_summary("base_ood", refs["base_ood"], res, n_boot=20, seed=0)
+    acc = part[(part.subset == "all") & (part.metric == "accuracy")].iloc[0]
+    assert acc.pairs == 30 and acc.estimate == refs["base_ood"].correct.mean()
+    assert prov["base_ood"]["predictions_sha256"] and prov["sft_ood"]["adapter"]
+    unknown = pd.concat([keys, pd.DataFrame({"qid": ["Q_none"], "subgroup_id": ["sex=Nobody"]})], ignore_index=True)
+    refs, _, notes = audit.reference_runs(unknown, all_pairs, res)
+    assert not refs and len(notes) == len(audit.REFERENCE_RUNS) and "lack some of the audited pairs" in notes[0]
