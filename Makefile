@@ -335,9 +335,12 @@ LIMIT ?=
 AUDIT_OUT ?=
 BASE_URL ?=
 AUDIT_ARGS ?=
+ifneq ($(filter audit,$(MAKECMDGOALS)),)
+ifeq ($(strip $(MODEL)),)
+$(error make audit needs MODEL=<a model folder, a hub id, or a served model's name>, e.g. make audit MODEL=models/SmolLM2-135M-Instruct LIMIT=200)
+endif
+endif
 audit: | $(STAMP)
-	@test -n "$(MODEL)" || { echo "make audit needs MODEL=<a model folder, a hub id, or a served model's name>," \
-	  "e.g. make audit MODEL=models/SmolLM2-135M-Instruct LIMIT=200"; exit 2; }
 	$(PY) -m subgroup_values.cli audit --model "$(MODEL)" $(if $(ADAPTER),--adapter "$(ADAPTER)") \
 	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(AUDIT_OUT),--out "$(AUDIT_OUT)") \
 	  $(if $(BASE_URL),--backend openai_compat --base-url "$(BASE_URL)") \

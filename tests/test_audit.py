@@ -133,3 +133,23 @@ def test_reference_runs_are_read_as_committed_and_restricted_to_the_audited_pair
     unknown = pd.concat([keys, pd.DataFrame({"qid": ["Q_none"], "subgroup_id": ["sex=Nobody"]})], ignore_index=True)
     refs, _, notes = audit.reference_runs(unknown, all_pairs, res)
     assert not refs and len(notes) == len(audit.REFERENCE_RUNS) and "lack some of the audited pairs" in notes[0]
+
+
+def test_make_audit_runs_the_command_with_the_given_options_and_needs_a_model(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "WVS_FILE")}
+
+    def make(*args):
+        return subprocess.run(["make", "--no-print-directory", f"BUILD={tmp_path}", "WVS_CHECK=", *args], cwd=REPO,
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    r = make("-n", "audit", "MODEL=models/tiny-random", "LIMIT=7", "ADAPTER=some/adapter", "AUDIT_OUT=/tmp/a b",
+             "BASE_URL=http://127.0.0.1:8000/v1", "AUDIT_ARGS=--n-boot 50")
+    assert r.returncode == 0, r.stderr
+    line = " ".join(r.stdout.replace("\\\n", " ").split())
+    for part in ('-m subgroup_values.cli audit --model "models/tiny-random"', '--adapter "some/adapter"', "--limit 7",
+                 '--out "/tmp/a b"', '--backend openai_compat --base-url "http://127.0.0.1:8000/v1"', "--n-boot 50"):
+        assert part in line, (part, line)
+    assert "--wvs-file" not in line  # no survey file given: no disjoint protocol
+    assert "--wvs-file \"/x.csv\"" in " ".join(make("-n", "audit", "MODEL=m", "WVS_FILE=/x.csv").stdout.split())
+    r = make("audit")
+    assert r.returncode != 0 and "make audit needs MODEL=" in r.stdout + r.stderr
