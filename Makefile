@@ -157,9 +157,14 @@ DISJOINT_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/disjoint/
 
 ifeq ($(PROFILE),gemma)
 # Gemma 3 270M (configs/gemma.yaml; a base model, scored with the base_completion template): the dataset, the
-# zero-shot runs of notebook 3, the modal fine-tune and its OOD run (`make model-gemma` builds the model).
+# zero-shot runs of notebook 3, the modal fine-tune and its OOD run, the fairness audit and the headroom (`make
+# model-gemma` builds the model).
+BASE_RUNS := base_ood base_train
+SFT_RUNS := sft_ood
+REFUSAL_RUNS :=
+HEADROOM_RUNS := base_ood sft_ood
 STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/03_evaluate__base_ood.ipynb $(OUT)/03_evaluate__base_train.ipynb \
-  $(OUT)/04_finetune.ipynb $(OUT)/03_evaluate__sft_ood.ipynb
+  $(OUT)/04_finetune.ipynb $(OUT)/03_evaluate__sft_ood.ipynb $(OUT)/05_fairness.ipynb $(OUT)/08_headroom.ipynb
 endif
 
 FORCE:
