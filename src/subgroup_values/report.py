@@ -60,7 +60,9 @@ README_CLAIMS = {
                      "headroom.disjoint.fold0.gap.*"),
     "run_times": ("timings.default.make_all", "timings.default.make_distribution", "timings.disjoint.make_all",
                   "timings.gemma.make_all"),
-    "models": ("models.gemma.*",),
+    # the second model's own findings on its sample (results/gemma/claims/), after its comparison with SmolLM2
+    "models": ("models.gemma.*", "headroom.disjoint.worth.base_ood", "fairness.ood.accuracy.which_kind",
+               "fairness.ood.paradox"),
     "headroom": (
         "headroom.paper.leak", "headroom.disjoint.floor", "headroom.disjoint.gap.*", "headroom.disjoint.base_ood",
         "headroom.disjoint.worth.base_ood", "headroom.disjoint.worth.uniform", "headroom.disjoint.prior_plus_10.*",
