@@ -225,6 +225,10 @@ def test_the_paper_stitches_the_notebooks_in_order(executed, tmp_path):
 
     assert 'class="sv-runs"' in text and fmt_ci(acc["estimate"], acc["lo"], acc["hi"]) in text
     assert 'href="#nb-03-evaluate-base-train"' in text
+    # a further run of the evaluation notebook keeps its headings and outputs, not the narrative shown in §2
+    appendix = text[text.index('id="nb-03-evaluate-base-train"'):]
+    assert "Its narrative is §2&#39;s" in appendix or "Its narrative is §2's" in appendix
+    assert "link to section two" not in appendix and "A.1.1 A numbered part" in appendix
     # what a reader must not see: stderr, progress bars, local paths, reprs; the files a plot wrote
     for bad in ("FutureWarning", "it/s]", str(REPO_ROOT), "PosixPath", "np.int64", "figures/smoke/x.png"):
         assert bad not in text, bad

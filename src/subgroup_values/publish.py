@@ -400,18 +400,25 @@ def runs_table(res_dir: Path, runs: list[str], appendix: dict[str, str]) -> str:
 # ---- the page ---------------------------------------------------------------------------------------------------------
 
 def _notebook_cells(path: Path, level: int, number: str, heading: str, anchor: str, show_code: bool,
-                    figures: list[int]) -> list[nbformat.NotebookNode]:
+                    figures: list[int], told: dict[str, str] | None = None) -> list[nbformat.NotebookNode]:
     """One notebook as cells of the page: its heading (``level``, ``number``), its cells with the headings
-    renumbered under it, figures captioned."""
+    renumbered under it, figures captioned. ``told`` (text -> where): narrative the page has already shown, which a
+    further run of the same notebook keeps only the headings of."""
     nb = _clean(nbformat.read(path, as_version=4))
+    note = ""
+    if told and any(c.cell_type == "markdown" and c.source.strip() in told for c in nb.cells):
+        where = next(told[c.source.strip()] for c in nb.cells if c.source.strip() in told)
+        note = f" Its narrative is {where}'s; here are its headings and outputs."
     cells = [nbformat.v4.new_markdown_cell(f'<a id="{anchor}"></a>\n\n{"#" * level} {number} {heading}\n\n'
-                                           f"*Notebook `{path.name}`*")]
+                                           f"*Notebook `{path.name}`.*{note}")]
     current = (number.rstrip("."), "")
     sub = 0
     for k, cell in enumerate(nb.cells[1:]):  # the first cell is the Colab/setup cell
         cell = copy.deepcopy(cell)
         cell["id"] = f"{_slug(path.stem)}-{k}"
         if cell.cell_type == "markdown":
+            if told is not None and cell.source.strip() in told:
+                cell.source = "\n".join(line for line in cell.source.splitlines() if line.startswith("#"))
             lines = cell.source.lstrip().splitlines()
             if lines and lines[0].startswith("# "):
                 lines = lines[1:]  # its title is the section's
@@ -451,7 +458,7 @@ def combined_notebook(paths: list[Path], title: str, abstract: str, closing: str
     by_stem = {p.stem: p for p in paths}
     body = [by_stem[s] for s in BODY if s in by_stem]
     appendix = [p for p in paths if p not in body]
-    toc, cells, figures = [], [], [0]
+    toc, cells, figures, told = [], [], [0], {}
     anchors = {p.stem: f"nb-{_slug(p.stem)}" for p in paths}
     app_anchor = {p.stem.split("__", 1)[1]: anchors[p.stem] for p in appendix if p.stem.startswith("03_evaluate__")}
     if EVALUATION in by_stem:
@@ -461,6 +468,7 @@ def combined_notebook(paths: list[Path], title: str, abstract: str, closing: str
         heading = _unnumbered(_title(nb, path.stem))
         toc.append(f"- [{n}. {heading}](#{anchors[path.stem]})")
         part = _notebook_cells(path, 1, f"{n}.", heading, anchors[path.stem], show_code, figures)
+        told.update((c.source.strip(), f"§{n}") for c in nb.cells if c.cell_type == "markdown" and c.source.strip())
         if path.stem == EVALUATION and results is not None:
             runs = [s.split("__", 1)[1] for s in ORDER if s.startswith("03_evaluate__")]
             runs += sorted(p.stem.split("__", 1)[1] for p in paths
@@ -484,7 +492,7 @@ def combined_notebook(paths: list[Path], title: str, abstract: str, closing: str
                 else:
                     heading = f"Run {run}: {heading}"
             toc.append(f"  - [A.{k} {heading}](#{anchors[path.stem]})")
-            cells += _notebook_cells(path, 2, f"A.{k}", heading, anchors[path.stem], show_code, figures)
+            cells += _notebook_cells(path, 2, f"A.{k}", heading, anchors[path.stem], show_code, figures, told)
     book.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n{abstract}\n\n## Contents\n\n" + "\n".join(toc)),
                   *cells, nbformat.v4.new_markdown_cell(closing)]
     book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -524,6 +532,7 @@ def _finish_html(body: str, title: str) -> str:
         if img is None:
             continue
         figure = soup.new_tag("figure", attrs={"class": "sv-figure"})
+        img["alt"] = cap.get_text(" ", strip=True)
         img.replace_with(figure)
         figure.append(img)
         figure.append(cap.extract())
