@@ -267,6 +267,10 @@ def test_outputs_lose_progress_bars_paths_and_reprs():
     publish.clean_outputs(cell)
     assert [o.get("text") for o in cell.outputs] == ["done\n"]
     assert publish.figure_titles("ax.set(xlabel='x', title='A title')\nfig.suptitle(f'B {run}')") == ["A title", "B"]
+    assert publish.figure_names("plots.save(fig, 'headroom', d)\nplots.save(fig, f'eval_{run}_vs_paper', d)\n"
+                                "plots.save(fig, 'a' if x else f'b{x}', d)") == ["headroom", "eval_*_vs_paper", "a"]
+    assert publish._described("eval_*_vs_paper") == publish.FIGURE_CAPTIONS["eval_*_vs_paper"]
+    assert publish._described("headroom") and not publish._described("no_such_figure")
 
 
 def test_the_abstract_states_the_findings_from_the_claims(tmp_path):

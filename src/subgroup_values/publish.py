@@ -283,6 +283,58 @@ def _unnumbered(title: str) -> str:
 
 # ---- figures: each with a caption ------------------------------------------------------------------------------------
 
+#: What a figure shows, in words, for the figures whose cell gives them no title of their own (by the name
+#: ``plots.save`` stores them under; ``*`` is a run's name). No numbers: those are in the figure.
+FIGURE_CAPTIONS = {
+    "landscape_*_divisive_question": "The answers of each subgroup of one stratum to the most divisive question "
+                                     "(first) and to the least divisive one (second)",
+    "eval_*_vs_paper": "Accuracy and NMAE on the OOD subgroups: this run beside the models the paper reports "
+                       "(reported numbers)",
+    "finetune_loss": "The training loss (completion tokens) at each logged optimizer step",
+    "fairness_consensus_divergent": "Per-attribute accuracy of the base and the fine-tuned model, on consensus and "
+                                    "on divergent pairs, with intervals",
+    "fairness_subgroup_scatter": "Each subgroup's accuracy and NMAE, base model against the fine-tune (dashed: "
+                                 "no change)",
+    "open_ended_judge_validation": "The judge on pairs whose better answer is known, with intervals (dashed: "
+                                   "chance)",
+    "open_ended_readback": "How far the free-text answers, read back onto the survey's scale, are from the survey "
+                           "(TV with intervals; dashed: the noise floor)",
+    "headroom": "Each predictor's TV to the subgroup's answer distribution, with intervals, on all and on "
+                "divergent pairs, paper protocol (dotted: the noise floor; dashed: uniform; models in colour)",
+    "headroom_disjoint": "The same on the respondent-disjoint protocol: each predictor's TV with intervals "
+                         "(dotted: the noise floor; dashed: uniform; models in colour)",
+}
+
+
+def figure_names(source: str) -> list[str]:
+    """The names a code cell saves its figures under (``plots.save(fig, NAME, ...)``; an f-string's fields as
+    ``*``), in the order of the calls."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "save" and len(node.args) >= 2:
+            arg = node.args[1]
+            if isinstance(arg, ast.IfExp):
+                arg = arg.body
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                names.append(arg.value)
+            elif isinstance(arg, ast.JoinedStr):
+                names.append("".join(v.value if isinstance(v, ast.Constant) else "*" for v in arg.values))
+    return sorted(set(names), key=names.index)
+
+
+def _described(name: str) -> str:
+    import fnmatch
+
+    for pattern, text in FIGURE_CAPTIONS.items():
+        if fnmatch.fnmatchcase(name, pattern) or name == pattern:
+            return text
+    return ""
+
+
 def figure_titles(source: str) -> list[str]:
     """The titles a code cell gives its figures (``set_title``, ``suptitle``, ``title=``), as written; an f-string's
     fields are left out."""
@@ -332,14 +384,22 @@ def _add_captions(cell: nbformat.NotebookNode, where: tuple[str, str], count: li
     section, subsection = where
     title = "; ".join(figure_titles(cell.source))
     title = title[:1].upper() + title[1:]
-    place = f"§{section}" + (f", {subsection}" if subsection and title else "")
+    names = figure_names(cell.source)
+    described = [_described(n) for n in names]
+    place = f"§{section}" + (f", {subsection}" if subsection else "")
     new = []
     for k, out in enumerate(list(cell.outputs)):
         new.append(out)
         if k in images:
             count[0] += 1
-            panel = f", figure {images.index(k) + 1} of {len(images)}" if len(images) > 1 else ""
-            text = (title or subsection or "Figure").rstrip(".")
+            i = images.index(k)
+            own = (described[i] if len(described) == len(images)
+                   else described[0] if len(described) == 1 else "")  # one name saved in a loop: all alike
+            text = (own or title or subsection or "Figure").rstrip(".")
+            panel = (f", figure {i + 1} of {len(images)}"
+                     if len(images) > 1 and not (own and len(described) == len(images)) else "")
+            if own and title and title not in own:
+                text = f"{text}: {title}"
             new.append(_caption_output(count[0], f"{text} ({place}{panel})."))
     cell.outputs = new
 
