@@ -151,12 +151,15 @@ ifeq ($(PROFILE),disjoint)
 STEPS := $(OUT)/04_finetune.ipynb $(OUT)/03_evaluate__sft_ood.ipynb $(DIST_FT) $(OUT)/03_evaluate__sft_distribution_ood.ipynb
 PAIRS := $(FOLD_DATASET)
 endif
+# The second model's committed runs (make all PROFILE=gemma), placed beside the embedded model's by step 7.
+GEMMA_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/gemma/base_ood/predictions.parquet results/gemma/sft_ood/predictions.parquet))
 DISJOINT_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/disjoint/sft_ood/predictions.parquet results/disjoint/sft_distribution_ood/predictions.parquet))
 
 ifeq ($(PROFILE),gemma)
-# Gemma 3 270M (configs/gemma.yaml; a base model, scored with the base_completion template): the dataset and the
-# zero-shot runs of notebook 3 (`make model-gemma` builds the model).
-STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/03_evaluate__base_ood.ipynb $(OUT)/03_evaluate__base_train.ipynb
+# Gemma 3 270M (configs/gemma.yaml; a base model, scored with the base_completion template): the dataset, the
+# zero-shot runs of notebook 3, the modal fine-tune and its OOD run (`make model-gemma` builds the model).
+STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/03_evaluate__base_ood.ipynb $(OUT)/03_evaluate__base_train.ipynb \
+  $(OUT)/04_finetune.ipynb $(OUT)/03_evaluate__sft_ood.ipynb
 endif
 
 FORCE:
@@ -315,7 +318,8 @@ $(OUT)/08_headroom.ipynb: $(NB)/08_headroom.ipynb $(DEPS_08_headroom) $(CONFIG) 
   $(DIST_PREDS) $(DISJOINT_PREDS)
 	OPENBLAS_NUM_THREADS=1 $(RUN_NB) $< $(HEADROOM_ARGS)
 
-$(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(DEPS_07_paper_comparison) $(CONFIG) $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb
+$(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(DEPS_07_paper_comparison) $(CONFIG) $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb \
+  $(GEMMA_PREDS)
 	$(RUN_NB) $<
 
 fairness: $(OUT)/05_fairness.ipynb
