@@ -65,6 +65,8 @@ MUST_NOT_SHOW = {"a local path": publish.LOCAL_PATH.pattern, "a progress bar": p
 
 AUDIT = """
 const shows = %s;
+// the appendix's folded runs are part of the page: open them so that their tables and figures are measured
+document.querySelectorAll('details').forEach(d => { d.open = true; });
 const out = {shown: [], stderr: 0, progress_elements: 0, headings: [], tables: [], figures: [], width: 0};
 out.width = document.documentElement.clientWidth;
 // every element whose own text (its text nodes, not its children's) shows what it must not
@@ -229,6 +231,9 @@ def test_the_paper_stitches_the_notebooks_in_order(executed, tmp_path):
     appendix = text[text.index('id="nb-03-evaluate-base-train"'):]
     assert "Its narrative is §2&#39;s" in appendix or "Its narrative is §2's" in appendix
     assert "link to section two" not in appendix and "A.1.1 A numbered part" in appendix
+    # folded: the run's heading stays, its notebook opens on demand (or when a link leads into it)
+    assert appendix.index('<details class="sv-run-body">') < appendix.index("A.1.1 A numbered part")
+    assert appendix.index("</details>") < appendix.index('id="end-matter"') and "svOpenTarget" in text
     # what a reader must not see: stderr, progress bars, local paths, reprs; the files a plot wrote
     for bad in ("FutureWarning", "it/s]", str(REPO_ROOT), "PosixPath", "np.int64", "figures/smoke/x.png"):
         assert bad not in text, bad

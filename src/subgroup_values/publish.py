@@ -469,7 +469,8 @@ def _notebook_cells(path: Path, level: int, number: str, heading: str, anchor: s
     if told and any(c.cell_type == "markdown" and c.source.strip() in told for c in nb.cells):
         where = next(told[c.source.strip()] for c in nb.cells if c.source.strip() in told)
         note = f" Its narrative is {where}'s; here are its headings and outputs."
-    cells = [nbformat.v4.new_markdown_cell(f'<a id="{anchor}"></a>\n\n{"#" * level} {number} {heading}\n\n'
+    marker = ' class="sv-run"' if level > 1 else ""
+    cells = [nbformat.v4.new_markdown_cell(f'<a id="{anchor}"{marker}></a>\n\n{"#" * level} {number} {heading}\n\n'
                                            f"*Notebook `{path.name}`.*{note}")]
     current = (number.rstrip("."), "")
     sub = 0
@@ -554,7 +555,7 @@ def combined_notebook(paths: list[Path], title: str, abstract: str, closing: str
             toc.append(f"  - [A.{k} {heading}](#{anchors[path.stem]})")
             cells += _notebook_cells(path, 2, f"A.{k}", heading, anchors[path.stem], show_code, figures, told)
     book.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n{abstract}\n\n## Contents\n\n" + "\n".join(toc)),
-                  *cells, nbformat.v4.new_markdown_cell(closing)]
+                  *cells, nbformat.v4.new_markdown_cell(f'<a id="end-matter" class="sv-run-stop"></a>\n\n{closing}')]
     book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return book
 
@@ -572,13 +573,51 @@ body { max-width: 1180px; margin: 0 auto; }
 .jp-OutputArea-output img { max-width: 100%; height: auto; }
 figure.sv-figure { margin: 1em 0; }
 figcaption.sv-caption { font-size: 0.9em; color: #333; margin: 0.3em 0 1em 0; }
+details.sv-run-body > summary { cursor: pointer; color: #1a4f8b; margin: 0.5em 0 1.5em 0; font-family: inherit; }
 table.sv-runs caption { caption-side: bottom; text-align: left; font-size: 0.9em; padding-top: 0.4em; }
 </style>
 """
 
 
+#: Opens the folded run that holds a link's target (the runs table links into the appendix).
+OPEN_TARGET = """<script>
+function svOpenTarget() {
+  const el = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  const d = el && (el.closest('details') || (el.closest('.jp-Cell') || el).nextElementSibling);
+  if (d && d.tagName === 'DETAILS') { d.open = true; el.scrollIntoView(); }
+}
+window.addEventListener('hashchange', svOpenTarget); window.addEventListener('load', svOpenTarget);
+</script>
+"""
+
+
+def _fold_runs(soup) -> None:
+    """Each further run in the appendix: its heading stays, its notebook folds into a <details> (a reader opens
+    the runs they want; the body of the page stays the paper)."""
+    starts = soup.select("a.sv-run")
+    for a in starts:
+        head = a.find_parent(class_="jp-Cell")
+        if head is None:
+            continue
+        body = []
+        for sib in head.find_next_siblings():
+            if sib.select_one("a.sv-run, a.sv-run-stop") is not None:
+                break
+            body.append(sib)
+        if not body:
+            continue
+        details = soup.new_tag("details", attrs={"class": "sv-run-body"})
+        summary = soup.new_tag("summary")
+        summary.string = f"The run's notebook ({len(body)} cells)"
+        details.append(summary)
+        head.insert_after(details)
+        for cell in body:
+            details.append(cell.extract())
+
+
 def _finish_html(body: str, title: str) -> str:
-    """The exported page with its title, its style, and each figure wrapped with its caption in a <figure>."""
+    """The exported page with its title, its style, each figure wrapped with its caption in a <figure>, and the
+    appendix's runs folded."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(body.replace("<title>Notebook</title>", f"<title>{html_escape(title)}</title>"),
@@ -597,6 +636,9 @@ def _finish_html(body: str, title: str) -> str:
         figure.append(img)
         figure.append(cap.extract())
         holder.decompose()
+    _fold_runs(soup)
+    if soup.body is not None:
+        soup.body.append(BeautifulSoup(OPEN_TARGET, "html.parser"))
     return str(soup)
 
 
