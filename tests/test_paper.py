@@ -281,6 +281,10 @@ def test_outputs_lose_progress_bars_paths_and_reprs():
 def test_the_abstract_states_the_findings_from_the_claims(tmp_path):
     from subgroup_values import claims
 
+    # the page's own words (the question, the figures' descriptions) state no finding: those come from claims
+    for text in (publish.QUESTION, *publish.FIGURE_CAPTIONS.values()):
+        assert claims.typed_findings(text) == [], text
+
     have = claims.read_profile_claims(RESULTS)
     text = publish.abstract_text(RESULTS, ["data.counts", "evaluation.base_ood.vs_uniform.accuracy.all"])
     assert have["data.counts"].sentence in text and "Not computed" not in text
