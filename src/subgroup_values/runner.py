@@ -26,6 +26,28 @@ from .provenance import KEY_PATTERN, url_secrets
 #: default sgp): the runner hands it to the notebooks as SUBGROUP_VALUES_STUDY.
 PROFILE_SECTIONS = ("profile", "study", "notebooks", "runs")
 
+#: What an executed notebook must not show (the rendered study reads them; progress belongs on the terminal):
+#: the libraries' progress bars (tqdm's default, the hub's and datasets' switches; the package's own bars, which
+#: pass ``disable=`` themselves, are not reached by these: publish.py strips them from the page), and warnings
+#: known to be harmless: tqdm's "IProgress not found" (no
+#: ipywidgets in a papermill kernel) and transformers' deprecation of ``is_gradient_checkpointing`` (raised
+#: inside transformers/peft, not by our calls). Filters are ``-W`` entries (message prefix, category).
+QUIET_PROGRESS = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+QUIET_WARNINGS = ("ignore:IProgress not found:Warning",
+                  "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+
+
+def quiet_kernel_environment(env: dict | None = None) -> dict:
+    """Set (in ``env``, default ``os.environ``, which the notebook's kernel inherits) the switches that keep
+    progress bars and the known harmless warnings out of executed notebooks; a ``PYTHONWARNINGS`` already set
+    is kept, the filters are added to it. Returns ``env``."""
+    env = os.environ if env is None else env
+    env.update(QUIET_PROGRESS)
+    have = [w for w in env.get("PYTHONWARNINGS", "").split(",") if w.strip()]
+    env["PYTHONWARNINGS"] = ",".join(have + [w for w in QUIET_WARNINGS if w not in have])
+    return env
+
+
 #: Checks of parameters that every notebook shares the meaning of: (test, what is expected).
 PARAMETER_RULES = {
     "batch_size": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
@@ -158,6 +180,7 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
     os.environ["SUBGROUP_VALUES_STUDY"] = study
     # figures show in the executed notebook (the tutorial and the paper read them there) and are saved as files
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    quiet_kernel_environment()
     try:
         pm.execute_notebook(str(src), str(partial), parameters=params, cwd=str(REPO_ROOT), progress_bar=False,
                             log_output=False, kernel_name="python3")
