@@ -310,7 +310,10 @@ REUSE_MK := $(BUILD)/reuse.$(PROFILE).mk
 # among them: its predictions are read as files). With the model not built, one of them that must run builds it,
 # and that makes every step that reads the model out of date: then none is reused (the reason is printed).
 REUSE_TARGETS := $(sort $(filter $(OUT)/03_% $(OUT)/04_% $(OUT)/06_%,$(STEPS)))
-ifeq ($(REUSE),1)
+# (Only where the profile has committed records: elsewhere there is nothing to compare, and make skips the step.)
+REUSE_RECORDS := $(wildcard results/$(PROFILE)/*/metrics.json results/$(PROFILE)/finetune/*_run.json \
+  results/$(PROFILE)/open_ended/provenance.json)
+ifneq ($(and $(filter 1,$(REUSE)),$(REUSE_RECORDS)),)
 # (Not the pairs table nor the model among its prerequisites: their rules need the environment, which a dry run
 # must not build. The steps themselves depend on them.)
 $(REUSE_MK): $(WVS_CHECK) $(wildcard results/$(PROFILE)/*/*.json $(PKG)/*.py $(PKG)/backends/*.py $(NB)/*.ipynb \

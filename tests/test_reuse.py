@@ -101,13 +101,23 @@ def test_a_fresh_clone_reruns_only_the_analysis(clone, tmp_path):
     out = make(x, "headroom")
     assert steps_run(out) == {"08_headroom"}, out
     assert "local_models" not in out  # the model is not built: nothing that reads it runs
+    stamp = x / "build/notebooks/default/03_evaluate__base_ood.ipynb"
+    before = stamp.stat().st_mtime_ns
     assert steps_run(make(x, "paper")) == ANALYSIS
     assert steps_run(make(x, "report")) == ANALYSIS
     assert steps_run(make(x, "fairness")) == {"05_fairness"}
-    nb = json.loads((x / "build/notebooks/default/03_evaluate__base_ood.ipynb").read_text())
+    assert stamp.stat().st_mtime_ns == before  # checked again, not touched: what reads it is not made out of date
+    nb = json.loads(stamp.read_text())
     assert nb["metadata"][reuse.MARK]["record"] == "results/default/base_ood/metrics.json"
     # the reused fine-tune's adapter is not here; every step that reads it is reused, so it need not be made
     assert (x / "build/notebooks/default/04_finetune.ipynb").is_file()
+    # `make paper` copies the targets to docs/: a reused one comes out as the committed copy it was made from
+    from subgroup_values import publish
+
+    (tmp_path / "src").mkdir()
+    shutil.copy2(stamp, tmp_path / "src" / stamp.name)
+    publish.publish_notebooks(tmp_path / "src", tmp_path / "docs")
+    assert (tmp_path / "docs" / stamp.name).read_bytes() == (x / "docs/default/notebooks" / stamp.name).read_bytes()
 
 
 def test_a_changed_config_entry_runs_that_step_again(clone, tmp_path):

@@ -30,7 +30,8 @@ ORDER = ["01_build_dataset", "02_value_landscape", "03_evaluate__base_ood", "03_
          "03_evaluate__base_ood_generate", "04_finetune", "03_evaluate__sft_ood", "03_evaluate__sft_train",
          "03_evaluate__sft_ood_generate", "05_fairness", "06_open_ended", "08_headroom",
          "07_paper_comparison"]
-DROP_METADATA = ("widgets", "execution", "papermill")
+# (subgroup_values_reuse: the mark of a target reuse.py wrote from the committed copy; the copy stays as it was)
+DROP_METADATA = ("widgets", "execution", "papermill", "subgroup_values_reuse")
 
 
 def executed_notebooks(src: Path) -> list[Path]:

@@ -12,8 +12,8 @@ none of make's targets (the executed notebooks in ``build/``), so make would red
 compared with what the step would run now, by content:
 
 * the record names a clean revision (``git_revision``, no ``-dirty``) that this clone has;
-* the step's code: its notebook (every cell's source) and the package modules it depends on (the Makefile's list,
-  :mod:`subgroup_values.deps`) are the same at that revision as now (modules compared as syntax trees without
+* the step's code: its notebook (every cell's source), the package modules it depends on (the Makefile's list,
+  :mod:`subgroup_values.deps`) and the question bank are the same at that revision as now (modules compared as syntax trees without
   docstrings or comments: an edit of a comment is no change of the result; any change of code is);
 * its configuration: the notebook's parameters from ``configs/<profile>.yaml`` (the notebook's section and the run's
   entry) are the same at that revision as now, agree with the record's own ``config``, and the study's config and
@@ -59,6 +59,8 @@ MARK = "subgroup_values_reuse"
 #: Model folders the Makefile builds itself from pinned PyPI wheels (local_models), so that a folder not built
 #: yet is the one the run used when local_models.py is unchanged.
 EMBEDDED_MODELS = ("models/SmolLM2-135M-Instruct", "models/gemma-3-270m")
+#: The question bank (wordings and options: every prompt is made from it), compared like the code.
+QUESTION_BANK = ("data/questions.csv",)
 #: Files of a model or adapter folder that do not change its answers (backends.hf.NOT_MODEL; a test keeps them equal).
 NOT_MODEL = ("provenance.json", "recipe.json", "conversion.json", "training_args.bin", "trainer_state.json",
              "README.md")
@@ -158,6 +160,7 @@ class Step:
     adapters: list[str] = field(default_factory=list)   # adapter folders it reads (not built here)
     produces: str | None = None                          # a fine-tune's adapter folder
     wants: set[str] | None = None                         # the adapters its parameters name (None: unknown)
+    inputs: list[Path] = field(default_factory=list)      # the files it was compared on (their times, for make)
 
     @property
     def name(self) -> str:
@@ -235,13 +238,16 @@ class Checker:
         """The step's files whose content differs between ``revision`` and now."""
         nb = f"notebooks/{step.stem}.ipynb"
         files = [nb, *(p.relative_to(self.root).as_posix()
-                       for p in self._deps.notebook_files(self.root / nb))]
+                       for p in self._deps.notebook_files(self.root / nb)),
+                 *(p for p in QUESTION_BANK if (self.root / p).is_file())]
         changed = []
         for path in files:
             old = file_at(self.root, revision, path)
             if old is None or code_form(path, old) != code_form(path, (self.root / path).read_text()):
                 changed.append(path)
-        step.checked.append(f"code: {len(files)} files ({nb} and the modules it imports) as at {revision[:12]}")
+        step.inputs += [self.root / p for p in files]
+        step.checked.append(f"code: {len(files)} files ({nb}, the modules it imports, the question bank) as at "
+                            f"{revision[:12]}")
         return changed
 
     def check(self, step: Step) -> None:
@@ -289,6 +295,7 @@ class Checker:
             why.append(f"{cfg_path}: {exc}")
             return
         step.checked.append(f"config: {cfg_path} ({step.stem}{' run ' + step.run if step.run else ''})")
+        step.inputs.append(self.root / cfg_path)
         if then is None:
             why.append(f"{cfg_path} did not exist at {revision[:12]}")
         elif then != now:
@@ -301,6 +308,7 @@ class Checker:
                         code_form(path, old) != code_form(path, (self.root / path).read_text()):
                     why.append(f"{path} changed since {revision[:12]}")
                 step.checked.append(f"config: {path}")
+                step.inputs.append(self.root / path)
         full = notebook_defaults((self.root / f"notebooks/{step.stem}.ipynb").read_text()) | now
         step.params = full
         named = [full.get("adapter"), full.get("system_adapter"), full.get("reference_adapter"),
@@ -324,6 +332,7 @@ class Checker:
                                 "record)")
         else:
             step.checked.append(f"data: {path} SHA-256 {current[:12]}")
+            step.inputs.append(self.root / path)
 
     def _model(self, step: Step, folder: str, weights: str | None, files: str | None, revision: str) -> None:
         """A model folder the step reads: its digests against the record's."""
@@ -338,6 +347,7 @@ class Checker:
                 step.reasons.append(f"{folder} differs from the one the run used (weights {w} now, {weights} then)")
             else:
                 step.checked.append(f"model: {folder} weights {w}")
+                step.inputs += [f for f in (self.root / folder).iterdir() if f.is_file()]
             step.models.append(folder)
         elif folder in EMBEDDED_MODELS:
             old = file_at(self.root, revision, "src/subgroup_values/local_models.py")
@@ -357,6 +367,7 @@ class Checker:
                 step.reasons.append(f"adapter {folder} differs from the one the run used ({w} now, {weights} then)")
             else:
                 step.checked.append(f"adapter: {folder} weights {w}")
+                step.inputs += [f for f in (self.root / folder).iterdir() if f.is_file()]
         else:
             step.adapters.append(folder)  # settled by decide(): the fine-tune that makes it must be reused
 
@@ -429,6 +440,7 @@ def decide(steps: list[Step], checker: Checker, model_ready: str | None) -> bool
                     s.reasons.append(f"adapter {a} is not here and this run is older than the committed fine-tune "
                                      f"{prod.name} (it used another adapter)")
                 else:
+                    s.inputs.append(prod.target)  # a reused fine-tune's target: this run must not be older
                     continue
                 s.ok, changed = False, True
                 break
@@ -508,8 +520,10 @@ def run(targets: list[str], profile: str, pairs: str, recipes: dict[str, str], m
             print(f"reuse: {s.name}: the committed run ({s.record}, revision {s.rec['git_revision'][:12]}) counts as "
                   "done: its code, config, data and model are the step's now", file=out)
             if write:
-                if s.target.exists():
-                    os.utime(s.target)
+                if s.target.exists():  # written here before: newer than what it was compared on, for make
+                    newest = max((p.stat().st_mtime for p in s.inputs if p.exists()), default=0)
+                    if s.target.stat().st_mtime <= newest:
+                        os.utime(s.target)
                 else:
                     _atomic(s.target, json.dumps(stamp_notebook(s, root, profile), indent=1) + "\n")
         else:
