@@ -160,12 +160,20 @@ ifeq ($(PROFILE),disjoint)
 STEPS := $(OUT)/04_finetune.ipynb $(OUT)/03_evaluate__sft_ood.ipynb $(DIST_FT) $(OUT)/03_evaluate__sft_distribution_ood.ipynb
 PAIRS := $(FOLD_DATASET)
 endif
+# The second model's committed runs (make all PROFILE=gemma), placed beside the embedded model's by step 7.
+GEMMA_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/gemma/base_ood/predictions.parquet results/gemma/sft_ood/predictions.parquet))
 DISJOINT_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/disjoint/sft_ood/predictions.parquet results/disjoint/sft_distribution_ood/predictions.parquet))
 
 ifeq ($(PROFILE),gemma)
-# Gemma 3 270M (configs/gemma.yaml; a base model, scored with the base_completion template): the dataset and the
-# zero-shot runs of notebook 3 (`make model-gemma` builds the model).
-STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/03_evaluate__base_ood.ipynb $(OUT)/03_evaluate__base_train.ipynb
+# Gemma 3 270M (configs/gemma.yaml; a base model, scored with the base_completion template): the dataset, the
+# zero-shot runs of notebook 3, the modal fine-tune and its OOD run, the fairness audit and the headroom (`make
+# model-gemma` builds the model).
+BASE_RUNS := base_ood base_train
+SFT_RUNS := sft_ood
+REFUSAL_RUNS :=
+HEADROOM_RUNS := base_ood sft_ood
+STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/03_evaluate__base_ood.ipynb $(OUT)/03_evaluate__base_train.ipynb \
+  $(OUT)/04_finetune.ipynb $(OUT)/03_evaluate__sft_ood.ipynb $(OUT)/05_fairness.ipynb $(OUT)/08_headroom.ipynb
 endif
 
 ifeq ($(PROFILE),binder)
@@ -176,7 +184,7 @@ MODEL_READY := models/SmolLM2-135M-Instruct/model.safetensors
 endif
 
 FORCE:
-.PHONY: FORCE paper browser all setup data landscape evaluate finetune distribution fairness open-ended headroom report figures model model-gemma tiny-model model-families check-gpu test \
+.PHONY: FORCE paper browser all setup data landscape evaluate finetune distribution fairness open-ended headroom report figures model model-gemma tiny-model model-families check-gpu test audit \
   pytest smoke bench bench-bf16 bench-server clean clean-venv check-wvs help vllm-env serve-vllm
 
 ifeq ($(FROM_AGGREGATES),1)
@@ -194,6 +202,7 @@ help:
 	@echo "make test                                             the tests and the smoke chain"
 	@echo "make data | landscape | evaluate | finetune | fairness | open-ended | headroom | report | paper | model | bench | clean"
 	@echo "make distribution                                     the distribution fine-tune and its runs (default: not in make all)"
+	@echo "make audit MODEL=folder|hub-id [ADAPTER=dir] [LIMIT=n] [AUDIT_OUT=dir] [BASE_URL=url]   audit your own model"
 	@echo "make all PROFILE=tur                                  the study for Turkey (WVS_FILE_TUR=...)"
 	@echo "make vllm-env | serve-vllm [VLLM_MODEL=folder] | bench-server   vLLM's CPU build, a server, its benchmark"
 
@@ -370,7 +379,8 @@ $(OUT)/08_headroom.ipynb: $(NB)/08_headroom.ipynb $(DEPS_08_headroom) $(CONFIG) 
   $(DIST_PREDS) $(DISJOINT_PREDS)
 	OPENBLAS_NUM_THREADS=1 $(RUN_NB) $< $(HEADROOM_ARGS)
 
-$(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(DEPS_07_paper_comparison) $(CONFIG) $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb
+$(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(DEPS_07_paper_comparison) $(CONFIG) $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb \
+  $(GEMMA_PREDS)
 	$(RUN_NB) $<
 
 fairness: $(OUT)/05_fairness.ipynb
@@ -378,6 +388,27 @@ open-ended: $(OUT)/06_open_ended.ipynb
 headroom: $(OUT)/08_headroom.ipynb
 report: $(OUT)/07_paper_comparison.ipynb
 figures: all
+
+# ---- audit your own model: one command, its own folder (never results/ or figures/) ------------------------------
+# make audit MODEL=models/SmolLM2-135M-Instruct [ADAPTER=dir] [LIMIT=200] [AUDIT_OUT=audits/name] [HUB=online]
+#   [BASE_URL=http://127.0.0.1:8000/v1 (an OpenAI-compatible server; MODEL is then the served name)] [AUDIT_ARGS=...]
+# The survey file adds raking, the regression and the disjoint protocol when it is given (WVS_FILE=..., minutes).
+MODEL ?=
+ADAPTER ?=
+LIMIT ?=
+AUDIT_OUT ?=
+BASE_URL ?=
+AUDIT_ARGS ?=
+ifneq ($(filter audit,$(MAKECMDGOALS)),)
+ifeq ($(strip $(MODEL)),)
+$(error make audit needs MODEL=<a model folder, a hub id, or a served model's name>, e.g. make audit MODEL=models/SmolLM2-135M-Instruct LIMIT=200)
+endif
+endif
+audit: | $(STAMP)
+	$(PY) -m subgroup_values.cli audit --model "$(MODEL)" $(if $(ADAPTER),--adapter "$(ADAPTER)") \
+	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(AUDIT_OUT),--out "$(AUDIT_OUT)") \
+	  $(if $(BASE_URL),--backend openai_compat --base-url "$(BASE_URL)") \
+	  $(if $(WVS_GIVEN),--wvs-file "$(WVS_GIVEN)") $(AUDIT_ARGS)
 
 # ---- tests -----------------------------------------------------------------------------------------------------
 test: browser pytest smoke

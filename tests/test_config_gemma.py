@@ -18,7 +18,9 @@ def test_the_gemma_profile_validates_and_uses_the_base_template(tmp_path):
     assert set(runs) == {"base_ood", "base_train", "sft_ood"}
     for p in runs.values():  # check_parameters validated each (the template among prompts.TEMPLATES)
         assert p["model"] == "models/gemma-3-270m" and p["template"] == "base_completion" and p["scoring"] == "logprob"
-    assert "limit" not in runs["base_ood"] and runs["base_ood"]["split"] == "ood"  # every OOD pair
+    # base and SFT on the same seeded OOD sample (paired)
+    assert runs["base_ood"]["limit"] == runs["sft_ood"]["limit"] == 1000 and runs["base_ood"]["split"] == "ood"
+    assert runs["base_ood"]["sample_seed"] == runs["sft_ood"]["sample_seed"]
     assert runs["base_train"]["limit"] == 500 and runs["base_train"]["split"] == "train"
     assert runs["sft_ood"]["adapter"] == "build/gemma/adapters/sft"
     script, training, model = load_recipe(REPO_ROOT / "configs" / "sft" / "gemma.yaml", output_dir=str(tmp_path))
@@ -34,7 +36,10 @@ def test_make_knows_the_gemma_profile(tmp_path):
                        env=env | {"PYTHONPATH": str(REPO_ROOT / "src")}, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     runs = [line for line in r.stdout.splitlines() if "subgroup_values.runner --profile gemma" in line]
-    assert [line.split("--run ")[1] for line in runs if "--run" in line] == ["base_ood", "base_train"]
+    assert [line.split("--run ")[1] for line in runs if "--run" in line] == ["base_ood", "base_train", "sft_ood"]
+    # the fine-tune runs with the gemma recipe, before its OOD run
+    ft = [i for i, line in enumerate(runs) if "04_finetune.ipynb" in line]
+    assert len(ft) == 1 and "-p recipe configs/sft/gemma.yaml" in runs[ft[0]] and "--run sft_ood" in runs[ft[0] + 1]
     r = subprocess.run(["make", "--no-print-directory", "-pn", "PROFILE=gemma", f"BUILD={tmp_path}", "WVS_CHECK=",
                         f"PAIRS={tmp_path}/pairs.csv", "help"], cwd=REPO_ROOT, capture_output=True, text=True,
                        env=env, timeout=300)

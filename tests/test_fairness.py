@@ -106,8 +106,8 @@ def test_dispersion_known_answers_and_noise_correction():
 def test_holm_known_answers():
     assert disparities.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert disparities.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
-    # untestable members (NaN) are left out of the family, not counted in m
-    assert disparities.holm([0.01, np.nan, 0.03]) == pytest.approx([0.02, np.nan, 0.03], nan_ok=True)
+    # a member with no test (NaN) counts in the family as p = 1: it never shrinks the family the rule names
+    assert disparities.holm([0.01, np.nan, 0.03]) == pytest.approx([0.03, np.nan, 0.06], nan_ok=True)
 
 
 def test_holm_levels_agree_with_holm():
@@ -135,8 +135,14 @@ def test_bootstrap_p_value_inverts_the_interval():
         lo, hi = bootstrap.interval(shift, d, jack, 1 - p * 1.01)
         assert lo > 0 or hi < 0
         lo, hi = bootstrap.interval(shift, d, jack, 1 - p * 0.99)
-        assert lo <= 0 <= hi or p == pytest.approx(0.1 / d.size)
+        assert lo <= 0 <= hi or p == pytest.approx(1 / (d.size + 1))
     assert np.isnan(bootstrap.p_value(0.1, np.full(100, 0.1)))  # degenerate away from the null: no test
+    # a statistic finite in 3 of 4,000 resamples is no test, and is degenerate
+    few = np.full(4000, np.nan)
+    few[:3] = [0.1, 0.2, 0.3]
+    assert np.isnan(bootstrap.p_value(0.2, few)) and bootstrap.is_degenerate(few)
+    # every draw on one side: p at the draws' resolution 1 / (B + 1), never below
+    assert bootstrap.p_value(0.5, rng.normal(0.5, 0.01, 999)) == pytest.approx(1 / 1000)
     assert bootstrap.p_value(0.0, np.zeros(100)) == 1.0  # degenerate at the null: cannot reject
 
 
@@ -309,3 +315,39 @@ def test_vectorised_permutations_are_explicit_swaps():
     for n, k in exceed.items():
         assert fast.loc[n, "p_permutation"] == pytest.approx((1 + k) / (1 + n_perm)), n
     assert fast.loc["nmae_max_gap_delta", "p_permutation"] < 1
+
+
+def test_a_matched_contrast_that_repeats_another_and_one_that_cannot_reject_stay_out_of_the_family():
+    """Christian vs Muslim on matched partners is Protestant vs Muslim's test when no Roman Catholic subgroup has a
+    partner: it is kept once (under the narrower contrast), outside Holm's family; a contrast on 4 questions
+    (smallest sign-flip p 2^-3 = 0.125) cannot reject and is outside the family too."""
+    from subgroup_values import contrasts
+
+    rng = np.random.default_rng(0)
+    subs = pd.DataFrame({"subgroup_id": [f"s{i}" for i in range(4)],
+                         "subgroup": ["Malay, Protestant", "Malay, Muslim", "Chinese, Roman Catholic", "Chinese, Buddhist"],
+                         "stratum": "ethnicity x religion", "ethnicity": ["Malay", "Malay", "Chinese", "Chinese"],
+                         "religion": ["Protestant", "Muslim", "Roman Catholic", "Buddhist"], "age": None, "sex": None})
+
+    def world(n_q):
+        values = (rng.random((n_q, 4)) < 0.6).astype(float)[:, :, None].repeat(2, axis=-1)
+        draws = np.where(rng.random((200, n_q, 4, 1)) < 0.05, 1 - values[None], values[None]).astype(np.float32)
+        return disparities.Panel(values, np.ones((n_q, 4)), np.zeros_like(values), draws,
+                                 ["accuracy_base", "accuracy_sft"], list(range(n_q)), list(subs.subgroup_id))
+
+    t = contrasts.paper_bias({"ood": (world(60), subs)}, metrics=("accuracy",), models=("base",), n_boot=200,
+                             n_perm=2000).set_index(["contrast", "matching"])
+    dup = t.loc[("Christian vs Muslim", "matched partners")]
+    assert dup.duplicate_of == "Protestant vs Muslim" and not dup.in_family
+    assert dup.verdict == "the same test as Protestant vs Muslim"
+    assert t.loc[("Protestant vs Muslim", "matched partners")].in_family
+    n_family = int(t.in_family.sum())
+    assert f"over the split's {n_family} contrast tests" in t.loc[("Protestant vs Muslim", "matched partners")].rule
+    few = contrasts.paper_bias({"ood": (world(4), subs)}, metrics=("accuracy",), models=("base",), n_boot=200,
+                               n_perm=2000)
+    tested = few[few.testable]
+    assert tested.cannot_reject.all() and not tested.in_family.any()
+    assert set(tested.verdict) <= {"cannot reject on 4 questions", "uninformative",
+                                   "the same test as Protestant vs Muslim"}
+    found = contrasts.bias_claims(few)
+    assert any("cannot reach p < 0.05 by sign flips" in c.sentence for c in found)

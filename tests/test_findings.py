@@ -210,3 +210,29 @@ def test_the_budget_claim_names_the_smallest_budget_under_the_target_or_says_the
     # 30% of 400: the interval lies above 5%: no budget measured lets replies finish
     c = findings.budget_claim(t.assign(share_cut=[0.9, 0.3, 0.3], replies=400), {"run": "r"})
     assert c.verdict == "no budget measured lets replies finish" and c.lo > 0.05
+
+
+def test_a_second_model_is_placed_beside_the_embedded_one_on_its_pairs(tmp_path):
+    """models.*: the other model's run on a sample of the reference's pairs, paired over questions; a pair the
+    reference lacks is an error, not a silent drop."""
+    import json
+    import shutil
+
+    from subgroup_values.paths import REPO_ROOT
+
+    ref = REPO_ROOT / "results" / "default"
+    other = tmp_path / "gemma"
+    (other / "base_ood").mkdir(parents=True)
+    preds = pd.read_parquet(ref / "base_ood" / "predictions.parquet").sample(300, random_state=0)
+    worse = preds.assign(correct=0.0, tv=preds.tv + 0.1)  # a model that is wrong everywhere
+    worse.to_parquet(other / "base_ood" / "predictions.parquet")
+    shutil.copy(ref / "base_ood" / "metrics.json", other / "base_ood" / "metrics.json")
+    found = {c.id: c for c in findings.model_claims(ref, other, "Ref", "Other", n_boot=200)}
+    acc, tv = found["models.gemma.base_ood.vs_default.accuracy"], found["models.gemma.base_ood.vs_default.tv"]
+    assert acc.verdict == "lower" and acc.estimate == pytest.approx(-preds.correct.mean())
+    assert tv.verdict == "higher (worse)" and tv.estimate == pytest.approx(0.1)
+    assert "on the same 300 pairs" in acc.sentence and json.dumps(acc.to_dict() if hasattr(acc, "to_dict") else {})
+    stray = worse.assign(subgroup_id="nobody")
+    stray.to_parquet(other / "base_ood" / "predictions.parquet")
+    with pytest.raises(ValueError, match="lacks 300 of the pairs"):
+        findings.model_claims(ref, other, "Ref", "Other", n_boot=50)

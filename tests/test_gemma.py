@@ -77,8 +77,10 @@ def test_gemma_model_folder_tokenizer_and_scores(tmp_path, questions):
     got = be.score(reqs)
     for r, s in zip(reqs, got):
         assert len(s.probs) == len(r.options) and math.isclose(sum(s.probs), 1.0, abs_tol=1e-6)
-        # a base model that read the prompt puts its next words on the option codes after "Answer:"
-        assert s.option_mass > 0.5, (r.options, s.option_mass)
+        # a 270M base model puts a share of its next token on the option codes after "Answer:": measured 0.20 on
+        # average over 1,000 OOD pairs (results/gemma/base_ood), far above the 4 / 262,144 of a model that ignored
+        # the format, far below an instruction-tuned model's ~1 (SmolLM2-135M-Instruct: 0.99)
+        assert s.option_mass > 0.02, (r.options, s.option_mass)
     print("Gemma 3 270M option mass on base_completion prompts:", [round(s.option_mass, 3) for s in got])
 
 

@@ -164,3 +164,30 @@ def test_a_fold_run_is_placed_on_its_folds_targets_beside_every_predictor():
     assert "3,000 training pairs" in by["headroom.disjoint.fold0.gap.ft"].sentence
     assert by["headroom.disjoint.fold0.ft.vs.log_linear"].verdict == "no clear difference"
     assert np.isfinite(by["headroom.disjoint.fold0.ft.vs.uniform"].estimate)
+
+
+def test_two_fine_tunes_compared_say_how_their_training_differs():
+    tr = {"a": {"pairs": 10050, "loss": "modal"}, "b": {"pairs": 3000, "loss": "distribution"},
+          "c": {"pairs": 3000, "loss": "modal"}}
+    assert "modal vs distribution loss and 10,050 vs 3,000 training pairs" in headroom._training_differs("a", "b", tr)
+    tr["a"] |= {"steps": 321, "revision": "ee04403"}
+    tr["b"] |= {"steps": 120, "revision": "fd217d9"}
+    assert "321 vs 120 optimiser steps and code revisions ee04403 vs fd217d9" in headroom._training_differs("a", "b", tr)
+    assert "not the loss's alone" in headroom._training_differs("a", "b", tr)
+    assert headroom._training_differs("c", "b", tr).startswith(" (the two fine-tunes differ in modal vs distribution loss")
+    assert headroom._training_differs("a", "uniform", tr) == ""
+
+
+def test_a_floor_gap_that_cannot_say_is_uninformative_not_at_the_floor():
+    from types import SimpleNamespace
+
+    assert headroom.gap_verdict(SimpleNamespace(gap_lo_wide=float("nan"), gap_hi_wide=float("nan"))) == "uninformative"
+    assert headroom.gap_verdict(SimpleNamespace(gap_lo_wide=0.01, gap_hi_wide=0.02, degenerate=True)) == "uninformative"
+    assert headroom.gap_verdict(SimpleNamespace(gap_lo_wide=0.01, gap_hi_wide=0.02, degenerate=False)) == "headroom"
+    all_pairs = dataset.load_pairs()
+    ood = all_pairs[(all_pairs.split == "ood") & all_pairs.qid.isin(["Q1", "Q46"])]
+    p = baselines.predictions(ood, all_pairs, "uniform").assign(divergent=False)  # no divergent pair at all
+    floor = noise_floor.load()
+    g = headroom.floor_gap({"uniform": p}, floor, ["uniform"], n_boot=50).set_index("pairs")
+    assert g.loc["divergent", "n_pairs"] == 0 and headroom.gap_verdict(g.loc["divergent"]) == "uninformative"
+    assert headroom.gap_verdict(g.loc["all"]) == "headroom"

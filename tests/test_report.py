@@ -55,6 +55,29 @@ def test_a_step_run_on_its_own_keeps_the_other_steps_timings(tmp_path):
     assert list(t.step) == ["01_build_dataset", "05_fairness"]
     assert t.set_index("step").loc["05_fairness", "minutes"] == 2.0
     assert list(step_timings(tsv).step) == ["05_fairness"]
+    # the runner's six columns (with the machine's load and the step's CPU seconds) read beside the old four
+    tsv.write_text("2026-12-01T10:00:00\t05_fairness\t120\t900\n2026-12-01T11:00:00\t08_headroom\t60\t700\t3.10\t55.0\n")
+    mixed = step_timings(tsv).set_index("step")
+    assert mixed.loc["08_headroom", "load_mean"] == 3.1 and pd.isna(mixed.loc["05_fairness", "load_mean"])
+    with pytest.raises(ValueError, match="expected 4 or 6"):
+        bad = tmp_path / "bad.tsv"
+        bad.write_text("2026-12-01T10:00:00\t05_fairness\t120\n")
+        step_timings(bad)
+
+
+def test_the_runner_records_the_load_of_each_step(tmp_path):
+    from subgroup_values import runner
+    from subgroup_values.report import step_timings
+
+    sampler = runner._LoadSampler(every=0.05).start()
+    import time
+
+    time.sleep(0.2)
+    mean = sampler.stop()
+    assert mean >= 0 and len(sampler.samples) >= 2
+    runner._log_timing(tmp_path, "05_fairness", 12.0, mean, 3.5)
+    t = step_timings(tmp_path / "timings.tsv")
+    assert t.load_mean.iloc[0] == pytest.approx(round(mean, 2))
 
 
 def test_timing_claims_split_make_all_from_its_separate_targets_and_judge_the_budget():
@@ -77,3 +100,8 @@ def test_timing_claims_split_make_all_from_its_separate_targets_and_judge_the_bu
     other = report.timing_claims(t, "disjoint", "x")
     assert len(other) == 1 and other[0].estimate == 101.5 and other[0].verdict == ""
     assert report.timing_claims(t.iloc[:0], "default", "x") == []
+    # the recorded load says which steps shared the machine; steps from before the load was recorded are counted
+    loaded = report.timing_claims(t.assign(load_mean=[1.9, 3.4, float("nan"), 2.0]), "default", "x")
+    assert "1 of its 2 steps (80 min) ran with the machine's mean load above 2.5" in loaded[0].sentence
+    assert loaded[0].extra["steps_over_quiet_load"] == 1
+    assert "1 step ran before the load was recorded" in loaded[1].sentence

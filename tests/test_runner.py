@@ -52,3 +52,35 @@ def test_reference_profile_refuses_a_dirty_tree(tmp_path, monkeypatch):
     monkeypatch.setattr(provenance, "git_revision", lambda *a, **k: "abc123-dirty")
     with pytest.raises(SystemExit, match="commit \\(or stash\\) first"):
         runner.run_notebook(REPO_ROOT / "notebooks" / "07_paper_comparison.ipynb", "default", out_dir=tmp_path)
+
+
+def test_executed_notebooks_show_no_progress_bars_or_known_warnings():
+    """The kernel a step runs in, with the runner's environment: the libraries' progress bars and the two known
+    harmless warnings stay out of the notebook; another warning still shows (nothing else is silenced)."""
+    import os
+
+    from nbclient import NotebookClient
+
+    from subgroup_values.runner import quiet_kernel_environment
+
+    env = quiet_kernel_environment({"PYTHONWARNINGS": "default::DeprecationWarning"})
+    assert env["PYTHONWARNINGS"].startswith("default::DeprecationWarning,") and env["TQDM_DISABLE"] == "1"
+    assert quiet_kernel_environment(dict(env)) == env  # idempotent
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import warnings\nfrom tqdm.auto import tqdm\nfrom huggingface_hub.utils import tqdm as hub_tqdm\n"
+        "for _ in tqdm(range(3), desc='pairs'): pass\nfor _ in hub_tqdm(range(3), desc='Loading weights'): pass\n"
+        "warnings.warn('IProgress not found. Please update jupyter and ipywidgets.', UserWarning)\n"
+        "warnings.warn('`is_gradient_checkpointing` is deprecated and will be removed in v6.', FutureWarning)\n"
+        "warnings.warn('something else', FutureWarning)")]
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    stderr = "".join(o.get("text", "") for o in nb.cells[0].outputs if o.get("name") == "stderr")
+    assert "something else" in stderr  # the check can see a warning
+    for hidden in ("pairs", "Loading weights", "IProgress", "is_gradient_checkpointing", "it/s"):
+        assert hidden not in stderr, (hidden, stderr)

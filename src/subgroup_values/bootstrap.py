@@ -91,16 +91,23 @@ def interval(estimate: float, draws: np.ndarray, jackknife: np.ndarray | None = 
     return (float(np.quantile(d, q[0])), float(np.quantile(d, q[1])))
 
 
+#: A statistic whose resamples are finite less often than this is uninformative (its interval would rest on the few
+#: resamples where it exists: a subgroup missing from most of them, an empty subset).
+MIN_FINITE_SHARE = 0.99
+
+
 def p_value(estimate: float, draws: np.ndarray, jackknife: np.ndarray | None = None, method: str = DEFAULT_METHOD,
             null: float = 0.0) -> float:
     """The two-sided p-value of ``null`` that inverts :func:`interval`: the smallest ``1 - level`` whose interval
     leaves ``null`` out (bisection; intervals narrow as the level falls), so that the ``level`` interval excludes
-    ``null`` exactly when this p-value is under ``1 - level``. 1.0 when no interval excludes it (a degenerate
-    statistic whose every resample is the null: 1.0, a member of its family that cannot reject; one whose every
-    resample is another value, or a missing one: NaN); its resolution is that of the draws (~1/B)."""
+    ``null`` exactly when this p-value is under ``1 - level``. Its resolution is that of the draws: never under
+    ``1 / (B + 1)`` (every draw on one side says no more than that). A degenerate statistic (every resample the
+    null) gets 1.0, a member of its family that cannot reject; NaN where there is no test (a missing estimate,
+    every resample another single value, or fewer than :data:`MIN_FINITE_SHARE` of the resamples finite)."""
     d = np.asarray(draws, dtype=float)
+    total = d.size
     d = d[np.isfinite(d)]
-    if not np.isfinite(estimate) or d.size == 0:
+    if not np.isfinite(estimate) or d.size == 0 or d.size < MIN_FINITE_SHARE * total:
         return float("nan")
     if np.ptp(d) == 0:
         return 1.0 if d[0] == null and estimate == null else float("nan")
@@ -109,7 +116,7 @@ def p_value(estimate: float, draws: np.ndarray, jackknife: np.ndarray | None = N
         lo, hi = interval(estimate, d, jackknife, 1 - a, method)
         return bool(lo > null or hi < null)
 
-    lo_a, hi_a = 0.1 / d.size, 1.0 - 1e-9
+    lo_a, hi_a = 1.0 / (total + 1), 1.0 - 1e-9
     if excludes(lo_a):
         return lo_a
     if not excludes(hi_a):
@@ -120,16 +127,23 @@ def p_value(estimate: float, draws: np.ndarray, jackknife: np.ndarray | None = N
     return hi_a
 
 
+def _holm_order(p: np.ndarray) -> tuple[np.ndarray, int]:
+    """Members in Holm's order (smallest p first) and the family size: a member with no test (NaN) counts in the
+    family as a test that cannot reject (p = 1), so it never shrinks the family the rule names."""
+    q = np.where(np.isfinite(p), p, 1.0)
+    return np.argsort(q, kind="stable"), len(p)
+
+
 def holm(p_values) -> np.ndarray:
-    """Holm's step-down adjustment of a family of p-values (same order, capped at 1; NaN stays NaN)."""
+    """Holm's step-down adjustment of a family of p-values (same order, capped at 1). A NaN member (no test) counts
+    in the family as p = 1 and stays NaN."""
     p = np.asarray(p_values, dtype=float)
-    out = np.full(len(p), np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = len(order)
-    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    order, m = _holm_order(p)
+    q = np.where(np.isfinite(p), p, 1.0)
+    adj = np.maximum.accumulate((m - np.arange(m)) * q[order])
+    out = np.empty(m)
     out[order] = np.minimum(adj, 1.0)
-    return out
+    return np.where(np.isfinite(p), out, np.nan)
 
 
 def holm_levels(p_values, alpha: float = 0.05) -> np.ndarray:
@@ -138,44 +152,61 @@ def holm_levels(p_values, alpha: float = 0.05) -> np.ndarray:
     With the family's ``m`` p-values sorted, the ``r``-th is tested at ``alpha / (m - r + 1)`` while every
     smaller one was rejected; from the first one not rejected (rank ``r0``) on, every test is at
     ``alpha / (m - r0 + 1)``. A statistic's interval at ``1 -`` its level excludes the null exactly when Holm
-    rejects it, so the interval shown is the interval that decides. These are the step-down intervals (as in
-    Holm 1979's stage levels); simultaneous coverage of the sizes is not claimed (Strassburger & Bretz 2008
-    show Holm-compatible simultaneous intervals are uninformative for rejected nulls). NaN p-values (untestable)
-    get NaN."""
+    rejects it, so the interval shown is the interval that decides: a decision interval, whose level is not that of
+    an ordinary confidence interval (simultaneous coverage of the sizes is not claimed: Strassburger & Bretz 2008
+    show Holm-compatible simultaneous intervals are uninformative for rejected nulls). A NaN member (no test)
+    counts in ``m`` and gets NaN."""
     p = np.asarray(p_values, dtype=float)
-    out = np.full(len(p), np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = len(order)
+    order, m = _holm_order(p)
+    q = np.where(np.isfinite(p), p, 1.0)
+    out = np.full(m, np.nan)
     stopped = None
     for r, i in enumerate(order):
         a = alpha / (m - r) if stopped is None else stopped
-        if stopped is None and not p[i] < a:
+        if stopped is None and not q[i] < a:
             stopped = a
         out[i] = 1 - a
-    return out
+    return np.where(np.isfinite(p), out, np.nan)
+
+
+def endpoint_mc_se(draws: np.ndarray, level: float) -> float:
+    """Monte Carlo standard error of a ``level`` interval's endpoint from ``B`` draws (the normal approximation of a
+    sample quantile: ``sqrt(q (1 - q) / B) / phi(z_q)`` times the draws' SD, ``q = (1 - level) / 2``): how far the
+    endpoint would move with another set of draws."""
+    d = np.asarray(draws, dtype=float)
+    d = d[np.isfinite(d)]
+    if d.size < 2 or not np.isfinite(level):
+        return float("nan")
+    q = (1 - level) / 2
+    return float(np.sqrt(q * (1 - q) / d.size) / norm.pdf(norm.ppf(q)) * np.std(d, ddof=1))
 
 
 def holm_intervals(estimates, draws, jackknives, alpha: float = 0.05, method: str = DEFAULT_METHOD) -> pd.DataFrame:
     """A family of statistics decided by their intervals with Holm's step-down: per statistic its bootstrap
-    p-value (:func:`p_value`), the Holm-adjusted p-value, the level Holm tests it at (:func:`holm_levels`) and the
-    interval at that level (which excludes 0 exactly when the adjusted p is under ``alpha``). ``jackknives``:
-    one jackknife array per statistic (or None each, for methods without the acceleration)."""
+    p-value (:func:`p_value`), the Holm-adjusted p-value, the level Holm tests it at (:func:`holm_levels`), the
+    interval at that level (which excludes 0 exactly when the adjusted p is under ``alpha``), and ``borderline``:
+    the endpoint nearer 0 lies within 2 Monte Carlo standard errors of it (:func:`endpoint_mc_se`), so another set
+    of draws could turn the decision. ``jackknives``: one jackknife array per statistic (or None each)."""
     est = [float(e) for e in estimates]
     pb = [p_value(e, d, j, method) for e, d, j in zip(est, draws, jackknives)]
     levels = holm_levels(pb, alpha)
     rows = []
     for e, d, j, p, adj, lev in zip(est, draws, jackknives, pb, holm(pb), levels):
         lo, hi = interval(e, d, j, lev, method) if np.isfinite(lev) else (np.nan, np.nan)
-        rows.append({"p_bootstrap": p, "p_bootstrap_holm": adj, "level": lev, "lo": lo, "hi": hi})
+        se = endpoint_mc_se(d, lev)
+        near = min(abs(lo), abs(hi)) if np.isfinite(lo) and np.isfinite(hi) else np.nan
+        rows.append({"p_bootstrap": p, "p_bootstrap_holm": adj, "level": lev, "lo": lo, "hi": hi,
+                     "endpoint_mc_se": se, "borderline": bool(np.isfinite(near) and near < 2 * se)})
     return pd.DataFrame(rows)
 
 
 def is_degenerate(draws) -> bool:
-    """True when every finite resampled value is the same (or there is none): the interval says nothing."""
+    """True when every finite resampled value is the same, or there is none, or fewer than
+    :data:`MIN_FINITE_SHARE` of the resamples are finite: the interval says nothing."""
     d = np.asarray(draws, dtype=float)
+    total = d.size
     d = d[np.isfinite(d)]
-    return bool(d.size == 0 or np.ptp(d) == 0)
+    return bool(d.size == 0 or d.size < MIN_FINITE_SHARE * total or np.ptp(d) == 0)
 
 
 def show(estimate: float, lo: float, hi: float, degenerate: bool | None = None, digits: int = 3) -> str:

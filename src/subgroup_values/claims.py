@@ -106,7 +106,8 @@ def write_claims(claims: list[Claim], path: str | Path) -> Path:
 #: error names it.
 TOPIC_STEPS = {"data": "make report", "landscape": "make landscape", "evaluation": "make report",
                "finetune": "make report", "generate": "make report", "fairness": "make fairness",
-               "open_ended": "make open-ended", "headroom": "make headroom", "timings": "make report"}
+               "open_ended": "make open-ended", "headroom": "make headroom", "timings": "make report",
+               "models": "make all PROFILE=gemma, then make report"}
 
 
 def step_for(topic: str) -> str:

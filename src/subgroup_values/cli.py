@@ -3,6 +3,8 @@
     subgroup-values build-dataset --wvs-file FILE [--study sgp|tur|STUDY.yaml] [--out DIR]
     subgroup-values verify-data [DIR]
     subgroup-values evaluate --model PATH [--adapter DIR] [--split ood] [--scoring logprob] [--limit N] --out DIR
+    subgroup-values audit --model PATH|HUB_ID [--adapter DIR] [--backend openai_compat --base-url URL] [--limit N]
+                          [--out DIR] [--wvs-file FILE]
     subgroup-values finetune --config configs/sft/default.yaml [TRL flags ...]
 
 Each subcommand's ``--help`` explains its options. The study itself (every table and figure) is ``make all``.
@@ -14,7 +16,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from .prompts import TEMPLATES
 
@@ -67,13 +68,36 @@ def _verify(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .backends import make_backend
-    from .backends.cache import NullCache, ResponseCache
-    from .dataset import load_manifest, load_pairs, sample_pairs
-    from .evaluate import predict, summarise
-    from .questions import load_questions
-    from .runs import check_outputs, evaluation_record, require_complete, save_run
+    from .runs import evaluate_run, require_complete
 
+    _settle_evaluation(args)
+    done = evaluate_run(vars(args) | {"command": "subgroup-values evaluate"}, args.out, complete=False)
+    summary = done["summary"]
+    show = summary[summary.metric.isin(["accuracy", "nmae"])]
+    for r in show.itertuples():
+        print(f"{r.subset:>9} {r.metric:<8} {r.estimate:.3f} [{r.lo:.3f}, {r.hi:.3f}]  ({r.pairs} pairs)")
+    print(f"-> {args.out}/predictions.parquet, {args.out}/metrics.json")
+    require_complete(done["preds"], args.out, remote=args.backend != "hf")
+    return 0
+
+
+def _audit(args) -> int:
+    from .audit import model_name, run_audit
+
+    out = args.out or os.path.join("audits", model_name(args.model, args.adapter))
+    _settle_evaluation(args)
+    cfg = {k: v for k, v in vars(args).items() if k not in ("run", "out", "wvs_file", "references", "n_perm",
+                                                           "command")}
+    cfg |= {"command": "subgroup-values audit", "split": "ood", "limit": args.limit or 0}
+    paths = run_audit(cfg, out, wvs_file=args.wvs_file, res_dir=args.references, n_perm=args.n_perm,
+                      progress=not args.quiet)
+    print(f"-> {paths['card']} (claims: {paths['claims']})")
+    return 0
+
+
+def _settle_evaluation(args) -> None:
+    """What `evaluate` and `audit` check and settle before a model is loaded: the key's variable is a name, the
+    hub mode, the pairs table (default: the study's committed table) and the study that asks its questions."""
     if args.api_key_env and not args.api_key_env.replace("_", "").isalnum():
         raise SystemExit("--api-key-env takes the NAME of an environment variable, never the key itself.")
     from .paths import settle_hub_mode
@@ -84,29 +108,6 @@ def _evaluate(args) -> int:
 
         args.pairs = str(processed_dir(load_study(args.study) if args.study else active()) / "pairs.csv")
     _use_study(args.study, args.pairs)
-    check_outputs(args.out, args.cache or None)  # writable, with space, before any scoring
-    all_pairs = load_pairs(args.pairs)
-    pairs = sample_pairs(all_pairs[all_pairs.split == args.split], args.limit, args.sample_seed)
-    llm = make_backend(args.backend, model=args.model, adapter=args.adapter, dtype=args.dtype,
-                       batch_size=args.batch_size, base_url=args.base_url, api_key_env=args.api_key_env,
-                       concurrency=args.concurrency, endpoint=args.endpoint, tokenizer=args.tokenizer,
-                       ends_from=args.ends_from, timeout=args.timeout,
-                       **({"top_logprobs": args.top_logprobs} if args.backend == "openai_compat" else {}))
-    questions = {q.qid: q for q in load_questions(rule="all")}
-    t0 = time.time()
-    preds = predict(llm, pairs, scoring=args.scoring, template=args.template, questions=questions, all_pairs=all_pairs,
-                    cache=ResponseCache(args.cache) if args.cache else NullCache(), progress=not args.quiet)
-    summary = summarise(preds, n_boot=args.n_boot)
-    manifest = load_manifest(os.path.join(os.path.dirname(os.path.abspath(args.pairs)), "manifest.json"))
-    record, _ = evaluation_record(vars(args) | {"command": "subgroup-values evaluate"}, preds, all_pairs, manifest,
-                                  llm.identity(), time.time() - t0, n_boot=args.n_boot, questions=questions)
-    save_run(preds, summary, args.out, record)
-    show = summary[summary.metric.isin(["accuracy", "nmae"])]
-    for r in show.itertuples():
-        print(f"{r.subset:>9} {r.metric:<8} {r.estimate:.3f} [{r.lo:.3f}, {r.hi:.3f}]  ({r.pairs} pairs)")
-    print(f"-> {args.out}/predictions.parquet, {args.out}/metrics.json")
-    require_complete(preds, args.out, remote=args.backend != "hf")
-    return 0
 
 
 def _use_study(study: str | None, pairs_file: str) -> None:
@@ -137,6 +138,47 @@ def _finetune(args, rest: list[str]) -> int:
     record = finetune.main(script_args, training_args, model_args)
     print(json.dumps(record.get("training", {}), indent=1, default=str))
     return 0
+
+
+def _model_options(e: argparse.ArgumentParser) -> None:
+    """The options that say which model answers and how (shared by `evaluate` and `audit`)."""
+    e.add_argument("--model", required=True, help="local model folder or hub id (hf), model name (openai_compat)")
+    e.add_argument("--adapter", default=None, help="LoRA adapter folder (hf backend)")
+    e.add_argument("--backend", default="hf", choices=["hf", "openai_compat"], help="default hf (transformers)")
+    e.add_argument("--base-url", default=None, help="openai_compat: e.g. http://127.0.0.1:8000/v1")
+    e.add_argument("--api-key-env", default="OPENAI_API_KEY", help="NAME of the variable holding the API key")
+    e.add_argument("--concurrency", type=_count(1), default=4, help="openai_compat: requests in flight")
+    e.add_argument("--timeout", type=_seconds, default=60.0,
+                   help="openai_compat: seconds a request may take before it is retried (default 60); a server "
+                        "that answers none of the first requests stops the run")
+    e.add_argument("--study", default=None,
+                   help="the study whose personas and prompts score the pairs (sgp, tur or a study config); "
+                        "default: the one the pairs' manifest names")
+    e.add_argument("--endpoint", default="chat", choices=["chat", "completions"],
+                   help="openai_compat scoring: completions (a vLLM server: exact, from the prompt tokens' "
+                        "log-probabilities; needs --tokenizer) or chat (top log-probabilities of the answer token: "
+                        "exact only where every code is one token)")
+    e.add_argument("--top-logprobs", type=_count(1), default=20,
+                   help="openai_compat: top log-probabilities per token (the server must allow as many: vLLM "
+                        "--max-logprobs); on the completions path more of them make P(the number ends) exact")
+    e.add_argument("--ends-from", default="top_logprobs", choices=["top_logprobs", "digit_ids"],
+                   help="openai_compat completions: P(the number ends) from the top log-probabilities (any server; "
+                        "bounded, flagged per prediction) or from every digit token named (vLLM: exact)")
+    e.add_argument("--tokenizer", default=None, help="openai_compat: the served model's folder or hub id (its chat "
+                                                    "template and tokens); needed by --endpoint completions")
+    e.add_argument("--pairs", default=None, help="pairs table, with manifest.json beside it (default: the study's "
+                                                 "committed table, data/processed/pairs.csv for sgp; an installed "
+                                                 "copy ships it)")
+    e.add_argument("--sample-seed", type=_count(0), default=0, help="seed of the sample")
+    e.add_argument("--scoring", default="logprob", choices=["logprob", "generate"],
+                   help="logprob: exact option probabilities; generate: greedy reply, parsed")
+    e.add_argument("--template", default="persona_user", choices=list(TEMPLATES),
+                   help="prompt template (base_completion: plain text for a base model without a chat template)")
+    e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    e.add_argument("--batch-size", type=_count(1), default=16, help="prompts per forward pass")
+    e.add_argument("--n-boot", type=_count(10), default=1000, help="bootstrap draws over questions")
+    e.add_argument("--cache", default="cache/responses.sqlite", help="response cache ('' for none)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -170,47 +212,32 @@ def parser() -> argparse.ArgumentParser:
     v.set_defaults(run=_verify)
 
     e = sub.add_parser("evaluate", help="score a model on the pairs (accuracy, NMAE, distances, with intervals)")
-    e.add_argument("--model", required=True, help="local model folder (hf) or model name (openai_compat)")
-    e.add_argument("--adapter", default=None, help="LoRA adapter folder (hf backend)")
-    e.add_argument("--backend", default="hf", choices=["hf", "openai_compat"], help="default hf (transformers)")
-    e.add_argument("--base-url", default=None, help="openai_compat: e.g. http://127.0.0.1:8000/v1")
-    e.add_argument("--api-key-env", default="OPENAI_API_KEY", help="NAME of the variable holding the API key")
-    e.add_argument("--concurrency", type=_count(1), default=4, help="openai_compat: requests in flight")
-    e.add_argument("--timeout", type=_seconds, default=60.0,
-                   help="openai_compat: seconds a request may take before it is retried (default 60); a server "
-                        "that answers none of the first requests stops the run")
-    e.add_argument("--study", default=None,
-                   help="the study whose personas and prompts score the pairs (sgp, tur or a study config); "
-                        "default: the one the pairs' manifest names")
-    e.add_argument("--endpoint", default="chat", choices=["chat", "completions"],
-                   help="openai_compat scoring: completions (a vLLM server: exact, from the prompt tokens' "
-                        "log-probabilities; needs --tokenizer) or chat (top log-probabilities of the answer token: "
-                        "exact only where every code is one token)")
-    e.add_argument("--top-logprobs", type=_count(1), default=20,
-                   help="openai_compat: top log-probabilities per token (the server must allow as many: vLLM "
-                        "--max-logprobs); on the completions path more of them make P(the number ends) exact")
-    e.add_argument("--ends-from", default="top_logprobs", choices=["top_logprobs", "digit_ids"],
-                   help="openai_compat completions: P(the number ends) from the top log-probabilities (any server; "
-                        "bounded, flagged per prediction) or from every digit token named (vLLM: exact)")
-    e.add_argument("--tokenizer", default=None, help="openai_compat: the served model's folder or hub id (its chat "
-                                                    "template and tokens); needed by --endpoint completions")
-    e.add_argument("--pairs", default=None, help="pairs table, with manifest.json beside it (default: the study's "
-                                                 "committed table, data/processed/pairs.csv for sgp; an installed "
-                                                 "copy ships it)")
+    _model_options(e)
     e.add_argument("--split", default="ood", choices=["ood", "train"], help="which pairs (default ood)")
     e.add_argument("--limit", type=_count(0), default=0, help="a seeded sample of this many pairs (0: all)")
-    e.add_argument("--sample-seed", type=_count(0), default=0, help="seed of the sample")
-    e.add_argument("--scoring", default="logprob", choices=["logprob", "generate"],
-                   help="logprob: exact option probabilities; generate: greedy reply, parsed")
-    e.add_argument("--template", default="persona_user", choices=list(TEMPLATES),
-                   help="prompt template (base_completion: plain text for a base model without a chat template)")
-    e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
-    e.add_argument("--batch-size", type=_count(1), default=16, help="prompts per forward pass")
-    e.add_argument("--n-boot", type=_count(10), default=1000, help="bootstrap draws over questions")
-    e.add_argument("--cache", default="cache/responses.sqlite", help="response cache ('' for none)")
     e.add_argument("--out", required=True, help="run folder for predictions.parquet and metrics.json")
-    e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(run=_evaluate)
+
+    a = sub.add_parser("audit", help="audit a model: zero-shot evaluation with every baseline, headroom, "
+                                     "per-attribute fairness and a report card beside the reference models",
+                       description="Audit one model (a local folder, a hub id, --adapter, or --backend openai_compat "
+                                   "with --base-url) on the OOD pairs and write, into its own folder, the evaluation "
+                                   "with every baseline, its headroom table (paper protocol; disjoint with "
+                                   "--wvs-file), its per-attribute fairness and a report card (report_card.md, "
+                                   "claims/audit.json) beside the committed reference models and the paper's.")
+    _model_options(a)
+    a.add_argument("--limit", type=_count(1), default=None,
+                   help="a seeded sample of this many OOD pairs, for a quick look (default: every OOD pair); the "
+                        "reference models are compared on the same pairs")
+    a.add_argument("--out", default=None, help="the audit's folder (default audits/<model name>/); never inside "
+                                               "the checkout's results/, figures/, data/ or docs/")
+    a.add_argument("--wvs-file", default=None,
+                   help="the survey file: adds raking, the regression and the respondent-disjoint protocol to the "
+                        "headroom (minutes); without it the card says they were left out")
+    a.add_argument("--references", default=None,
+                   help="folder of the committed reference runs (default: results/default of the checkout)")
+    a.add_argument("--n-perm", type=_count(100), default=10000, help="sign-flip permutations per bias contrast")
+    a.set_defaults(run=_audit)
 
     f = sub.add_parser("finetune", help="LoRA SFT with TRL from a recipe; other flags go to TRL's parser",
                        description="LoRA SFT with TRL. Extra flags (e.g. --max_steps 10) override the recipe.")

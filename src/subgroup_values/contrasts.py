@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .bootstrap import holm_intervals, interval, resample_counts
+from .bootstrap import holm_intervals, interval, is_degenerate, resample_counts
 from .claims import Claim, fmt_ci
 from .disparities import LOWER_IS_BETTER, METRIC_LABELS, Panel, holm, level_label, method_name
 
@@ -122,9 +122,8 @@ def contrast(panel: Panel, column: str, a: np.ndarray, b: np.ndarray, n_boot: in
         c = min(2000, n_perm - start)
         signs = rng.integers(0, 2, (c, n)) * 2 - 1
         exceed += int(np.sum(np.abs(signs @ dv / n) >= abs(est) - 1e-12))
-    finite = boot[np.isfinite(boot)]
     return {"questions": n, "difference": est, "lo": lo, "hi": hi, "p_permutation": (1 + exceed) / (1 + n_perm),
-            "degenerate": bool(finite.size == 0 or np.ptp(finite) == 0), "_draws": (boot, jack)}
+            "degenerate": is_degenerate(boot), "_draws": (boot, jack)}
 
 
 def _side(subgroups: pd.DataFrame, sids: list, idx: np.ndarray) -> str:
@@ -210,18 +209,37 @@ def paper_bias(panels: dict[str, tuple[Panel, pd.DataFrame]], metrics: tuple[str
         if col not in out:
             out[col] = np.nan
     out = out.rename(columns={"lo": "lo_95", "hi": "hi_95"})
-    for col in ("level", "lo", "hi", "p_interval", "p_interval_holm", "p_holm"):
+    for col in ("level", "lo", "hi", "p_interval", "p_interval_holm", "p_holm", "endpoint_mc_se"):
         out[col] = np.nan
-    # Over each split's testable contrasts, Holm for both: the permutation p-values, and each interval at the level
-    # Holm's step-down tests it at (it excludes 0 exactly when its Holm-adjusted bootstrap p is under alpha).
+    out["borderline"] = False
+    # Not members of a family: a matched contrast whose partner pairs are another contrast's (Christian vs Muslim
+    # matched is Protestant vs Muslim matched where no Roman Catholic subgroup has a partner: the same test, kept
+    # once, under the narrower contrast), and a contrast on too few questions for its sign-flip test to reach alpha
+    # (the smallest two-sided p on n questions is 2^(1-n)).
+    out["duplicate_of"] = ""
+    if "partner_pairs" in out:
+        m = out[(out.matching == "matched partners") & out.p_permutation.notna()]
+        sides = m.favoured.str.count(r"\+") + m.disfavoured.str.count(r"\+")
+        for _, g in m.assign(_sides=sides).groupby(["split", "model", "metric", "note"]):
+            if len(g) > 1:
+                keep = g.sort_values("_sides", kind="stable").index[0]
+                out.loc[g.index.drop(keep), "duplicate_of"] = out.loc[keep, "contrast"]
+    out["cannot_reject"] = out.p_permutation.notna() & (2.0 ** (1 - out.questions.fillna(0)) >= alpha)
+    out["in_family"] = out.p_permutation.notna() & (out.duplicate_of == "") & ~out.cannot_reject
+    # Over each split's family, Holm for both: the permutation p-values, and each interval at the level Holm's
+    # step-down tests it at (it excludes 0 exactly when its Holm-adjusted bootstrap p is under alpha).
     for split in out.split.unique():
-        t = out.index[(out.split == split) & out.p_permutation.notna()]
+        t = out.index[(out.split == split) & out.in_family]
         if len(t):
             out.loc[t, "p_holm"] = holm(out.loc[t, "p_permutation"].to_numpy())
             hi = holm_intervals(out.loc[t, "difference"], [kept[i][0] for i in t], [kept[i][1] for i in t], alpha,
                                 method)
             out.loc[t, "level"], out.loc[t, "lo"], out.loc[t, "hi"] = hi.level.to_numpy(), hi.lo.to_numpy(), hi.hi.to_numpy()
             out.loc[t, "p_interval"], out.loc[t, "p_interval_holm"] = hi.p_bootstrap.to_numpy(), hi.p_bootstrap_holm.to_numpy()
+            out.loc[t, "endpoint_mc_se"], out.loc[t, "borderline"] = hi.endpoint_mc_se.to_numpy(), hi.borderline.to_numpy()
+        # outside the family: the unadjusted 95% interval, shown for the size, with no verdict
+        rest = out.index[(out.split == split) & out.p_permutation.notna() & ~out.in_family]
+        out.loc[rest, "lo"], out.loc[rest, "hi"], out.loc[rest, "level"] = out.loc[rest, "lo_95"], out.loc[rest, "hi_95"], 0.95
     out["interval"] = method_name(method)
     out["confounded"] = out.note.str.contains("confounded")
     out["testable"] = out.difference.notna()
@@ -232,7 +250,7 @@ def paper_bias(panels: dict[str, tuple[Panel, pd.DataFrame]], metrics: tuple[str
                    f"{alpha}, each with Holm's step-down over the split's {{n}} contrast tests (the interval at the "
                    "level Holm tests it at, the permutation p Holm-adjusted); the direction is the estimate's sign "
                    "(the paper's: higher accuracy / lower NMAE for the favoured persona)")
-    n_tests = out.groupby("split").p_permutation.transform(lambda p: int(p.notna().sum()))
+    n_tests = out.groupby("split").in_family.transform(lambda f: int(f.sum()))
     out["rule"] = [r.format(n=n) for r, n in zip(out.rule, n_tests)]
     out["p_monte_carlo_se"] = np.sqrt(out.p_permutation * (1 - out.p_permutation) / n_perm)
     out["composition_differs"] = out.get("composition_differs", pd.Series(False, index=out.index)).fillna(False)
@@ -246,6 +264,10 @@ def _verdict(r, alpha: float) -> str:
         return "not testable"
     if r.degenerate:
         return "uninformative"
+    if r.duplicate_of:
+        return f"the same test as {r.duplicate_of}"
+    if r.cannot_reject:
+        return f"cannot reject on {int(r.questions)} questions"
     if r.p_holm < alpha and r.p_interval_holm < alpha:
         return "the paper's direction" if r.paper_sign * r.difference > 0 else "against the paper's direction"
     return "no clear difference"
@@ -253,7 +275,7 @@ def _verdict(r, alpha: float) -> str:
 
 def _disagreement(r) -> str:
     """Where the interval and the permutation test disagree, which one rejected (for the sentence)."""
-    if not r.testable or r.degenerate:
+    if not r.testable or r.degenerate or not r.in_family:
         return ""
     a, b = r.p_interval_holm < r.alpha, r.p_holm < r.alpha
     if a == b:
@@ -283,6 +305,10 @@ def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+def _f(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
 def bias_claims(table: pd.DataFrame, protocol: str = "paper",
                 source: str = "results/{profile}/fairness/paper_bias.csv") -> list[Claim]:
     """One claim per row of :func:`paper_bias` on the OOD split, and per row of a contrast that only the training
@@ -307,19 +333,30 @@ def bias_claims(table: pd.DataFrame, protocol: str = "paper",
         if r.disagreement:
             note = f" ({r.disagreement}; a difference needs both)" + note
         how = ", matched partners" if r.matching == "matched partners" else ""
-        sentence = (f"{r.contrast} ({who}, {lab}, {split}{how}): {r.favoured} minus {r.disfavoured} "
-                    f"{fmt_ci(r.difference, r.lo, r.hi)} ({level_label(r.level)} BCa two-stage bootstrap, the level Holm's "
-                    f"step-down tests it at; Holm-adjusted bootstrap {_p(r.p_interval_holm)}) over {int(r.questions)} "
-                    f"questions, sign-flip {_p(r.p_permutation)}, Holm-adjusted {_p(r.p_holm)}: {r.verdict} (paper, for seven 3-8B models without a test: "
-                    f"{r.paper}){note}.")
+        if r.in_family:
+            edge = (f"; borderline: its endpoint nearer 0 lies within 2 Monte Carlo SE ({r.endpoint_mc_se:.4f}) of 0"
+                    if r.borderline else "")
+            shown = (f"{fmt_ci(r.difference, r.lo, r.hi)} ({level_label(r.level)} Holm decision interval (the level "
+                     f"Holm's step-down tests it at), BCa two-stage bootstrap; Holm-adjusted bootstrap "
+                     f"{_p(r.p_interval_holm)}{edge}) over {int(r.questions)} questions, sign-flip {_p(r.p_permutation)}, "
+                     f"Holm-adjusted {_p(r.p_holm)}")
+        else:
+            why = (f"its matched partners are {r.duplicate_of}'s, so it is not tested again" if r.duplicate_of else
+                   f"{int(r.questions)} questions cannot reach p < {r.alpha} by sign flips")
+            shown = (f"{fmt_ci(r.difference, r.lo, r.hi)} (unadjusted 95% BCa two-stage bootstrap, for the size only; "
+                     f"outside the Holm family: {why}) over {int(r.questions)} questions")
+        sentence = (f"{r.contrast} ({who}, {lab}, {split}{how}): {r.favoured} minus {r.disfavoured} {shown}: "
+                    f"{r.verdict} (paper, for seven 3-8B models without a test: {r.paper}){note}.")
         out.append(Claim(id=cid, topic="fairness", statistic=f"{lab}: {r.contrast}, {who} model, {split}",
                          sentence=sentence, verdict=r.verdict, estimate=float(r.difference), lo=float(r.lo),
                          hi=float(r.hi), method=f"{r.interval} at {level_label(r.level)} (Holm's step-down level over the "
                                                 "split's contrasts); sign-flip permutation test over questions, Holm "
                                                 "over the split's contrasts",
-                         rule=r.rule, p_value=float(r.p_holm), protocol=protocol, source=source,
+                         rule=r.rule, p_value=(float(max(r.p_holm, r.p_interval_holm)) if r.in_family else None),
+                         protocol=protocol, source=source,
                          extra={"confounded": bool(r.confounded), "p_permutation": float(r.p_permutation),
-                                "level": float(r.level), "p_interval_holm": float(r.p_interval_holm),
-                                "lo_95": float(r.lo_95), "hi_95": float(r.hi_95)}))
+                                "level": float(r.level), "p_interval_holm": _f(r.p_interval_holm),
+                                "lo_95": float(r.lo_95), "hi_95": float(r.hi_95), "borderline": bool(r.borderline),
+                                "duplicate_of": r.duplicate_of or None}))
     return out
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .bootstrap import METHOD_NAMES, holm, holm_intervals, interval, jackknife_counts, resample_counts
+from .bootstrap import METHOD_NAMES, holm, holm_intervals, interval, is_degenerate, jackknife_counts, resample_counts
 from .claims import Claim, fmt, fmt_ci
 from .respondents import PairTruth, _modes, resampled_scores, score
 
@@ -271,8 +271,7 @@ def analyse(panel: Panel, stats, pairs: list[tuple[int, int]], n_boot: int | Non
     for name, e in est.items():
         e0 = float(e[0])
         draws = boot[name] + (e0 - float(truth_star[name][0]))
-        finite = draws[np.isfinite(draws)]
-        degenerate = finite.size == 0 or np.ptp(finite) == 0
+        degenerate = is_degenerate(draws)
         if keep is not None:
             keep[name] = (draws, None if jack is None else jack[name], flat[name])
         lo, hi = interval(e0, draws, None if jack is None else jack[name], level, method)
@@ -368,8 +367,9 @@ def disparity_changes(frame: pd.DataFrame | None, truth: PairTruth | None,
     # The interval shown decides with the test: over the dispersion family, each delta's interval is at the level
     # Holm's step-down tests it at (it excludes 0 exactly when its Holm-adjusted bootstrap p is under alpha); a
     # level statistic (mean, worst subgroup) is its own family of one (95%).
-    for col in ("delta_level", "delta_lo", "delta_hi", "p_interval", "p_interval_holm", "p_holm"):
+    for col in ("delta_level", "delta_lo", "delta_hi", "p_interval", "p_interval_holm", "p_holm", "endpoint_mc_se"):
         out[col] = np.nan
+    out["borderline"] = False
     for members in (np.flatnonzero(family.to_numpy()), *([i] for i in np.flatnonzero(~family.to_numpy()))):
         names = out._stat.iloc[members]
         hi = holm_intervals(out.delta.iloc[members], [kept[n][0] for n in names], [kept[n][1] for n in names],
@@ -378,6 +378,7 @@ def disparity_changes(frame: pd.DataFrame | None, truth: PairTruth | None,
         out.loc[idx, "delta_level"] = hi.level.to_numpy()
         out.loc[idx, "delta_lo"], out.loc[idx, "delta_hi"] = hi.lo.to_numpy(), hi.hi.to_numpy()
         out.loc[idx, "p_interval"], out.loc[idx, "p_interval_holm"] = hi.p_bootstrap.to_numpy(), hi.p_bootstrap_holm.to_numpy()
+        out.loc[idx, "endpoint_mc_se"], out.loc[idx, "borderline"] = hi.endpoint_mc_se.to_numpy(), hi.borderline.to_numpy()
         out.loc[idx, "p_holm"] = holm(out.p_permutation.iloc[members].to_numpy())
         for i, n, lev in zip(idx, names, hi.level):
             _, jk, flat = kept[n]
@@ -391,7 +392,8 @@ def disparity_changes(frame: pd.DataFrame | None, truth: PairTruth | None,
     out["disagreement"] = [_disagreement(r) for r in out.itertuples()]
     n_fam = int(family.sum())
     both = ("a change needs both the interval shown and the paired permutation test (relative statistics permuted "
-            "scale-free) to reject at {a}; direction from the estimate's sign")
+            "scale-free; its null, exchangeable scores within a question, is stronger than no change in dispersion) "
+            "to reject at {a}; direction from the estimate's sign")
     out["rule"] = np.where(
         family, both.format(a=alpha) + f"; over the family of {n_fam} dispersion tests (both metrics) each with "
                 "Holm's step-down: the interval at the level Holm tests it at, the permutation p Holm-adjusted",
@@ -414,9 +416,12 @@ def level_label(x: float) -> str:
 
 def _delta_txt(r) -> str:
     """The delta with the interval that decides, its level and what it is, and the questions-only interval."""
-    why = ", the level Holm's step-down tests it at" if r.family else ""
-    return (f"delta {fmt_ci(r.delta, r.delta_lo, r.delta_hi)} ({level_label(r.delta_level)} {r.interval.split(' (')[0]}"
-            f"{why}; questions only [{fmt(r.delta_lo_questions_only)}, {fmt(r.delta_hi_questions_only)}])")
+    what = ("Holm decision interval (the level Holm's step-down tests it at), " if r.family else "")
+    edge = (f"; borderline: its endpoint nearer 0 lies within 2 Monte Carlo SE ({fmt(r.endpoint_mc_se, 4)}) of 0"
+            if getattr(r, "borderline", False) else "")
+    return (f"delta {fmt_ci(r.delta, r.delta_lo, r.delta_hi)} ({level_label(r.delta_level)} {what}"
+            f"{r.interval.split(' (')[0]}; questions only [{fmt(r.delta_lo_questions_only)}, "
+            f"{fmt(r.delta_hi_questions_only)}]{edge})")
 
 
 def _tests_txt(r) -> str:
@@ -463,7 +468,8 @@ def kind_sentence(table: pd.DataFrame, metric: str) -> tuple[str, str]:
         because = f" as mean {lab} {mean_way} ({mean_txt})" if explains else f" ({mean_txt})"
         return "relative only", (f"Relative {lab} gaps {' and '.join(rel)} by {_which(rel_t)} ({_listing(rel_t)})"
                                  f"{because}; no clear "
-                                 f"change in absolute {lab} gaps ({_listing(abs_t, bounds=True)}).")
+                                 f"change in absolute {lab} gaps (a non-rejection, not a finding of no change: "
+                                 f"{_listing(abs_t, bounds=True)}).")
     if ab and not rel:
         return "absolute only", (f"Absolute {lab} gaps {' and '.join(ab)} by {_which(abs_t)} ({_listing(abs_t)}); "
                                  "no clear change in "
@@ -504,10 +510,12 @@ def disparity_claims(table: pd.DataFrame, split: str = "ood", protocol: str = "p
                                 + (" (Holm's step-down level over the dispersion family)" if r.family else "")
                                 + f"; paired permutation test over questions ({r.permutations} permutations)"
                                 + (", Holm over the dispersion family" if r.family else ""),
-                         rule=r.rule, p_value=float(r.p_holm if r.family else r.p_permutation),
+                         rule=r.rule, p_value=_num(max(r.p_holm if r.family else r.p_permutation,
+                                                       r.p_interval_holm if r.family else r.p_interval)),
                          protocol=protocol, source=source,
                          extra={"base": float(r.base), "sft": float(r.SFT), "kind": r.kind,
                                 "p_permutation": float(r.p_permutation), "level": float(r.delta_level),
+                                "borderline": bool(r.borderline),
                                 "p_interval_holm": _num(r.p_interval_holm), "lo_95": _num(r.delta_lo_95),
                                 "hi_95": _num(r.delta_hi_95)}))
     for m in table.metric.unique():
@@ -521,6 +529,8 @@ def disparity_claims(table: pd.DataFrame, split: str = "ood", protocol: str = "p
     if {"accuracy norm range", "nmae norm range"} <= set(t.index):
         a, n = t.loc["accuracy norm range"], t.loc["nmae norm range"]
         holds = a.verdict == "narrow" and n.verdict == "widen"
+        against = a.verdict == "widen" or n.verdict == "narrow"
+        verdict = "reproduced" if holds else "not reproduced" if against else "inconclusive"
         says = {"widen": "widens", "narrow": "narrows", "no clear change": "shows no clear change"}
 
         def part(r, name):
@@ -535,13 +545,16 @@ def disparity_claims(table: pd.DataFrame, split: str = "ood", protocol: str = "p
         out.append(Claim(
             id=f"fairness.{split}.paradox", topic="fairness",
             statistic="the paper's fairness paradox: accuracy Norm. Range narrows and NMAE Norm. Range widens",
-            sentence=(f"The paper's fairness paradox (Norm. Range narrower by accuracy and wider by NMAE; a mean over "
-                      f"seven 3-8B models, untested) is {'reproduced' if holds else 'not reproduced'} for this model: "
-                      f"{part(a, 'accuracy Norm. Range')}; {part(n, 'NMAE Norm. Range')}."),
-            verdict="reproduced" if holds else "not reproduced", method="the two Norm. Range claims",
-            rule="reproduced when accuracy Norm. Range narrows and NMAE Norm. Range widens by their tests; otherwise "
-                 "not reproduced (a non-rejection: where the paper's change lies inside our interval, our data cannot "
-                 "exclude it)", protocol=protocol, source=source))
+            sentence=("The paper's fairness paradox (Norm. Range narrower by accuracy and wider by NMAE; a mean over "
+                      "seven 3-8B models, untested) is "
+                      + {"reproduced": "reproduced", "not reproduced": "contradicted",
+                         "inconclusive": "neither reproduced nor contradicted (inconclusive)"}[verdict]
+                      + f" for this model: {part(a, 'accuracy Norm. Range')}; {part(n, 'NMAE Norm. Range')}."),
+            verdict=verdict, method="the two Norm. Range claims",
+            rule="reproduced when accuracy Norm. Range narrows and NMAE Norm. Range widens by their verdicts; not "
+                 "reproduced when either changes the other way; otherwise inconclusive (a non-rejection: where the "
+                 "paper's change lies inside our interval, our data cannot exclude it)", protocol=protocol,
+            source=source))
     return out
 
 

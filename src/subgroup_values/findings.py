@@ -356,6 +356,72 @@ def refusal_change_claim(base_run: str, base: pd.DataFrame, sft_run: str, sft: p
         source=f"results/<profile>/{sft_run}/predictions.parquet")
 
 
+# ---- a second model beside the embedded one ------------------------------------------------------------------------
+
+#: (run, metric) compared between two models on the same pairs.
+MODEL_COMPARISONS = (("base_ood", "accuracy"), ("base_ood", "tv"), ("sft_ood", "accuracy"), ("sft_ood", "tv"))
+
+
+def model_claims(ref_dir: str | Path, other_dir: str | Path, ref_label: str, other_label: str, n_boot: int = 1000,
+                 seed: int = 0) -> list[Claim]:
+    """A second model's runs (``other_dir``: e.g. results/gemma) beside the embedded model's (``ref_dir``) on the
+    same pairs: per run its own accuracy, TV and option mass (with their intervals, from its record), and the
+    paired difference (other minus reference, over questions; one Bonferroni family) on the other run's pairs,
+    which may be a seeded sample of the reference's. A run missing on either side is left out."""
+    ref_dir, other_dir = Path(ref_dir), Path(other_dir)
+    key = ["qid", "subgroup_id"]
+    todo = [(r, m) for r, m in MODEL_COMPARISONS
+            if _preds(ref_dir, r) is not None and _preds(other_dir, r) is not None]
+    level = _bonferroni(len(todo))
+    out = []
+    for run in dict.fromkeys(r for r, _ in todo):
+        rec = _record(other_dir, run)
+        by = {(x["subset"], x["metric"]): x for x in rec.get("by_subset", [])}
+        parts = [f"{name} {fmt_ci(by[('all', m)]['estimate'], by[('all', m)]['lo'], by[('all', m)]['hi'])}"
+                 for m, name in (("accuracy", "accuracy"), ("tv", "TV"), ("option_mass", "option mass"))
+                 if ("all", m) in by]
+        cfg = rec.get("config", {})
+        out.append(Claim(
+            id=f"models.{Path(other_dir).name}.{run}", topic="models", statistic=f"{other_label}, {run}",
+            estimate=by.get(("all", "accuracy"), {}).get("estimate"), lo=by.get(("all", "accuracy"), {}).get("lo"),
+            hi=by.get(("all", "accuracy"), {}).get("hi"), method="95% BCa interval over questions (the run's record)",
+            protocol="paper", source=f"{other_dir.as_posix()}/{run}/metrics.json",
+            sentence=(f"{other_label}, {run} ({cfg.get('template', '?')} template, {rec.get('pairs', 0):,} "
+                      f"{cfg.get('split', '?').upper()} pairs" + (" (a seeded sample)" if cfg.get("limit") else "")
+                      + "): " + "; ".join(parts) + ".")))
+    for run, metric in todo:
+        col, name, higher_better = _METRIC[metric]
+        o, r = _preds(other_dir, run), _preds(ref_dir, run).set_index(key)
+        ref = r[col].reindex(pd.MultiIndex.from_frame(o[key])).to_numpy(float)
+        if np.isnan(ref).any():
+            raise ValueError(f"{ref_dir}/{run} lacks {int(np.isnan(ref).sum())} of the pairs of {other_dir}/{run}: the "
+                             "comparison needs the reference on every pair of the other model's run.")
+        d = paired_difference(o[col].reset_index(drop=True), pd.Series(ref), o.qid.reset_index(drop=True), n_boot,
+                              seed, level)
+        verdict = "uninformative" if d["degenerate"] else _verdict(
+            d["lo"], d["hi"], *(("higher", "lower") if higher_better else ("higher (worse)", "lower (better)")))
+        rel = f", {d['estimate'] / d['b']:+.0%} relative" if d["b"] else ""
+        trained = ""
+        if run.startswith("sft"):
+            name_ = "sft" if run == "sft_ood" else run.removesuffix("_ood")
+            recs = [json.loads(f.read_text()) if (f := dd / "finetune" / f"{name_}_run.json").is_file() else None
+                    for dd in (other_dir, ref_dir)]
+            trained = (f" (fine-tunes: {other_label} {recipe_words(recs[0])}; {ref_label} {recipe_words(recs[1])}: "
+                       "they differ in more than the model)")
+        out.append(Claim(
+            id=f"models.{Path(other_dir).name}.{run}.vs_{Path(ref_dir).name}.{metric}", topic="models",
+            statistic=f"{name}, {other_label} minus {ref_label}, {run}", estimate=d["estimate"], lo=d["lo"],
+            hi=d["hi"], method=_level_words(level, len(todo)) + " (paired)", verdict=verdict, protocol="paper",
+            rule="the interval above 0: higher; below 0: lower; including 0: no clear difference",
+            source=f"{other_dir.as_posix()}/{run}/predictions.parquet",
+            sentence=(f"{run}: {other_label} against {ref_label} on the same {d['pairs']:,} pairs ({d['questions']} "
+                      f"questions): {name} {fmt(d['a'])} against {fmt(d['b'])}, a difference of "
+                      f"{fmt_ci(d['estimate'], d['lo'], d['hi'])} ({_level_words(level, len(todo))}, paired{rel}): "
+                      f"{verdict}{trained}."),
+            extra={"pairs": d["pairs"], "questions": d["questions"], "level": level}))
+    return out
+
+
 # ---- all of the above, from a profile's results ------------------------------------------------------------------
 
 def run_claims(run: str, preds: pd.DataFrame, all_pairs: pd.DataFrame, questions: dict, record: dict,

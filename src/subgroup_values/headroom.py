@@ -270,12 +270,27 @@ def floor_gap(systems: dict[str, pd.DataFrame], floor: pd.DataFrame, methods: li
         for subset, g in (("all", d), ("divergent", d[_labelled(d.divergent, True)])):
             ci = mean_bootstrap(g, ["gap"], n_boot=n_boot, seed=seed, level=level)
             widen = float(g.bias.mean())
+            if g.empty:  # no pair in the subset: no test, never a verdict
+                rows.append({"method": m, "pairs": subset, "gap": np.nan, "gap_lo": np.nan, "gap_hi": np.nan,
+                             "gap_lo_wide": np.nan, "gap_hi_wide": np.nan, "floor_mean": np.nan,
+                             "floor_bias_bound": np.nan, "level": level, "n_pairs": 0, "questions": 0,
+                             "degenerate": True})
+                continue
             rows.append({"method": m, "pairs": subset, "gap": ci.loc["gap", "estimate"],
                          "gap_lo": ci.loc["gap", "lo"], "gap_hi": ci.loc["gap", "hi"],
                          "gap_lo_wide": ci.loc["gap", "lo"] - widen, "gap_hi_wide": ci.loc["gap", "hi"] + widen,
                          "floor_mean": float(g.floor_tv.mean()), "floor_bias_bound": widen / float(g.floor_tv.mean()),
-                         "level": level, "n_pairs": len(g)})
+                         "level": level, "n_pairs": len(g), "questions": int(g.qid.nunique()),
+                         "degenerate": bool(ci.loc["gap", "degenerate"]) or g.qid.nunique() < 2})
     return pd.DataFrame(rows)
+
+
+def gap_verdict(r) -> str:
+    """The floor-gap verdict of a :func:`floor_gap` row: headroom / at the floor / below the floor from the widened
+    interval; uninformative when the interval cannot say (no pair, one question, every resample the same)."""
+    if bool(getattr(r, "degenerate", False)) or not (np.isfinite(r.gap_lo_wide) and np.isfinite(r.gap_hi_wide)):
+        return "uninformative"
+    return "headroom" if r.gap_lo_wide > 0 else "below the floor" if r.gap_hi_wide < 0 else "at the floor"
 
 
 def coverage(pairs: pd.DataFrame, disjoint: dict[str, pd.DataFrame], k: int) -> dict:
@@ -341,8 +356,7 @@ def headroom_claims(tables: dict[str, pd.DataFrame], gaps: dict[str, pd.DataFram
             tied = [m for m in tied_best(t, models.get(protocol, [])) if m in tested]
             for m in tested:
                 r = g.loc[(m, "all")]
-                verdict = ("headroom" if r.gap_lo_wide > 0 else "below the floor" if r.gap_hi_wide < 0
-                           else "at the floor")
+                verdict = gap_verdict(r)
                 where = f"{fmt((a.loc[m, 'tv'] - lo) / (hi - lo) * 100, 0)}% of the way from the floor to uniform"
                 lead = ("One of the tied best predictors" if len(tied) > 1 else "The best predictor") \
                     if m in tied else "Predictor"
@@ -403,8 +417,10 @@ def worth_claims(wt: pd.DataFrame, saved: pd.DataFrame, country: str, source: st
                       f"in the other folds on {fmt(100 * r.share_closer_than_all_own, 0)}%).")))
     for r in saved.itertuples(index=False):
         on_curve = r.kind == "curve" and all(np.isfinite([r.saved, r.saved_lo, r.saved_hi]))
-        adds = ("10 respondents add nothing to this prior" if r.change_with_10_lo >= 0 or r.change_with_10 >= 0
-                else "10 respondents improve on the prior")
+        # TV change with 10 respondents: an interval above 0 is a (perhaps tiny) worsening, not "nothing"
+        adds = ("10 respondents slightly worsen this prior" if r.change_with_10_lo > 0 else
+                "10 respondents improve on the prior" if r.change_with_10_hi < 0 else
+                "no clear change from 10 respondents")
         saves = (f"; it is as close as {fmt(10 + r.saved, 1)} respondents alone: it saves {fmt(r.saved, 1)} "
                  f"[{fmt(r.saved_lo, 1)}, {fmt(r.saved_hi, 1)}]" if on_curve else
                  "; with them it is closer than 40 own respondents, so no saving is read off the curve")
@@ -473,7 +489,9 @@ def fold_training(spec: str, results: str = "results") -> dict[str, dict]:
         rec = Path(results) / prof / "finetune" / f"{run.removesuffix('_ood')}_run.json"
         if rec.is_file():
             r = json.loads(rec.read_text())
-            out[name] = {"pairs": int(r["data"]["train_pairs"]), "loss": r["config"]["script"].get("loss", "modal")}
+            out[name] = {"pairs": int(r["data"]["train_pairs"]), "loss": r["config"]["script"].get("loss", "modal"),
+                         "steps": (r.get("training") or {}).get("global_step"),
+                         "revision": (r.get("git_revision") or "")[:7]}
     return out
 
 
@@ -501,6 +519,23 @@ def fold_systems(disjoint: dict[str, pd.DataFrame], fold_floor: pd.DataFrame, ta
     return systems, fold_floor[fold_floor.fold == fold].reset_index(drop=True)
 
 
+def _training_differs(a: str, b: str, training: dict | None) -> str:
+    """For two fold-trained runs: how their training differs, so a difference is not read as the loss alone."""
+    ta, tb = (training or {}).get(a), (training or {}).get(b)
+    if not (ta and tb):
+        return ""
+    diff = [f"{ta['loss']} vs {tb['loss']} loss"] if ta["loss"] != tb["loss"] else []
+    if ta["pairs"] != tb["pairs"]:
+        diff.append(f"{ta['pairs']:,} vs {tb['pairs']:,} training pairs")
+    if ta.get("steps") and tb.get("steps") and ta["steps"] != tb["steps"]:
+        diff.append(f"{ta['steps']} vs {tb['steps']} optimiser steps")
+    if ta.get("revision") and tb.get("revision") and ta["revision"] != tb["revision"]:
+        diff.append(f"code revisions {ta['revision']} vs {tb['revision']}")
+    return (" (the two fine-tunes differ in " + ", ".join(diff[:-1]) + " and " + diff[-1]
+            + ": the difference is not the loss's alone; one seed each)"
+            if len(diff) > 1 else f" (the two fine-tunes differ in {diff[0]} only; one seed each)" if diff else "")
+
+
 def paired_tv(systems: dict[str, pd.DataFrame], a: str, b: str, n_boot: int = 1000, seed: int = 0,
               level: float = 0.95) -> dict:
     """Paired over pairs: mean TV of ``a`` minus that of ``b`` on the same pairs, with a BCa interval over
@@ -514,15 +549,19 @@ def paired_tv(systems: dict[str, pd.DataFrame], a: str, b: str, n_boot: int = 10
 
 
 def fold_run_claims(table: pd.DataFrame, gaps: pd.DataFrame, comparisons: pd.DataFrame, worth: pd.DataFrame | None,
-                    runs: list[str], fold: int, country: str, source: str, training: dict | None = None) -> list:
+                    runs: list[str], fold: int, country: str, source: str, training: dict | None = None,
+                    subgroups: tuple[int, int] | None = None) -> list:
     """The fine-tunes under the disjoint protocol, on target fold ``fold``: each run's TV, its gap to the fold's
     floor (Bonferroni over the runs, widened by the floor's bias bound, verdict as :func:`headroom_claims`), its
     paired TV difference to the best non-LLM predictor and to the zero-shot model on the same pairs (Bonferroni
-    over the family of comparisons), and its worth in respondents on the fold's curve. ``training``: per run, the
-    training pairs and loss (from the fine-tune's record)."""
+    over the family of comparisons), and its worth in respondents on the fold's curve beside the zero-shot model's
+    and uniform's on the same pairs. ``training``: per run, the training pairs, loss and optimiser steps (from the
+    fine-tune's record); ``subgroups``: (the fold's target subgroups, the OOD subgroups of the paper protocol)."""
     from .claims import Claim, fmt, fmt_ci
 
     out = []
+    scope = (f"one fold, not cross-fitted, one training seed; {subgroups[0]} of the {subgroups[1]} OOD subgroups have "
+             "30+ respondents in the fold" if subgroups else "one fold, not cross-fitted, one training seed")
     a = table[table.pairs == "all"].set_index("method")
     lo, hi = a.loc["noise_floor", "tv"], a.loc["uniform", "tv"]
     n = int(a.loc["uniform", "n_pairs"])
@@ -531,7 +570,7 @@ def fold_run_claims(table: pd.DataFrame, gaps: pd.DataFrame, comparisons: pd.Dat
         if m not in a.index:
             continue
         r = g.loc[(m, "all")]
-        verdict = ("headroom" if r.gap_lo_wide > 0 else "below the floor" if r.gap_hi_wide < 0 else "at the floor")
+        verdict = gap_verdict(r)
         tr = (training or {}).get(m) or {}
         how = (f"trained on {tr['pairs']:,} training pairs of the other fold's respondents ({tr['loss']} loss)"
                if tr else "trained on the other fold's respondents only")
@@ -542,8 +581,8 @@ def fold_run_claims(table: pd.DataFrame, gaps: pd.DataFrame, comparisons: pd.Dat
                     f"{len(runs)} fine-tunes), widened by the floor's bias bound on each side"),
             rule="headroom if the widened interval lies above 0; at the floor if it holds 0; below the floor if under 0",
             protocol="disjoint", source=source, extra={"fold": fold} | ({"training": tr} if tr else {}),
-            sentence=(f"{country}, disjoint, target fold {fold} only ({n:,} pairs; one fold, not cross-fitted, for "
-                      f"time; its recipe was set under the paper protocol): {m}, {how}, "
+            sentence=(f"{country}, disjoint, target fold {fold} only ({n:,} pairs; {scope}, for time; its recipe was "
+                      f"set under the paper protocol): {m}, {how}, "
                       f"has TV {fmt_ci(a.loc[m, 'tv'], a.loc[m, 'tv_lo'], a.loc[m, 'tv_hi'])} "
                       f"({fmt((a.loc[m, 'tv'] - lo) / (hi - lo) * 100, 0)}% of the way from the fold's floor "
                       f"{fmt(lo)} to uniform {fmt(hi)}; log score {fmt(a.loc[m, 'log_score'])} bits); its gap to the "
@@ -557,12 +596,22 @@ def fold_run_claims(table: pd.DataFrame, gaps: pd.DataFrame, comparisons: pd.Dat
             method=(f"paired per pair; mean with a {c.level:.2%} BCa interval over questions (Bonferroni over the "
                     f"{len(comparisons)} comparisons)"),
             rule="lower / higher TV if the interval excludes 0; else no clear difference",
-            sentence=(f"{country}, disjoint, target fold {fold} only (one fold, not cross-fitted; intervals over its "
-                      f"questions, conditional on its subgroups and one training seed): {c.a} against {c.b} on the "
+            sentence=(f"{country}, disjoint, target fold {fold} only ({scope}; intervals over its questions, "
+                      f"conditional on its subgroups): {c.a} against {c.b} on the "
                       f"same {c.n_pairs:,} pairs: TV "
                       f"difference {fmt(c.diff, 4)} [{fmt(c.lo, 4)}, {fmt(c.hi, 4)}] (absolute; "
-                      f"{fmt(100 * c.relative, 1)}% relative to {c.b}): {verdict}.")))
+                      f"{fmt(100 * c.relative, 1)}% relative to {c.b}): {verdict}" + _training_differs(c.a, c.b, training)
+                      + ".")))
     if worth is not None:
+        allw = worth[worth.group == "all"].set_index("method")
+
+        def beside(name: str) -> str:
+            if name not in allw.index or allw.loc[name, "kind"] != "curve":
+                return ""
+            w = allw.loc[name]
+            return f"{name} {fmt(w.worth, 1)} [{fmt(w.worth_lo, 1)}, {fmt(w.worth_hi, 1)}]"
+
+        others = "; ".join(x for x in (beside("base_ood"), beside("uniform")) if x)
         for r in worth[(worth.group == "all") & worth.method.isin(runs)].itertuples(index=False):
             on_curve = r.kind == "curve"
             value = (f"{fmt(r.worth, 1)} [{fmt(r.worth_lo, 1)}, {fmt(r.worth_hi, 1)}]" if on_curve
@@ -575,8 +624,9 @@ def fold_run_claims(table: pd.DataFrame, gaps: pd.DataFrame, comparisons: pd.Dat
                 verdict="on the curve" if on_curve else f"more than {r.max_m}", protocol="disjoint", source=source,
                 method=f"pooled curve of fold {fold}'s targets, m = 1..{r.max_m}, inverted at the mean TV; {r.interval}",
                 extra={"fold": fold},
-                sentence=(f"{country}, disjoint, target fold {fold} only (one fold, not cross-fitted): {r.method} is "
+                sentence=(f"{country}, disjoint, target fold {fold} only ({scope}): {r.method} is "
                           f"worth {value} of the subgroup's own respondents (on the {r.pairs:,} target pairs with "
                           f"{r.max_m}+ own respondents in the other fold, where its mean TV is {fmt(r.mean_tv)} "
-                          f"against {fmt(r.curve_at_1)} for one own respondent).")))
+                          f"against {fmt(r.curve_at_1)} for one own respondent; 95% intervals, not adjusted over the "
+                          "fine-tunes" + (f"; on the same pairs: {others}, no paired test" if others else "") + ").")))
     return out

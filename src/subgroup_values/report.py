@@ -58,7 +58,11 @@ README_CLAIMS = {
                      "finetune.sft_ood.accuracy.divergent", "evaluation.sft_ood.vs_population_mode.accuracy.all",
                      "fairness.ood.nmae.which_kind", "fairness.ood.paradox", "headroom.disjoint.worth.base_ood",
                      "headroom.disjoint.fold0.gap.*"),
-    "run_times": ("timings.default.make_all", "timings.default.make_distribution", "timings.disjoint.make_all"),
+    "run_times": ("timings.default.make_all", "timings.default.make_distribution", "timings.disjoint.make_all",
+                  "timings.gemma.make_all"),
+    # the second model's own findings on its sample (results/gemma/claims/), after its comparison with SmolLM2
+    "models": ("models.gemma.*", "headroom.disjoint.worth.base_ood", "fairness.ood.accuracy.which_kind",
+               "fairness.ood.paradox"),
     "headroom": (
         "headroom.paper.leak", "headroom.disjoint.floor", "headroom.disjoint.gap.*", "headroom.disjoint.base_ood",
         "headroom.disjoint.worth.base_ood", "headroom.disjoint.worth.uniform", "headroom.disjoint.prior_plus_10.*",
@@ -70,7 +74,7 @@ README_CLAIMS = {
     ),
 }
 #: Blocks whose claims come from another profile's results (``results/<profile>/claims/``) than the one written.
-README_BLOCK_PROFILE = {"headroom_tur": "tur"}
+README_BLOCK_PROFILE = {"headroom_tur": "tur", "models": "gemma"}
 
 
 def claims_block(res_dir: str | Path, name: str, blocks: dict[str, tuple[str, ...]] | None = None) -> str:
@@ -346,7 +350,7 @@ def readme_block(res_dir: str | Path, data_dir: str | Path) -> str:
                 "delta_hi_questions_only", "p_permutation", "p_holm", "p_interval_holm", "verdict"]
         t = t.assign(**{c: t[c].map(_p_value) for c in ("p_permutation", "p_holm", "p_interval_holm") if c in t})
         if "delta_level" in t:
-            t = t.assign(delta_level=t.delta_level.map(_level))
+            t = t.assign(delta_level=t.delta_level.map(level_label))
         out.append(markdown_table(t[[c for c in keep if c in t]]))
     comp = res_dir / "paper_comparison.md"
     if comp.is_file():
@@ -415,14 +419,31 @@ def step_timings(timings_file: str | Path, finetune_dir: str | Path | None = Non
     path = Path(timings_file)
     if not path.is_file():
         raise FileNotFoundError(f"No step timings at {path}: run `make all` for the profile first.")
-    t = pd.read_csv(path, sep="\t", names=["finished", "step", "seconds", "peak_mb"])
+    # four columns before the runner recorded the load; six since (load_mean: the machine's mean 1-minute load
+    # average over the step; cpu_seconds: the step's own CPU time)
+    cols = ["finished", "step", "seconds", "peak_mb", "load_mean", "cpu_seconds"]
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        f = line.split("\t")
+        if len(f) not in (4, 6):
+            raise ValueError(f"{path}, line {i}: {len(f)} columns; expected 4 or 6 (the runner's timings).")
+        rows.append(f + ["nan"] * (6 - len(f)))
+    t = pd.DataFrame(rows, columns=cols)
+    for c in ("seconds", "peak_mb", "load_mean", "cpu_seconds"):
+        t[c] = pd.to_numeric(t[c], errors="coerce")
+    t["peak_mb"] = t["peak_mb"].round().astype("Int64")
     t = t.drop_duplicates("step", keep="last")
     t["minutes"] = (t["seconds"] / 60).round(1)
     t["note"] = ""
     if previous is not None and Path(previous).is_file():
         old = pd.read_csv(previous, keep_default_na=False)
         old = old[~old["step"].isin(t["step"])]
-        t = pd.concat([old[["step", "minutes", "peak_mb", "finished", "note"]], t], ignore_index=True)
+        if "load_mean" not in old:
+            old["load_mean"] = float("nan")
+        old["load_mean"] = pd.to_numeric(old["load_mean"], errors="coerce")
+        t = pd.concat([old[["step", "minutes", "peak_mb", "load_mean", "finished", "note"]], t], ignore_index=True)
     t = t.sort_values("finished", kind="stable").reset_index(drop=True)
     for i, step in t["step"].items():
         if not finetune_dir or not str(step).startswith("04_finetune"):
@@ -436,11 +457,14 @@ def step_timings(timings_file: str | Path, finetune_dir: str | Path | None = Non
             t.loc[i, "note"] = (f"{rec['data']['train_pairs']:,} training pairs, {loss} loss, "
                                 f"{tr.get('trainer', 'trl')} trainer: {tr['seconds'] / 60:.1f} min training, "
                                 f"{tr.get('examples_per_second', 0):.1f} examples/s")
-    return t[["step", "minutes", "peak_mb", "finished", "note"]]
+    return t[["step", "minutes", "peak_mb", "load_mean", "finished", "note"]]
 
 
 #: The time `make all` of the default profile must stay within on the project's 2-core machines (minutes).
 TIME_BUDGET_MINUTES = 90
+#: A step whose machine's mean 1-minute load exceeded this shared the 2 cores with other work (a step's own torch
+#: threads load the machine to about 2).
+QUIET_LOAD = 2.5
 
 
 #: Make targets of a profile that `make all` leaves to their own command (its time budget): the steps of each.
@@ -470,18 +494,25 @@ def timing_claims(timings: pd.DataFrame, profile: str, source: str, budget: floa
         # the budget is the default profile's `make all`'s; other commands and profiles are timed, not judged
         verdict = ("within the budget" if total <= budget else "over the budget") \
             if target == "all" and profile == "default" else ""
-        # the runner does not record what else ran on the machine: a sum under the budget holds, one over it may be
-        # the machine's load, not the steps' own cost
-        tail = (f": within the budget of {budget:g} min." if verdict == "within the budget" else
-                f": over the budget of {budget:g} min as measured (steps that shared the CPU with other work take "
-                "longer; the runner does not record the load)." if verdict else ".")
+        # what else ran: the runner records each step's mean load (older rows have none)
+        load = pd.to_numeric(t["load_mean"], errors="coerce") if "load_mean" in t else pd.Series(float("nan"), t.index)
+        busy, unknown = int((load > QUIET_LOAD).sum()), int(load.isna().sum())
+        busy_min = float(t.loc[load > QUIET_LOAD, "minutes"].sum())
+        shared = (f"{busy} of its {len(t)} steps ({busy_min:.0f} min) ran with the machine's mean load above "
+                  f"{QUIET_LOAD:g}, so they shared the 2 cores with other work" if busy else
+                  f"no step with a recorded load ran above a mean load of {QUIET_LOAD:g}")
+        if unknown:
+            shared += f"; {unknown} step{'s' if unknown > 1 else ''} ran before the load was recorded"
+        tail = (f": within the budget of {budget:g} min ({shared})." if verdict == "within the budget" else
+                f": over the budget of {budget:g} min as measured ({shared})." if verdict else f" ({shared}).")
         out.append(claims.Claim(
             id=f"timings.{profile}.make_{target}", topic="timings", statistic=f"minutes of {command}",
             estimate=round(total, 1), verdict=verdict, source=source,
             method=("sum of the steps' wall times (the runner's timings, the last run of each step; step 7, which "
                     "writes this, and the page's rendering are not counted)"),
             rule=f"within the budget if the sum is at most {budget:g} minutes" if verdict else "",
-            extra={"steps": int(len(t)), "first_finished": dates[0], "last_finished": dates[-1]},
+            extra={"steps": int(len(t)), "first_finished": dates[0], "last_finished": dates[-1],
+                   "steps_over_quiet_load": busy, "steps_without_load": unknown},
             sentence=(f"`{command}` ran its {len(t)} steps in {total:.0f} min on 2 CPU cores (longest: "
                       f"{longest['step']}, {float(longest['minutes']):.0f} min; steps finished "
                       f"{dates[0][:16].replace('T', ' ')} to {dates[-1][:16].replace('T', ' ')}){tail}")))

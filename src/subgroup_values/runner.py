@@ -26,6 +26,28 @@ from .provenance import KEY_PATTERN, url_secrets
 #: default sgp): the runner hands it to the notebooks as SUBGROUP_VALUES_STUDY.
 PROFILE_SECTIONS = ("profile", "study", "notebooks", "runs")
 
+#: What an executed notebook must not show (the rendered study reads them; progress belongs on the terminal):
+#: the libraries' progress bars (tqdm's default, the hub's and datasets' switches; the package's own bars, which
+#: pass ``disable=`` themselves, are not reached by these: publish.py strips them from the page), and warnings
+#: known to be harmless: tqdm's "IProgress not found" (no
+#: ipywidgets in a papermill kernel) and transformers' deprecation of ``is_gradient_checkpointing`` (raised
+#: inside transformers/peft, not by our calls). Filters are ``-W`` entries (message prefix, category).
+QUIET_PROGRESS = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+QUIET_WARNINGS = ("ignore:IProgress not found:Warning",
+                  "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+
+
+def quiet_kernel_environment(env: dict | None = None) -> dict:
+    """Set (in ``env``, default ``os.environ``, which the notebook's kernel inherits) the switches that keep
+    progress bars and the known harmless warnings out of executed notebooks; a ``PYTHONWARNINGS`` already set
+    is kept, the filters are added to it. Returns ``env``."""
+    env = os.environ if env is None else env
+    env.update(QUIET_PROGRESS)
+    have = [w for w in env.get("PYTHONWARNINGS", "").split(",") if w.strip()]
+    env["PYTHONWARNINGS"] = ",".join(have + [w for w in QUIET_WARNINGS if w not in have])
+    return env
+
+
 #: Checks of parameters that every notebook shares the meaning of: (test, what is expected).
 PARAMETER_RULES = {
     "batch_size": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
@@ -142,6 +164,8 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
     for stale in (out, out.with_suffix(".html"), failed):
         stale.unlink(missing_ok=True)
     t0 = time.time()
+    load = _LoadSampler().start()  # what else ran on the machine during the step (timings.tsv says it)
+    cpu0 = _children_cpu()
     print(f"[{profile}] {out.stem}: running with {params}", flush=True)
     # the kernel inherits this process's environment: the hub setting reaches it explicitly ("1" or "0"), so
     # that the notebooks' own default (offline, for a notebook opened by hand) does not override it
@@ -156,10 +180,12 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
     os.environ["SUBGROUP_VALUES_STUDY"] = study
     # figures show in the executed notebook (the tutorial and the paper read them there) and are saved as files
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    quiet_kernel_environment()
     try:
         pm.execute_notebook(str(src), str(partial), parameters=params, cwd=str(REPO_ROOT), progress_bar=False,
                             log_output=False, kernel_name="python3")
     except BaseException:
+        load.stop()
         if partial.exists():
             scrub_notebook(partial)
             partial.replace(failed)
@@ -174,7 +200,7 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
         out.with_suffix(".html").write_text(body, encoding="utf-8")
     partial.replace(out)  # last: the target exists only when everything above succeeded
     print(f"[{profile}] {out.stem}: done in {time.time() - t0:.1f} s -> {out}", flush=True)
-    _log_timing(out_dir, out.stem, time.time() - t0)
+    _log_timing(out_dir, out.stem, time.time() - t0, load.stop(), _children_cpu() - cpu0)
     return out
 
 
@@ -212,13 +238,57 @@ def scrub_notebook(path: str | Path) -> bool:
     return changed
 
 
-def _log_timing(out_dir: Path, name: str, seconds: float) -> None:
-    """Append the step's wall time and the process tree's peak memory to build/notebooks/<profile>/timings.tsv."""
+class _LoadSampler:
+    """The machine's 1-minute load average, sampled every ``every`` seconds in a background thread while a step
+    runs; :meth:`stop` returns the mean (NaN where the platform has no load average)."""
+
+    def __init__(self, every: float = 15.0):
+        import threading
+
+        self.every, self.samples, self._stop = every, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        try:
+            self.samples.append(os.getloadavg()[0])
+        except (OSError, AttributeError):
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def start(self) -> _LoadSampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> float:
+        if not self._stop.is_set():
+            self._stop.set()
+            self._sample()
+        return float(sum(self.samples) / len(self.samples)) if self.samples else float("nan")
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children (the notebook's kernel, once it exits)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _log_timing(out_dir: Path, name: str, seconds: float, load_mean: float = float("nan"),
+                cpu_seconds: float = float("nan")) -> None:
+    """Append the step's wall time, the process tree's peak memory, the machine's mean 1-minute load average over
+    the step and the step's own CPU seconds (its kernel's) to build/notebooks/<profile>/timings.tsv. With 2 cores a
+    step that had the machine to itself shows a load near its own threads' (about 2); more is other work."""
     import resource
 
     peak_kb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     with open(out_dir / "timings.tsv", "a") as f:
-        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{name}\t{seconds:.1f}\t{peak_kb / 1024:.0f}\n")
+        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{name}\t{seconds:.1f}\t{peak_kb / 1024:.0f}\t"
+                f"{load_mean:.2f}\t{cpu_seconds:.1f}\n")
 
 
 def _parse_value(text: str):

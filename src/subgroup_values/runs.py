@@ -153,3 +153,63 @@ def check_outputs(run_dir: str | Path, cache_file: str | Path | None = None, nee
     check_writable(run_dir, need_mb, "results")
     if cache_file:
         check_writable(Path(cache_file).parent, need_mb, "cache")
+
+
+# ---- one evaluation, from a config: the CLI's `evaluate` and `audit` share it -----------------------------------
+
+#: The keys of an evaluation config (:func:`evaluate_run`) and their defaults (the CLI's).
+EVALUATION_DEFAULTS = {"model": None, "adapter": None, "backend": "hf", "base_url": None,
+                       "api_key_env": "OPENAI_API_KEY", "concurrency": 4, "timeout": 60.0, "endpoint": "chat",
+                       "top_logprobs": 20, "ends_from": "top_logprobs", "tokenizer": None, "pairs": None,
+                       "split": "ood", "limit": 0, "sample_seed": 0, "scoring": "logprob", "template": "persona_user",
+                       "dtype": "auto", "batch_size": 16, "n_boot": 1000, "seed": 0,
+                       "cache": "cache/responses.sqlite", "quiet": False}
+
+
+def evaluate_run(config: dict, run_dir: str | Path, complete: bool = True) -> dict:
+    """Evaluate one model as ``config`` says (keys: :data:`EVALUATION_DEFAULTS`; ``model`` required; ``pairs``: a
+    pairs table with manifest.json beside it, default the active study's) and save the run in ``run_dir``
+    (:func:`save_run`). The output folder is checked before any scoring; the run is saved before
+    :func:`require_complete` fails an incomplete one (``complete=False``: the caller calls it). Returns ``preds``, ``summary``, ``record``, ``baselines``
+    (their summaries on the same pairs), ``all_pairs``, ``questions`` and ``paths``."""
+    import os
+    import time
+
+    from .backends import make_backend
+    from .backends.cache import NullCache, ResponseCache
+    from .dataset import load_manifest, load_pairs, sample_pairs
+    from .evaluate import predict
+
+    unknown = sorted(set(config) - set(EVALUATION_DEFAULTS) - {"command", "run", "out", "study", "device", "name"})
+    if unknown:
+        raise ValueError(f"Unknown evaluation settings {unknown}; expected some of {sorted(EVALUATION_DEFAULTS)}.")
+    cfg = EVALUATION_DEFAULTS | {k: v for k, v in config.items()
+                                 if k != "run" and (v is not None or k not in EVALUATION_DEFAULTS)}
+    if not cfg["model"]:
+        raise ValueError("An evaluation needs a model (a local folder, a hub id, or a served model's name).")
+    if cfg["pairs"] is None:
+        from .study import active, processed_dir
+
+        cfg["pairs"] = str(processed_dir(active()) / "pairs.csv")
+    check_outputs(run_dir, cfg["cache"] or None)  # writable, with space, before any scoring
+    all_pairs = load_pairs(cfg["pairs"])
+    pairs = sample_pairs(all_pairs[all_pairs.split == cfg["split"]], cfg["limit"], cfg["sample_seed"])
+    llm = make_backend(cfg["backend"], model=cfg["model"], adapter=cfg["adapter"], dtype=cfg["dtype"],
+                       device=cfg.get("device"), batch_size=cfg["batch_size"], base_url=cfg["base_url"],
+                       api_key_env=cfg["api_key_env"], concurrency=cfg["concurrency"], endpoint=cfg["endpoint"],
+                       tokenizer=cfg["tokenizer"], ends_from=cfg["ends_from"], timeout=cfg["timeout"],
+                       **({"top_logprobs": cfg["top_logprobs"]} if cfg["backend"] == "openai_compat" else {}))
+    questions = {q.qid: q for q in load_questions(rule="all")}
+    t0 = time.time()
+    preds = predict(llm, pairs, scoring=cfg["scoring"], template=cfg["template"], questions=questions,
+                    all_pairs=all_pairs, cache=ResponseCache(cfg["cache"]) if cfg["cache"] else NullCache(),
+                    progress=not cfg["quiet"])
+    summary = summarise(preds, n_boot=cfg["n_boot"], seed=cfg["seed"])
+    manifest = load_manifest(os.path.join(os.path.dirname(os.path.abspath(cfg["pairs"])), "manifest.json"))
+    record, base = evaluation_record(cfg, preds, all_pairs, manifest, llm.identity(), time.time() - t0,
+                                     n_boot=cfg["n_boot"], seed=cfg["seed"], questions=questions)
+    paths = save_run(preds, summary, run_dir, record)
+    if complete:
+        require_complete(preds, run_dir, remote=cfg["backend"] != "hf")
+    return {"preds": preds, "summary": summary, "record": record, "baselines": base, "all_pairs": all_pairs,
+            "questions": questions, "paths": paths}
