@@ -112,12 +112,16 @@ def test_a_fresh_clone_reruns_only_the_analysis(clone, tmp_path):
     # the reused fine-tune's adapter is not here; every step that reads it is reused, so it need not be made
     assert (x / "build/notebooks/default/04_finetune.ipynb").is_file()
     # `make paper` copies the targets to docs/: a reused one comes out as the committed copy it was made from
+    # would (the mark does not travel)
     from subgroup_values import publish
 
-    (tmp_path / "src").mkdir()
-    shutil.copy2(stamp, tmp_path / "src" / stamp.name)
-    publish.publish_notebooks(tmp_path / "src", tmp_path / "docs")
-    assert (tmp_path / "docs" / stamp.name).read_bytes() == (x / "docs/default/notebooks" / stamp.name).read_bytes()
+    for name, source in (("stamp", stamp), ("committed", x / "docs/default/notebooks" / stamp.name)):
+        (tmp_path / name).mkdir()
+        shutil.copy2(source, tmp_path / name / stamp.name)
+        publish.publish_notebooks(tmp_path / name, tmp_path / f"{name}-docs")
+    published = (tmp_path / "stamp-docs" / stamp.name).read_bytes()
+    assert published == (tmp_path / "committed-docs" / stamp.name).read_bytes()
+    assert reuse.MARK.encode() not in published
 
 
 def test_a_changed_config_entry_runs_that_step_again(clone, tmp_path):
