@@ -29,6 +29,15 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The active environment instead of a second .venv (Binder, Colab, a conda environment): where there is no .venv
+# and the python on PATH already imports this checkout's package (an editable install) and every package the study
+# needs (src/subgroup_values/launch.py active-env), make runs with it; its versions are the environment's, not
+# requirements.txt's. USE_ACTIVE_ENV=0: always .venv; USE_ACTIVE_ENV=1: this python, whatever it has.
+USE_ACTIVE_ENV ?= $(if $(wildcard $(VENV)/bin/python),0,$(shell $(PYTHON) src/subgroup_values/launch.py active-env 2>/dev/null))
+ifeq ($(USE_ACTIVE_ENV),1)
+PY := $(PYTHON)
+STAMP := $(BUILD)/active-env.ok
+endif
 # The survey file: data/raw/ first (where users put it), else the copy beside this checkout on project machines.
 # Given explicitly (WVS_FILE=... or the environment), it must exist. Found nowhere, the study runs from the
 # committed aggregates in data/processed/ (their hashes checked against the manifest); step 1 is then skipped.
@@ -167,6 +176,13 @@ STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/03_evaluate__base_ood.ipynb $(OUT)
   $(OUT)/04_finetune.ipynb $(OUT)/03_evaluate__sft_ood.ipynb $(OUT)/05_fairness.ipynb $(OUT)/08_headroom.ipynb
 endif
 
+ifeq ($(PROFILE),binder)
+# Binder (configs/binder.yaml; ~2 GB of memory, a few minutes): from the committed aggregates, the value landscape
+# and the zero-shot evaluation of the embedded model (postBuild builds it) on a seeded sample of pairs; no fine-tune.
+STEPS := $(OUT)/02_value_landscape.ipynb $(OUT)/03_evaluate__base_ood.ipynb $(OUT)/03_evaluate__base_train.ipynb
+MODEL_READY := models/SmolLM2-135M-Instruct/model.safetensors
+endif
+
 FORCE:
 .PHONY: FORCE paper browser all setup data landscape evaluate finetune distribution fairness open-ended headroom report figures model model-gemma tiny-model model-families check-gpu test audit \
   pytest smoke bench bench-bf16 bench-server clean clean-venv check-wvs help vllm-env serve-vllm
@@ -190,6 +206,13 @@ help:
 	@echo "make all PROFILE=tur                                  the study for Turkey (WVS_FILE_TUR=...)"
 	@echo "make vllm-env | serve-vllm [VLLM_MODEL=folder] | bench-server   vLLM's CPU build, a server, its benchmark"
 
+ifeq ($(USE_ACTIVE_ENV),1)
+$(STAMP): requirements.txt pyproject.toml
+	@mkdir -p $(dir $@)
+	@echo "make uses the active environment ($(PY)), not .venv: its packages' versions are its own" \
+	  "(requirements.txt pins the tested ones; USE_ACTIVE_ENV=0 builds .venv)."
+	@$(PY) -c "import importlib.metadata as m; print(*(f'{p}=={m.version(p)}' for p in ('torch', 'transformers', 'pandas', 'numpy')))" > $@
+else
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip 2> >(grep -v "is ignored" >&2)
@@ -197,6 +220,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e . 2> >(grep -v "is ignored" >&2)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
+endif
 
 setup: $(STAMP)
 
@@ -214,7 +238,8 @@ models/tiny-random/config.json: $(PKG)/local_models.py $(PKG)/prompts.py data/qu
 	rm -rf models/tiny-random && $(PY) -m subgroup_values.local_models tiny models/tiny-random
 
 # A model folder whose weights are missing is rebuilt (the rules above only see conversion.json / config.json).
-models/SmolLM2-135M-Instruct/model.safetensors: models/SmolLM2-135M-Instruct/conversion.json
+# (order-only: the weights are rebuilt when missing, not because conversion.json, written after them, is newer)
+models/SmolLM2-135M-Instruct/model.safetensors: | models/SmolLM2-135M-Instruct/conversion.json
 	@test -f $@ || $(PY) -m subgroup_values.local_models smollm2 models/SmolLM2-135M-Instruct
 
 models/tiny-random/model.safetensors: models/tiny-random/config.json
@@ -272,12 +297,42 @@ $(AGGREGATES_OK): $(WVS_CHECK) | $(STAMP)
 	@echo "No survey file found: the study runs from the committed aggregates in $(DATA_DIR)/ (hashes checked)." \
 	  "To rebuild them, put the WVS file in data/raw/ or pass WVS_FILE=/path/to/file (see data/raw/README.md)."
 	@$(PY) -m subgroup_values.dataset verify $(DATA_DIR) $@
-$(PAIRS): $(AGGREGATES_OK) ;
+# (order-only: the check runs first, but the table's own time says whether it changed; a dry run then shows no
+# step as out of date only because the check's stamp is newer than the committed table)
+$(PAIRS): | $(AGGREGATES_OK) ;
 else
 $(PAIRS): $(OUT)/01_build_dataset.ipynb ;
 endif
 
 data: $(OUT)/01_build_dataset.ipynb
+
+# ---- committed runs count as done when their inputs are unchanged (src/subgroup_values/reuse.py) ----------------
+# A fresh clone has the committed runs' records (results/<profile>/...) but none of the executed notebooks make takes
+# for done. Before any step, each evaluation, fine-tune and open-ended target that is missing gets the committed
+# run's notebook when its record was made from this step's code (the modules of deps.mk, as at the record's
+# revision), config entry, pairs table and model, compared by content; anything else runs, and the reason is
+# printed. So on a fresh clone `make fairness | headroom | report | paper` rerun only the analysis. The targets it
+# wrote are checked again on every make (removed when an input changed). REUSE=0: every missing step runs.
+REUSE ?= 1
+REUSE_MK := $(BUILD)/reuse.$(PROFILE).mk
+# The profile's steps (`make all`'s; the default profile's distribution fine-tune chain, `make distribution`, is not
+# among them: its predictions are read as files). With the model not built, one of them that must run builds it,
+# and that makes every step that reads the model out of date: then none is reused (the reason is printed).
+REUSE_TARGETS := $(sort $(filter $(OUT)/03_% $(OUT)/04_% $(OUT)/06_%,$(STEPS)))
+# (Only where the profile has committed records: elsewhere there is nothing to compare, and make skips the step.)
+REUSE_RECORDS := $(wildcard results/$(PROFILE)/*/metrics.json results/$(PROFILE)/finetune/*_run.json \
+  results/$(PROFILE)/open_ended/provenance.json)
+ifneq ($(and $(filter 1,$(REUSE)),$(REUSE_RECORDS)),)
+# (Not the pairs table nor the model among its prerequisites: their rules need the environment, which a dry run
+# must not build. The steps themselves depend on them.)
+$(REUSE_MK): $(WVS_CHECK) $(wildcard results/$(PROFILE)/*/*.json $(PKG)/*.py $(PKG)/backends/*.py $(NB)/*.ipynb \
+  configs/$(PROFILE).yaml configs/sft/$(PROFILE)*.yaml $(STUDY_FILE))
+	@mkdir -p $(dir $@)
+	@PYTHONPATH=src $(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m subgroup_values.reuse stamp --profile $(PROFILE) --pairs $(PAIRS) --mk $@ \
+	  --recipe 04_finetune=$(RECIPE) --recipe 04_finetune__sft_distribution=$(DIST_RECIPE) \
+	  --model-ready "$(MODEL_READY)" $(REUSE_TARGETS)
+include $(REUSE_MK)
+endif
 
 # ---- 2. the value landscape ------------------------------------------------------------------------------------
 $(OUT)/02_value_landscape.ipynb: $(NB)/02_value_landscape.ipynb $(DEPS_02_value_landscape) $(CONFIG) $(PAIRS)

@@ -53,7 +53,8 @@ ORDER = ["01_build_dataset", "02_value_landscape", "03_evaluate__base_ood", "04_
 BODY = ["01_build_dataset", "02_value_landscape", "03_evaluate__base_ood", "04_finetune", "05_fairness",
         "06_open_ended", "08_headroom", "07_paper_comparison"]
 EVALUATION = "03_evaluate__base_ood"
-DROP_METADATA = ("widgets", "execution", "papermill")
+# (subgroup_values_reuse: the mark of a target reuse.py wrote from the committed copy; the copy stays as it was)
+DROP_METADATA = ("widgets", "execution", "papermill", "subgroup_values_reuse")
 
 
 def executed_notebooks(src: Path) -> list[Path]:
