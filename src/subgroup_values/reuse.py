@@ -497,7 +497,7 @@ def _atomic(path: Path, text: str) -> None:
 
 
 def run(targets: list[str], profile: str, pairs: str, recipes: dict[str, str], model_ready: str | None,
-        mk: str | None, write: bool, root: Path = ROOT, out=sys.stdout) -> list[Step]:
+        mk: str | None, write: bool, root: Path = ROOT, out=sys.stderr) -> list[Step]:
     steps = []
     for t in targets:
         target = Path(t)
