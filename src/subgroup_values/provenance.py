@@ -319,3 +319,15 @@ def code_digest(root: Path | None = None) -> str:
 def frame_digest(frame) -> str:
     """A short hash of a table's content (its CSV text), independent of where it was read from."""
     return hashlib.sha256(frame.to_csv(index=False, lineterminator="\n").encode()).hexdigest()[:16]
+
+
+def digest_files(paths: list[Path]) -> str:
+    """A short SHA-256 of files' names and bytes, in name order: the identity of a model or adapter folder's weights
+    (the inference backend records it; make's reuse check, which runs before the environment exists, compares it)."""
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode())
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()[:16]

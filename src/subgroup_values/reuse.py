@@ -48,6 +48,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .provenance import digest_files as _file_digest
+
 try:
     import yaml
 except ImportError:  # pragma: no cover - every environment of the study has PyYAML; a bare python3 may not
@@ -117,16 +119,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _file_digest(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        h.update(p.name.encode())
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
 
 
 def weights_digest(folder: Path) -> str | None:

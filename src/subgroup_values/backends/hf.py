@@ -19,7 +19,6 @@ Speed, without changing the arithmetic (fp32 by default on CPU):
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -28,17 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..prompts import ANSWER_PREFIX
+from ..provenance import digest_files as _file_digest
 from .base import Backend, GenerateRequest, OptionScores, Reply, ScoreRequest, render_prompt
-
-
-def _file_digest(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        h.update(p.name.encode())
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
 
 
 def weights_digest(path: str | Path | None) -> str | None:
