@@ -19,7 +19,6 @@ endif
 # (src/subgroup_values/_data/studies/<study>.yaml). Its dataset goes to data/processed/ (sgp) or
 # data/processed/<study>/; results, figures and notebooks to the profile's folders (e.g. results/tur/).
 STUDY := $(or $(shell sed -n 's/^study: *\([A-Za-z0-9_./-]*\).*/\1/p' configs/$(PROFILE).yaml),sgp)
-export SUBGROUP_VALUES_STUDY := $(STUDY)
 # A study given as a config file is named by its own `study:` key (its folders are named after it).
 STUDY_NAME := $(if $(filter %.yaml %.yml,$(STUDY)),$(shell sed -n 's/^study: *\([A-Za-z0-9_-]*\).*/\1/p' $(STUDY)),$(STUDY))
 DATA_DIR := $(if $(filter sgp,$(STUDY_NAME)),data/processed,data/processed/$(STUDY_NAME))
@@ -117,69 +116,39 @@ $(DEPS_MK): $(wildcard $(PKG)/*.py $(PKG)/backends/*.py $(NB)/*.ipynb)
 	@$(PYTHON) $(PKG)/deps.py > $@.tmp && mv $@.tmp $@
 include $(DEPS_MK)
 
-# Named runs of notebook 3 (configs/<profile>.yaml, runs:): the base model, the modal SFT adapter (step 4) and the
-# distribution SFT adapter (step 4, run sft_distribution); the *_marginals runs use the marginals prompt template.
-BASE_RUNS := base_ood base_train base_ood_generate
-SFT_RUNS := sft_ood sft_train sft_ood_generate
-DIST_RUNS := sft_distribution_ood
-MARGINALS_RUNS := base_ood_marginals sft_ood_marginals sft_distribution_ood_marginals
-# Generate mode on a seeded sample of the refusal-sensitive items' pairs (questions.SENSITIVE_ITEMS), base and SFT:
-# the refusal rate with an interval of +-5 points or less (steps 5 and 7).
-REFUSAL_RUNS := base_ood_refusals sft_ood_refusals
-DIST_FT := $(OUT)/04_finetune__sft_distribution.ipynb
-DIST_RECIPE := configs/sft/$(PROFILE)_distribution.yaml
-HEADROOM_RUNS := base_ood sft_ood $(DIST_RUNS) $(MARGINALS_RUNS)
-STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb \
-  $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
-  $(REFUSAL_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(DIST_FT) $(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(MARGINALS_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
-  $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb $(OUT)/07_paper_comparison.ipynb
-ifneq ($(STUDY_NAME),sgp)
-# Another country: the dataset, the landscape, the zero-shot runs with the baselines and the headroom. The paper
-# comparison (step 7) is Singapore's; fine-tuning, fairness and open-ended steps run on request (make finetune ...).
-HEADROOM_RUNS := base_ood base_ood_marginals
-STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/02_value_landscape.ipynb $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
-  $(OUT)/03_evaluate__base_ood_marginals.ipynb $(OUT)/08_headroom.ipynb
+# The profile's steps and runs, declared once in configs/<profile>.yaml (steps:, runs:): the steps of `make all` in
+# order, each run's prerequisites (after: its fine-tune), the runs each analysis step reads and the goals of runs
+# built apart (target:, e.g. the default profile's `make distribution`), written by src/subgroup_values/plan.py.
+# (Written as make reads this file, before any rule, where a python that reads YAML is there (.venv's, else the one
+# on PATH): a dry run builds nothing and every list below is the profile's. Elsewhere the environment comes first.)
+PLAN_MK := $(BUILD)/plan.$(PROFILE).mk
+PLAN_PY := $(if $(wildcard $(PY)),$(PY),$(if $(shell $(PYTHON) -c "import yaml" 2>/dev/null && echo yes),$(PYTHON)))
+ifneq ($(PLAN_PY),)
+PLAN_OK := $(shell mkdir -p $(BUILD) && PYTHONPATH=src $(PLAN_PY) -m subgroup_values.plan --profile $(PROFILE) --out $(PLAN_MK) && echo ok)
+ifneq ($(PLAN_OK),ok)
+$(error configs/$(PROFILE).yaml could not be planned (the message above says why))
 endif
-
-# The distribution fine-tune's chain is its own command in the default profile (`make distribution`): with it,
-# `make all` would not fit its 90 minutes on 2 cores. Steps 7 and 8 read its committed predictions, and rerun when
-# `make distribution` changes them. (report.SEPARATE_TARGETS names the same steps for the run times.)
-DIST_STEPS := $(DIST_FT) $(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/03_evaluate__sft_distribution_ood_marginals.ipynb
-ifeq ($(PROFILE),default)
-STEPS := $(filter-out $(DIST_STEPS),$(STEPS))
-HEADROOM_RUNS := $(filter-out sft_distribution_ood sft_distribution_ood_marginals,$(HEADROOM_RUNS))
-DIST_PREDS := $(wildcard results/default/sft_distribution_ood/predictions.parquet results/default/sft_distribution_ood_marginals/predictions.parquet)
+else
+$(PLAN_MK): configs/$(PROFILE).yaml $(PKG)/plan.py | $(STAMP)
+	@mkdir -p $(dir $@)
+	@$(PY) -m subgroup_values.plan --profile $(PROFILE) --out $@
 endif
-distribution: $(DIST_STEPS)
+include $(PLAN_MK)
+STEPS := $(PLAN_STEPS)
+# Runs built by a goal of their own (target: in the profile), e.g. `make distribution`.
+$(foreach g,$(PLAN_GOALS),$(eval $(g): $(PLAN_GOAL_$(subst -,_,$(g)))))
 
 # The modal and distribution fine-tunes under the respondent-disjoint protocol (configs/disjoint.yaml): target fold
 # 0's dataset, built from the committed fold aggregates, the fine-tunes on it and their evaluations on fold 0's
 # targets. Step 8 of the default profile reads their predictions (results/disjoint/) when they are there.
 FOLD_DATASET := build/disjoint/folds/fold0/pairs.csv
 ifeq ($(PROFILE),disjoint)
-STEPS := $(OUT)/04_finetune.ipynb $(OUT)/03_evaluate__sft_ood.ipynb $(DIST_FT) $(OUT)/03_evaluate__sft_distribution_ood.ipynb
 PAIRS := $(FOLD_DATASET)
 endif
 # The second model's committed runs (make all PROFILE=gemma), placed beside the embedded model's by step 7.
 GEMMA_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/gemma/base_ood/predictions.parquet results/gemma/sft_ood/predictions.parquet))
 DISJOINT_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/disjoint/sft_ood/predictions.parquet results/disjoint/sft_distribution_ood/predictions.parquet))
-
-ifeq ($(PROFILE),gemma)
-# Gemma 3 270M (configs/gemma.yaml; a base model, scored with the base_completion template): the dataset, the
-# zero-shot runs of notebook 3, the modal fine-tune and its OOD run, the fairness audit and the headroom (`make
-# model-gemma` builds the model).
-BASE_RUNS := base_ood base_train
-SFT_RUNS := sft_ood
-REFUSAL_RUNS :=
-HEADROOM_RUNS := base_ood sft_ood
-STEPS := $(OUT)/01_build_dataset.ipynb $(OUT)/03_evaluate__base_ood.ipynb $(OUT)/03_evaluate__base_train.ipynb \
-  $(OUT)/04_finetune.ipynb $(OUT)/03_evaluate__sft_ood.ipynb $(OUT)/05_fairness.ipynb $(OUT)/08_headroom.ipynb
-endif
-
 ifeq ($(PROFILE),binder)
-# Binder (configs/binder.yaml; ~2 GB of memory, a few minutes): from the committed aggregates, the value landscape
-# and the zero-shot evaluation of the embedded model (postBuild builds it) on a seeded sample of pairs; no fine-tune.
-STEPS := $(OUT)/02_value_landscape.ipynb $(OUT)/03_evaluate__base_ood.ipynb $(OUT)/03_evaluate__base_train.ipynb
 MODEL_READY := models/SmolLM2-135M-Instruct/model.safetensors
 endif
 
@@ -289,7 +258,7 @@ $(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(DEPS_01_build_data
 PAIRS ?= $(DATA_DIR)/pairs.csv
 ifeq ($(PROFILE),disjoint)
 $(FOLD_DATASET): $(DATA_DIR)/fold_pairs.csv $(DATA_DIR)/pairs.csv $(PKG)/folds.py $(PKG)/dataset.py | $(STAMP)
-	$(PY) -m subgroup_values.folds dataset --fold 0 $(dir $@)
+	$(PY) -m subgroup_values.folds dataset --fold 0 --study $(STUDY) $(dir $@)
 else ifeq ($(FROM_AGGREGATES),1)
 AGGREGATES_OK := $(BUILD)/aggregates$(if $(filter sgp,$(STUDY_NAME)),,.$(STUDY_NAME)).ok
 # Checked on every make; the stamp changes only when the verified tables do.
@@ -325,11 +294,11 @@ REUSE_RECORDS := $(wildcard results/$(PROFILE)/*/metrics.json results/$(PROFILE)
 ifneq ($(and $(filter 1,$(REUSE)),$(REUSE_RECORDS)),)
 # (Not the pairs table nor the model among its prerequisites: their rules need the environment, which a dry run
 # must not build. The steps themselves depend on them.)
-$(REUSE_MK): $(WVS_CHECK) $(wildcard results/$(PROFILE)/*/*.json $(PKG)/*.py $(PKG)/backends/*.py $(NB)/*.ipynb \
+$(REUSE_MK): $(WVS_CHECK) $(PLAN_MK) $(wildcard results/$(PROFILE)/*/*.json $(PKG)/*.py $(PKG)/backends/*.py $(NB)/*.ipynb \
   configs/$(PROFILE).yaml configs/sft/$(PROFILE)*.yaml $(STUDY_FILE))
 	@mkdir -p $(dir $@)
 	@PYTHONPATH=src $(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m subgroup_values.reuse stamp --profile $(PROFILE) --pairs $(PAIRS) --mk $@ \
-	  --recipe 04_finetune=$(RECIPE) --recipe 04_finetune__sft_distribution=$(DIST_RECIPE) \
+	  --recipe 04_finetune=$(RECIPE) $(PLAN_REUSE_RECIPES) \
 	  --model-ready "$(MODEL_READY)" $(REUSE_TARGETS)
 include $(REUSE_MK)
 endif
@@ -340,31 +309,23 @@ $(OUT)/02_value_landscape.ipynb: $(NB)/02_value_landscape.ipynb $(DEPS_02_value_
 
 landscape: $(OUT)/02_value_landscape.ipynb
 
-# ---- 3. zero-shot evaluation of the base model -----------------------------------------------------------------
-$(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/03_evaluate__base_ood_marginals.ipynb $(OUT)/03_evaluate__base_ood_refusals.ipynb: $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(MODEL_READY)
+# ---- 3. zero-shot evaluation (and, after step 4, of each fine-tune's adapter: the plan adds the fine-tune) --------
+$(PLAN_EVALUATIONS): $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(MODEL_READY)
 	$(RUN_NB) $< --run $*
 
-evaluate: $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
+evaluate: $(filter-out $(PLAN_AFTER_FINE_TUNE),$(PLAN_EVALUATIONS))
 
-# ---- 4. fine-tuning, then the same evaluation with the adapter -------------------------------------------------
+# ---- 4. fine-tuning: step 4's modal fine-tune, and each fine-tune run of the profile (its recipe in runs:) -------
 $(OUT)/04_finetune.ipynb: $(NB)/04_finetune.ipynb $(DEPS_04_finetune) $(CONFIG) $(RECIPE) $(PAIRS) $(MODEL_READY)
 	$(RUN_NB) $< -p recipe $(RECIPE)
 
-$(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/03_evaluate__sft_ood_marginals.ipynb $(OUT)/03_evaluate__sft_ood_refusals.ipynb: $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(OUT)/04_finetune.ipynb
+$(PLAN_FINE_TUNES): $(OUT)/04_finetune__%.ipynb: $(NB)/04_finetune.ipynb $(DEPS_04_finetune) $(CONFIG) $(PAIRS) $(MODEL_READY)
 	$(RUN_NB) $< --run $*
 
-# The distribution-matching fine-tune (configs/sft/<profile>_distribution.yaml: loss distribution), then its runs.
-$(DIST_FT): $(NB)/04_finetune.ipynb $(DEPS_04_finetune) $(CONFIG) $(DIST_RECIPE) $(PAIRS) $(MODEL_READY)
-	$(RUN_NB) $< --run sft_distribution -p recipe $(DIST_RECIPE)
-
-$(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(OUT)/03_evaluate__sft_distribution_ood_marginals.ipynb: $(OUT)/03_evaluate__%.ipynb: $(NB)/03_evaluate.ipynb $(DEPS_03_evaluate) $(CONFIG) $(PAIRS) $(DIST_FT)
-	$(RUN_NB) $< --run $*
-
-finetune: $(OUT)/04_finetune.ipynb $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(DIST_FT) $(DIST_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
+finetune: $(OUT)/04_finetune.ipynb $(PLAN_FINE_TUNES) $(PLAN_AFTER_FINE_TUNE)
 
 # ---- 5. fairness audit, 6. open-ended answers, 7. the paper beside ours -------------------------------------------
-$(OUT)/05_fairness.ipynb: $(NB)/05_fairness.ipynb $(DEPS_05_fairness) $(CONFIG) $(BASE_RUNS:%=$(OUT)/03_evaluate__%.ipynb) $(SFT_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
-  $(REFUSAL_RUNS:%=$(OUT)/03_evaluate__%.ipynb)
+$(OUT)/05_fairness.ipynb: $(NB)/05_fairness.ipynb $(DEPS_05_fairness) $(CONFIG) $(PLAN_READS_05_fairness)
 	$(RUN_NB) $<
 
 $(OUT)/06_open_ended.ipynb: $(NB)/06_open_ended.ipynb $(DEPS_06_open_ended) $(CONFIG) $(OUT)/04_finetune.ipynb
@@ -375,12 +336,12 @@ $(OUT)/06_open_ended.ipynb: $(NB)/06_open_ended.ipynb $(DEPS_06_open_ended) $(CO
 # from the respondents; without it (or in the smoke profile) the committed tables stand. One BLAS thread: the
 # regression's many small L-BFGS fits run 10-20x slower with threads on a loaded 2-core machine.
 HEADROOM_ARGS := $(if $(FROM_AGGREGATES),,$(if $(filter smoke,$(PROFILE)),,-p wvs_file "$(WVS_FILE)"))
-$(OUT)/08_headroom.ipynb: $(NB)/08_headroom.ipynb $(DEPS_08_headroom) $(CONFIG) $(PAIRS) $(HEADROOM_RUNS:%=$(OUT)/03_evaluate__%.ipynb) \
-  $(DIST_PREDS) $(DISJOINT_PREDS)
+$(OUT)/08_headroom.ipynb: $(NB)/08_headroom.ipynb $(DEPS_08_headroom) $(CONFIG) $(PAIRS) $(PLAN_READS_08_headroom) \
+  $(DISJOINT_PREDS)
 	OPENBLAS_NUM_THREADS=1 $(RUN_NB) $< $(HEADROOM_ARGS)
 
-$(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(DEPS_07_paper_comparison) $(CONFIG) $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb \
-  $(GEMMA_PREDS)
+$(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(DEPS_07_paper_comparison) $(CONFIG) $(PLAN_READS_07_paper_comparison) \
+  $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb $(GEMMA_PREDS)
 	$(RUN_NB) $<
 
 fairness: $(OUT)/05_fairness.ipynb

@@ -98,15 +98,3 @@ def family_model(request) -> Path:
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
-
-
-@pytest.fixture(autouse=True)
-def _active_study_restored():
-    """The CLI and the runner set SUBGROUP_VALUES_STUDY in their process (the edge that issue 30 retires): a test
-    that calls them in-process must not leave another study active for the tests after it."""
-    before = os.environ.get("SUBGROUP_VALUES_STUDY")
-    yield
-    if before is None:
-        os.environ.pop("SUBGROUP_VALUES_STUDY", None)
-    else:
-        os.environ["SUBGROUP_VALUES_STUDY"] = before

@@ -31,9 +31,9 @@ def test_disparity_known_answers():
 
 def test_per_subgroup_and_attribute():
     t = preds_table({"21-24/Muslim": [1, 1, 1, 0], "65+/Muslim": [0, 0, 1, 0], "65+/Hindu": [1, 0, 0, 0]})
-    sg = fairness.per_subgroup(t).set_index("subgroup_id")
+    sg = fairness.per_subgroup(t, study="sgp").set_index("subgroup_id")
     assert sg.loc["21-24/Muslim", "accuracy"] == 0.75 and sg.loc["65+/Hindu", "accuracy"] == 0.25
-    attr = fairness.per_attribute(t, "accuracy", n_boot=50, seed=0).set_index("value")
+    attr = fairness.per_attribute(t, "accuracy", n_boot=50, seed=0, study="sgp").set_index("value")
     # "65+" is the mean over its two subgroups (0.25 and 0.25); "Muslim" over 0.75 and 0.25
     assert attr.loc["65+", "estimate"] == pytest.approx(0.25)
     assert attr.loc["Muslim", "estimate"] == pytest.approx(0.5)

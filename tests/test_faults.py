@@ -438,18 +438,13 @@ def test_make_rebuilds_the_dataset_when_country_changes_and_refuses_it_without_t
 
 def test_cli_evaluate_takes_the_study_of_the_pairs(tmp_path, monkeypatch):
     """Issue 29, case 5: Turkey's pairs were scored with Singapore's prompts."""
-    from subgroup_values.cli import _use_study
-
     data = _data_copy(tmp_path)
     m = json.loads((data / "manifest.json").read_text())
     m["study"]["study"] = "tur"
     (data / "manifest.json").write_text(json.dumps(m))
-    monkeypatch.setenv("SUBGROUP_VALUES_STUDY", "sgp")  # registers the variable's state, restored afterwards
-    monkeypatch.delenv("SUBGROUP_VALUES_STUDY")
     with pytest.raises(ValueError, match="holds the pairs of study 'tur'.*--study tur"):
-        load_pairs(data / "pairs.csv")  # the active study is Singapore's
-    _use_study(None, str(data / "pairs.csv"))
-    assert os.environ["SUBGROUP_VALUES_STUDY"] == "tur"
+        load_pairs(data / "pairs.csv", study="sgp")  # Singapore's prompts asked for Turkey's pairs
+    assert load_pairs(data / "pairs.csv").attrs["study"] == "tur"  # the table says whose it is; the prompts follow
 
 
 def _cli(*argv):

@@ -106,7 +106,7 @@ def test_a_finished_training_is_never_resumed_after_its_pairs_change(tiny_model,
     table.to_csv(data / "pairs.csv", index=False)
     out = tmp_path / "sft"
     s, t, m = recipe(tiny_model, out, train_limit=16, num_train_epochs=1, save_steps=2, max_steps=2,
-                     pairs_file=str(data / "pairs.csv"))
+                     pairs_file=str(data / "pairs.csv"), study="sgp")  # a table of one's own names its study
     first = finetune.main(s, t, m)
     assert first["training"]["global_step"] == 2 and first["training"]["train_loss"] > 0
     table.loc[table.split == "train", "weighted_counts"] = table.loc[table.split == "train", "weighted_counts"].map(

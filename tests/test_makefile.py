@@ -99,9 +99,9 @@ def test_derived_dependencies_cover_what_a_notebook_really_imports(stem):
 
 
 def test_make_all_leaves_exactly_the_separate_targets_steps_to_their_own_command(tmp_path):
-    """The default profile's `make distribution` steps are the ones report.SEPARATE_TARGETS times apart from
+    """The default profile's `make distribution` steps (its runs with target: distribution) are the ones timed apart from
     `make all`, and `make all` does not run them (a dry run from scratch lists every step it would run)."""
-    from subgroup_values import report
+    from subgroup_values import plan
 
     env = {**{k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
            "PYTHONPATH": str(REPO_ROOT / "src")}
@@ -113,7 +113,7 @@ def test_make_all_leaves_exactly_the_separate_targets_steps_to_their_own_command
         assert r.returncode == 0, r.stdout + r.stderr
         return {s.replace(":", "__") for s in steps_run(r.stdout)}
 
-    separate = set(report.SEPARATE_TARGETS["default"]["distribution"])
+    separate = set(plan.separate_targets("default")["distribution"])
     assert separate <= dry("distribution")
     every = dry("all")
     assert not separate & every and "08_headroom" in every and "03_evaluate__sft_ood" in every

@@ -44,11 +44,12 @@ def test_unequal_weights_raise_the_floor():
 
 def test_real_ood_pairs(survey, questions):
     from subgroup_values import dataset
-    from subgroup_values.subgroups import OOD_STRATA, find_subgroups
+    from subgroup_values.study import load_study
+    from subgroup_values.subgroups import find_subgroups
 
     pairs = dataset.load_pairs(split="ood")
     pairs = pairs[pairs.qid.isin(["Q1", "Q46"])]
-    subgroups = find_subgroups(survey, list(OOD_STRATA), min_size=30)
+    subgroups = find_subgroups(survey, list(load_study("sgp").ood_strata), min_size=30)
     qs = [questions[q] for q in ("Q1", "Q46")]
     floor = noise_floor.noise_floor(survey, qs, subgroups, pairs, n_boot=100, n_splits=20, progress=False)
     assert len(floor) == len(pairs)

@@ -35,11 +35,9 @@ def test_the_papers_models_stand_beside_singapore_runs_only(monkeypatch):
         return pd.DataFrame({"subset": ["all", "all"], "metric": ["accuracy", "nmae"], "estimate": [acc, 0.2]})
 
     summaries = {"model": summary(0.4), "population_mode": summary(0.8)}
-    monkeypatch.setenv("SUBGROUP_VALUES_STUDY", "sgp")
-    sgp = beside_paper(summaries, "base_ood")
+    sgp = beside_paper(summaries, "base_ood", "sgp")
     assert "reported" in set(sgp.model.str.extract(r"\((\w+)\)")[0]) and len(sgp) > 2
-    monkeypatch.setenv("SUBGROUP_VALUES_STUDY", "tur")
-    tur = beside_paper(summaries, "base_ood")
+    tur = beside_paper(summaries, "base_ood", "tur")
     assert list(tur.model) == ["base_ood (ours)", "population_mode (baseline)"]
 
 

@@ -24,8 +24,7 @@ TUR_KEY = ["B_COUNTRY", "W_WEIGHT", "Q260", "X003R", "Q275R", "H_URBRURAL", "Q28
 
 
 @pytest.fixture
-def tur(monkeypatch):
-    monkeypatch.setenv("SUBGROUP_VALUES_STUDY", "tur")
+def tur():
     return load_study("tur")
 
 
@@ -55,15 +54,16 @@ def test_singapore_personas_read_as_before(attributes, phrase):
 
 
 def test_turkey_prompts_name_turkey_in_the_configs_words(tur):
-    assert prompts.describe({"sex": "Female", "settlement": "Rural", "education": "Higher education"}) == \
+    assert prompts.describe({"sex": "Female", "settlement": "Rural", "education": "Higher education"}, tur) == \
         "a rural woman with a university-level education"
     q = next(q for q in load_questions(rule="all") if prompts.PLACEHOLDER.search(q.text + " ".join(
         lab for _, lab in q.options)))
-    text = "\n".join(m["content"] for m in prompts.build_messages(q, {"income": "Low income", "age": "16-24"}))
+    text = "\n".join(m["content"] for m in prompts.build_messages(q, {"income": "Low income", "age": "16-24"},
+                                                                study=tur))
     assert "Turkey" in text and "Singapore" not in text and not prompts.PLACEHOLDER.search(text)
     assert text.endswith("Respondent: a person aged 16 to 24 with a low household income")
     with pytest.raises(ValueError, match="Unknown dimension"):
-        prompts.describe({"ethnicity": "Malay"})
+        prompts.describe({"ethnicity": "Malay"}, tur)
 
 
 def test_turkey_file_reads_as_a_single_country_file(wvs_file_tur):
@@ -126,7 +126,7 @@ def test_single_country_file_without_a_wave_is_refused(tmp_path, tur_frame):
 
 
 def test_turkey_dataset_builds_and_records_its_weights(wvs_file_tur, tur, capsys):
-    ds, survey, questions = build_dataset(wvs_file_tur, progress=False)
+    ds, survey, questions = build_dataset(wvs_file_tur, progress=False, study=tur)
     m = ds.manifest
     assert m["source"]["weights"] == "self-weighting" and m["source"]["items_not_in_file"] == ["Q245"]
     assert m["study"]["study"] == "tur" and "dropped_dimensions" not in m["study"]
@@ -201,9 +201,66 @@ def test_make_runs_turkeys_steps_into_its_own_folders(tmp_path, wvs_file_tur):
     assert "wvs_file.tur.id" in r.stdout and str(wvs_file_tur) in r.stdout
 
 
-def test_the_profile_and_the_environment_must_agree_on_the_study(monkeypatch):
+def test_the_runner_passes_the_profiles_study_and_ignores_the_environment(monkeypatch):
+    """The study reaches a notebook as its ``study`` parameter, from the profile: a variable in the shell (the old
+    global) changes nothing."""
     from subgroup_values import runner
 
+    seen = {}
     monkeypatch.setenv("SUBGROUP_VALUES_STUDY", "sgp")
-    with pytest.raises(SystemExit, match="runs study 'tur' but SUBGROUP_VALUES_STUDY is 'sgp'"):
-        runner.run_notebook("notebooks/01_build_dataset.ipynb", profile="tur", out_dir="/tmp/never")
+    monkeypatch.setattr("papermill.execute_notebook", lambda src, out, parameters, **kw: (
+        seen.update(parameters), (_ for _ in ()).throw(RuntimeError("stop before the kernel"))))
+    with pytest.raises(RuntimeError, match="stop before the kernel"):
+        runner.run_notebook("notebooks/01_build_dataset.ipynb", profile="tur", out_dir="/tmp/never-tur", html=False)
+    assert seen["study"] == "tur"
+
+
+def test_two_studies_in_one_process_each_with_its_own_pairs():
+    """Singapore's and Turkey's committed tables side by side in one process: each carries its study, and the
+    prompts, the attributes and the per-attribute audit follow the table, whatever the environment says."""
+
+    from subgroup_values import fairness
+    from subgroup_values.dataset import load_pairs, pair_frame
+    from subgroup_values.evaluate import predict
+    from subgroup_values.study import study_of
+
+    sgp, tur = load_pairs(split="ood"), load_pairs(study="tur", split="ood")
+    assert study_of(sgp).name == "sgp" and study_of(tur).name == "tur"
+    questions = {q.qid: q for q in load_questions(rule="all")}
+    out = {}
+    for name, pairs in (("sgp", sgp), ("tur", tur)):
+        sample = pairs.head(3)
+        assert study_of(pair_frame(sample, questions)).name == name  # the study survives the steps' frames
+
+        class Capture:
+            kind, supports_logprob, key = "capture", True, name
+
+            def identity(self):
+                return {"kind": "capture"}
+
+            def score(self, requests):
+                out.setdefault(self.key, []).extend(r.messages for r in requests)
+                from subgroup_values.backends.base import OptionScores
+
+                return [OptionScores(probs=[1 / len(r.options)] * len(r.options), option_mass=1.0)
+                        for r in requests]
+
+        preds = predict(Capture(), sample, progress=False, questions=questions)
+        assert study_of(preds).name == name
+        dims = set(fairness.per_subgroup(preds).columns) & {"ethnicity", "religion", "settlement", "income"}
+        assert dims <= set(load_study(name).dimensions)
+    text = {k: " ".join(m["content"] for msgs in v for m in msgs) for k, v in out.items()}
+    assert "Singapore" in text["sgp"] and "Turkey" not in text["sgp"]
+    assert "Turkey" in text["tur"] and "Singapore" not in text["tur"]
+
+
+def test_no_module_reads_the_study_from_the_environment():
+    """The study is passed, never read from the shell: no module of the package names the old variable."""
+    from subgroup_values.paths import REPO_ROOT
+
+    found = [str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "src/subgroup_values").rglob("*.py")
+             if "SUBGROUP_VALUES_STUDY" in p.read_text()]
+    assert found == []
+    from subgroup_values import study as study_module
+
+    assert not hasattr(study_module, "active")

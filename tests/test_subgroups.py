@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 from subgroup_values.questions import load_questions
+from subgroup_values.study import load_study
 from subgroup_values.subgroups import (
-    DIMENSIONS,
-    OOD_STRATA,
-    TRAIN_STRATA,
     build_pairs,
     find_subgroups,
     make_strata,
@@ -17,6 +15,9 @@ from subgroup_values.subgroups import (
     subgroup_mask,
     subgroups_frame,
 )
+
+SGP = load_study("sgp")
+DIMENSIONS, OOD_STRATA, TRAIN_STRATA = SGP.dimensions, SGP.ood_strata, SGP.train_strata
 
 
 def test_split_reproduces_the_paper(survey):

@@ -451,7 +451,7 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
     from .paths import REPO_ROOT
     from .provenance import atomic_write, git_revision, scrub, write_csv
     from .runs import evaluate_run
-    from .study import active
+    from .study import study_of
 
     started = time.time()
 
@@ -480,6 +480,7 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
     say(f"evaluating {label} -> {out / 'evaluation'}")
     done = evaluate_run(cfg, out / "evaluation")
     all_pairs, questions, record = done["all_pairs"], done["questions"], done["record"]
+    study = study_of(all_pairs)
     preds = scored_run(out / "evaluation", all_pairs)
     keys = preds[["qid", "subgroup_id"]]
     n_ood = int((all_pairs.split == "ood").sum())
@@ -505,7 +506,7 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
     say("headroom (paper protocol, committed noise floor)")
     pairs = all_pairs[all_pairs.split == "ood"].merge(keys, on=["qid", "subgroup_id"])
     try:
-        floor = noise_floor.load()
+        floor = noise_floor.load(study=study)
     except FileNotFoundError as exc:  # an installed copy of an older wheel, a study without a floor
         floor = None
         notes.append(f"The headroom was not computed: {exc}")
@@ -519,7 +520,7 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
         from . import classical, folds
 
         say("reading the survey file (raking, regression, folds)")
-        fd = folds.read_folds(wvs_file, k=folds_k, seed=seed)
+        fd = folds.read_folds(wvs_file, k=folds_k, seed=seed, study=study)
         resp = classical.Respondents(fd.survey, fd.questions, fd.study)
         lam, _ = classical.choose_penalty(resp, seed=seed)
     tables, found["headroom"], cover = {}, [], None
@@ -544,7 +545,7 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
             gaps["disjoint"] = headroom.floor_gap(disjoint, fold_floor, family, n_boot, seed, 1 - ALPHA / len(family))
             cover = headroom.coverage(pairs, disjoint, folds_k)
         hclaims = headroom.headroom_claims(tables, gaps, {"paper": list(model_runs), "disjoint": zero_shot},
-                                           active().country_name, "headroom.csv", zero_shot, cover)
+                                           study.country_name, "headroom.csv", zero_shot, cover)
         found["headroom"] = [dataclasses.replace(c, id="audit." + c.id, topic="audit") for c in hclaims]
     card_tables = {"systems": systems_markdown(summaries), "paper": paper_markdown(),
                    "headroom": headroom_markdown(tables["paper"]) if tables else "(not computed: no noise floor)",
@@ -565,7 +566,7 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
 
     say("per-attribute fairness and the paper's bias contrasts")
     fair_models = {AUDITED: preds} | refs
-    attr = fairness.attribute_table(fair_models, n_boot=n_boot, seed=seed)
+    attr = fairness.attribute_table(fair_models, n_boot=n_boot, seed=seed, study=study)
     write_csv(attr, out / "per_attribute.csv")
     disp = fairness.disparity_table(preds, n_boot=n_boot, seed=seed)
     write_csv(disp, out / "disparity.csv")
@@ -587,7 +588,7 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
     prov = {"model": cfg["model"], "adapter": cfg.get("adapter"), "label": label,
             "config": {k: v for k, v in cfg.items() if k not in ("run",)}, "git_revision": git_revision(),
             "pairs": len(preds), "sample": sample, "reference_runs": ref_prov, "notes": notes,
-            "noise_floor_sha256": _sha256(Path(noise_floor.floor_file())) if floor is not None else None, "wvs_file_given": bool(wvs_file),
+            "noise_floor_sha256": _sha256(Path(noise_floor.floor_file(study))) if floor is not None else None, "wvs_file_given": bool(wvs_file),
             "protocols": list(tables), "baselines": list(baselines.KINDS), "wall_seconds": round(time.time() - started, 1),
             "backend": record.get("backend")}
     atomic_write(out / "audit.json", json.dumps(scrub(json.loads(json.dumps(prov, default=str))), indent=2) + "\n")

@@ -28,7 +28,6 @@ import pandas as pd
 from .dataset import pair_frame
 from .metrics import score_pairs
 from .questions import Question, load_questions
-from .study import active
 
 KINDS = ("population_mode", "compositional", "uniform", "log_linear", "true_mode", "population_mode_point")
 #: Added to every option's weighted count of a marginal (and of the population) in the log-linear predictor.
@@ -61,7 +60,7 @@ def single_marginals(pairs: pd.DataFrame, all_pairs: pd.DataFrame) -> list[dict[
     """For each pair of ``pairs``: {dimension: (value, weighted answer counts of that single-attribute training
     cell)} over its known attributes (the input of the ``marginals`` prompt template). A pair whose cell was
     dropped (too few answers) raises: the template cannot be filled honestly."""
-    singles = all_pairs[all_pairs.stratum.isin(list(active().dimensions)) & (all_pairs.split == "train")]
+    singles = all_pairs[~all_pairs.stratum.str.contains(" x ", regex=False) & (all_pairs.split == "train")]
     cell = {(r.qid, r.subgroup_id): list(r.weighted_counts) for r in singles.itertuples()}
     out = []
     for row in pairs.itertuples(index=False):
@@ -84,7 +83,7 @@ def predictions(pairs: pd.DataFrame, all_pairs: pd.DataFrame, kind: str,
     questions = questions or {q.qid: q for q in load_questions(rule="all")}
     frame = pair_frame(pairs, questions)
     pop = population_distributions(all_pairs)
-    singles = all_pairs[all_pairs.stratum.isin(list(active().dimensions))]
+    singles = all_pairs[~all_pairs.stratum.str.contains(" x ", regex=False)]
     single_dist = {(r.qid, r.subgroup_id): np.asarray(r.weighted_counts, float) for r in singles.itertuples()}
     probs, choice = [], []
     for row in frame.itertuples(index=False):

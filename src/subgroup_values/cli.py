@@ -46,12 +46,10 @@ def _seconds(text: str) -> float:
 def _build_dataset(args) -> int:
     from .dataset import build_dataset, save_dataset
 
-    if args.study:
-        os.environ["SUBGROUP_VALUES_STUDY"] = args.study
     expected = -1 if args.expected_respondents is None else (args.expected_respondents or None)
     ds, survey, _ = build_dataset(args.wvs_file, country=args.country, min_size=args.min_group_size,
                                   min_answers=args.min_answers, question_rule=args.question_rule,
-                                  expected_respondents=expected, progress=not args.quiet)
+                                  expected_respondents=expected, progress=not args.quiet, study=args.study)
     paths = save_dataset(ds, args.out)
     c = ds.manifest["counts"]
     print(f"{survey.n_respondents} respondents, {c['questions']} questions, {c['pairs']['train']:,} train + "
@@ -104,25 +102,11 @@ def _settle_evaluation(args) -> None:
 
     settle_hub_mode()
     if args.pairs is None:
-        from .study import active, load_study, processed_dir
+        from .study import processed_dir
 
-        args.pairs = str(processed_dir(load_study(args.study) if args.study else active()) / "pairs.csv")
-    _use_study(args.study, args.pairs)
-
-
-def _use_study(study: str | None, pairs_file: str) -> None:
-    """The study whose prompts score ``pairs_file``: --study, else the one its manifest names (so that Turkey's
-    pairs are never asked with Singapore's personas; a --study that contradicts the manifest is refused when the
-    pairs are read)."""
-    from .study import active, load_study
-
-    if study is None:
-        manifest = os.path.join(os.path.dirname(os.path.abspath(pairs_file)), "manifest.json")
-        if os.path.isfile(manifest):
-            with open(manifest) as f:
-                study = (json.load(f).get("study") or {}).get("study")
-    if study and load_study(study).name != active().name:
-        os.environ["SUBGROUP_VALUES_STUDY"] = study
+        args.pairs = str(processed_dir(args.study) / "pairs.csv")
+    # the study travels with the pairs: --study, else the one the table's manifest names (Turkey's pairs are never
+    # asked with Singapore's personas; a --study that contradicts the manifest is refused when the pairs are read)
 
 
 def _finetune(args, rest: list[str]) -> int:
@@ -190,8 +174,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--wvs-file", required=True, help="the official WVS Wave 7 file (.csv, .sav, .dta or .zip)")
     b.add_argument("--study", default=None,
                    help="the study: a shipped one (sgp, tur) or a study config file (YAML: country, dimensions, "
-                        "strata, rules; see subgroup_values/_data/studies/sgp.yaml). Default: sgp, or "
-                        "SUBGROUP_VALUES_STUDY. The options below override the study's settings")
+                        "strata, rules; see subgroup_values/_data/studies/sgp.yaml). Default: sgp. The options "
+                        "below override the study's settings")
     b.add_argument("--country", default=None, help="B_COUNTRY_ALPHA code of the country (default: the study's)")
     b.add_argument("--out", default=None, help="folder for pairs.csv, subgroups.csv, manifest.json (default: the "
                                                "study's: data/processed for sgp, data/processed/<study> otherwise)")

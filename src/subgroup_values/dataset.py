@@ -15,7 +15,7 @@ from .claims import Claim
 from .paths import INSTALLED, PROCESSED, SHIPPED_PROCESSED, data_folder
 from .provenance import sha256_of, write_csv
 from .questions import QUESTION_RULES, Question, load_questions, questions_frame
-from .study import Study, active, load_study, processed_dir
+from .study import Study, processed_dir, reference, resolve
 from .subgroups import build_pairs, find_subgroups, stratum_name, subgroups_frame, usable_dimensions
 from .wvs import Survey, read_wvs
 
@@ -46,14 +46,14 @@ def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: in
                   ) -> tuple[Dataset, Survey, list[Question]]:
     """Read the survey file and build every (question, subgroup) pair of the study's train and OOD strata.
 
-    ``study`` (a :class:`~subgroup_values.study.Study`, a shipped study's name or a config path; default: the
-    active study) gives the country, dimensions, split and rules; the other arguments override it.
+    ``study`` (a :class:`~subgroup_values.study.Study`, a shipped study's name or a config path; default: Singapore's,
+    the paper's) gives the country, dimensions, split and rules; the other arguments override it.
     ``min_answers`` (default: the study's) drops a pair whose subgroup gave fewer answers to that question.
     ``expected_respondents``: the country's documented sample size, checked against the file (-1: the study's;
     None: no check). A dimension that cannot form two groups of ``min_size`` is dropped, with its reason kept in
     the manifest (``dropped_dimensions``) and printed.
     """
-    study = load_study(study) if isinstance(study, str | Path) else (study or active())
+    study = resolve(study)
     if country is not None and str(country).strip() != "" and str(country).strip().upper() not in (
             study.country, str(study.country_code)):
         raise ValueError(
@@ -145,8 +145,9 @@ def _check_declared_codes(survey: Survey, study: Study) -> None:
 
 
 def save_dataset(ds: Dataset, out_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write pairs.csv, subgroups.csv, questions_used.csv and manifest.json (with the files' hashes)."""
-    out_dir = Path(out_dir) if out_dir else processed_dir()
+    """Write pairs.csv, subgroups.csv, questions_used.csv and manifest.json (with the files' hashes); ``out_dir``
+    None: the folder of the dataset's study."""
+    out_dir = Path(out_dir) if out_dir else processed_dir((ds.manifest.get("study") or {}).get("study"))
     shipped = SHIPPED_PROCESSED.resolve()
     if INSTALLED and (out_dir.resolve() == shipped or shipped in out_dir.resolve().parents):
         raise ValueError(f"This subgroup_values is an installed copy: {out_dir} holds the aggregates it ships, which "
@@ -192,9 +193,13 @@ def _write_if_changed(path: Path, text: str) -> None:
     atomic_write(path, text)
 
 
-def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.DataFrame:
-    """Read a pairs table written by :func:`save_dataset`; list columns come back as Python lists."""
-    path = Path(path or processed_dir() / "pairs.csv")
+def load_pairs(path: str | Path | None = None, split: str | None = None,
+               study: Study | str | Path | None = None) -> pd.DataFrame:
+    """Read a pairs table written by :func:`save_dataset`; list columns come back as Python lists. ``path`` None:
+    the committed table of ``study`` (None: Singapore's). The table carries its study (``attrs["study"]``, from
+    its manifest, or ``study`` for a table of your own without one): a table whose manifest names another study
+    than ``study`` is refused."""
+    path = Path(path or processed_dir(study) / "pairs.csv")
     if not path.is_file():
         if INSTALLED:
             shipped = sorted("sgp" if p.parent == SHIPPED_PROCESSED else p.parent.name
@@ -204,7 +209,7 @@ def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.D
                 f"the studies {shipped} only. Build this study's with `subgroup-values build-dataset --wvs-file "
                 "FILE --out DIR` and pass DIR/pairs.csv.")
         raise FileNotFoundError(f"No pairs table at {path}. Build it first: `make data` (needs WVS_FILE).")
-    digest = check_against_manifest(path)
+    digest, made_for = check_against_manifest(path, study)
     pairs = pd.read_csv(path, dtype={"modal_answer": "Int64"}, keep_default_na=True)
     for col in LIST_COLUMNS:
         if col in pairs:
@@ -215,6 +220,9 @@ def load_pairs(path: str | Path | None = None, split: str | None = None) -> pd.D
             raise ValueError(f"split must be 'train' or 'ood', got {split!r}.")
         pairs = pairs[pairs.split == split].reset_index(drop=True)
     pairs.attrs.update(path=str(path), sha256=digest)  # the data actually read (run records carry this hash)
+    named = reference(resolve(study)) if study is not None and str(study).strip() else made_for
+    if named:
+        pairs.attrs["study"] = named
     return pairs
 
 
@@ -259,14 +267,15 @@ def _check_counts(pairs: pd.DataFrame, path: Path) -> None:
                      f"{sorted(scales[qid])}")
 
 
-def check_against_manifest(path: str | Path) -> str:
-    """The SHA-256 of a pairs table, checked against the manifest beside it (when there is one that lists it) and
-    its study against the active study: a hand-edited table, or another study's, is refused, never used."""
+def check_against_manifest(path: str | Path, study: Study | str | Path | None = None) -> tuple[str, str | None]:
+    """The SHA-256 of a pairs table, checked against the manifest beside it (when there is one that lists it), and
+    the study the manifest names (None without one), checked against ``study`` when given: a hand-edited table, or
+    another study's, is refused, never used."""
     path = Path(path)
     digest = sha256_of(path)
     mpath = path.parent / "manifest.json"
     if not mpath.is_file():
-        return digest
+        return digest, None
     try:
         manifest = json.loads(mpath.read_text())
     except ValueError as exc:
@@ -283,16 +292,18 @@ def check_against_manifest(path: str | Path) -> str:
                          f"survey file (make data WVS_FILE=...) or restore it (`git checkout {path}`); a table of "
                          "your own goes in a folder without that manifest.")
     made_for = (manifest.get("study") or {}).get("study")
-    if made_for and made_for != active().name:
+    wanted = resolve(study) if study is not None and str(study).strip() else None
+    if made_for and wanted is not None and made_for != wanted.name:
         raise ValueError(f"{path} holds the pairs of study {made_for!r} ({(manifest.get('study') or {}).get('country_name')}), "
-                         f"but the active study is {active().name!r} ({active().country_name}): its personas and "
+                         f"but study {wanted.name!r} ({wanted.country_name}) was asked for: its personas and "
                          f"prompts would be the wrong country's. Give --study {made_for} (notebooks: a profile of "
-                         f"that study), or the pairs of study {active().name!r}.")
-    return digest
+                         f"that study), or the pairs of study {wanted.name!r}.")
+    return digest, made_for
 
 
-def load_manifest(path: str | Path | None = None) -> dict:
-    return json.loads(Path(path or processed_dir() / "manifest.json").read_text())
+def load_manifest(path: str | Path | None = None, study: Study | str | Path | None = None) -> dict:
+    """The manifest at ``path``; None: the committed one of ``study`` (None: Singapore's)."""
+    return json.loads(Path(path or processed_dir(study) / "manifest.json").read_text())
 
 
 def manifest_of(pairs: pd.DataFrame) -> dict:
@@ -300,7 +311,7 @@ def manifest_of(pairs: pd.DataFrame) -> dict:
     (a fold's dataset has its own), else the study's."""
     path = pairs.attrs.get("path")
     beside = Path(path).parent / "manifest.json" if path else None
-    return load_manifest(beside if beside is not None and beside.is_file() else None)
+    return load_manifest(beside if beside is not None and beside.is_file() else None, pairs.attrs.get("study"))
 
 
 def sample_pairs(pairs: pd.DataFrame, n: int | None, seed: int = 0, qids: list[str] | None = None) -> pd.DataFrame:
@@ -322,7 +333,9 @@ def sample_pairs(pairs: pd.DataFrame, n: int | None, seed: int = 0, qids: list[s
 def pair_frame(pairs: pd.DataFrame, questions: dict[str, Question]) -> pd.DataFrame:
     """The columns a prediction table starts from: the pair, its truth, its scale, and whether it is divergent
     (the subgroup's modal answer differs from the whole sample's)."""
-    dims = [d for d in active().dimensions if d in pairs.columns] or [
+    named = pairs.attrs.get("study")
+    dims = [d for d in resolve(named).dimensions if d in pairs.columns] if named else []
+    dims = dims or [
         c for c in pairs.columns if c not in PAIR_COLUMNS]  # a table of another study: its own dimension columns
     keep = ["qid", "category", "stratum", "subgroup_id", "subgroup", *dims, "split", "n", "modal_answers",
             "population_modal_answers", "weighted_counts"]

@@ -18,6 +18,7 @@ from .dataset import pair_frame
 from .metrics import score_pairs
 from .prompts import DEFAULT_TEMPLATE, TEMPLATES, UNREADABLE, attributes_of, build_messages, parse_answer, prefix_group
 from .questions import Question, load_questions
+from .study import study_of
 
 SCORINGS = ("logprob", "generate")
 
@@ -25,9 +26,10 @@ SCORINGS = ("logprob", "generate")
 def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", template: str = DEFAULT_TEMPLATE,
             cache: ResponseCache | NullCache | None = None, chunk_size: int = 128, max_new_tokens: int = 12,
             progress: bool = True, questions: dict[str, Question] | None = None,
-            all_pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+            all_pairs: pd.DataFrame | None = None, study=None) -> pd.DataFrame:
     """Predictions of ``backend`` for every pair (cached; resumable: finished chunks are never recomputed).
-    ``all_pairs`` (default: the committed table) supplies the training cells of the ``marginals`` template."""
+    ``all_pairs`` (default: the study's committed table) supplies the training cells of the ``marginals`` template.
+    ``study``: whose persona words and country the prompts use (None: the one ``pairs`` carries)."""
     if scoring not in SCORINGS:
         raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}.")
     if template not in TEMPLATES:
@@ -35,6 +37,7 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
     if scoring == "logprob" and not backend.supports_logprob:
         raise ValueError(f"The {backend.kind} backend cannot score options; use scoring='generate'.")
     questions = questions or {q.qid: q for q in load_questions(rule="all")}
+    study = study_of(pairs, study)
     frame = pair_frame(pairs, questions)
     settings = {"scoring": scoring} | ({"max_new_tokens": max_new_tokens, "decoding": "greedy",
                                        "batch_size": getattr(backend, "batch_size", None)}
@@ -44,8 +47,9 @@ def predict(backend: Backend, pairs: pd.DataFrame, scoring: str = "logprob", tem
         from .baselines import single_marginals
         from .dataset import load_pairs
 
-        marginals = single_marginals(frame, all_pairs if all_pairs is not None else load_pairs())
-    messages = [build_messages(questions[r.qid], attributes_of(r._asdict()), template, marginals=m)
+        marginals = single_marginals(frame, all_pairs if all_pairs is not None else load_pairs(study=study))
+    messages = [build_messages(questions[r.qid], attributes_of(r._asdict(), study), template, marginals=m,
+                               study=study)
                 for r, m in zip(frame.itertuples(index=False), marginals)]
     options = [[str(v) for v, _ in questions[q].options] for q in frame.qid]
     groups = [prefix_group(template, q, s) for q, s in zip(frame.qid, frame.subgroup_id)]
@@ -187,7 +191,7 @@ def cut_curve(preds: pd.DataFrame, max_new_tokens: int,
 
 
 def budget_sweep(backend: Backend, pairs: pd.DataFrame, budgets: list[int], template: str = DEFAULT_TEMPLATE,
-                 questions: dict[str, Question] | None = None) -> pd.DataFrame:
+                 questions: dict[str, Question] | None = None, study=None) -> pd.DataFrame:
     """Generate mode at every token budget in ``budgets`` from one greedy decoding at the largest: greedy decoding
     with a budget ``b`` gives the first ``b`` tokens of the longer decoding, so each budget's replies are the
     decoded prefixes. Per budget: the share of replies cut at the budget (the model had not ended its reply), the
@@ -202,7 +206,8 @@ def budget_sweep(backend: Backend, pairs: pd.DataFrame, budgets: list[int], temp
         raise ValueError(f"Token budgets must be integers >= 1, got {budgets}.")
     questions = questions or {q.qid: q for q in load_questions(rule="all")}
     frame = pair_frame(pairs, questions)
-    messages = [build_messages(questions[r.qid], attributes_of(r._asdict()), template)
+    study = study_of(pairs, study)
+    messages = [build_messages(questions[r.qid], attributes_of(r._asdict(), study), template, study=study)
                 for r in frame.itertuples(index=False)]
     decoded = backend.generate_ids([GenerateRequest(m, budgets[-1]) for m in messages])
     tok = backend.tokenizer

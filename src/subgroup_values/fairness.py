@@ -38,15 +38,16 @@ from .bootstrap import (
 from .disparities import dispersion
 from .prompts import UNREADABLE
 from .questions import SENSITIVE_ITEMS
-from .study import active
+from .study import study_of
 
 METRIC_COLUMNS = {"accuracy": "correct", "nmae": "nmae", "wasserstein": "wasserstein"}
 LOWER_IS_BETTER = {"accuracy": False, "nmae": True, "wasserstein": True}
 
 
-def per_subgroup(preds: pd.DataFrame) -> pd.DataFrame:
-    """One row per subgroup: its attributes, pair count and mean metrics (incl. refusal and unparseable rates)."""
-    attrs = [d for d in active().dimensions if d in preds]
+def per_subgroup(preds: pd.DataFrame, study=None) -> pd.DataFrame:
+    """One row per subgroup: its attributes, pair count and mean metrics (incl. refusal and unparseable rates).
+    ``study``: the predictions' study (None: the one they carry, :func:`subgroup_values.study.study_of`)."""
+    attrs = [d for d in study_of(preds, study).dimensions if d in preds]
     g = preds.groupby("subgroup_id", sort=False)
     out = g.agg(subgroup=("subgroup", "first"), stratum=("stratum", "first"), pairs=("qid", "size"),
                 accuracy=("correct", "mean"), nmae=("nmae", "mean"), wasserstein=("wasserstein", "mean"),
@@ -219,13 +220,15 @@ def baseline_disparities(systems: dict[str, pd.DataFrame], n_boot: int = 1000, s
 
 
 def per_attribute(preds: pd.DataFrame, metric: str = "accuracy", n_boot: int = 1000, seed: int = 0,
-                  by_subset: bool = False) -> pd.DataFrame:
-    """Per attribute value: the mean of ``metric`` over every subgroup containing it, with intervals.
+                  by_subset: bool = False, study=None) -> pd.DataFrame:
+    """Per attribute value: the mean of ``metric`` over every subgroup containing it, with intervals (attributes
+    in the order of ``study``'s dimensions and categories; None: the predictions' study).
 
     With ``by_subset`` the same is computed separately on consensus and divergent pairs, so that "the model
     favours Chinese personas" can be told apart from "Chinese answers are the population's".
     """
     col = METRIC_COLUMNS[metric]
+    dims = study_of(preds, study).dimensions
     subsets = [("all", preds)]
     if by_subset:
         subsets += [("consensus", preds[~preds.divergent]), ("divergent", preds[preds.divergent])]
@@ -234,7 +237,7 @@ def per_attribute(preds: pd.DataFrame, metric: str = "accuracy", n_boot: int = 1
         if d.empty:
             continue
         members = {(dim, val): d.loc[d[dim] == val, "subgroup_id"].unique()
-                   for dim in active().dimensions if dim in d for val in active().dimensions[dim].categories.values()}
+                   for dim in dims if dim in d for val in dims[dim].categories.values()}
         members = {k: v for k, v in members.items() if len(v)}
 
         # The statistic is a mean of subgroup means (a subgroup that a resample leaves without pairs is skipped):
@@ -253,7 +256,7 @@ def per_attribute(preds: pd.DataFrame, metric: str = "accuracy", n_boot: int = 1
             rows.append({"subset": subset, "dimension": dim, "value": val, "metric": metric,
                          "subgroups": len(members[(dim, val)]), "estimate": r.estimate, "lo": r.lo, "hi": r.hi})
     out = pd.DataFrame(rows)
-    order = {(d, v): i for i, (d, v) in enumerate((d, v) for d in active().dimensions for v in active().dimensions[d].categories.values())}
+    order = {(d, v): i for i, (d, v) in enumerate((d, v) for d in dims for v in dims[d].categories.values())}
     return out.assign(_o=[order[(d, v)] for d, v in zip(out.dimension, out.value)]).sort_values(["subset", "_o"]) \
         .drop(columns="_o").reset_index(drop=True)
 
@@ -279,26 +282,27 @@ def refusals(preds: pd.DataFrame) -> pd.DataFrame:
 # ---- the audit's tables, one function each (notebook 5 shows them) ----------------------------------------------
 
 def attribute_table(models: dict[str, pd.DataFrame], n_boot: int = 1000, seed: int = 0,
-                    metrics: tuple[str, ...] = ("accuracy", "nmae")) -> pd.DataFrame:
+                    metrics: tuple[str, ...] = ("accuracy", "nmae"), study=None) -> pd.DataFrame:
     """:func:`per_attribute` for every model and metric, on all / consensus / divergent pairs, with a ``model``
     column and a ``label`` ("religion: Muslim") for plots."""
-    parts = [per_attribute(preds, m, n_boot=n_boot, seed=seed, by_subset=True).assign(model=name)
+    parts = [per_attribute(preds, m, n_boot=n_boot, seed=seed, by_subset=True, study=study).assign(model=name)
              for name, preds in models.items() for m in metrics]
     out = pd.concat(parts, ignore_index=True)
     return out.assign(label=out.dimension + ": " + out.value)
 
 
-def divergent_share_by_attribute(preds: pd.DataFrame) -> pd.DataFrame:
+def divergent_share_by_attribute(preds: pd.DataFrame, study=None) -> pd.DataFrame:
     """Per attribute value: the mean share of divergent pairs over the subgroups that contain it (one row)."""
-    share = per_subgroup(preds)
+    dims = study_of(preds, study).dimensions
+    share = per_subgroup(preds, study)
     out = {f"{d}: {v}": share.loc[share[d] == v, "divergent_share"].mean()
-           for d in active().dimensions if d in share for v in active().dimensions[d].categories.values() if (share[d] == v).any()}
+           for d in dims if d in share for v in dims[d].categories.values() if (share[d] == v).any()}
     return pd.Series(out, name="share of divergent pairs").to_frame().T
 
 
-def subgroup_comparison(base: pd.DataFrame, sft: pd.DataFrame) -> pd.DataFrame:
+def subgroup_comparison(base: pd.DataFrame, sft: pd.DataFrame, study=None) -> pd.DataFrame:
     """:func:`per_subgroup` of base with SFT's accuracy and NMAE beside it (suffixes _base, _sft)."""
-    return per_subgroup(base).merge(per_subgroup(sft)[["subgroup_id", "accuracy", "nmae"]], on="subgroup_id",
+    return per_subgroup(base, study).merge(per_subgroup(sft, study)[["subgroup_id", "accuracy", "nmae"]], on="subgroup_id",
                                     suffixes=("_base", "_sft"))
 
 

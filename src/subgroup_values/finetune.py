@@ -35,7 +35,10 @@ from .questions import load_questions
 class SubgroupSFTArguments:
     """Data arguments of the study (TRL's own SFTConfig and ModelConfig hold the rest)."""
 
-    pairs_file: str = field(default="", metadata={"help": "pairs table; empty: data/processed/pairs.csv"})
+    pairs_file: str = field(default="", metadata={"help": "pairs table; empty: the study's committed table"})
+    study: str = field(default="", metadata={
+        "help": "the study of the pairs (a shipped name or a config path): empty, the one the table's manifest names "
+                "(a table without a manifest needs it), or Singapore's committed table when pairs_file is empty too"})
     template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": f"prompt template, one of {TEMPLATES}"})
     train_limit: int = field(default=0, metadata={"help": "train on a seeded sample of this many pairs; 0: all"})
     sample_seed: int = field(default=0, metadata={"help": "seed of that sample"})
@@ -55,12 +58,15 @@ def modal_completion(modes: list[int]) -> str:
     return f"{ANSWER_PREFIX} {min(int(m) for m in modes)}"
 
 
-def sft_records(pairs: pd.DataFrame, template: str = DEFAULT_TEMPLATE) -> list[dict]:
-    """Prompt-completion records (conversational) for TRL's SFTTrainer."""
+def sft_records(pairs: pd.DataFrame, template: str = DEFAULT_TEMPLATE, study=None) -> list[dict]:
+    """Prompt-completion records (conversational) for TRL's SFTTrainer (``study`` None: the pairs' own)."""
+    from .study import study_of
+
     questions = {q.qid: q for q in load_questions(rule="all")}
+    study = study_of(pairs, study)
     out = []
     for row in pairs.to_dict("records"):
-        msgs = build_messages(questions[row["qid"]], attributes_of(row), template)
+        msgs = build_messages(questions[row["qid"]], attributes_of(row, study), template, study=study)
         text = plain_text(msgs)  # base_completion: plain text in, plain text out (TRL adds BOS and EOS)
         completion = modal_completion(row["modal_answers"])
         out.append({"prompt": msgs if text is None else text,
@@ -72,18 +78,20 @@ def sft_records(pairs: pd.DataFrame, template: str = DEFAULT_TEMPLATE) -> list[d
 TRAINERS = ("packed", "trl")
 
 
-def distribution_examples(pairs: pd.DataFrame, tokenizer, template: str = DEFAULT_TEMPLATE) -> dict:
+def distribution_examples(pairs: pd.DataFrame, tokenizer, template: str = DEFAULT_TEMPLATE, study=None) -> dict:
     """Per pair: the evaluation's prompt up to ``Answer:`` (token ids), each option code's tokens in context (as
     the scorer reads them) and the subgroup's weighted answer distribution (the target)."""
     from .backends.base import render_prompt
     from .backends.hf import option_token_ids
+    from .study import study_of
 
     questions = {q.qid: q for q in load_questions(rule="all")}
+    study = study_of(pairs, study)
     prompt_ids, option_ids, targets = [], [], []
     codes: dict[str, list[list[int]]] = {}
     for row in pairs.to_dict("records"):
         q = questions[row["qid"]]
-        text = render_prompt(tokenizer, build_messages(q, attributes_of(row), template), ANSWER_PREFIX)
+        text = render_prompt(tokenizer, build_messages(q, attributes_of(row, study), template, study=study), ANSWER_PREFIX)
         prompt_ids.append(tokenizer(text, add_special_tokens=False)["input_ids"])
         if q.qid not in codes:
             codes[q.qid] = [option_token_ids(tokenizer, str(v)) for v, _ in q.options]
@@ -102,7 +110,10 @@ def training_pairs(args: SubgroupSFTArguments) -> pd.DataFrame:
         raise ValueError("The distribution loss runs on the packed trainer: set trainer: packed.")
     if args.template not in TEMPLATES:
         raise ValueError(f"template must be one of {TEMPLATES}, got {args.template!r}.")
-    pairs = load_pairs(args.pairs_file or None, split="train")
+    pairs = load_pairs(args.pairs_file or None, split="train", study=args.study or None)
+    if "study" not in pairs.attrs:
+        raise ValueError(f"{args.pairs_file} has no manifest.json beside it that names its study: set study: in the "
+                         "recipe (sgp, tur or a study config's path), so that its personas are the right country's.")
     return sample_pairs(pairs, args.train_limit, args.sample_seed)
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .study import Study, active
+from .study import Study, resolve, study_of
 
 #: Columns of the committed fold aggregates (``fold_pairs.csv``).
 FOLD_COLUMNS = ("fold", "role", "qid", "category", "stratum", "subgroup_id", "subgroup", "split", "n",
@@ -75,14 +75,16 @@ def assign_folds(survey, study: Study, k: int = 2, seed: int = 0) -> np.ndarray:
     return folds
 
 
-def read_folds(wvs_file, k: int = 2, seed: int = 0, country: str | None = None) -> FoldData:
-    """The active study's survey (the same respondents and questions as its dataset build), split into folds."""
+def read_folds(wvs_file, k: int = 2, seed: int = 0, country: str | None = None,
+               study: Study | str | None = None) -> FoldData:
+    """The study's survey (the same respondents and questions as its dataset build; None: Singapore's), split into
+    folds."""
     from .dataset import valid_codes
     from .questions import load_questions
     from .subgroups import usable_dimensions
     from .wvs import read_wvs
 
-    study = active()
+    study = resolve(study)
     questions = load_questions(rule=study.question_rule)
     survey = read_wvs(wvs_file, country=country or study.country, items=[q.qid for q in questions],
                       valid_codes=valid_codes(load_questions(rule="all")), columns=tuple(study.columns),
@@ -171,34 +173,36 @@ def other_folds_divergence(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
-def fold_file():
-    """Where the committed fold aggregates are kept, beside the study's dataset."""
+def fold_file(study: Study | str | None = None):
+    """Where the committed fold aggregates of ``study`` (None: Singapore's) are kept, beside its dataset."""
     from .study import processed_dir
 
-    return processed_dir() / "fold_pairs.csv"
+    return processed_dir(study) / "fold_pairs.csv"
 
 
-def save_fold_pairs(table: pd.DataFrame, path=None) -> bool:
-    """Write the fold aggregates (cells of 30+ respondents in their fold only) when their content changed."""
+def save_fold_pairs(table: pd.DataFrame, path=None, study: Study | str | None = None) -> bool:
+    """Write the fold aggregates (cells of the study's minimum group size, 30+, in their fold only) when their
+    content changed; ``path`` None: the study's :func:`fold_file`."""
     from pathlib import Path
 
     from .provenance import write_csv
 
-    small = table[table.n < active().min_group_size]
+    study = resolve(study)
+    small = table[table.n < study.min_group_size]
     if len(small):
-        raise ValueError(f"{len(small)} fold cells have fewer than {active().min_group_size} respondents (e.g. "
+        raise ValueError(f"{len(small)} fold cells have fewer than {study.min_group_size} respondents (e.g. "
                          f"{small.subgroup_id.iloc[0]}): they may not be committed.")
-    path = Path(path) if path else fold_file()
+    path = Path(path) if path else fold_file(study)
     t = table.reindex(columns=list(FOLD_COLUMNS)).copy()
     for col in ("counts", "weighted_counts", "modal_answers", "population_modal_answers"):
         t[col] = t[col].map(json.dumps)
     return write_csv(t, path)
 
 
-def load_fold_pairs(path=None) -> pd.DataFrame:
+def load_fold_pairs(path=None, study: Study | str | None = None) -> pd.DataFrame:
     from pathlib import Path
 
-    path = Path(path) if path else fold_file()
+    path = Path(path) if path else fold_file(study)
     if not path.is_file():
         raise FileNotFoundError(f"No fold aggregates at {path}: run notebook 08 with the survey file "
                                 "(make headroom WVS_FILE=...), which builds and keeps them.")
@@ -232,7 +236,7 @@ def leave_cell_out(pairs: pd.DataFrame, all_pairs: pd.DataFrame) -> pd.DataFrame
     questions = {q.qid: q for q in load_questions(rule="all")}
     frame = pair_frame(pairs, questions)
     pop = population_distributions(all_pairs)
-    singles = all_pairs[all_pairs.stratum.isin(list(active().dimensions))]
+    singles = all_pairs[~all_pairs.stratum.str.contains(" x ", regex=False)]
     single = {(r.qid, r.subgroup_id): np.asarray(r.weighted_counts, float) for r in singles.itertuples()}
     probs = []
     for row in frame.itertuples(index=False):
@@ -273,7 +277,7 @@ def fold_dataset(table: pd.DataFrame, fold: int, all_pairs: pd.DataFrame) -> pd.
         raise ValueError(f"fold {fold}: {len(bad)} rows whose role and split disagree (e.g. {bad.subgroup_id.iloc[0]}"
                          f" is {bad.role.iloc[0]} but split {bad.split.iloc[0]}): the fold aggregates are damaged; "
                          "rebuild them (make headroom WVS_FILE=...).")
-    dims = [c for c in all_pairs.columns if c in active().dimensions]
+    dims = [c for c in all_pairs.columns if c in study_of(all_pairs).dimensions]
     attrs = all_pairs.drop_duplicates("subgroup_id").set_index("subgroup_id")[dims]
     missing = sorted(set(part.subgroup_id) - set(attrs.index))
     if missing:
@@ -311,7 +315,7 @@ def write_fold_dataset(table: pd.DataFrame, fold: int, all_pairs: pd.DataFrame, 
     text = t.to_csv(index=False, lineterminator="\n")
     path = out_dir / "pairs.csv"
     _write_if_changed(path, text)
-    study = active()
+    study = study_of(all_pairs)
     counts = frame.groupby("split").size().to_dict()
     manifest = {"study": {"study": study.name, "country": study.country, "country_name": study.country_name},
                 "protocol": "disjoint", "fold": int(fold), "k": int(table.fold.nunique()),
@@ -319,7 +323,7 @@ def write_fold_dataset(table: pd.DataFrame, fold: int, all_pairs: pd.DataFrame, 
                                 f"ood = fold {fold}'s OOD cells (cells and pairs of {study.min_group_size}+ "
                                 "respondents in their fold)"),
                 # the survey the fold aggregates were built from: the dataset's (notebook 8 builds both from it)
-                "source": (load_manifest().get("source") or {}),
+                "source": (load_manifest(study=study).get("source") or {}),
                 "fold_pairs": {"name": Path(source).name if source else "fold_pairs.csv",
                                "sha256": sha256_of(source) if source else None},
                 "counts": {"pairs": {k: int(v) for k, v in counts.items()},
@@ -342,11 +346,12 @@ def _main(argv=None) -> int:
     d.add_argument("out_dir")
     d.add_argument("--fold", type=int, required=True)
     d.add_argument("--fold-pairs", default="", help="the fold aggregates; empty: the study's fold_pairs.csv")
+    d.add_argument("--study", default="sgp", help="the study (a shipped name or a config path; default sgp)")
     args = ap.parse_args(argv)
-    src = args.fold_pairs or fold_file()
     try:
+        src = args.fold_pairs or fold_file(args.study)
         table = load_fold_pairs(src)
-        m = write_fold_dataset(table, args.fold, load_pairs(), args.out_dir, source=src)
+        m = write_fold_dataset(table, args.fold, load_pairs(study=args.study), args.out_dir, source=src)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     print(f"fold {args.fold}: {m['counts']['pairs']} pairs -> {args.out_dir}/pairs.csv")

@@ -211,7 +211,7 @@ def disjoint_systems(fd, table: pd.DataFrame, runs: dict[str, pd.DataFrame], n_b
         tsurvey = fd.targets_of(f)
         subs = find_subgroups(tsurvey, list(fd.study.ood_strata), min_size=fd.study.min_group_size, study=fd.study)
         qs = [q for q in fd.questions if q.qid in set(t.qid)]
-        floors.append(noise_floor(tsurvey, qs, subs, t, n_boot, n_splits, seed + f, progress).assign(fold=f))
+        floors.append(noise_floor(tsurvey, qs, subs, t, n_boot, n_splits, seed + f, progress, study=fd.study).assign(fold=f))
     systems = {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
     div = folds.other_folds_divergence(table)
     return {k: independent_divergence(v, div) for k, v in systems.items()}, pd.concat(floors, ignore_index=True), penalties

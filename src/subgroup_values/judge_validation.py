@@ -77,10 +77,15 @@ def statement(q: Question, option: int, template: int, longer: bool = False, cou
     return TEMPLATES[template].format(label=label) + (ELABORATION if longer else "")
 
 
-def validation_set(pairs: pd.DataFrame, questions: dict[str, Question], n: int, seed: int = 0) -> pd.DataFrame:
+def validation_set(pairs: pd.DataFrame, questions: dict[str, Question], n: int, seed: int = 0,
+                   study=None) -> pd.DataFrame:
     """One row per validation item (``n`` seeded pairs x the three kinds): the pair, ``kind``, ``template``, the
-    better and worse statements and their options (1-based values), and their lengths in characters."""
+    better and worse statements and their options (1-based values), and their lengths in characters. The items
+    carry the pairs' study (``study`` None: the one ``pairs`` carries)."""
     from .dataset import sample_pairs
+    from .study import reference, study_of
+
+    study = study_of(pairs, study)
 
     if n < 1:
         raise ValueError(f"A validation set needs at least one pair; got n={n}.")
@@ -91,29 +96,34 @@ def validation_set(pairs: pd.DataFrame, questions: dict[str, Question], n: int, 
         m, far = modal_and_far(q, r["weighted_counts"])
         t = _hash(seed, r["qid"], r["subgroup_id"]) % len(TEMPLATES)
         for kind in KINDS:
-            better = statement(q, m, t, longer=kind == "better_longer")
-            worse = statement(q, far, t, longer=kind == "better_shorter")
+            better = statement(q, m, t, longer=kind == "better_longer", country=study.country_name)
+            worse = statement(q, far, t, longer=kind == "better_shorter", country=study.country_name)
             rows.append({"qid": r["qid"], "subgroup_id": r["subgroup_id"], "kind": kind, "template": t,
                          "better": better, "worse": worse, "better_option": q.options[m][0],
                          "worse_option": q.options[far][0], "better_chars": len(better), "worse_chars": len(worse),
                          "weighted_counts": r["weighted_counts"],
-                         **{k: v for k, v in r.items() if k in attributes_of(r)}})
-    return pd.DataFrame(rows)
+                         **{k: v for k, v in r.items() if k in attributes_of(r, study)}})
+    out = pd.DataFrame(rows)
+    out.attrs["study"] = reference(study)
+    return out
 
 
 def judge_validation(backend, items: pd.DataFrame, questions: dict[str, Question], mode: str = "logprob",
-                     cache=None, chunk_size: int = 32, timings: dict | None = None) -> pd.DataFrame:
-    """Judge every validation item in both orders on the Value rubric (through the response cache). One row per
+                     cache=None, chunk_size: int = 32, timings: dict | None = None, study=None) -> pd.DataFrame:
+    """Judge every validation item in both orders on the Value rubric (through the response cache; ``study`` None:
+    the items' own, :func:`validation_set`'s). One row per
     judgement: the item, ``order`` ('better_first' / 'better_second'), the verdict and, in logprob mode, the
     probabilities of A, B and tie."""
     from .openended import judge_messages, run_judge
+    from .study import study_of
 
+    study = study_of(items, study)
     jobs = []
     for i, r in enumerate(items.to_dict("records")):
-        q, attrs = questions[r["qid"]], attributes_of(r)
+        q, attrs = questions[r["qid"]], attributes_of(r, study)
         for order, (a, b) in (("better_first", (r["better"], r["worse"])), ("better_second", (r["worse"], r["better"]))):
             jobs.append({"item": i, "order": order,
-                         "messages": judge_messages(q, attrs, "Value", a, b, r["weighted_counts"])})
+                         "messages": judge_messages(q, attrs, "Value", a, b, r["weighted_counts"], study=study)})
     groups = [f"validation:{items.qid.iloc[j['item']]}:{items.subgroup_id.iloc[j['item']]}" for j in jobs]
     verdicts, probs, _ = run_judge(backend, [j["messages"] for j in jobs], mode, cache, chunk_size=chunk_size,
                                    timings=timings, timing_name="judge validation", groups=groups)

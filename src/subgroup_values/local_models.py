@@ -296,7 +296,7 @@ def tiny_corpus() -> list[str]:
     """Text the tiny tokenizer is trained on: the question bank and persona phrases."""
     from .prompts import INSTRUCTION, system_survey
     from .questions import load_questions
-    from .study import active
+    from .study import resolve
 
     texts = [system_survey(), INSTRUCTION, "Answer: 1 2 3 4 5 6 7 8 9 10", "How would the following respondent from "
              "Singapore most likely answer this question? Respondent: a man woman person living in Singapore. You "
@@ -304,8 +304,8 @@ def tiny_corpus() -> list[str]:
     for q in load_questions(rule="all"):
         texts.append(q.text)
         texts.extend(f"{v}. {label}" for v, label in q.options)
-    dims = active().dimensions.values()
-    for position in ("before", "after"):  # the persona words of the study (words before the noun, then after)
+    dims = resolve(None).dimensions.values()
+    for position in ("before", "after"):  # Singapore's persona words (words before the noun, then after)
         texts.extend(w for d in dims for pos, w in d.phrases.values() if pos == position)
     return texts
 

@@ -120,12 +120,15 @@ def pair_floor(options: np.ndarray, weights: np.ndarray, k: int, n_boot: int = 2
 
 
 def noise_floor(survey, questions, subgroups, pairs: pd.DataFrame, n_boot: int = 200, n_splits: int = 50,
-                seed: int = 0, progress: bool = True) -> pd.DataFrame:
+                seed: int = 0, progress: bool = True, study=None) -> pd.DataFrame:
     """The floor of every pair in ``pairs`` (one row per pair: qid, subgroup_id, n_valid, and ``boot_tv``,
-    ``boot_w1``, ``boot_jsd``, ``split_tv``, ``split_w1``, ``split_jsd``). ``survey``, ``questions`` and
-    ``subgroups`` are those the pairs were built from (:func:`subgroup_values.dataset.build_dataset`)."""
+    ``boot_w1``, ``boot_jsd``, ``split_tv``, ``split_w1``, ``split_jsd``). ``survey``, ``questions``,
+    ``subgroups`` and ``study`` (its dimensions' survey columns; None: the pairs' study) are those the pairs were
+    built from (:func:`subgroup_values.dataset.build_dataset`)."""
+    from .study import study_of
     from .subgroups import subgroup_mask
 
+    study = study_of(pairs, study)
     rng = np.random.default_rng(seed)
     weights = survey.data["W_WEIGHT"].to_numpy(dtype=float)
     by_id = {s.subgroup_id: s for s in subgroups}
@@ -138,7 +141,7 @@ def noise_floor(survey, questions, subgroups, pairs: pd.DataFrame, n_boot: int =
         on_scale = ~np.isnan(scaled)
         for r in group.itertuples(index=False):
             if r.subgroup_id not in masks:
-                masks[r.subgroup_id] = subgroup_mask(survey, by_id[r.subgroup_id])
+                masks[r.subgroup_id] = subgroup_mask(survey, by_id[r.subgroup_id], study)
             sel = masks[r.subgroup_id] & on_scale
             options = (scaled[sel] - q.scale_min).astype(int)
             floor = pair_floor(options, weights[sel], q.n_options, n_boot, n_splits, rng)
@@ -146,25 +149,26 @@ def noise_floor(survey, questions, subgroups, pairs: pd.DataFrame, n_boot: int =
     return pd.DataFrame(rows)
 
 
-def floor_file():
-    """Where the floor of the active study's pairs is kept, beside its dataset (per-pair aggregates of groups of
-    30+: committed with the data); ``data/processed/noise_floor.csv`` for Singapore."""
+def floor_file(study=None):
+    """Where the floor of a study's pairs is kept, beside its dataset (per-pair aggregates of groups of 30+:
+    committed with the data); ``data/processed/noise_floor.csv`` for Singapore (``study`` None)."""
     from .study import processed_dir
 
-    return processed_dir() / "noise_floor.csv"
+    return processed_dir(study) / "noise_floor.csv"
 
 
 def from_survey_file(wvs_file, pairs: pd.DataFrame, country: str | None = None, min_size: int | None = None,
-                     n_boot: int = 200, n_splits: int = 50, seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """The floor of ``pairs`` from the survey file (the same respondents and subgroups as the active study's
-    dataset build)."""
+                     n_boot: int = 200, n_splits: int = 50, seed: int = 0, progress: bool = True,
+                     study=None) -> pd.DataFrame:
+    """The floor of ``pairs`` from the survey file (the same respondents and subgroups as the dataset build of the
+    pairs' study, :func:`subgroup_values.study.study_of`)."""
     from .dataset import valid_codes
     from .questions import load_questions
-    from .study import active
+    from .study import study_of
     from .subgroups import find_subgroups, usable_dimensions
     from .wvs import read_wvs
 
-    study = active()
+    study = study_of(pairs, study)
     min_size = study.min_group_size if min_size is None else min_size
     questions = load_questions(rule="all")
     survey = read_wvs(wvs_file, country=country or study.country, items=[q.qid for q in questions],
@@ -172,23 +176,24 @@ def from_survey_file(wvs_file, pairs: pd.DataFrame, country: str | None = None, 
                       may_lack=study.absent_items)
     used, _ = usable_dimensions(survey, study, min_size)
     subgroups = find_subgroups(survey, used.strata, min_size=min_size, study=used)
-    return noise_floor(survey, questions, subgroups, pairs, n_boot, n_splits, seed, progress)
+    return noise_floor(survey, questions, subgroups, pairs, n_boot, n_splits, seed, progress, study=used)
 
 
-def save(floor: pd.DataFrame, path=None) -> bool:
-    """Write the floor table (rounded to 6 decimals) only when its content changed; True when written."""
+def save(floor: pd.DataFrame, path=None, study=None) -> bool:
+    """Write the floor table (rounded to 6 decimals) only when its content changed; True when written. ``path``
+    None: the study's :func:`floor_file`."""
     from pathlib import Path
 
     from .provenance import write_csv
 
-    path = Path(path) if path else floor_file()
+    path = Path(path) if path else floor_file(study)
     return write_csv(floor.round(6), path)
 
 
-def load(path=None) -> pd.DataFrame:
+def load(path=None, study=None) -> pd.DataFrame:
     from pathlib import Path
 
-    path = Path(path) if path else floor_file()
+    path = Path(path) if path else floor_file(study)
     if not path.is_file():
         raise FileNotFoundError(f"No noise floor at {path}: run notebook 08 once with the survey file "
                                 f"(make all WVS_FILE=...), which computes and keeps it.")

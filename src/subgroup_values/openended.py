@@ -29,8 +29,9 @@ import pandas as pd
 from .backends.base import Backend, GenerateRequest, ScoreRequest, reply_records
 from .backends.cache import NullCache, ResponseCache, cache_key, fill
 from .bootstrap import bootstrap
-from .prompts import attributes_of, default_country, describe, fill_placeholders
+from .prompts import attributes_of, describe, fill_placeholders
 from .questions import Question
+from .study import Study, resolve, study_of
 
 CRITERIA = {
     "Overall": "Which response is the better answer overall: relevant to the question, coherent, and a "
@@ -45,13 +46,16 @@ JUDGE_SYSTEM = "You are a careful, impartial judge of survey answers. You compar
 
 
 def open_question(q: Question, country: str | None = None) -> str:
-    """The question's wording as asked (placeholders filled), without the list of options."""
-    return fill_placeholders(q.text, country or default_country())
+    """The question's wording as asked (placeholders filled; ``country`` None: Singapore), without the options."""
+    return fill_placeholders(q.text, country or resolve(None).country_name)
 
 
-def open_messages(q: Question, attributes: dict[str, str], country: str | None = None) -> list[dict]:
-    country = country or default_country()
-    persona = describe(attributes)
+def open_messages(q: Question, attributes: dict[str, str], country: str | None = None,
+                  study: Study | str | None = None) -> list[dict]:
+    """The open question put to a persona of ``study`` (None: Singapore's)."""
+    study = resolve(study)
+    country = country or study.country_name
+    persona = describe(attributes, study)
     return [{"role": "system", "content": f"You are {persona} living in {country}. Answer as yourself."},
             {"role": "user", "content": f"{open_question(q, country)}\n\nIn two or three sentences, what do you "
                                         f"think, and why?"}]
@@ -64,14 +68,16 @@ def distribution_text(q: Question, weighted_counts: list[float]) -> str:
 
 
 def judge_messages(q: Question, attributes: dict[str, str], criterion: str, answer_a: str, answer_b: str,
-                   weighted_counts: list[float] | None = None, country: str | None = None) -> list[dict]:
-    country = country or default_country()
+                   weighted_counts: list[float] | None = None, country: str | None = None,
+                   study: Study | str | None = None) -> list[dict]:
+    study = resolve(study)
+    country = country or study.country_name
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {list(CRITERIA)}, got {criterion!r}.")
     context = ""
     if criterion == "Value" and weighted_counts is not None:
         context = f"\nHow this group really answered in the survey: {distribution_text(q, weighted_counts)}\n"
-    user = (f"Person: {describe(attributes)} living in {country}.\nQuestion: {open_question(q, country)}\n{context}\n"
+    user = (f"Person: {describe(attributes, study)} living in {country}.\nQuestion: {open_question(q, country)}\n{context}\n"
             f"Response A: {answer_a}\n\nResponse B: {answer_b}\n\n{CRITERIA[criterion]}\n"
             f"Reply with exactly one line: \"Verdict: A\", \"Verdict: B\" or \"Verdict: tie\".")
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
@@ -92,10 +98,11 @@ def parse_verdict(reply: str) -> str | None:
 def generate_answers(backend: Backend, pairs: pd.DataFrame, questions: dict[str, Question],
                      cache: ResponseCache | NullCache | None = None, max_new_tokens: int = 64,
                      chunk_size: int = 16, progress: bool = False, timings: dict | None = None,
-                     timing_name: str = "open answers") -> list[str | None]:
+                     timing_name: str = "open answers", study=None) -> list[str | None]:
     """Free-text persona answers for every pair (cached in chunks; None where a request failed).
-    ``timings[timing_name]`` gets (seconds computing, answers computed)."""
-    msgs = [open_messages(questions[r["qid"]], attributes_of(r)) for r in pairs.to_dict("records")]
+    ``timings[timing_name]`` gets (seconds computing, answers computed); ``study`` None: the pairs' own."""
+    study = study_of(pairs, study)
+    msgs = [open_messages(questions[r["qid"]], attributes_of(r, study), study=study) for r in pairs.to_dict("records")]
     keys = [cache_key(backend=backend.identity(), settings={"task": "open_answer", "max_new_tokens": max_new_tokens},
                       messages=m) for m in msgs]
     done = fill(cache, keys, lambda idx: reply_records(backend.generate([GenerateRequest(msgs[i], max_new_tokens) for i in idx])),
@@ -166,20 +173,21 @@ def run_judge(backend: Backend, messages: list[list[dict]], mode: str = "logprob
 def judge(backend: Backend, pairs: pd.DataFrame, questions: dict[str, Question], system_answers: list[str],
           reference_answers: list[str], criteria: list[str] | tuple[str, ...] = tuple(CRITERIA),
           mode: str = "logprob", cache: ResponseCache | NullCache | None = None, retries: int = 2,
-          max_new_tokens: int = 8, chunk_size: int = 32, timings: dict | None = None) -> pd.DataFrame:
-    """Judge every pair on every criterion in both orders. One row per judgement:
+          max_new_tokens: int = 8, chunk_size: int = 32, timings: dict | None = None, study=None) -> pd.DataFrame:
+    """Judge every pair on every criterion in both orders (``study`` None: the pairs' own). One row per judgement:
     ``order`` ('system_first' / 'system_second'), the verdict about the slots (A/B/tie or None), ``score``
     for the system (1 win, 0.5 tie, 0 loss, NaN when the judge's reply could not be read), in logprob mode the
     probabilities ``p_A``, ``p_B``, ``p_tie``, and the two answers' lengths in characters."""
     jobs = []
+    study = study_of(pairs, study)
     for i, r in enumerate(pairs.to_dict("records")):
-        q, attrs = questions[r["qid"]], attributes_of(r)
+        q, attrs = questions[r["qid"]], attributes_of(r, study)
         for criterion in criteria:
             for order, (a, b) in (("system_first", (system_answers[i], reference_answers[i])),
                                   ("system_second", (reference_answers[i], system_answers[i]))):
                 jobs.append({"i": i, "qid": r["qid"], "subgroup_id": r["subgroup_id"], "criterion": criterion,
                              "order": order, "messages": judge_messages(q, attrs, criterion, a, b,
-                                                                        r.get("weighted_counts"))})
+                                                                        r.get("weighted_counts"), study=study)})
     verdicts, probs, attempts = run_judge(backend, [j["messages"] for j in jobs], mode, cache, retries,
                                           max_new_tokens, chunk_size, timings,
                                           groups=[f"judge:{j['qid']}:{j['subgroup_id']}" for j in jobs])

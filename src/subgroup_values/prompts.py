@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from .questions import Question
-from .study import Study, active
+from .study import Study, resolve
 
 TEMPLATES = ("persona_user", "persona_system", "no_persona", "marginals", "base_completion")
 DEFAULT_TEMPLATE = "persona_user"
@@ -41,16 +41,19 @@ INSTRUCTION = ("Answer each question with the number of the option you choose, i
 
 
 def attributes_of(row, study: Study | None = None) -> dict[str, str]:
-    """The known attributes of a pair's subgroup ({"age": "65+", "religion": "Muslim"}) from a pairs-table row."""
-    return {d: row[d] for d in (study or active()).dimensions if isinstance(row.get(d), str) and row[d]}
+    """The known attributes of a pair's subgroup ({"age": "65+", "religion": "Muslim"}) from a pairs-table row:
+    the dimensions its ``subgroup_id`` names (``age=2|religion=5``), in that order, or ``study``'s dimensions."""
+    dims = list(study.dimensions) if study is not None else [p.split("=", 1)[0] for p in
+                                                             str(row.get("subgroup_id") or "").split("|") if p]
+    return {d: row[d] for d in dims if isinstance(row.get(d), str) and row[d]}
 
 
 def describe(attributes: dict[str, str], study: Study | None = None) -> str:
     """A noun phrase naming only the known attributes, in the study config's words: the noun ("a woman"; else
     "person"), the words before it and the phrases after it, each in the order of the study's dimensions, e.g.
     {"sex": "Female", "age": "25-34"} -> 'a woman aged 25 to 34'; {"ethnicity": "Malay", "religion": "Muslim"} ->
-    'a Malay Muslim person'."""
-    dims = (study or active()).dimensions
+    'a Malay Muslim person'. ``study`` None: Singapore's words."""
+    dims = resolve(study).dimensions
     unknown = [d for d in attributes if d not in dims and isinstance(attributes[d], str) and attributes[d]]
     if unknown:
         raise ValueError(f"Unknown dimension(s) {unknown}; the study's are {list(dims)}.")
@@ -65,32 +68,27 @@ def describe(attributes: dict[str, str], study: Study | None = None) -> str:
     return " ".join([article, head, *(w for pos, w in said if pos == "after")])
 
 
-def default_country() -> str:
-    """The active study's country name (Singapore by default)."""
-    return active().country_name
-
-
 #: The questionnaire's placeholders for the country's name ("[your country]", "[my country]", "[Country]").
 PLACEHOLDER = re.compile(r"\[(?:your |my |the )?country\]", re.IGNORECASE)
 
 
 def system_survey(country: str | None = None) -> str:
-    country = country or default_country()
+    country = country or resolve(None).country_name
     return f"You are helping with the World Values Survey in {country}. {INSTRUCTION}"
 
 
 def fill_placeholders(text: str, country: str | None = None) -> str:
     """The questionnaire's "[your country]" / "[my country]" / "[Country]" replaced by the country's name."""
-    return PLACEHOLDER.sub(country or default_country(), text)
+    return PLACEHOLDER.sub(country or resolve(None).country_name, text)
 
 
 def question_block(q: Question, country: str | None = None) -> str:
-    country = country or default_country()
+    country = country or resolve(None).country_name
     options = "\n".join(f"{v}. {fill_placeholders(label, country)}" for v, label in q.options)
     return f"Question: {fill_placeholders(q.text, country)}\n\nOptions:\n{options}"
 
 
-def marginal_lines(q: Question, marginals: dict[str, list[float]]) -> str:
+def marginal_lines(q: Question, marginals: dict[str, list[float]], study: Study | None = None) -> str:
     """One line per single attribute: 'a man: 1: 80%, 2: 15%, ...' (shares of the attribute's respondents)."""
     lines = []
     for dim, dist in marginals.items():
@@ -100,37 +98,39 @@ def marginal_lines(q: Question, marginals: dict[str, list[float]]) -> str:
             raise ValueError(f"{q.qid}: the marginal of {dim}={label} needs {q.n_options} non-negative shares with a "
                              f"positive total, got {shares}.")
         parts = ", ".join(f"{v}: {100 * x / total:.0f}%" for (v, _), x in zip(q.options, shares))
-        lines.append(f"- {describe({dim: label})}: {parts}")
+        lines.append(f"- {describe({dim: label}, study)}: {parts}")
     return "\n".join(lines)
 
 
 def build_messages(q: Question, attributes: dict[str, str], template: str = DEFAULT_TEMPLATE,
-                   country: str | None = None, marginals: dict[str, tuple[str, list[float]]] | None = None
-                   ) -> list[dict]:
-    """Chat messages for one (question, subgroup) pair; ``country`` names the survey's country. The ``marginals``
-    template needs ``marginals``: {dimension: (its value, the weighted answer counts of that single-attribute
-    training cell)} for each known attribute."""
-    country = country or default_country()
+                   country: str | None = None, marginals: dict[str, tuple[str, list[float]]] | None = None,
+                   study: Study | str | None = None) -> list[dict]:
+    """Chat messages for one (question, subgroup) pair of ``study`` (its persona words and country; None:
+    Singapore's); ``country`` overrides the country's name. The ``marginals`` template needs ``marginals``:
+    {dimension: (its value, the weighted answer counts of that single-attribute training cell)} for each known
+    attribute."""
+    study = resolve(study)
+    country = country or study.country_name
     block = question_block(q, country)
     if template == "marginals":
         if not marginals or set(marginals) != set(attributes):
             raise ValueError(f"The marginals template needs one training-cell distribution per known attribute "
                              f"{sorted(attributes)}; got {sorted(marginals or {})}.")
         user = (f"{block}\n\nShares of respondents from {country} choosing each option, by one characteristic:\n"
-                f"{marginal_lines(q, marginals)}\nHow would the following respondent, who has all of these "
-                f"characteristics, most likely answer this question?\nRespondent: {describe(attributes)}")
+                f"{marginal_lines(q, marginals, study)}\nHow would the following respondent, who has all of these "
+                f"characteristics, most likely answer this question?\nRespondent: {describe(attributes, study)}")
         return [{"role": "system", "content": system_survey(country)}, {"role": "user", "content": user}]
     if template == "persona_system":
-        system = (f"You are {describe(attributes)} living in {country}, taking part in the World Values Survey. "
+        system = (f"You are {describe(attributes, study)} living in {country}, taking part in the World Values Survey. "
                   "Answer every question as yourself, from your own point of view.")
         return [{"role": "system", "content": system}, {"role": "user", "content": f"{block}\n\n{INSTRUCTION}"}]
     if template == "base_completion":  # plain text: persona_user's words, then "Answer:" (added by the backend)
         text = (f"{system_survey(country)}\n\n{block}\n\nHow would the following respondent "
-                f"from {country} most likely answer this question?\nRespondent: {describe(attributes)}\n")
+                f"from {country} most likely answer this question?\nRespondent: {describe(attributes, study)}\n")
         return [{"role": PLAIN_ROLE, "content": text}]
     if template in ("persona_user", "no_persona"):
         # the persona's words come last: everything before them is shared by every subgroup of the question
-        persona = describe(attributes if template == "persona_user" else {})
+        persona = describe(attributes if template == "persona_user" else {}, study)
         user = (f"{block}\n\nHow would the following respondent from {country} most likely answer this question?"
                 f"\nRespondent: {persona}")
         return [{"role": "system", "content": system_survey(country)}, {"role": "user", "content": user}]

@@ -46,16 +46,16 @@ def readback_messages(q: Question, answer: str, country: str | None = None) -> l
 
 def read_back(reader: Backend, qids: list[str], texts: list[str | None], questions: dict[str, Question],
               cache: ResponseCache | NullCache | None = None, chunk_size: int = 64, timings: dict | None = None,
-              timing_name: str = "read-back") -> list[list[float] | None]:
+              timing_name: str = "read-back", country: str | None = None) -> list[list[float] | None]:
     """The reader's option distribution for each (question, text), scored as the evaluation scores options
-    (through the response cache); None where the text is missing or empty (nothing to read) or the reader could
+    (through the response cache; ``country`` fills the questionnaire's placeholders, None: Singapore); None where the text is missing or empty (nothing to read) or the reader could
     not score the options."""
     if not reader.supports_logprob:
         raise ValueError(f"The reader must score options (a {reader.kind} backend cannot); use the hf backend or "
                          "openai_compat.")
     if len(qids) != len(texts):
         raise ValueError(f"read_back needs one question per text; got {len(qids)} questions and {len(texts)} texts.")
-    msgs = [readback_messages(questions[q], t or "") for q, t in zip(qids, texts)]
+    msgs = [readback_messages(questions[q], t or "", country) for q, t in zip(qids, texts)]
     options = [[str(v) for v, _ in questions[q].options] for q in qids]
     keys = [cache_key(backend=reader.identity(), settings={"task": "readback"}, messages=m, options=o)
             for m, o in zip(msgs, options)]

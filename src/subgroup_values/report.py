@@ -10,7 +10,7 @@ import pandas as pd
 from . import claims, paper
 from .bootstrap import show
 from .disparities import level_label
-from .study import active
+from .paths import REPO_ROOT
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -469,17 +469,15 @@ QUIET_LOAD = 2.5
 
 #: Make targets of a profile that `make all` leaves to their own command (its time budget): the steps of each.
 #: Kept beside the Makefile's own lists (``DIST_STEPS``); tests/test_makefile.py checks the two agree.
-SEPARATE_TARGETS = {"default": {"distribution": ("04_finetune__sft_distribution", "03_evaluate__sft_distribution_ood",
-                                                 "03_evaluate__sft_distribution_ood_marginals")}}
-
-
 def timing_claims(timings: pd.DataFrame, profile: str, source: str, budget: float = TIME_BUDGET_MINUTES) -> list:
     """The wall time of a profile's `make all` and of each target it leaves to its own command
-    (:data:`SEPARATE_TARGETS`): the sum of their steps' last recorded times (``timings``: a :func:`step_timings`
+    (the runs with ``target:`` in its config, :func:`subgroup_values.plan.separate_targets`): the sum of their steps' last recorded times (``timings``: a :func:`step_timings`
     table), the longest step, and, for `make all`, whether it stays within ``budget`` minutes."""
     if timings.empty:
         return []
-    separate = SEPARATE_TARGETS.get(profile, {})
+    from .plan import separate_targets
+
+    separate = separate_targets(profile) if profile in {p.stem for p in (REPO_ROOT / "configs").glob("*.yaml")} else {}
     apart = {s for steps in separate.values() for s in steps}
     groups = [("all", timings[~timings["step"].isin(apart)])] + \
         [(t, timings[timings["step"].isin(steps)]) for t, steps in separate.items()]
@@ -557,11 +555,11 @@ def long_summaries(summaries: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(summaries, names=["system"]).reset_index(level=0).reset_index(drop=True)
 
 
-def beside_paper(summaries: dict[str, pd.DataFrame], run_name: str) -> pd.DataFrame:
+def beside_paper(summaries: dict[str, pd.DataFrame], run_name: str, study) -> pd.DataFrame:
     """Our run, the baselines and the paper's reported models: accuracy and NMAE on all pairs.
 
-    The paper's rows are Singapore's: they are shown beside a run of the Singapore study only (another country's
-    run gets its own baselines, never another country's reported models)."""
+    The paper's rows are Singapore's: they are shown beside a run of the Singapore study only (``study``, the
+    run's study's name: another country's run gets its own baselines, never another country's reported models)."""
     def get(name, metric):
         return summaries[name].set_index(["subset", "metric"]).loc[("all", metric), "estimate"]
 
@@ -569,7 +567,7 @@ def beside_paper(summaries: dict[str, pd.DataFrame], run_name: str) -> pd.DataFr
              "nmae": get("model", "nmae")}]
     ours += [{"model": f"{k} (baseline)", "kind": "baseline", "acc": get(k, "accuracy"), "nmae": get(k, "nmae")}
              for k in summaries if k != "model"]
-    if active().name != "sgp":
+    if getattr(study, "name", study) != "sgp":
         return pd.DataFrame(ours)
     reported = paper.OOD_RESULTS.rename(columns={"acc_base": "acc", "nmae_base": "nmae"})[["model", "kind", "acc", "nmae"]]
     reported = reported.assign(model=reported.model + " (reported)")

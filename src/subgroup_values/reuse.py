@@ -50,6 +50,10 @@ from pathlib import Path
 
 from .provenance import digest_files as _file_digest
 
+#: The keys of a run entry that are the plan's, not the notebook's (subgroup_values.plan.PLAN_KEYS; a test keeps
+#: the two equal: this module runs before the environment exists and imports only the standard library)
+PLAN_KEYS = ("notebook", "after", "target")
+
 try:
     import yaml
 except ImportError:  # pragma: no cover - every environment of the study has PyYAML; a bare python3 may not
@@ -181,7 +185,7 @@ def profile_params(config_text: str, profile: str, stem: str, run: str | None) -
         runs = cfg.get("runs") or {}
         if run not in runs:
             raise KeyError(f"run {run!r} is not in the config's runs:")
-        params.update(runs[run] or {})
+        params.update({k: v for k, v in (runs[run] or {}).items() if k not in PLAN_KEYS})
         params["run_name"] = run
     return params
 
@@ -309,7 +313,10 @@ class Checker:
         getattr(self, f"_check_{step.stem[3:]}")(step, rec, full)
 
     def study_file(self) -> str | None:
-        study = os.environ.get("SUBGROUP_VALUES_STUDY") or "sgp"
+        """The config of the profile's study (``study:`` in configs/<profile>.yaml; default sgp)."""
+        text = (self.root / f"configs/{self.profile}.yaml").read_text()
+        found = re.search(r"^study: *([A-Za-z0-9_./-]+)", text, re.MULTILINE)
+        study = found.group(1) if found else "sgp"
         return study if study.endswith((".yaml", ".yml")) else f"src/subgroup_values/_data/studies/{study}.yaml"
 
     def _data(self, step: Step, recorded: str | None, path: str) -> None:

@@ -23,8 +23,8 @@ from .prompts import TEMPLATES
 from .provenance import KEY_PATTERN, url_secrets
 
 #: The sections a profile may have. ``study``: the study it runs (a shipped study's name or a config path;
-#: default sgp): the runner hands it to the notebooks as SUBGROUP_VALUES_STUDY.
-PROFILE_SECTIONS = ("profile", "study", "notebooks", "runs")
+#: default sgp): the runner passes it to every notebook that declares a ``study`` parameter.
+PROFILE_SECTIONS = ("profile", "study", "notebooks", "steps", "runs")
 
 #: What an executed notebook must not show (the rendered study reads them; progress belongs on the terminal):
 #: the libraries' progress bars (tqdm's default, the hub's and datasets' switches; the package's own bars, which
@@ -119,6 +119,8 @@ def check_parameters(params: dict, where: str) -> None:
 def notebook_parameters(profile: str, stem: str, overrides: dict | None = None, run: str | None = None,
                         root: Path = REPO_ROOT) -> dict:
     """Parameters for one notebook run: profile defaults, then the named run's (``runs: <name>:``), then flags."""
+    from . import plan
+
     cfg = load_profile(profile, root)
     params = {"profile": profile}
     params.update((cfg.get("notebooks") or {}).get(stem) or {})
@@ -126,8 +128,14 @@ def notebook_parameters(profile: str, stem: str, overrides: dict | None = None, 
         runs = cfg.get("runs") or {}
         if run not in runs:
             raise SystemExit(f"Run {run!r} is not defined in configs/{profile}.yaml (runs: {sorted(runs)}).")
-        params.update(runs[run] or {})
+        params.update(plan.run_parameters(runs[run]))
         params["run_name"] = run
+    # the runs an analysis step reads, as the profile's runs make them, where its section does not name them
+    try:
+        derived = plan.analysis_parameters(profile, root).get(stem, {})
+    except plan.PlanError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    params.update({k: v for k, v in derived.items() if k not in params})
     params.update(overrides or {})
     check_parameters(params, f"configs/{profile}.yaml + flags, notebook {stem}")
     return params
@@ -142,6 +150,12 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
         raise SystemExit(f"No notebook at {src}.")
     params = notebook_parameters(profile, src.stem, overrides, run)
     declared = pm.inspect_notebook(str(src))
+    if "study" in declared and "study" not in params:
+        # the profile's study, passed to the notebook as a parameter (never through the environment)
+        from .study import load_study
+
+        params["study"] = str(load_profile(profile).get("study") or "sgp")
+        load_study(params["study"])  # a wrong study config fails here, before any notebook runs
     unknown = sorted(set(params) - set(declared))
     if unknown:
         raise SystemExit(f"{src.name}: parameter(s) {unknown} are not in its parameters cell; "
@@ -170,14 +184,6 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
     # the kernel inherits this process's environment: the hub setting reaches it explicitly ("1" or "0"), so
     # that the notebooks' own default (offline, for a notebook opened by hand) does not override it
     settle_hub_mode()
-    study = load_profile(profile).get("study") or "sgp"
-    if os.environ.get("SUBGROUP_VALUES_STUDY", study) != study:
-        raise SystemExit(f"configs/{profile}.yaml runs study {study!r} but SUBGROUP_VALUES_STUDY is "
-                         f"{os.environ['SUBGROUP_VALUES_STUDY']!r}: unset it, or pick the profile of that study.")
-    from .study import load_study
-
-    load_study(study)  # a wrong study config fails here, before any notebook runs
-    os.environ["SUBGROUP_VALUES_STUDY"] = study
     # figures show in the executed notebook (the tutorial and the paper read them there) and are saved as files
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     quiet_kernel_environment()

@@ -103,7 +103,10 @@ def require_complete(preds: pd.DataFrame, run_dir: str | Path | None = None, rem
                            "once the cause is fixed; only these requests are asked again.")
 
 
-def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:
+def load_run(run_dir: str | Path, study=None) -> tuple[pd.DataFrame, dict]:
+    """A saved run's predictions and record. The predictions carry their study (``preds.attrs["study"]``):
+    ``study`` when given, else the one written with them, else (runs saved before predictions carried it) the
+    study of the profile whose folder holds the run (``results/<profile>/<run>``: ``configs/<profile>.yaml``)."""
     run_dir = Path(run_dir)
     if not (run_dir / "predictions.parquet").is_file():
         raise FileNotFoundError(f"No predictions in {run_dir}: run notebooks/03_evaluate.ipynb for it first.")
@@ -111,7 +114,27 @@ def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:
     for col in ("modal_answers", "population_modal_answers", "probs"):
         if col in preds:
             preds[col] = preds[col].map(lambda v: None if v is None else list(v))
+    named = _study_of_run(run_dir, study, preds.attrs.get("study"))
+    if named:
+        preds.attrs["study"] = named
     return preds, json.loads((run_dir / "metrics.json").read_text())
+
+
+def _study_of_run(run_dir: Path, study, written) -> str | None:
+    from .study import reference, resolve
+
+    if study is not None and str(study).strip():
+        return reference(resolve(study))
+    if written:
+        return str(written)
+    from .paths import REPO_ROOT
+
+    config = REPO_ROOT / "configs" / f"{run_dir.resolve().parent.name}.yaml"
+    if run_dir.resolve().parent.parent == (REPO_ROOT / "results").resolve() and config.is_file():
+        import yaml
+
+        return str((yaml.safe_load(config.read_text()) or {}).get("study") or "sgp")
+    return None
 
 
 def rescore_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0,
@@ -124,7 +147,7 @@ def rescore_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0,
 
     preds, record = load_run(run_dir)
     questions = questions or {q.qid: q for q in load_questions(rule="all")}
-    all_pairs = load_pairs()
+    all_pairs = load_pairs(study=preds.attrs.get("study"))
     truth = all_pairs.set_index(["qid", "subgroup_id"]).weighted_counts
     preds["weighted_counts"] = [truth.loc[(q, s)] for q, s in zip(preds.qid, preds.subgroup_id)]
     if preds["reply"].notna().any():
@@ -188,11 +211,11 @@ def evaluate_run(config: dict, run_dir: str | Path, complete: bool = True) -> di
     if not cfg["model"]:
         raise ValueError("An evaluation needs a model (a local folder, a hub id, or a served model's name).")
     if cfg["pairs"] is None:
-        from .study import active, processed_dir
+        from .study import processed_dir
 
-        cfg["pairs"] = str(processed_dir(active()) / "pairs.csv")
+        cfg["pairs"] = str(processed_dir(cfg.get("study")) / "pairs.csv")
     check_outputs(run_dir, cfg["cache"] or None)  # writable, with space, before any scoring
-    all_pairs = load_pairs(cfg["pairs"])
+    all_pairs = load_pairs(cfg["pairs"], study=cfg.get("study"))
     pairs = sample_pairs(all_pairs[all_pairs.split == cfg["split"]], cfg["limit"], cfg["sample_seed"])
     llm = make_backend(cfg["backend"], model=cfg["model"], adapter=cfg["adapter"], dtype=cfg["dtype"],
                        device=cfg.get("device"), batch_size=cfg["batch_size"], base_url=cfg["base_url"],

@@ -18,8 +18,11 @@ country is one YAML file away: pass its path wherever a study name is accepted. 
   item missing from the file is an error). The dataset
   goes to ``data/processed/<study>/`` (Singapore's: ``data/processed/``).
 
-The active study of a process is ``SUBGROUP_VALUES_STUDY`` (a name or a path; default ``sgp``): the Makefile sets
-it from ``STUDY=``.
+The study travels with the data: :func:`subgroup_values.dataset.load_pairs` reads it from the table's manifest and
+keeps it on the table (``pairs.attrs["study"]``, kept by pandas through filters, merges and copies, and written into
+prediction files); every function that needs it takes ``study=`` or reads it from the frame it is given
+(:func:`study_of`). No module reads it from the environment: the runner and the command line take it from the
+profile or ``--study`` and pass it on.
 """
 
 from __future__ import annotations
@@ -269,13 +272,37 @@ def _as_shipped(study: Study, shipped: Path) -> Study:
     return replace(study, source=str(shipped))
 
 
-def processed_dir(study: Study | None = None) -> Path:
-    """The folder of a study's dataset (the active study's by default): ``data/processed`` for Singapore."""
+def resolve(study: Study | str | Path | None = None) -> Study:
+    """A :class:`Study` from a study, a shipped study's name or a config path; None: the paper's study
+    (:data:`DEFAULT_STUDY`, Singapore), whatever the shell says."""
+    if isinstance(study, Study):
+        return study
+    return load_study(DEFAULT_STUDY if study is None or str(study).strip() == "" else study)
+
+
+def reference(study: Study) -> str:
+    """What :func:`resolve` needs to find ``study`` again: its name when it is shipped, else its config's path."""
+    shipped = STUDIES_DIR / f"{study.name}.yaml"
+    return study.name if shipped.is_file() and Path(study.source).resolve() == shipped.resolve() else str(study.source)
+
+
+def study_of(frame, study: Study | str | Path | None = None) -> Study:
+    """The study of a pairs or predictions table: ``study`` when given, else the one the table carries
+    (``frame.attrs["study"]``, set by :func:`subgroup_values.dataset.load_pairs` and kept in prediction files). A
+    table that carries none (built by hand) is refused: which country's personas and dimensions it holds cannot
+    be guessed."""
+    if study is not None and str(study).strip() != "":
+        return resolve(study)
+    named = getattr(frame, "attrs", {}).get("study")
+    if named:
+        return resolve(named)
+    raise ValueError("This table does not say which study it belongs to (no attrs['study']: it was not read with "
+                     "dataset.load_pairs or runs.load_run). Pass study= (a Study, 'sgp', 'tur' or a study config's "
+                     "path), or set table.attrs['study'].")
+
+
+def processed_dir(study: Study | str | Path | None = None) -> Path:
+    """The folder of a study's dataset (None: Singapore's): ``data/processed`` for Singapore."""
     from .paths import data_folder
 
-    return data_folder((study or active()).data_dir)
-
-
-def active() -> Study:
-    """The study this process works on: ``SUBGROUP_VALUES_STUDY`` (name or path), default ``sgp``."""
-    return load_study(os.environ.get("SUBGROUP_VALUES_STUDY") or DEFAULT_STUDY)
+    return data_folder(resolve(study).data_dir)

@@ -17,18 +17,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .questions import Question
-from .study import Dimension, Stratum, Study, active
+from .study import Dimension, Stratum, Study, resolve
 from .wvs import Survey
 
 __all__ = ["Dimension", "Stratum", "Subgroup", "find_subgroups", "build_pairs", "subgroups_frame", "stratum_name"]
-
-
-def __getattr__(name: str):
-    """``DIMENSIONS``, ``TRAIN_STRATA`` and ``OOD_STRATA`` of the active study (:func:`subgroup_values.study.active`)."""
-    attr = {"DIMENSIONS": "dimensions", "TRAIN_STRATA": "train_strata", "OOD_STRATA": "ood_strata"}.get(name)
-    if attr:
-        return getattr(active(), attr)
-    raise AttributeError(name)
 
 
 def stratum_name(stratum: Stratum) -> str:
@@ -60,10 +52,10 @@ def make_strata(dimensions: list[str], orders: tuple[int, ...] = (1, 2)) -> list
 def find_subgroups(survey: Survey, strata: list[Stratum] | None = None, min_size: int = 30,
                    study: Study | None = None) -> list[Subgroup]:
     """Subgroups of each stratum (default: the study's) with at least ``min_size`` respondents; split =
-    train/ood/other by the study's strata."""
+    train/ood/other by the study's strata (``study``: a Study, a name or a path; None: Singapore's)."""
     if min_size < 1:
         raise ValueError(f"min_size must be a positive number of respondents, got {min_size}.")
-    study = study or active()
+    study = resolve(study)
     dimensions = study.dimensions
     strata = strata if strata is not None else study.strata
     data = survey.data
@@ -100,7 +92,7 @@ def usable_dimensions(survey: Survey, study: Study, min_size: int | None = None)
 
 
 def subgroup_mask(survey: Survey, subgroup: Subgroup, study: Study | None = None) -> np.ndarray:
-    dimensions = (study or active()).dimensions
+    dimensions = resolve(study).dimensions
     mask = np.ones(survey.n_respondents, dtype=bool)
     for d, c in subgroup.attributes:
         mask &= (survey.data[dimensions[d].column] == c).to_numpy(dtype=bool, na_value=False)
@@ -123,7 +115,7 @@ def subgroups_frame(subgroups: list[Subgroup], study: Study | None = None) -> pd
                "n": s.n, "split": s.split}
         row.update({d: lab for (d, _), lab in zip(s.attributes, s.labels)})
         rows.append(row)
-    cols = ["stratum", "subgroup_id", "subgroup", *(study or active()).dimensions, "n", "split"]
+    cols = ["stratum", "subgroup_id", "subgroup", *resolve(study).dimensions, "n", "split"]
     return pd.DataFrame(rows).reindex(columns=cols)
 
 
@@ -136,7 +128,7 @@ def build_pairs(survey: Survey, questions: list[Question], subgroups: list[Subgr
     only answers on the ordinal scale (``n_valid``). Weighted counts use W_WEIGHT. ``modal_answers`` lists
     every tied mode (weighted); ``modal_answer`` is the first of them; the unweighted modes are kept too.
     """
-    study = study or active()
+    study = resolve(study)
     weights = survey.data["W_WEIGHT"].to_numpy(dtype=float)
     masks = {s.subgroup_id: subgroup_mask(survey, s, study) for s in subgroups}
     rows = []
