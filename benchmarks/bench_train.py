@@ -38,7 +38,7 @@ def select(trainer, kind: str, questions: int):
 
 
 def worker(kind: str, questions: int, bf16: bool) -> dict:
-    from subgroup_values import finetune
+    from subgroup_values.training import finetune
 
     out = tempfile.mkdtemp()
     try:
@@ -73,7 +73,7 @@ def same_loss(questions: int) -> dict:
     fp32, LoRA B perturbed so that every LoRA weight has a gradient."""
     import torch
 
-    from subgroup_values import finetune
+    from subgroup_values.training import finetune
 
     s, t, m = finetune.load_recipe(RECIPE, trainer="trl", output_dir=tempfile.mkdtemp(), train_limit=0,
                                    lora_dropout=0.0)

@@ -17,12 +17,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pandas as pd  # noqa: E402
 
-from subgroup_values import finetune  # noqa: E402
 from subgroup_values.backends.cache import NullCache  # noqa: E402
 from subgroup_values.backends.hf import HFBackend  # noqa: E402
-from subgroup_values.bootstrap import mean_bootstrap  # noqa: E402
-from subgroup_values.dataset import load_pairs, sample_pairs  # noqa: E402
-from subgroup_values.evaluate import predict  # noqa: E402
+from subgroup_values.evaluation.evaluate import predict  # noqa: E402
+from subgroup_values.stats.bootstrap import mean_bootstrap  # noqa: E402
+from subgroup_values.survey.dataset import load_pairs, sample_pairs  # noqa: E402
+from subgroup_values.training import finetune  # noqa: E402
 
 RECIPE = "configs/sft/default.yaml"
 

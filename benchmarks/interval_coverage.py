@@ -2,10 +2,10 @@
 
     .venv/bin/python benchmarks/interval_coverage.py [--sims 150] [--questions 212] [--per-side 4] [--boot 200]
 
-The world is :func:`subgroup_values.coverage.respondent_world` (``--per-side`` Chinese and as many Malay OOD
+The world is :func:`subgroup_values.analysis.coverage.respondent_world` (``--per-side`` Chinese and as many Malay OOD
 subgroups of the default run, with their committed predictions and answer counts); each simulation draws
 ``--questions`` questions with replacement and every pair's respondents, and computes the notebook's intervals
-with and without the respondent stage (:func:`subgroup_values.coverage.interval_coverage`). The report (stdout,
+with and without the respondent stage (:func:`subgroup_values.analysis.coverage.interval_coverage`). The report (stdout,
 kept as ``benchmarks/results/interval_coverage.txt``) is one line per statistic and interval: the share of
 simulations whose 95% interval covers the world's truth.
 """
@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from subgroup_values import coverage, fairness, runs
-from subgroup_values.dataset import load_pairs
-from subgroup_values.paths import REPO_ROOT
+from subgroup_values.analysis import coverage, fairness
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.evaluation import runs
+from subgroup_values.survey.dataset import load_pairs
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """How many generate-mode replies does the token budget cut? One greedy decoding at the largest budget, read at
-every smaller one (subgroup_values.evaluate.budget_sweep), on the seeded OOD sample of a generate run.
+every smaller one (subgroup_values.evaluation.evaluate.budget_sweep), on the seeded OOD sample of a generate run.
 
     .venv/bin/python scripts/measure_token_budget.py --profile default --run base_ood_generate \
         --budgets 12 16 24 32 48 64 96 128 --out results/default/token_budget.csv
@@ -18,11 +18,12 @@ from pathlib import Path
 
 import yaml
 
-from subgroup_values import dataset, evaluate
 from subgroup_values.backends import make_backend
-from subgroup_values.claims import _atomic_write
-from subgroup_values.paths import REPO_ROOT
-from subgroup_values.provenance import git_revision, write_csv
+from subgroup_values.core.claims import _atomic_write
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.core.provenance import git_revision, write_csv
+from subgroup_values.evaluation import evaluate
+from subgroup_values.survey import dataset
 
 
 def main(argv: list[str] | None = None) -> int:

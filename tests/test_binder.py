@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from subgroup_values import launch, runner
-from subgroup_values.paths import REPO_ROOT
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.pipeline import launch, runner
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -75,7 +75,7 @@ def test_the_binder_profile_is_small_and_has_no_fine_tune(tmp_path):
                         "WVS_SEARCH=", "WVS_CHECK=", "REUSE=0"], cwd=REPO_ROOT, capture_output=True, text=True,
                        env=env, timeout=120)
     assert r.returncode == 0, r.stderr
-    steps = re.findall(r"subgroup_values\.runner .* notebooks/(\w+)\.ipynb(?: --run (\w+))?", r.stdout)
+    steps = re.findall(r"subgroup_values\.pipeline\.runner .* notebooks/(\w+)\.ipynb(?: --run (\w+))?", r.stdout)
     assert sorted(steps) == [("02_value_landscape", ""), ("03_evaluate", "base_ood"), ("03_evaluate", "base_train")]
 
 
@@ -87,8 +87,9 @@ def test_every_notebook_starts_with_the_colab_cell_made_from_citation():
     for nb in NOTEBOOKS:
         first = next(c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
         assert "".join(first["source"]) == cell, f"{nb.name}: its first cell is not launch.colab_cell()"
-    # the model is built by the Makefile rule's command
-    assert str(makefile_model_command()[1:]).strip("[]").replace("'", '"') in cell
+    # setup() builds the model with the Makefile rule's command, and the cell makes that one call
+    assert cell.rstrip().endswith("from subgroup_values.pipeline.launch import setup; setup()")
+    assert list(launch.MODEL_COMMAND) == makefile_model_command()
 
 
 def test_the_package_ranges_let_colab_keep_its_own_torch():
@@ -114,7 +115,7 @@ def test_make_uses_the_active_environment_when_it_has_the_packages(tmp_path):
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "-m venv" not in r.stdout and "active environment" in r.stdout, r.stdout
-    auto = subprocess.run([sys.executable, str(REPO_ROOT / "src/subgroup_values/launch.py"), "active-env"],
+    auto = subprocess.run([sys.executable, str(REPO_ROOT / "src/subgroup_values/pipeline/launch.py"), "active-env"],
                           capture_output=True, text=True, check=True)
     assert auto.stdout.strip() == "1"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from subgroup_values.claims import Claim, read_claims, replace_block, write_claims
+from subgroup_values.core.claims import Claim, read_claims, replace_block, write_claims
 
 
 def test_claims_round_trip_and_refuse_non_finite_or_repeated(tmp_path):
@@ -24,7 +24,7 @@ def test_replace_block_needs_its_markers_once():
 
 
 def test_a_pattern_selects_every_matching_claim_in_file_order_and_must_match_one():
-    from subgroup_values.claims import select
+    from subgroup_values.core.claims import select
 
     cs = {i: Claim(id=i, topic="t", statistic="s", sentence=f"{i}.") for i in
           ("t.gap.b", "t.gap.a", "t.gap.a.matched", "t.floor")}

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from subgroup_values import baselines, classical, dataset, folds
-from subgroup_values.scores import add_scores, normalised_score, pair_scores
+from subgroup_values.analysis import folds
+from subgroup_values.evaluation import baselines, classical
+from subgroup_values.stats.scores import add_scores, normalised_score, pair_scores
+from subgroup_values.survey import dataset
 
 
 def test_ipf_matches_its_margins_and_recovers_a_no_three_way_table():

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 
-from subgroup_values.finetune import load_recipe
-from subgroup_values.paths import REPO_ROOT
-from subgroup_values.runner import load_profile, notebook_parameters
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.pipeline.runner import load_profile, notebook_parameters
+from subgroup_values.training.finetune import load_recipe
 
 
 def test_the_gemma_profile_validates_and_uses_the_base_template(tmp_path):
@@ -35,7 +35,7 @@ def test_make_knows_the_gemma_profile(tmp_path):
                         "WVS_CHECK=", f"PAIRS={tmp_path}/pairs.csv"], cwd=REPO_ROOT, capture_output=True, text=True,
                        env=env | {"PYTHONPATH": str(REPO_ROOT / "src")}, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    runs = [line for line in r.stdout.splitlines() if "subgroup_values.runner --profile gemma" in line]
+    runs = [line for line in r.stdout.splitlines() if "subgroup_values.pipeline.runner --profile gemma" in line]
     assert [line.split("--run ")[1] for line in runs if "--run" in line] == ["base_ood", "base_train", "sft_ood"]
     # the fine-tune runs with the gemma recipe, before its OOD run
     ft = [i for i, line in enumerate(runs) if "04_finetune.ipynb" in line]

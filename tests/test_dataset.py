@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from subgroup_values.dataset import PROCESSED, build_dataset, load_manifest, load_pairs, save_dataset
+from subgroup_values.survey.dataset import PROCESSED, build_dataset, load_manifest, load_pairs, save_dataset
 
 
 def test_rebuild_matches_committed_tables(tmp_path, wvs_file):

@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 from kill_helper import kill_after_cached
 
-from subgroup_values import baselines, dataset, evaluate, metrics
 from subgroup_values.backends.cache import ResponseCache
 from subgroup_values.backends.hf import HFBackend
-from subgroup_values.dataset import load_pairs
-from subgroup_values.prompts import UNANSWERED
+from subgroup_values.evaluation import baselines, evaluate
+from subgroup_values.stats import metrics
+from subgroup_values.survey import dataset
+from subgroup_values.survey.dataset import load_pairs
+from subgroup_values.survey.prompts import UNANSWERED
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +109,11 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_model, tmp_path, all_pair
     cache_path = tmp_path / "c.sqlite"
     script = textwrap.dedent(f"""
         import time
-        from subgroup_values import dataset, evaluate
+        from subgroup_values.survey import dataset
+        from subgroup_values.evaluation import evaluate
         from subgroup_values.backends.cache import ResponseCache
         from subgroup_values.backends.hf import HFBackend
-        from subgroup_values.dataset import load_pairs
+        from subgroup_values.survey.dataset import load_pairs
         pairs = dataset.sample_pairs(load_pairs(split="ood"), 400, seed=1)
         be = HFBackend({str(tiny_model)!r}, dtype="float32", batch_size=8)
         orig = be.score

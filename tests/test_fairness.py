@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from subgroup_values import fairness
+from subgroup_values.analysis import fairness
 
 
 def preds_table(acc: dict[str, list[float]], nmae_of=lambda c: 1 - c) -> pd.DataFrame:
@@ -86,9 +86,9 @@ def test_refusals_on_sensitive_items():
 
 # ---- relative and absolute dispersion, permutation tests, Holm, respondent redraws ----------------------------
 
-from subgroup_values import disparities, respondents  # noqa: E402
-from subgroup_values.dataset import load_pairs  # noqa: E402
-from subgroup_values.paths import REPO_ROOT  # noqa: E402
+from subgroup_values.core.paths import REPO_ROOT  # noqa: E402
+from subgroup_values.stats import disparities, respondents  # noqa: E402
+from subgroup_values.survey.dataset import load_pairs  # noqa: E402
 
 
 def test_dispersion_known_answers_and_noise_correction():
@@ -113,7 +113,7 @@ def test_holm_known_answers():
 def test_holm_levels_agree_with_holm():
     """The interval level of each member excludes its p-value's null exactly when Holm rejects it, including
     after the step-down stops (a p under alpha / (m - r + 1) that Holm does not reject)."""
-    from subgroup_values import bootstrap
+    from subgroup_values.stats import bootstrap
 
     rng = np.random.default_rng(0)
     for _ in range(300):
@@ -125,7 +125,7 @@ def test_holm_levels_agree_with_holm():
 
 
 def test_bootstrap_p_value_inverts_the_interval():
-    from subgroup_values import bootstrap
+    from subgroup_values.stats import bootstrap
 
     rng = np.random.default_rng(1)
     for shift in (0.02, 0.08, 0.2):
@@ -234,7 +234,7 @@ def test_respondent_redraws_on_the_committed_pairs():
 
 def contrast_world(gap: float, n_q=80, seed=0):
     """A panel of 5 subgroups: 3 Chinese (one of them Roman Catholic), 2 Malay; Chinese accuracy higher by ``gap``."""
-    from subgroup_values import contrasts  # noqa: F401
+    from subgroup_values.analysis import contrasts  # noqa: F401
 
     rng = np.random.default_rng(seed)
     subs = pd.DataFrame({"subgroup_id": [f"s{i}" for i in range(5)],
@@ -255,7 +255,7 @@ def contrast_world(gap: float, n_q=80, seed=0):
 
 @pytest.mark.parametrize("gap, expected", [(0.35, "the paper's direction"), (-0.35, "against the paper's direction")])
 def test_paper_contrasts_paired_over_questions(gap, expected):
-    from subgroup_values import contrasts
+    from subgroup_values.analysis import contrasts
 
     panel, subs = contrast_world(gap)
     t = contrasts.paper_bias({"ood": (panel, subs)}, metrics=("accuracy",), models=("base",), n_boot=100,
@@ -281,7 +281,7 @@ def test_paper_contrasts_paired_over_questions(gap, expected):
 
 
 def test_paper_contrast_without_a_difference():
-    from subgroup_values import contrasts
+    from subgroup_values.analysis import contrasts
 
     panel, subs = contrast_world(0.0, seed=3)
     t = contrasts.paper_bias({"ood": (panel, subs)}, metrics=("accuracy",), models=("base",), n_boot=100, n_perm=2000)
@@ -321,7 +321,7 @@ def test_a_matched_contrast_that_repeats_another_and_one_that_cannot_reject_stay
     """Christian vs Muslim on matched partners is Protestant vs Muslim's test when no Roman Catholic subgroup has a
     partner: it is kept once (under the narrower contrast), outside Holm's family; a contrast on 4 questions
     (smallest sign-flip p 2^-3 = 0.125) cannot reject and is outside the family too."""
-    from subgroup_values import contrasts
+    from subgroup_values.analysis import contrasts
 
     rng = np.random.default_rng(0)
     subs = pd.DataFrame({"subgroup_id": [f"s{i}" for i in range(4)],

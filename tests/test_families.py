@@ -14,7 +14,7 @@ import torch
 
 from subgroup_values.backends.base import GenerateRequest, ScoreRequest
 from subgroup_values.backends.hf import HFBackend
-from subgroup_values.prompts import build_messages, prefix_group
+from subgroup_values.survey.prompts import build_messages, prefix_group
 
 PERSONAS = [{"sex": "Female", "age": "25-34"}, {"ethnicity": "Malay", "religion": "Muslim"}]
 SCALES = {"1-4": "Q1", "1-5": "Q33", "1-10": "Q48"}  # 0-10: Q48's text with an eleventh option, 0
@@ -111,7 +111,7 @@ def test_codes_tokenise_as_the_family_does(backend, family_model):
 
 
 def test_generate_and_parse_on_the_family_chat_format(backend, family_model, questions):
-    from subgroup_values.prompts import parse_answer
+    from subgroup_values.survey.prompts import parse_answer
 
     q = questions["Q1"]
     msgs = build_messages(q, PERSONAS[0])
@@ -137,7 +137,7 @@ def test_generate_and_parse_on_the_base_completion_template(backend, family_mode
     """The plain-text prompt (no chat template) ends on the persona's line; the model writes the "Answer:" line
     itself, and the parser reads such a completion (with what a base model writes after it) on the family's real
     tokens."""
-    from subgroup_values.prompts import parse_answer, plain_text
+    from subgroup_values.survey.prompts import parse_answer, plain_text
 
     q = questions["Q48"]  # a 1-10 scale: "Answer: 10" must not read as 1
     msgs = build_messages(q, PERSONAS[1], "base_completion")

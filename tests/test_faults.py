@@ -15,14 +15,15 @@ import pandas as pd
 import pytest
 
 from fake_openai import FakeOpenAI
-from subgroup_values import dataset, evaluate
 from subgroup_values.backends import make_backend
 from subgroup_values.backends.cache import ResponseCache
-from subgroup_values.dataset import load_pairs, valid_codes
-from subgroup_values.paths import REPO_ROOT
-from subgroup_values.questions import load_questions
-from subgroup_values.runner import load_profile, notebook_parameters, run_notebook
-from subgroup_values.wvs import WVSFileError, identify, read_wvs
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.evaluation import evaluate
+from subgroup_values.pipeline.runner import load_profile, notebook_parameters, run_notebook
+from subgroup_values.survey import dataset
+from subgroup_values.survey.dataset import load_pairs, valid_codes
+from subgroup_values.survey.questions import load_questions
+from subgroup_values.survey.wvs import WVSFileError, identify, read_wvs
 
 ITEMS = [q.qid for q in load_questions(rule="all")]
 
@@ -175,7 +176,7 @@ def test_a_run_whose_every_request_fails_stops_with_the_cause(tmp_path):
 
 
 def test_the_runner_prints_no_secret(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "subgroup_values.runner", "notebooks/03_evaluate.ipynb",
+    r = subprocess.run([sys.executable, "-m", "subgroup_values.pipeline.runner", "notebooks/03_evaluate.ipynb",
                         "--profile", "smoke", "-p", "api_key_env", "sk-abcdefghijklmnopqrstuvwxyz123456",
                         "--out-dir", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True)
     assert r.returncode != 0 and "looks like an API key" in r.stderr
@@ -193,7 +194,7 @@ def test_a_killed_step_leaves_no_target(tmp_path):
     src = tmp_path / "98_slow.ipynb"
     nbformat.write(nb, src)
     out_dir = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "subgroup_values.runner", str(src), "--profile", "smoke",
+    proc = subprocess.Popen([sys.executable, "-m", "subgroup_values.pipeline.runner", str(src), "--profile", "smoke",
                              "--out-dir", str(out_dir), "--no-html"], cwd=REPO_ROOT, start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline and not (out_dir / "98_slow.partial.ipynb").exists():
@@ -211,8 +212,8 @@ def test_make_data_with_a_missing_file_fails_clearly():
 
 
 def test_notebook_one_finds_the_file_in_data_raw(tmp_path, monkeypatch):
-    from subgroup_values import paths
-    from subgroup_values.wvs import find_survey_file
+    from subgroup_values.core import paths
+    from subgroup_values.survey.wvs import find_survey_file
 
     monkeypatch.delenv("WVS_FILE", raising=False)
     monkeypatch.setattr(paths, "REPO_ROOT", tmp_path)
@@ -332,8 +333,8 @@ def _data_copy(tmp_path):
 
 def test_a_hand_edited_pairs_table_is_refused_and_runs_record_the_hash_of_what_they_read(tmp_path):
     """Issue 29, case 3."""
-    from subgroup_values.provenance import sha256_of
-    from subgroup_values.runs import evaluation_record
+    from subgroup_values.core.provenance import sha256_of
+    from subgroup_values.evaluation.runs import evaluation_record
 
     data = _data_copy(tmp_path)
     pairs = load_pairs(data / "pairs.csv")
@@ -393,7 +394,7 @@ def test_a_copied_study_that_keeps_a_shipped_name_is_refused(tmp_path):
     """Issue 29, case 5: it would write over data/processed/ (and verify-data would still pass)."""
     import yaml
 
-    from subgroup_values.study import STUDIES_DIR, StudyConfigError, load_study
+    from subgroup_values.survey.study import STUDIES_DIR, StudyConfigError, load_study
 
     cfg = yaml.safe_load((STUDIES_DIR / "sgp.yaml").read_text())
     cfg["min_answers"] = 31  # another dataset under the shipped name
@@ -413,7 +414,7 @@ def test_a_country_that_is_not_the_studys_is_refused(wvs_file):
 
 
 def test_tables_go_only_to_their_studys_folder(tmp_path):
-    from subgroup_values.paths import PROCESSED
+    from subgroup_values.core.paths import PROCESSED
 
     ds = dataset.Dataset(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {"study": {"study": "tur"}})
     with pytest.raises(ValueError, match="belong in .*processed/tur.*overwrite"):
@@ -448,7 +449,7 @@ def test_cli_evaluate_takes_the_study_of_the_pairs(tmp_path, monkeypatch):
 
 
 def _cli(*argv):
-    from subgroup_values.cli import main
+    from subgroup_values.pipeline.cli import main
 
     try:
         return main(list(argv))
@@ -548,7 +549,7 @@ def test_a_full_disk_keeps_the_previous_finished_run(tmp_path, monkeypatch):
     """Issue 29, case 8: a failed rewrite left a truncated parquet beside the old metrics.json."""
     import errno
 
-    from subgroup_values import runs
+    from subgroup_values.evaluation import runs
 
     pairs = dataset.sample_pairs(load_pairs(split="ood"), 5, seed=1)
     frame = evaluate.pair_frame(pairs, {q.qid: q for q in load_questions(rule="all")})
@@ -567,7 +568,7 @@ def test_a_full_disk_keeps_the_previous_finished_run(tmp_path, monkeypatch):
         runs.save_run(preds, summary, run, {"first": False})
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # intact, and no temporary file left
     monkeypatch.undo()
-    from subgroup_values import provenance
+    from subgroup_values.core import provenance
 
     real = provenance.Path.write_text
 
@@ -585,7 +586,7 @@ def test_a_full_disk_keeps_the_previous_finished_run(tmp_path, monkeypatch):
 def test_outputs_without_space_or_write_access_are_refused_before_the_run(tmp_path, monkeypatch):
     import shutil
 
-    from subgroup_values import runs
+    from subgroup_values.evaluation import runs
 
     (tmp_path / "file").write_text("x")
     with pytest.raises(OSError, match="results folder .* cannot be written"):
@@ -703,7 +704,7 @@ def test_a_trailing_delimiter_on_data_rows_keeps_every_column_under_its_name(tmp
 
 
 def test_the_package_must_be_the_checkouts_own(tmp_path):
-    from subgroup_values.paths import check_own_checkout
+    from subgroup_values.core.paths import check_own_checkout
 
     other = tmp_path / "clone"
     (other / "src" / "subgroup_values").mkdir(parents=True)
@@ -732,7 +733,7 @@ def test_make_takes_a_model_folder_without_weights_for_unbuilt():
 def test_a_study_config_is_checked_for_meaning(edit, expected):
     import yaml
 
-    from subgroup_values.study import STUDIES_DIR, StudyConfigError, parse_study
+    from subgroup_values.survey.study import STUDIES_DIR, StudyConfigError, parse_study
 
     cfg = yaml.safe_load((STUDIES_DIR / "sgp.yaml").read_text())
     multi = [s for s in cfg["train_strata"] if len(s) > 1]
@@ -811,7 +812,7 @@ def test_a_step_whose_run_recorded_failures_is_not_done(tmp_path):
 def test_a_declared_code_the_file_never_holds_is_refused(wvs_file, tmp_path, capsys):
     import yaml
 
-    from subgroup_values.study import STUDIES_DIR
+    from subgroup_values.survey.study import STUDIES_DIR
 
     cfg = yaml.safe_load((STUDIES_DIR / "sgp.yaml").read_text())
     cfg["study"] = "sgp_typo"
@@ -847,7 +848,7 @@ def test_a_boolean_is_no_count_and_top_logprobs_is_in_the_chat_cache_key():
 
 
 def test_a_run_without_a_single_answer_fails():
-    from subgroup_values import runs
+    from subgroup_values.evaluation import runs
 
     preds = pd.DataFrame({"choice": pd.array([None, None], dtype="Int64"), "status": ["no_option_logprob"] * 2,
                           "error": ["", ""]})
@@ -888,7 +889,7 @@ def test_the_completions_cache_key_follows_the_tokenizer_folders_content(tiny_mo
 def test_any_query_or_path_parameter_of_base_url_is_treated_as_a_credential(url, secret, tmp_path, capsys):
     """A query value or ;path parameter whose key is not a known harmless one is refused in base_url and
     redacted from every record (?pwd=, ;token=, ?session= reached metrics.json verbatim)."""
-    from subgroup_values.provenance import redact, url_secrets, write_json
+    from subgroup_values.core.provenance import redact, url_secrets, write_json
 
     assert url_secrets(url)
     with pytest.raises(ValueError, match="carries") as err:
@@ -939,14 +940,14 @@ def test_a_modal_answer_off_the_items_scale_is_refused_where_the_pairs_are_loade
 def _sgp_config(**change) -> dict:
     import yaml
 
-    from subgroup_values.study import STUDIES_DIR
+    from subgroup_values.survey.study import STUDIES_DIR
 
     cfg = yaml.safe_load((STUDIES_DIR / "sgp.yaml").read_text())
     return {**cfg, "study": "sgp_copy", **change}
 
 
 def test_a_dimension_defined_by_a_value_item_is_refused_as_target_leakage():
-    from subgroup_values.study import StudyConfigError, parse_study
+    from subgroup_values.survey.study import StudyConfigError, parse_study
 
     cfg = _sgp_config()
     cfg["dimensions"] = {**cfg["dimensions"], "religion": {**cfg["dimensions"]["religion"], "column": "Q6"}}
@@ -960,14 +961,14 @@ def test_a_dimension_defined_by_a_value_item_is_refused_as_target_leakage():
                                           ({"country": "TUR"}, "country_code 702 is Singapore"),
                                           ({"country_code": 7020}, "ISO 3166 numeric")])
 def test_a_country_code_and_name_of_two_countries_are_refused(change, said):
-    from subgroup_values.study import StudyConfigError, parse_study
+    from subgroup_values.survey.study import StudyConfigError, parse_study
 
     with pytest.raises(StudyConfigError, match=said):
         parse_study(_sgp_config(**change), "cname.yaml")
 
 
 def test_a_country_code_the_file_does_not_hold_is_refused(wvs_file):
-    from subgroup_values.study import parse_study
+    from subgroup_values.survey.study import parse_study
 
     study = parse_study(_sgp_config(country_code=703, country_name="Singapore"), "cc.yaml")  # 703: no known country
     with pytest.raises(ValueError, match=r"country_code 703 .*hold B_COUNTRY \[702\]: fix country_code"):
@@ -976,8 +977,8 @@ def test_a_country_code_the_file_does_not_hold_is_refused(wvs_file):
 
 def test_a_single_country_file_lacking_items_the_study_does_not_drop_is_refused(tmp_path, survey_frame):
     """Q1-Q20 deleted from a file without A_WAVE built 194 questions with one console line."""
-    from subgroup_values.study import load_study
-    from subgroup_values.wvs import WVSFileError
+    from subgroup_values.survey.study import load_study
+    from subgroup_values.survey.wvs import WVSFileError
 
     items = ["Q1", "Q2", "Q46", "Q164"]
     cols = ["version", "doi", "B_COUNTRY_ALPHA", "B_COUNTRY", "D_INTERVIEW", "W_WEIGHT", "Q260", "X003R", "Q290",

@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from subgroup_values import claims, findings, landscape
+from subgroup_values.analysis import findings, landscape
 from subgroup_values.backends.base import GenerateRequest, Reply, reply_records
-from subgroup_values.bootstrap import bootstrap, is_degenerate, mean_bootstrap, show, subgroup_bootstrap
-from subgroup_values.dataset import data_claims, load_manifest
-from subgroup_values.evaluate import budget_sweep, cut_curve, cut_summary
-from subgroup_values.paths import REPO_ROOT
+from subgroup_values.core import claims
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.evaluation.evaluate import budget_sweep, cut_curve, cut_summary
+from subgroup_values.stats.bootstrap import bootstrap, is_degenerate, mean_bootstrap, show, subgroup_bootstrap
+from subgroup_values.survey.dataset import data_claims, load_manifest
 
 
 def test_a_statistic_whose_resamples_are_all_equal_is_uninformative_not_an_interval():
@@ -48,7 +49,7 @@ def test_wilson_interval_known_values_and_bad_input():
 
 
 def test_refusal_runs_sample_exactly_the_sensitive_items():
-    from subgroup_values.questions import SENSITIVE_ITEMS
+    from subgroup_values.survey.questions import SENSITIVE_ITEMS
 
     runs = yaml.safe_load((REPO_ROOT / "configs/default.yaml").read_text())["runs"]
     for name in ("base_ood_refusals", "sft_ood_refusals"):
@@ -147,7 +148,7 @@ class _Fake:
 
 
 def test_budget_sweep_reads_every_budget_from_one_decoding():
-    from subgroup_values.dataset import load_pairs
+    from subgroup_values.survey.dataset import load_pairs
 
     pairs = load_pairs()
     pairs = pairs[pairs.split == "ood"].head(4)
@@ -218,7 +219,7 @@ def test_a_second_model_is_placed_beside_the_embedded_one_on_its_pairs(tmp_path)
     import json
     import shutil
 
-    from subgroup_values.paths import REPO_ROOT
+    from subgroup_values.core.paths import REPO_ROOT
 
     ref = REPO_ROOT / "results" / "default"
     other = tmp_path / "gemma"

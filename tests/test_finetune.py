@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from subgroup_values import finetune
 from subgroup_values.backends.base import ScoreRequest
 from subgroup_values.backends.hf import HFBackend
-from subgroup_values.prompts import build_messages
+from subgroup_values.survey.prompts import build_messages
+from subgroup_values.training import finetune
 
 
 def recipe(tiny_model, out, **kw):
@@ -120,7 +120,7 @@ def test_a_finished_training_is_never_resumed_after_its_pairs_change(tiny_model,
     assert second["training"]["resumed_from"] is None and second["training"]["global_step"] == 2
     assert second["training"]["train_loss"] > 0
     assert second["data"]["pairs_sha256"] != first["data"]["pairs_sha256"]
-    from subgroup_values.provenance import sha256_of
+    from subgroup_values.core.provenance import sha256_of
 
     assert second["data"]["pairs_sha256"] == sha256_of(data / "pairs.csv")
     assert second["data"]["base_model"]["weights"] is not None
@@ -133,7 +133,7 @@ def test_base_completion_trains_on_the_plain_text_the_evaluation_scores(tiny_mod
     "Answer: <modal code>" and the end of sequence only; the packed trainer's loss and gradients equal TRL's on it."""
     from test_packing import check, compare, trainers
 
-    from subgroup_values.prompts import plain_text
+    from subgroup_values.survey.prompts import plain_text
 
     base = tmp_path / "base-model"
     shutil.copytree(tiny_model, base)
@@ -159,7 +159,7 @@ def test_base_completion_trains_on_the_plain_text_the_evaluation_scores(tiny_mod
 
 
 def _question_and_persona(row):
-    from subgroup_values.prompts import attributes_of
-    from subgroup_values.questions import load_questions
+    from subgroup_values.survey.prompts import attributes_of
+    from subgroup_values.survey.questions import load_questions
 
     return {q.qid: q for q in load_questions(rule="all")}[row["qid"]], attributes_of(row.to_dict())

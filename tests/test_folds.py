@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from subgroup_values import baselines, classical, dataset, folds
+from subgroup_values.analysis import folds
+from subgroup_values.evaluation import baselines, classical
+from subgroup_values.survey import dataset
 
 
 def test_leave_cell_out_on_the_committed_aggregates():
@@ -132,7 +134,7 @@ def test_fold_dataset_is_the_folds_inputs_and_targets_and_is_checked_like_the_da
 
 
 def test_fold_runs_refuse_a_paper_protocol_run_and_say_which_are_missing(tmp_path):
-    from subgroup_values import headroom
+    from subgroup_values.analysis import headroom
 
     with pytest.raises(ValueError, match="name=profile/run"):
         headroom.fold_runs("sft_disjoint")
@@ -150,7 +152,7 @@ def test_fold_runs_refuse_a_paper_protocol_run_and_say_which_are_missing(tmp_pat
 
 
 def test_paired_tv_known_answer():
-    from subgroup_values import headroom
+    from subgroup_values.analysis import headroom
 
     rng = np.random.default_rng(0)
     base = pd.DataFrame({"qid": np.repeat([f"Q{i}" for i in range(30)], 4), "subgroup_id": list("abcd") * 30,

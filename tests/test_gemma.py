@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from subgroup_values import local_models
-from subgroup_values.local_models import GEMMA_GGUF_SHA256, GEMMA_WHEELS, PIP_GEMMA
+from subgroup_values.pipeline import local_models
+from subgroup_values.pipeline.local_models import GEMMA_GGUF_SHA256, GEMMA_WHEELS, PIP_GEMMA
 
 REPO = Path(__file__).resolve().parents[1]
 GEMMA = REPO / "models" / "gemma-3-270m"
@@ -22,9 +22,9 @@ GEMMA = REPO / "models" / "gemma-3-270m"
 def real_prompts(n_pairs: int = 150) -> list[str]:
     """Real prompts of the study: a seeded sample of pairs, each in the base_completion template and in persona_user's
     words, followed by "Answer:" and then by each option's code."""
-    from subgroup_values.dataset import load_pairs, sample_pairs
-    from subgroup_values.prompts import attributes_of, build_messages
-    from subgroup_values.questions import load_questions
+    from subgroup_values.survey.dataset import load_pairs, sample_pairs
+    from subgroup_values.survey.prompts import attributes_of, build_messages
+    from subgroup_values.survey.questions import load_questions
 
     questions = {q.qid: q for q in load_questions(rule="all")}
     texts = []
@@ -44,7 +44,7 @@ def test_gemma_model_folder_tokenizer_and_scores(tmp_path, questions):
 
     from subgroup_values.backends.base import NoChatTemplateError, ScoreRequest
     from subgroup_values.backends.hf import HFBackend
-    from subgroup_values.prompts import build_messages, prefix_group
+    from subgroup_values.survey.prompts import build_messages, prefix_group
 
     record = json.loads((GEMMA / "conversion.json").read_text())
     assert record["gguf_sha256"] == GEMMA_GGUF_SHA256 and len(record["wheels"]) == len(GEMMA_WHEELS)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from subgroup_values import baselines, dataset, headroom, noise_floor
+from subgroup_values.analysis import headroom, noise_floor
+from subgroup_values.evaluation import baselines
+from subgroup_values.survey import dataset
 
 
 def test_methods_must_share_their_pairs():
@@ -46,8 +48,8 @@ def test_divergence_of_a_fold_target_ignores_its_own_sample():
     unlabelled (in "all" only)."""
     import numpy as np
 
-    from subgroup_values import folds
-    from subgroup_values.questions import load_questions
+    from subgroup_values.analysis import folds
+    from subgroup_values.survey.questions import load_questions
 
     table = folds.load_fold_pairs()
     table = table[table.qid.isin(["Q1", "Q46"])].reset_index(drop=True)
@@ -78,7 +80,7 @@ def test_divergence_of_a_fold_target_ignores_its_own_sample():
 def test_headroom_claims_are_written_from_the_tables():
     """Paper protocol: no verdict against the floor for a predictor built from the targets' respondents (the gap
     is stated as evidence of the leak). Disjoint: one verdict per non-LLM predictor, from the widened interval."""
-    from subgroup_values.claims import fmt_ci
+    from subgroup_values.core.claims import fmt_ci
 
     all_pairs = dataset.load_pairs()
     ood = all_pairs[(all_pairs.split == "ood") & all_pairs.qid.isin(["Q1", "Q46", "Q164", "Q241"])]
@@ -115,7 +117,8 @@ def test_a_fold_run_is_placed_on_its_folds_targets_beside_every_predictor():
     0's targets only, placed with its gap to the floor, paired comparisons, and claims."""
     import numpy as np
 
-    from subgroup_values import claims, folds
+    from subgroup_values.analysis import folds
+    from subgroup_values.core import claims
 
     table = folds.load_fold_pairs()
     qids = ["Q1", "Q46", "Q164", "Q241"]

@@ -9,7 +9,7 @@ import torch
 
 from subgroup_values.backends.base import GenerateRequest, ScoreRequest
 from subgroup_values.backends.hf import HFBackend
-from subgroup_values.prompts import build_messages, prefix_group
+from subgroup_values.survey.prompts import build_messages, prefix_group
 
 PERSONAS = [{"sex": "Female", "age": "25-34"}, {"ethnicity": "Malay", "religion": "Muslim"}, {"age": "65+"}]
 QIDS = ["Q1", "Q182", "Q46", "Q241", "Q57", "Q171"]

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from subgroup_values import baselines
-from subgroup_values.paths import REPO_ROOT
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.evaluation import baselines
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,8 @@ def fresh_env(tmp_path_factory):
 
 
 def test_the_installed_package_imports_and_explains_its_commands(fresh_env, tmp_path):
-    r = subprocess.run([str(fresh_env / "python"), "-c", "import subgroup_values, subgroup_values.questions as q; "
-                        "from subgroup_values.study import load_study; "
+    r = subprocess.run([str(fresh_env / "python"), "-c", "import subgroup_values, subgroup_values.survey.questions as q; "
+                        "from subgroup_values.survey.study import load_study; "
                         "print(subgroup_values.__file__, len(q.load_questions()), load_study('tur').country)"],
                        capture_output=True, text=True, cwd=tmp_path, check=True)
     path, n, country = r.stdout.split()

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from subgroup_values import bootstrap, fairness
+from subgroup_values.analysis import fairness
+from subgroup_values.stats import bootstrap
 
 
 def test_interval_methods_on_known_cases():
@@ -109,9 +110,10 @@ def test_two_stage_intervals_cover_the_truth_of_a_world_built_from_the_data():
     predictions and answer counts; each simulation draws 50 questions and every pair's respondents. The band is
     two-sided (too wide an interval fails too). Measured here (seeded): two-stage 0.87-0.97, questions only
     0.93-0.97; `benchmarks/interval_coverage.py` measures the same at the real number of questions."""
-    from subgroup_values import coverage, runs
-    from subgroup_values.dataset import load_pairs
-    from subgroup_values.paths import REPO_ROOT
+    from subgroup_values.analysis import coverage
+    from subgroup_values.core.paths import REPO_ROOT
+    from subgroup_values.evaluation import runs
+    from subgroup_values.survey.dataset import load_pairs
 
     base, _ = runs.load_run(REPO_ROOT / "results" / "default" / "base_ood")
     sft, _ = runs.load_run(REPO_ROOT / "results" / "default" / "sft_ood")

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 
 from fake_openai import FakeOpenAI
-from subgroup_values import judge_validation as jv
-from subgroup_values import openended, readback
 from subgroup_values.backends import make_backend
 from subgroup_values.backends.base import Backend, OptionScores
 from subgroup_values.backends.cache import ResponseCache
-from subgroup_values.dataset import load_pairs, sample_pairs
+from subgroup_values.evaluation import judge_validation as jv
+from subgroup_values.evaluation import openended, readback
+from subgroup_values.survey.dataset import load_pairs, sample_pairs
 
 RESPONSE = re.compile(r"Response A: (.*?)\n\nResponse B: (.*?)\n\n", re.S)
 
@@ -167,7 +167,7 @@ def test_a_degenerate_win_rate_has_no_interval(verdict):
     from test_openended import ScriptedJudge
 
     pairs = sample_pairs(load_pairs(split="ood"), 6, seed=0)
-    from subgroup_values.questions import load_questions
+    from subgroup_values.survey.questions import load_questions
 
     qs = {q.qid: q for q in load_questions(rule="all")}
     j = openended.judge(ScriptedJudge(verdict), pairs, qs, ["s"] * 6, ["r"] * 6, criteria=["Overall"],
@@ -231,7 +231,7 @@ def test_the_judge_runs_through_the_fake_servers_completions_endpoint(items, que
 
 
 def test_tiny_model_validation_readback_and_claims_end_to_end(items, questions, tiny_model, tmp_path):
-    from subgroup_values.claims import read_claims, write_claims
+    from subgroup_values.core.claims import read_claims, write_claims
 
     be = make_backend("hf", str(tiny_model), batch_size=4)
     cache = ResponseCache(tmp_path / "c.sqlite")
@@ -287,9 +287,9 @@ def test_pairs_needed_and_holm():
 
 
 def test_the_paper_comparison_takes_the_open_ended_rows_from_the_claims(tmp_path):
-    from subgroup_values.claims import Claim, write_claims
-    from subgroup_values.dataset import load_manifest
-    from subgroup_values.report import paper_comparison
+    from subgroup_values.core.claims import Claim, write_claims
+    from subgroup_values.reporting.report import paper_comparison
+    from subgroup_values.survey.dataset import load_manifest
 
     res = tmp_path / "results"
     (res / "open_ended").mkdir(parents=True)

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from subgroup_values.dataset import load_pairs
-from subgroup_values.landscape import by_category, modal_diversity, question_landscape
+from subgroup_values.analysis.landscape import by_category, modal_diversity, question_landscape
+from subgroup_values.survey.dataset import load_pairs
 
 
 def test_mds_worked_examples():

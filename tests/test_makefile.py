@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from subgroup_values import deps
-from subgroup_values.paths import REPO_ROOT
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.pipeline import deps
 
 PKG = REPO_ROOT / "src" / "subgroup_values"
 MODULES = sorted(p.relative_to(REPO_ROOT).as_posix() for p in [*PKG.glob("*.py"), *PKG.glob("backends/*.py")])
@@ -51,7 +51,7 @@ def make(*args, build):
 def steps_run(output: str) -> set[str]:
     out = set()
     for line in output.splitlines():
-        m = re.search(r"subgroup_values\.runner .* notebooks/(\w+)\.ipynb(?: --run (\w+))?", line)
+        m = re.search(r"subgroup_values\.pipeline\.runner .* notebooks/(\w+)\.ipynb(?: --run (\w+))?", line)
         if m:
             out.add(m.group(1) + (f":{m.group(2)}" if m.group(2) else ""))
     return out
@@ -80,7 +80,7 @@ def test_touching_a_module_reruns_exactly_the_steps_that_import_it(tmp_path, wvs
         if got != expected(module):
             wrong[module] = {"reruns": sorted(got), "expected": sorted(expected(module))}
     assert not wrong, wrong
-    assert expected("src/subgroup_values/fairness.py") == {"05_fairness", "07_paper_comparison"}
+    assert expected("src/subgroup_values/analysis/fairness.py") == {"05_fairness", "07_paper_comparison"}
 
 
 @pytest.mark.parametrize("stem", ["01_build_dataset", "03_evaluate", "05_fairness", "06_open_ended"])
@@ -101,7 +101,7 @@ def test_derived_dependencies_cover_what_a_notebook_really_imports(stem):
 def test_make_all_leaves_exactly_the_separate_targets_steps_to_their_own_command(tmp_path):
     """The default profile's `make distribution` steps (its runs with target: distribution) are the ones timed apart from
     `make all`, and `make all` does not run them (a dry run from scratch lists every step it would run)."""
-    from subgroup_values import plan
+    from subgroup_values.core import plan
 
     env = {**{k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
            "PYTHONPATH": str(REPO_ROOT / "src")}

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from subgroup_values.metrics import accuracy, expected_nmae, jensen_shannon, nmae, total_variation, wasserstein
+from subgroup_values.stats.metrics import accuracy, expected_nmae, jensen_shannon, nmae, total_variation, wasserstein
 
 
 def test_wasserstein_hand_worked():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from subgroup_values import noise_floor
-from subgroup_values.metrics import jensen_shannon, total_variation, wasserstein
+from subgroup_values.analysis import noise_floor
+from subgroup_values.stats.metrics import jensen_shannon, total_variation, wasserstein
 
 
 def test_batch_distances_match_the_metrics():
@@ -43,9 +43,9 @@ def test_unequal_weights_raise_the_floor():
 
 
 def test_real_ood_pairs(survey, questions):
-    from subgroup_values import dataset
-    from subgroup_values.study import load_study
-    from subgroup_values.subgroups import find_subgroups
+    from subgroup_values.survey import dataset
+    from subgroup_values.survey.study import load_study
+    from subgroup_values.survey.subgroups import find_subgroups
 
     pairs = dataset.load_pairs(split="ood")
     pairs = pairs[pairs.qid.isin(["Q1", "Q46"])]

@@ -93,7 +93,7 @@ def test_no_option_among_top_logprobs_is_unanswered_not_uniform():
 # ---- exact option scoring through a completions endpoint (echo + logprobs, as vLLM answers) -------------------
 
 def _real_pairs(n=12):
-    from subgroup_values.dataset import load_pairs, sample_pairs
+    from subgroup_values.survey.dataset import load_pairs, sample_pairs
 
     return sample_pairs(load_pairs(split="ood"), n, 3)
 
@@ -101,7 +101,7 @@ def _real_pairs(n=12):
 @pytest.mark.parametrize("model", ["tiny_model", "smollm2"])
 def test_completions_path_is_exact_against_the_local_scorer(model, request):
     from subgroup_values.backends.cache import NullCache
-    from subgroup_values.evaluate import predict
+    from subgroup_values.evaluation.evaluate import predict
 
     path = request.getfixturevalue(model)
     pairs = _real_pairs(12 if model == "tiny_model" else 5)
@@ -144,7 +144,7 @@ def test_completions_path_refuses_a_server_without_prompt_logprobs(tiny_model):
 
 def test_digit_ids_make_the_completions_path_exact_with_one_logprob_per_prompt_token(tiny_model):
     from subgroup_values.backends.cache import NullCache
-    from subgroup_values.evaluate import predict
+    from subgroup_values.evaluation.evaluate import predict
 
     pairs = _real_pairs(8)
     local = predict(make_backend("hf", model=str(tiny_model), dtype="float32"), pairs, cache=NullCache(),
@@ -200,7 +200,7 @@ def test_digit_ids_in_chunks_for_a_tokenizer_with_1208_digit_tokens():
     from conftest import REPO
 
     from subgroup_values.backends.hf import HFBackend
-    from subgroup_values.local_models import build_family_model
+    from subgroup_values.pipeline.local_models import build_family_model
 
     try:
         model = build_family_model("llama3", REPO / "models" / "families" / "llama3")

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from fake_openai import FakeOpenAI
-from subgroup_values import openended
 from subgroup_values.backends import make_backend
 from subgroup_values.backends.base import Backend
 from subgroup_values.backends.cache import ResponseCache
-from subgroup_values.dataset import load_pairs, sample_pairs
+from subgroup_values.evaluation import openended
+from subgroup_values.survey.dataset import load_pairs, sample_pairs
 
 
 class ScriptedJudge(Backend):
@@ -111,11 +111,11 @@ def test_an_interrupted_open_ended_step_resumes_where_it_stopped(tmp_path, tiny_
 
     cache_path = tmp_path / "c.sqlite"
     setup = f"""
-        from subgroup_values import openended
+        from subgroup_values.evaluation import openended
         from subgroup_values.backends.cache import ResponseCache
         from subgroup_values.backends.hf import HFBackend
-        from subgroup_values.dataset import load_pairs, sample_pairs
-        from subgroup_values.questions import load_questions
+        from subgroup_values.survey.dataset import load_pairs, sample_pairs
+        from subgroup_values.survey.questions import load_questions
         qs = {{q.qid: q for q in load_questions(rule="all")}}
         pairs = sample_pairs(load_pairs(split="ood"), 16, seed=2)
         be = HFBackend({str(tiny_model)!r}, dtype="float32", batch_size=4)

@@ -11,9 +11,9 @@ import sys
 import nbformat
 import pytest
 
-from subgroup_values import paths
-from subgroup_values.paths import REPO_ROOT
-from subgroup_values.runner import _parse_value
+from subgroup_values.core import paths
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.pipeline.runner import _parse_value
 
 
 def _clean_env(**extra) -> dict:
@@ -91,7 +91,7 @@ def test_the_runner_hands_flags_and_the_hub_setting_to_the_kernel(tmp_path, hub)
     nb = _probe_notebook(tmp_path / "probe.ipynb")
     probe = tmp_path / "probe.json"
     env = _clean_env(**({} if hub == "unset" else {"HF_HUB_OFFLINE": hub}))
-    r = subprocess.run([sys.executable, "-m", "subgroup_values.runner", str(nb), "--profile", "smoke", "--out-dir",
+    r = subprocess.run([sys.executable, "-m", "subgroup_values.pipeline.runner", str(nb), "--profile", "smoke", "--out-dir",
                         str(tmp_path / "out"), "--no-html", "-p", "marginals_runs", "", "-p", "limit", "0", "-p",
                         "qids", "[]", "-p", "note", "a b", "-p", "probe", str(probe)],
                        capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=1800)
@@ -159,19 +159,19 @@ def test_the_installed_copy_ships_only_committed_aggregates(installed_copy):
 def test_readmes_library_snippet_runs_from_an_installed_copy(installed_copy, tiny_model, tmp_path):
     """README's library snippet, run by the installed copy from a folder outside any checkout (the tiny model in
     place of the embedded one, and a sample of 40 pairs so that it takes seconds), reads the shipped pairs table."""
-    from subgroup_values.dataset import load_pairs, pair_frame, sample_pairs
-    from subgroup_values.questions import load_questions
+    from subgroup_values.survey.dataset import load_pairs, pair_frame, sample_pairs
+    from subgroup_values.survey.questions import load_questions
 
     readme = (REPO_ROOT / "README.md").read_text()
     snippet = readme.split("Or as a library:\n\n```python\n", 1)[1].split("```", 1)[0]
     edits = {'"models/SmolLM2-135M-Instruct"': repr(str(tiny_model)),
              'pairs = load_pairs(split="ood")\n': 'pairs = load_pairs(split="ood")\nprint("table", len(pairs))\n'
-                                                  'from subgroup_values.dataset import sample_pairs\n'
+                                                  'from subgroup_values.survey.dataset import sample_pairs\n'
                                                   'pairs = sample_pairs(pairs, 40)\n',
              "print(evaluate.summarise(preds))": "s = evaluate.summarise(preds, n_boot=50)\n"
                                                  "print(s.to_string())\n"
                                                  "print('counts', dict(zip(s.subset, s.pairs)))\n"
-                                                 "import subgroup_values.paths as p; print('from', p.__file__)"}
+                                                 "import subgroup_values.core.paths as p; print('from', p.__file__)"}
     for old, new in edits.items():
         assert old in snippet, f"README's library snippet changed: {old!r} is no longer in it (update this test)"
         snippet = snippet.replace(old, new)
@@ -198,17 +198,17 @@ def test_the_installed_copy_runs_in_a_checkout_and_refuses_to_write_its_shipped_
     this checkout's folder; its command reads the shipped pairs by default; the runner, which needs a checkout,
     says so."""
     out = tmp_path / "run"
-    cli = [sys.executable, "-m", "subgroup_values.cli"]
+    cli = [sys.executable, "-m", "subgroup_values.pipeline.cli"]
     r = _run_installed(installed_copy, [*cli, "evaluate", "--model", str(tiny_model), "--limit", "6", "--n-boot",
                                         "20", "--cache", "", "--out", str(out), "--quiet"], cwd=REPO_ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     m = json.loads((out / "metrics.json").read_text())
     assert m["pairs"] == 6
     assert str(installed_copy) in json.dumps(m)  # it read the table the installed copy ships
-    r = _run_installed(installed_copy, [sys.executable, "-m", "subgroup_values.runner",
+    r = _run_installed(installed_copy, [sys.executable, "-m", "subgroup_values.pipeline.runner",
                                         "notebooks/03_evaluate.ipynb", "--profile", "smoke"], cwd=REPO_ROOT)
     assert r.returncode != 0 and "needs a checkout of the project" in r.stderr and "installed copy" in r.stderr
-    code = ("import pandas as pd; from subgroup_values.dataset import Dataset, save_dataset\n"
+    code = ("import pandas as pd; from subgroup_values.survey.dataset import Dataset, save_dataset\n"
             "e = pd.DataFrame()\ntry:\n    save_dataset(Dataset(e, e, e, {}))\n"
             "except ValueError as exc:\n    print(exc)")
     shipped = installed_copy / "subgroup_values" / "_aggregates"
@@ -219,7 +219,7 @@ def test_the_installed_copy_runs_in_a_checkout_and_refuses_to_write_its_shipped_
 
 
 def test_an_editable_install_of_another_checkout_is_refused_and_an_installed_copy_is_not(tmp_path, monkeypatch):
-    from subgroup_values.paths import check_own_checkout
+    from subgroup_values.core.paths import check_own_checkout
 
     monkeypatch.delenv("SUBGROUP_VALUES_ANY_CHECKOUT", raising=False)
     other = tmp_path / "other"
@@ -237,7 +237,7 @@ def test_an_editable_install_of_another_checkout_is_refused_and_an_installed_cop
 def test_csv_text_rounds_floats_to_fixed_digits_and_keeps_the_rest():
     import pandas as pd
 
-    from subgroup_values.provenance import csv_float, csv_text
+    from subgroup_values.core.provenance import csv_float, csv_text
 
     frame = pd.DataFrame({"a": [1.0, 0.1 + 0.2, float("nan"), 1 / 3], "b": [1, 2, 3, 4], "c": ["x", "y", None, "z"]})
     assert csv_text(frame) == "a,b,c\n1.0,1,x\n0.3,2,y\n,3,\n0.333333333333,4,z\n"
@@ -252,7 +252,7 @@ def test_the_same_table_from_two_computations_is_the_same_file(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from subgroup_values.provenance import csv_float, write_csv
+    from subgroup_values.core.provenance import csv_float, write_csv
 
     values = np.random.default_rng(0).random((300, 9))
     forward, backward = values.sum(axis=1), values[:, ::-1].sum(axis=1)
@@ -275,7 +275,7 @@ def test_the_same_table_from_two_computations_is_the_same_file(tmp_path):
 def test_a_real_change_is_written(tmp_path):
     import pandas as pd
 
-    from subgroup_values.provenance import write_csv
+    from subgroup_values.core.provenance import write_csv
 
     path = tmp_path / "t.csv"
     frame = pd.DataFrame({"metric": ["accuracy", "nmae"], "estimate": [0.25, 0.5], "n": [10, 10]})
@@ -290,14 +290,14 @@ def test_a_real_change_is_written(tmp_path):
 
 #: Writers of CSVs that are not committed and need their exact bytes: the fold dataset (build/disjoint/folds/, whose
 #: SHA-256 the fold runs' records carry: reformatting its floats would change the identity of committed runs).
-PENDING = {"src/subgroup_values/folds.py"}
+PENDING = {"src/subgroup_values/analysis/folds.py"}
 
 
 def test_every_csv_writer_goes_through_write_csv():
     found = {}
     for rel in _tracked("src", "scripts", "notebooks", "benchmarks"):
-        if rel.endswith((".py", ".ipynb")) and rel != "src/subgroup_values/provenance.py":
+        if rel.endswith((".py", ".ipynb")) and rel != "src/subgroup_values/core/provenance.py":
             n = (REPO_ROOT / rel).read_text().count(".to_csv(")
             if n:
                 found[rel] = n
-    assert set(found) <= PENDING, f"write these CSVs with subgroup_values.provenance.write_csv: {found}"
+    assert set(found) <= PENDING, f"write these CSVs with subgroup_values.core.provenance.write_csv: {found}"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from subgroup_values import finetune
-from subgroup_values.packing import IGNORE, PackedCollator, question_chunks, split_point
+from subgroup_values.training import finetune
+from subgroup_values.training.packing import IGNORE, PackedCollator, question_chunks, split_point
 
 
 def test_split_point_keeps_the_predictor_of_the_first_completion_token_in_the_suffix():
@@ -227,6 +227,6 @@ def test_distribution_training_runs_and_refuses_bad_settings(tiny_model, tmp_pat
         finetune.training_pairs(finetune.SubgroupSFTArguments(loss="distribution", trainer="trl"))
     with pytest.raises(ValueError, match="loss must be"):
         finetune.training_pairs(finetune.SubgroupSFTArguments(loss="kl"))
-    from subgroup_values.packing import distribution_chunks
+    from subgroup_values.training.packing import distribution_chunks
     with pytest.raises(ValueError, match="one non-negative weight per option"):
         distribution_chunks([[1, 2]], [[[5], [6]]], [[1.0]], ["q"])

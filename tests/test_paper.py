@@ -14,8 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from subgroup_values import publish
-from subgroup_values.paths import REPO_ROOT
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.reporting import publish
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -223,7 +223,7 @@ def test_the_paper_stitches_the_notebooks_in_order(executed, tmp_path):
     # the evaluation section's table of runs, from the committed runs' metrics (numbers written by code)
     base = __import__("json").loads((RESULTS / "base_ood" / "metrics.json").read_text())
     acc = next(r for r in base["by_subset"] if r["subset"] == "all" and r["metric"] == "accuracy")
-    from subgroup_values.claims import fmt_ci
+    from subgroup_values.core.claims import fmt_ci
 
     assert 'class="sv-runs"' in text and fmt_ci(acc["estimate"], acc["lo"], acc["hi"]) in text
     assert 'href="#nb-03-evaluate-base-train"' in text
@@ -279,7 +279,7 @@ def test_outputs_lose_progress_bars_paths_and_reprs():
 
 
 def test_the_abstract_states_the_findings_from_the_claims(tmp_path):
-    from subgroup_values import claims
+    from subgroup_values.core import claims
 
     # the page's own words (the question, the figures' descriptions) state no finding: those come from claims
     for text in (publish.QUESTION, *publish.FIGURE_CAPTIONS.values()):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from subgroup_values import paper_models as pm
+from subgroup_values.pipeline import paper_models as pm
 
 REPO = pm.REPO
 PAPER_NAMES = ["Llama-3.1-8B", "Llama-3.2-3B", "SEA-LION-v3-8B", "Qwen2.5-7B", "Sailor2-8B", "SeaLLMs-v3-7B",
@@ -33,7 +33,7 @@ def test_the_recipe_names_the_seven_models_and_the_profile_follows_it():
     hub_ids = {e["hub_id"] for e in table.values()}
     assert recipe["model_name_or_path"] in hub_ids and profile["notebooks"]["03_evaluate"]["model"] in hub_ids
     assert all(e["hub_id"] in profile_text for e in table.values())  # the profile's comment lists them all
-    from subgroup_values.finetune import load_recipe
+    from subgroup_values.training.finetune import load_recipe
 
     script, training, model = load_recipe(REPO / "configs" / "sft" / "paper.yaml", output_dir="/tmp/x", bf16=False,
                                          use_cpu=True)  # on this machine
@@ -75,7 +75,7 @@ def test_the_paper_profile_refuses_a_machine_without_a_gpu(monkeypatch):
                          timeout=120)
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.splitlines()
-    first_step = next(i for i, ln in enumerate(lines) if "subgroup_values.runner" in ln)
+    first_step = next(i for i, ln in enumerate(lines) if "subgroup_values.pipeline.runner" in ln)
     assert any("paper_models check-gpu" in ln for ln in lines[:first_step])  # the check comes before any step
     smoke = subprocess.run(["make", "--no-print-directory", "-n", "all", "PROFILE=smoke", "WVS_CHECK=",
                             "BUILD=build/test_paper_models"], cwd=REPO, capture_output=True, text=True, env=env,

@@ -1,5 +1,5 @@
 """A run is declared once (configs/<profile>.yaml, runs:): the Makefile's lists and the analysis notebooks' run
-parameters are derived from it (subgroup_values.plan)."""
+parameters are derived from it (subgroup_values.core.plan)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import subprocess
 import pytest
 import yaml
 
-from subgroup_values import plan, reuse, runner
-from subgroup_values.paths import REPO_ROOT
+from subgroup_values.core import plan
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.pipeline import reuse, runner
 
 
 def _dry_steps(profile: str, build, target: str = "all") -> list[str]:

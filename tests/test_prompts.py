@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from subgroup_values import prompts
-from subgroup_values.prompts import TEMPLATES, ParsedAnswer, build_messages, describe, parse_answer, prefix_group
+from subgroup_values.survey import prompts
+from subgroup_values.survey.prompts import TEMPLATES, ParsedAnswer, build_messages, describe, parse_answer, prefix_group
 
 
 def test_persona_names_only_known_attributes(questions):
@@ -90,7 +90,7 @@ def test_parse_real_replies_of_the_reference_run():
     echoes, explicit answers by number and by label."""
     import pandas as pd
 
-    from subgroup_values.questions import load_questions
+    from subgroup_values.survey.questions import load_questions
 
     questions = {q.qid: q for q in load_questions(rule="all")}
     cases = pd.read_csv(Path(__file__).parent / "fixtures" / "generate_replies.csv", dtype={"choice": "Int64"},
@@ -107,7 +107,7 @@ def test_parse_real_replies_of_the_reference_run():
 
 
 def test_no_placeholder_left_in_any_prompt():
-    from subgroup_values.questions import load_questions
+    from subgroup_values.survey.questions import load_questions
 
     for q in load_questions(rule="all"):
         for template in TEMPLATES:
@@ -121,7 +121,8 @@ def test_no_placeholder_left_in_any_prompt():
 
 
 def test_marginals_template_names_each_training_cell(questions):
-    from subgroup_values import baselines, dataset
+    from subgroup_values.evaluation import baselines
+    from subgroup_values.survey import dataset
 
     all_pairs = dataset.load_pairs()
     ood = all_pairs[all_pairs.split == "ood"]
@@ -146,7 +147,7 @@ def test_marginals_template_names_each_training_cell(questions):
                                    "3. Or 4", "**2/3**"])
 def test_a_hedged_reply_offering_two_options_is_no_answer(reply):
     """Two different option codes offered as the answer are counted as unreadable ("hedged"), never as the first."""
-    from subgroup_values.prompts import UNREADABLE
+    from subgroup_values.survey.prompts import UNREADABLE
 
     parsed = parse_answer(reply, [1, 2, 3, 4])
     assert (parsed.choice, parsed.status) == (None, "hedged") and "hedged" in UNREADABLE

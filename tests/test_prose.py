@@ -9,8 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from subgroup_values import claims, findings, landscape, paper, report
-from subgroup_values.paths import REPO_ROOT
+from subgroup_values.analysis import findings, landscape
+from subgroup_values.core import claims, paper
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.reporting import report
 
 RES = REPO_ROOT / "results" / "default"
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from subgroup_values.questions import load_questions
+from subgroup_values.survey.questions import load_questions
 
 
 def test_bank_sizes_and_rules():

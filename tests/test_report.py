@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from subgroup_values import report
-from subgroup_values.paths import REPO_ROOT
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.reporting import report
 
 
 def test_readme_results_block_matches_results():
@@ -29,7 +29,7 @@ def test_update_readme_replaces_only_the_block(tmp_path):
 
 
 def test_the_papers_models_stand_beside_singapore_runs_only(monkeypatch):
-    from subgroup_values.report import beside_paper
+    from subgroup_values.reporting.report import beside_paper
 
     def summary(acc):
         return pd.DataFrame({"subset": ["all", "all"], "metric": ["accuracy", "nmae"], "estimate": [acc, 0.2]})
@@ -42,7 +42,7 @@ def test_the_papers_models_stand_beside_singapore_runs_only(monkeypatch):
 
 
 def test_a_step_run_on_its_own_keeps_the_other_steps_timings(tmp_path):
-    from subgroup_values.report import step_timings
+    from subgroup_values.reporting.report import step_timings
 
     tsv = tmp_path / "timings.tsv"
     tsv.write_text("2026-12-01T10:00:00\t05_fairness\t120\t900\n")
@@ -64,8 +64,8 @@ def test_a_step_run_on_its_own_keeps_the_other_steps_timings(tmp_path):
 
 
 def test_the_runner_records_the_load_of_each_step(tmp_path):
-    from subgroup_values import runner
-    from subgroup_values.report import step_timings
+    from subgroup_values.pipeline import runner
+    from subgroup_values.reporting.report import step_timings
 
     sampler = runner._LoadSampler(every=0.05).start()
     import time
@@ -81,7 +81,7 @@ def test_the_runner_records_the_load_of_each_step(tmp_path):
 def test_timing_claims_split_make_all_from_its_separate_targets_and_judge_the_budget():
     import pandas as pd
 
-    from subgroup_values import report
+    from subgroup_values.reporting import report
 
     t = pd.DataFrame({"step": ["01_build_dataset", "04_finetune", "04_finetune__sft_distribution",
                                "03_evaluate__sft_distribution_ood"], "minutes": [0.5, 80.0, 9.0, 12.0],

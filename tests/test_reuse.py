@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from subgroup_values import reuse
-from subgroup_values.paths import REPO_ROOT
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.pipeline import reuse
 
 MODEL = REPO_ROOT / "models" / "SmolLM2-135M-Instruct"
 pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("make") is None,
@@ -43,7 +43,7 @@ def make(clone: Path, *args: str) -> str:
 def steps_run(output: str) -> set[str]:
     out = set()
     for line in output.splitlines():
-        m = re.search(r"subgroup_values\.runner .* notebooks/(\w+)\.ipynb(?: --run (\w+))?", line)
+        m = re.search(r"subgroup_values\.pipeline\.runner .* notebooks/(\w+)\.ipynb(?: --run (\w+))?", line)
         if m:
             out.add(m.group(1) + (f":{m.group(2)}" if m.group(2) else ""))
     return out
@@ -91,7 +91,7 @@ def fresh(clone: Path, tmp_path: Path, with_model: bool = False) -> Path:
         (dest / "models").mkdir()
         (dest / "models" / MODEL.name).symlink_to(MODEL)
     # what make does first on a clone without the survey file (its rule needs the virtual environment)
-    subprocess.run([sys.executable, "-m", "subgroup_values.dataset", "verify", "data/processed", "build/aggregates.ok"],
+    subprocess.run([sys.executable, "-m", "subgroup_values.survey.dataset", "verify", "data/processed", "build/aggregates.ok"],
                    cwd=dest, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(dest / "src")})
     return dest
 
@@ -113,7 +113,7 @@ def test_a_fresh_clone_reruns_only_the_analysis(clone, tmp_path):
     assert (x / "build/notebooks/default/04_finetune.ipynb").is_file()
     # `make paper` copies the targets to docs/: a reused one comes out as the committed copy it was made from
     # would (the mark does not travel)
-    from subgroup_values import publish
+    from subgroup_values.reporting import publish
 
     for name, source in (("stamp", stamp), ("committed", x / "docs/default/notebooks" / stamp.name)):
         (tmp_path / name).mkdir()
@@ -136,15 +136,15 @@ def test_a_changed_config_entry_runs_that_step_again(clone, tmp_path):
 
 def test_a_changed_module_runs_the_steps_that_import_it_and_a_comment_does_not(clone, tmp_path):
     x = fresh(clone, tmp_path, with_model=True)
-    (x / "src/subgroup_values/metrics.py").write_text((x / "src/subgroup_values/metrics.py").read_text()
+    (x / "src/subgroup_values/stats/metrics.py").write_text((x / "src/subgroup_values/stats/metrics.py").read_text()
                                                       + "\n# a comment changes no result\n")
-    (x / "src/subgroup_values/finetune.py").write_text((x / "src/subgroup_values/finetune.py").read_text()
+    (x / "src/subgroup_values/training/finetune.py").write_text((x / "src/subgroup_values/training/finetune.py").read_text()
                                                        + "\nREUSE_TEST = 1\n")
     out = make(x, "fairness")
     # finetune.py is read by notebook 4 only: the modal fine-tune runs again, and so every run of its adapter
     assert {"04_finetune", "03_evaluate:sft_ood", "05_fairness"} <= steps_run(out), out
     assert not any(s.startswith("03_evaluate:base") for s in steps_run(out)), out
-    assert "code changed since" in out and "src/subgroup_values/finetune.py" in out
+    assert "code changed since" in out and "src/subgroup_values/training/finetune.py" in out
 
 
 def test_changed_data_and_missing_evidence_are_not_reused(clone, tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from subgroup_values import landscape, rule_search
-from subgroup_values.dataset import load_pairs
-from subgroup_values.questions import load_questions
+from subgroup_values.analysis import landscape, rule_search
+from subgroup_values.survey.dataset import load_pairs
+from subgroup_values.survey.questions import load_questions
 
 
 def test_batteries_are_runs_of_identical_options():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from subgroup_values.paths import REPO_ROOT
-from subgroup_values.report import markdown_table
-from subgroup_values.runner import notebook_parameters, run_notebook
+from subgroup_values.core.paths import REPO_ROOT
+from subgroup_values.pipeline.runner import notebook_parameters, run_notebook
+from subgroup_values.reporting.report import markdown_table
 
 NOTEBOOKS = ["01_build_dataset", "02_value_landscape", "03_evaluate", "04_finetune", "05_fairness", "06_open_ended",
              "07_paper_comparison"]
@@ -46,7 +46,8 @@ def test_markdown_table():
 
 
 def test_reference_profile_refuses_a_dirty_tree(tmp_path, monkeypatch):
-    from subgroup_values import provenance, runner
+    from subgroup_values.core import provenance
+    from subgroup_values.pipeline import runner
 
     monkeypatch.delenv("ALLOW_DIRTY", raising=False)
     monkeypatch.setattr(provenance, "git_revision", lambda *a, **k: "abc123-dirty")
@@ -61,7 +62,7 @@ def test_executed_notebooks_show_no_progress_bars_or_known_warnings():
 
     from nbclient import NotebookClient
 
-    from subgroup_values.runner import quiet_kernel_environment
+    from subgroup_values.pipeline.runner import quiet_kernel_environment
 
     env = quiet_kernel_environment({"PYTHONWARNINGS": "default::DeprecationWarning"})
     assert env["PYTHONWARNINGS"].startswith("default::DeprecationWarning,") and env["TQDM_DISABLE"] == "1"

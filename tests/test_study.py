@@ -13,12 +13,12 @@ import pyreadstat
 import pytest
 import yaml
 
-from subgroup_values import prompts
-from subgroup_values.dataset import build_dataset, load_manifest
-from subgroup_values.questions import load_questions
-from subgroup_values.study import STUDIES_DIR, StudyConfigError, load_study, parse_study
-from subgroup_values.subgroups import usable_dimensions
-from subgroup_values.wvs import WVSFileError, read_wvs
+from subgroup_values.survey import prompts
+from subgroup_values.survey.dataset import build_dataset, load_manifest
+from subgroup_values.survey.questions import load_questions
+from subgroup_values.survey.study import STUDIES_DIR, StudyConfigError, load_study, parse_study
+from subgroup_values.survey.subgroups import usable_dimensions
+from subgroup_values.survey.wvs import WVSFileError, read_wvs
 
 TUR_KEY = ["B_COUNTRY", "W_WEIGHT", "Q260", "X003R", "Q275R", "H_URBRURAL", "Q288R", "Q1", "Q46", "Q164"]
 
@@ -185,7 +185,7 @@ def test_make_runs_turkeys_steps_into_its_own_folders(tmp_path, wvs_file_tur):
     import re
     import subprocess
 
-    from subgroup_values.paths import REPO_ROOT
+    from subgroup_values.core.paths import REPO_ROOT
 
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL",
                                                             "SUBGROUP_VALUES_STUDY")}
@@ -204,7 +204,7 @@ def test_make_runs_turkeys_steps_into_its_own_folders(tmp_path, wvs_file_tur):
 def test_the_runner_passes_the_profiles_study_and_ignores_the_environment(monkeypatch):
     """The study reaches a notebook as its ``study`` parameter, from the profile: a variable in the shell (the old
     global) changes nothing."""
-    from subgroup_values import runner
+    from subgroup_values.pipeline import runner
 
     seen = {}
     monkeypatch.setenv("SUBGROUP_VALUES_STUDY", "sgp")
@@ -219,10 +219,10 @@ def test_two_studies_in_one_process_each_with_its_own_pairs():
     """Singapore's and Turkey's committed tables side by side in one process: each carries its study, and the
     prompts, the attributes and the per-attribute audit follow the table, whatever the environment says."""
 
-    from subgroup_values import fairness
-    from subgroup_values.dataset import load_pairs, pair_frame
-    from subgroup_values.evaluate import predict
-    from subgroup_values.study import study_of
+    from subgroup_values.analysis import fairness
+    from subgroup_values.evaluation.evaluate import predict
+    from subgroup_values.survey.dataset import load_pairs, pair_frame
+    from subgroup_values.survey.study import study_of
 
     sgp, tur = load_pairs(split="ood"), load_pairs(study="tur", split="ood")
     assert study_of(sgp).name == "sgp" and study_of(tur).name == "tur"
@@ -256,11 +256,11 @@ def test_two_studies_in_one_process_each_with_its_own_pairs():
 
 def test_no_module_reads_the_study_from_the_environment():
     """The study is passed, never read from the shell: no module of the package names the old variable."""
-    from subgroup_values.paths import REPO_ROOT
+    from subgroup_values.core.paths import REPO_ROOT
 
     found = [str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "src/subgroup_values").rglob("*.py")
              if "SUBGROUP_VALUES_STUDY" in p.read_text()]
     assert found == []
-    from subgroup_values import study as study_module
+    from subgroup_values.survey import study as study_module
 
     assert not hasattr(study_module, "active")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from subgroup_values.questions import load_questions
-from subgroup_values.study import load_study
-from subgroup_values.subgroups import (
+from subgroup_values.survey.questions import load_questions
+from subgroup_values.survey.study import load_study
+from subgroup_values.survey.subgroups import (
     build_pairs,
     find_subgroups,
     make_strata,

@@ -27,7 +27,7 @@ def _port() -> int:
 
 
 def _train(model, out: Path, processes: int, per_device: int, log: Path, extra: tuple = ()) -> dict:
-    args = ["-m", "subgroup_values.finetune", "--config", "configs/sft/smoke.yaml", "--model_name_or_path", str(model),
+    args = ["-m", "subgroup_values.training.finetune", "--config", "configs/sft/smoke.yaml", "--model_name_or_path", str(model),
             "--output_dir", str(out), "--per_device_train_batch_size", str(per_device), "--max_steps", "4",
             "--subgroups_per_chunk", "4", "--train_limit", "96", "--logging_steps", "1", "--save_steps", "2",
             "--learning_rate", "5e-3", "--warmup_steps", "0", "--dataloader_num_workers", "0", *extra]

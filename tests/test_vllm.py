@@ -14,8 +14,8 @@ import pytest
 from subgroup_values.backends import make_backend
 from subgroup_values.backends.cache import NullCache, ResponseCache
 from subgroup_values.backends.vllm_server import VLLMServer, vllm_venv
-from subgroup_values.dataset import load_pairs, sample_pairs
-from subgroup_values.evaluate import predict
+from subgroup_values.evaluation.evaluate import predict
+from subgroup_values.survey.dataset import load_pairs, sample_pairs
 
 READY_S = 600
 
@@ -81,8 +81,8 @@ def test_greedy_generation_through_vllm_gives_the_local_replies(vllm_server, smo
 def test_the_open_ended_judge_and_reader_through_vllm_agree_with_the_local_ones(vllm_server, smollm2, questions):
     """A few items (CI time): the judge's verdict probabilities on validation pairs (A / B / tie after "Verdict:")
     and the reader's option distributions, exactly scored through the completions endpoint, are the local ones."""
-    from subgroup_values import judge_validation as jv
-    from subgroup_values import readback
+    from subgroup_values.evaluation import judge_validation as jv
+    from subgroup_values.evaluation import readback
 
     items = jv.validation_set(load_pairs(split="train"), questions, 2, seed=0)
     local_be = make_backend("hf", model=str(smollm2), dtype="float32")
@@ -131,7 +131,7 @@ def test_digit_ids_in_chunks_make_a_llama3_tokenizer_exact_through_vllm(tmp_path
     the tiny random Llama of `make model-families` (Llama 3.1's real tokenizer and chat template)."""
     from conftest import REPO
 
-    from subgroup_values.local_models import build_family_model
+    from subgroup_values.pipeline.local_models import build_family_model
 
     if not (vllm_venv() / ".installed").is_file():
         _unavailable(f"no vLLM environment at {vllm_venv()}: `make vllm-env` builds it.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from subgroup_values import worth
+from subgroup_values.analysis import worth
 
 
 def test_invert_and_extrapolate_a_known_curve():

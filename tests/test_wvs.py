@@ -9,7 +9,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from subgroup_values.wvs import MISSING_CODES, WVSFileError, read_wvs
+from subgroup_values.survey.wvs import MISSING_CODES, WVSFileError, read_wvs
 
 KEY = ["A_WAVE", "B_COUNTRY", "W_WEIGHT", "Q260", "X003R", "Q290", "Q289", "Q1", "Q46", "Q164", "Q222"]
 ITEMS = ["Q1", "Q46", "Q164", "Q222"]

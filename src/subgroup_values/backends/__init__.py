@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from ..core.choices import BACKENDS
 from .base import Backend, GenerateRequest, OptionScores, RequestFailed, ScoreRequest
-
-BACKENDS = ("hf", "openai_compat")
 
 
 def make_backend(kind: str, model: str, adapter: str | None = None, dtype: str = "auto", device: str | None = None,

