@@ -140,3 +140,18 @@ def test_separate_goals_come_from_the_runs_targets():
         "01_build_dataset.ipynb", "02_value_landscape.ipynb", "03_evaluate__base_ood.ipynb",
         "03_evaluate__base_train.ipynb", "03_evaluate__base_ood_generate.ipynb",
         "03_evaluate__base_ood_marginals.ipynb", "08_headroom.ipynb"])
+
+
+def test_one_function_owns_the_results_layout():
+    from pathlib import Path
+
+    from subgroup_values.core import paths
+
+    assert paths.run_dir("default", "base_ood") == Path("results/default/base_ood")
+    assert paths.results_dir("tur", "headroom") == Path("results/tur/headroom")
+    with pytest.raises(ValueError, match="one folder name"):
+        paths.run_dir("default", "disjoint/sft_ood")
+    # no notebook types a run's folder: each asks paths.run_dir
+    for nb in sorted((REPO_ROOT / "notebooks").glob("*.ipynb")):
+        code = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        assert not re.search(r"results/\{profile\}/\{\w+\}", code), nb.name

@@ -103,3 +103,42 @@ def test_timing_claims_split_make_all_from_its_separate_targets_and_judge_the_bu
     assert "1 of its 2 steps (80 min) ran with the machine's mean load above 2.5" in loaded[0].sentence
     assert loaded[0].extra["steps_over_quiet_load"] == 1
     assert "1 step ran before the load was recorded" in loaded[1].sentence
+
+
+def test_the_headroom_figure_says_what_it_shows_in_the_studys_words():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from subgroup_values.core.paths import REPO_ROOT
+    from subgroup_values.reporting import plots
+
+    table = pd.read_csv(REPO_ROOT / "results/default/headroom/headroom.csv")
+    fig = plots.headroom(table, models=["base_ood", "sft_ood", "sft_distribution_ood"])
+    assert fig._suptitle is not None and "paper protocol" in fig._suptitle.get_text()
+    assert fig.legends and any("interval" in t.get_text() for t in fig.legends[0].get_texts())
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "zero-shot model" in labels and "noise floor" in labels
+    assert not [lab for lab in labels if "_" in lab], labels  # no run identifiers
+    plt = matplotlib.pyplot
+    plt.close(fig)
+
+
+def test_bars_beside_the_paper_show_our_intervals():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from subgroup_values.reporting import plots
+    from subgroup_values.reporting.report import beside_paper
+
+    def summary(acc):
+        return pd.DataFrame({"subset": ["all", "all"], "metric": ["accuracy", "nmae"], "estimate": [acc, 0.2],
+                             "lo": [acc - 0.05, 0.18], "hi": [acc + 0.05, 0.22]})
+
+    both = beside_paper({"model": summary(0.4), "population_mode": summary(0.8)}, "base_ood", "sgp")
+    assert both.loc[0, ["acc_lo", "acc_hi"]].tolist() == pytest.approx([0.35, 0.45]) and both.acc_lo.isna().any()
+    fig, ax = plt.subplots()
+    plots.model_bars(both, "acc", ax=ax)
+    assert len(ax.collections) >= 1  # the error bars of ours and the baselines
+    plt.close(fig)

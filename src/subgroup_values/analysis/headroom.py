@@ -28,11 +28,11 @@ SUBSETS = ("all", "consensus", "divergent")
 def model_predictions(profile: str, run: str, all_pairs: pd.DataFrame) -> pd.DataFrame:
     """A model run's predictions (``results/<profile>/<run>/predictions.parquet``), scored again with today's
     metrics (TV included) against the pairs' weighted distributions (:func:`subgroup_values.evaluation.runs.rescore`)."""
-    from pathlib import Path
 
+    from ..core.paths import run_dir
     from ..evaluation.runs import rescore
 
-    path = Path(f"results/{profile}/{run}/predictions.parquet")
+    path = run_dir(profile, run) / "predictions.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"No predictions at {path}: run notebook 3 for {run} (make all) first.")
     return rescore(pd.read_parquet(path), all_pairs)

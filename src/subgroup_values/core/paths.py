@@ -23,6 +23,19 @@ DATA = REPO_ROOT / "data"
 PROCESSED = SHIPPED_PROCESSED if INSTALLED else DATA / "processed"
 
 
+def results_dir(profile: str, *parts: str) -> Path:
+    """Where a profile's results go, ``results/<profile>/<parts...>``, relative to the repository root (the
+    notebooks and make run there; a relative path keeps local folders out of what the notebooks print)."""
+    return Path("results", str(profile), *map(str, parts))
+
+
+def run_dir(profile: str, run: str) -> Path:
+    """The folder of one run of a profile (``results/<profile>/<run>/``: predictions.parquet, metrics.json)."""
+    if not run or "/" in str(run):
+        raise ValueError(f"A run is named by one folder name, got {run!r}.")
+    return results_dir(profile, run)
+
+
 def data_folder(data_dir: str | Path) -> Path:
     """A study's dataset folder (its ``data_dir``: ``data/processed`` or ``data/processed/<study>``) as a path: in
     the checkout, or among the aggregates an installed copy ships (where a study it does not ship has none)."""

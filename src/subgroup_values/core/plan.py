@@ -28,6 +28,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .paths import run_dir
+
 #: The keys of a run that are the plan's, not the notebook's (the runner strips them before the notebook runs).
 PLAN_KEYS = ("notebook", "after", "target")
 #: The steps a profile may list (the numbered notebooks; 3 is run through ``runs:`` only).
@@ -265,7 +267,7 @@ def make_fragment(profile: str, root: Path | None = None) -> str:
     for stem in ("05_fairness", "07_paper_comparison", "08_headroom"):
         needed = [rs[n] for n in reads(profile, stem, root=root) if n in rs]
         built = [f"$(OUT)/{r.make_target}" for r in needed if not r.target]
-        files = [f"results/{profile}/{r.name}/predictions.parquet" for r in needed if r.target]
+        files = [(run_dir(profile, r.name) / "predictions.parquet").as_posix() for r in needed if r.target]
         # a run built by its own goal is read as its committed predictions (when they are there)
         lines.append(f"PLAN_READS_{stem} := " + " ".join(built) +
                      (f" $(wildcard {' '.join(files)})" if files else ""))

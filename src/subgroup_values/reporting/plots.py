@@ -132,17 +132,26 @@ def grouped_intervals(df, x: str, y: str, hue: str, ax=None, lo: str = "lo", hi:
 
 
 def model_bars(df, value: str, ax=None):
-    """Horizontal bars of ``value`` per model, coloured by kind (ours / baseline / open / closed)."""
+    """Horizontal bars of ``value`` per model, coloured by kind (ours / baseline / open / closed), with the
+    interval where the table has one (``<value>_lo``, ``<value>_hi``: ours and the baselines; the paper reports
+    none for its models)."""
     colors = {"ours": PALETTE[3], "baseline": "0.55", "open": PALETTE[0], "closed": PALETTE[1]}
-    d = df.dropna(subset=[value])
+    d = df.dropna(subset=[value]).reset_index(drop=True)
     if ax is None:
         _, ax = plt.subplots(figsize=(WIDTH / 2, 0.3 * len(d) + 1))
     ax.barh(range(len(d)), d[value], color=[colors.get(k, PALETTE[4]) for k in d["kind"]])
+    if f"{value}_lo" in d and d[f"{value}_lo"].notna().any():
+        has = d[f"{value}_lo"].notna()
+        ax.errorbar(d.loc[has, value], d.index[has], xerr=[d.loc[has, value] - d.loc[has, f"{value}_lo"],
+                                                            d.loc[has, f"{value}_hi"] - d.loc[has, value]],
+                    fmt="none", ecolor="0.2", lw=0.8, capsize=2)
     ax.set_yticks(range(len(d)), d["model"], fontsize=7)
     if not ax.yaxis_inverted():  # axes sharing y are inverted once
         ax.invert_yaxis()
     for i, v in enumerate(d[value]):
         ax.text(v, i, f" {v:.2f}", va="center", fontsize=6)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for k, c in colors.items() if k in set(d["kind"])]
+    ax.legend(handles, [k for k in colors if k in set(d["kind"])], fontsize=6, frameon=False, loc="lower right")
     return ax
 
 
@@ -158,12 +167,37 @@ def base_vs_sft(table, metric: str, ax=None):
     return ax
 
 
-def headroom(table, models: list[str] = (), metric: str = "tv"):
-    """Each method's distance (with its interval) on all and on divergent pairs, between the noise floor and
-    uniform (vertical lines); models in colour, non-LLM predictors in grey."""
+#: How the headroom figure names a method: the study's words, not run identifiers (a name not listed is shown as
+#: it is; the marginals template's runs add "with marginals").
+METHOD_WORDS = {"base_ood": "zero-shot model", "sft_ood": "fine-tuned (modal loss)",
+                "sft_distribution_ood": "fine-tuned (distribution loss)", "sft_disjoint": "fine-tuned, fold 0 (modal)",
+                "sft_distribution_disjoint": "fine-tuned, fold 0 (distribution)", "raking": "raking (respondents)",
+                "regression": "regression (respondents)", "log_linear": "log-linear composition",
+                "compositional": "compositional (mean of marginals)", "population_mode": "population distribution",
+                "population_mode_point": "population mode (point mass)", "true_mode": "true mode (oracle point mass)",
+                "log_linear_leave_cell_out": "log-linear, the cell's respondents left out",
+                "uniform": "uniform", "noise_floor": "noise floor"}
+
+
+def method_words(name: str) -> str:
+    """A method's name in the study's words (:data:`METHOD_WORDS`)."""
+    if name.endswith("_marginals") and name[: -len("_marginals")] in METHOD_WORDS:
+        return METHOD_WORDS[name[: -len("_marginals")]] + ", with marginals"
+    for tag in ("_lb1", "_lb2"):
+        if name.lower().endswith(tag):
+            return method_words(name[: -len(tag)]) + (": point mass on its top option" if tag == "_lb1" else
+                                                      ": point mass on its least likely option")
+    return METHOD_WORDS.get(name, name)
+
+
+def headroom(table, models: list[str] = (), metric: str = "tv", title: str | None = None):
+    """Each method's distance with its interval, on all and on divergent pairs, between the noise floor and
+    uniform (vertical lines); models in colour, non-LLM predictors in grey; methods named in the study's words."""
+    from matplotlib.lines import Line2D
+
     subsets = [s for s in ("all", "divergent") if (table.pairs == s).any()]
-    fig, axes = plt.subplots(1, len(subsets), figsize=(WIDTH, 3.2), sharey=True, squeeze=False)
     order = table[table.pairs == "all"].sort_values(metric, ascending=False).method.tolist()
+    fig, axes = plt.subplots(1, len(subsets), figsize=(WIDTH, 0.24 * len(order) + 2.0), sharey=True, squeeze=False)
     for ax, subset in zip(axes[0], subsets):
         t = table[table.pairs == subset].set_index("method").reindex(order)
         y = range(len(order))
@@ -174,7 +208,19 @@ def headroom(table, models: list[str] = (), metric: str = "tv"):
         for m, style in (("noise_floor", ":"), ("uniform", "--")):
             if m in t.index:
                 ax.axvline(t.loc[m, metric], color="0.3", ls=style, lw=0.8)
-        ax.set(yticks=list(y), yticklabels=order, xlabel=f"{metric.upper()} to the subgroup's distribution",
-               title=f"{subset} pairs")
-    fig.tight_layout()
+        ax.set_yticks(list(y), [method_words(m) for m in order], fontsize=7)
+        ax.tick_params(axis="x", labelsize=7)
+        n = f", {int(t['n_pairs'].dropna().iloc[0]):,}" if "n_pairs" in t and t["n_pairs"].notna().any() else ""
+        ax.set_title(f"{subset} pairs{n}", fontsize=8)
+    legend = [Line2D([], [], ls="none", marker="o", color="C0", label="language model"),
+              Line2D([], [], ls="none", marker="o", color="0.4", label="predictor without a model"),
+              Line2D([], [], ls="none", marker="o", color="C3", label="noise floor"),
+              Line2D([], [], color="0.3", ls=":", lw=0.8, label="floor"),
+              Line2D([], [], color="0.3", ls="--", lw=0.8, label="uniform"),
+              Line2D([], [], color="0.6", lw=1, label="95% interval over questions")]
+    fig.legend(handles=legend, loc="lower center", ncol=3, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    protocol = str(table.protocol.iloc[0]) if "protocol" in table and len(table) else ""
+    fig.suptitle(title or f"How close each method comes to the subgroups' answers ({protocol} protocol)", fontsize=10)
+    fig.supxlabel(f"{metric.upper()} to the subgroup's answer distribution (lower is closer)", fontsize=8, y=0.09)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig

@@ -560,13 +560,17 @@ def beside_paper(summaries: dict[str, pd.DataFrame], run_name: str, study) -> pd
 
     The paper's rows are Singapore's: they are shown beside a run of the Singapore study only (``study``, the
     run's study's name: another country's run gets its own baselines, never another country's reported models)."""
-    def get(name, metric):
-        return summaries[name].set_index(["subset", "metric"]).loc[("all", metric), "estimate"]
+    def get(name, metric, col="estimate"):
+        row = summaries[name].set_index(["subset", "metric"]).loc[("all", metric)]
+        return row[col] if col in row else float("nan")
 
-    ours = [{"model": f"{run_name} (ours)", "kind": "ours", "acc": get("model", "accuracy"),
-             "nmae": get("model", "nmae")}]
-    ours += [{"model": f"{k} (baseline)", "kind": "baseline", "acc": get(k, "accuracy"), "nmae": get(k, "nmae")}
-             for k in summaries if k != "model"]
+    def row(name, label, kind):
+        return {"model": label, "kind": kind, "acc": get(name, "accuracy"), "nmae": get(name, "nmae"),
+                "acc_lo": get(name, "accuracy", "lo"), "acc_hi": get(name, "accuracy", "hi"),
+                "nmae_lo": get(name, "nmae", "lo"), "nmae_hi": get(name, "nmae", "hi")}
+
+    ours = [row("model", f"{run_name} (ours)", "ours")]
+    ours += [row(k, f"{k} (baseline)", "baseline") for k in summaries if k != "model"]
     if getattr(study, "name", study) != "sgp":
         return pd.DataFrame(ours)
     reported = paper.OOD_RESULTS.rename(columns={"acc_base": "acc", "nmae_base": "nmae"})[["model", "kind", "acc", "nmae"]]

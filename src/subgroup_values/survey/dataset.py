@@ -76,7 +76,7 @@ def build_dataset(wvs_file: str | Path, country: str | None = None, min_size: in
     questions = load_questions(rule=question_rule)
     survey = read_wvs(wvs_file, country=country, items=[q.qid for q in questions],
                       valid_codes=valid_codes(load_questions(rule="all")), expected_respondents=expected_respondents,
-                      columns=tuple(study.columns), may_lack=study.absent_items)
+                      columns=tuple(study.columns), may_lack=study.absent_items, study=study)
     questions = [q for q in questions if q.qid not in survey.absent_items]
     _check_country_code(survey, study)
     _check_declared_codes(survey, study)

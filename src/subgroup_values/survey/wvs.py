@@ -211,13 +211,14 @@ def _read_bytes(raw: bytes, name: str, suffix: str) -> tuple[pd.DataFrame, str]:
     raise WVSFileError(f"{name}: unknown file type {suffix!r}. Expected .csv, .sav, .dta or .zip. {DOWNLOAD_HINT}")
 
 
-def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[str] | None = None,
+def read_wvs(path: str | Path | None, country: str | int | None = None, items: list[str] | None = None,
              valid_codes: dict[str, set[int]] | None = None, expected_respondents: int | None = None,
-             columns: tuple[str, ...] = ("Q260", "X003R", "Q290", "Q289"),
-             may_lack: tuple[str, ...] = ()) -> Survey:
+             columns: tuple[str, ...] | None = None, may_lack: tuple[str, ...] = (), study=None) -> Survey:
     """Read a WVS-7 file, check it, select ``country`` (alpha-3 code or ISO number) and code missing answers.
 
-    ``columns`` are the demographic columns the study's dimensions read (required, coded like the items). The
+    ``country`` and ``columns`` default to ``study``'s (a Study, a name or a config path; None: Singapore's, the
+    paper's): no country's codes live in this code. ``columns`` are the demographic columns the study's dimensions
+    read (required, coded like the items). The
     wave is checked from ``A_WAVE`` (the pooled file) or, in a single-country file (no ``A_WAVE``), from the
     Wave 7 DOI in its ``doi`` column.
 
@@ -229,6 +230,11 @@ def read_wvs(path: str | Path | None, country: str | int = "SGP", items: list[st
     single-country file may lack (the study config's ``absent_items``: the country did not ask them); they are
     left out and reported; any other item missing is an error.
     """
+    from .study import resolve
+
+    the_study = resolve(study)
+    country = the_study.country if country is None or str(country).strip() == "" else country
+    columns = tuple(the_study.columns) if columns is None else tuple(columns)
     if path is None or str(path) == "":
         raise WVSFileError(f"No survey file given. {DOWNLOAD_HINT}")
     path = Path(path).expanduser()
