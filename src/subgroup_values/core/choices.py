@@ -22,6 +22,12 @@ TRAINERS: tuple[str, ...] = get_args(Trainer)
 JUDGE_MODES: tuple[str, ...] = get_args(JudgeMode)
 
 
+def spoken(choices: tuple[str, ...]) -> str:
+    """The choices as a message says them: "'train' or 'ood'", "one of 'hf', 'x', 'y'"."""
+    quoted = [repr(c) for c in choices]
+    return " or ".join(quoted) if len(quoted) <= 2 else "one of " + ", ".join(quoted)
+
+
 def check(name: str, value, choices: tuple[str, ...]) -> str:
     """``value`` when it is one of ``choices``; else a ValueError that names the setting and what it may be."""
     if value not in choices:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from ..core.choices import BACKENDS, SCORINGS, SPLITS, TEMPLATES
+from ..core.choices import BACKENDS, SCORINGS, SPLITS, TEMPLATES, spoken
 from ..core.paths import REPO_ROOT, settle_hub_mode
 from ..core.provenance import KEY_PATTERN, url_secrets
 
@@ -65,10 +65,10 @@ PARAMETER_RULES = {
     "sample_seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     "qids": (lambda v: isinstance(v, list) and all(isinstance(q, str) and re.fullmatch(r"Q\d+[A-Z]?", q) for q in v),
              "a list of question ids such as [Q22, Q36] (empty: every question)"),
-    "split": (lambda v: v in SPLITS, f"one of {', '.join(SPLITS)}"),
-    "scoring": (lambda v: v in SCORINGS, f"one of {', '.join(SCORINGS)}"),
+    "split": (lambda v: v in SPLITS, spoken(SPLITS)),
+    "scoring": (lambda v: v in SCORINGS, spoken(SCORINGS)),
     "template": (lambda v: v in TEMPLATES, f"one of {', '.join(TEMPLATES)}"),
-    "backend": (lambda v: v in BACKENDS, f"one of {', '.join(BACKENDS)}"),
+    "backend": (lambda v: v in BACKENDS, spoken(BACKENDS)),
     "api_key_env": (lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) is not None,
                     "the NAME of an environment variable that holds the key (e.g. OPENAI_API_KEY), never the key"),
 }
