@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"Run {a.run!r} scores by {run.get('scoring')!r}, not 'generate': pick a generate run.")
     nb = config["notebooks"].get("03_evaluate", {})
     adapter = run.get("adapter") if a.adapter is None else (a.adapter or None)
-    pairs = dataset.load_pairs()
+    pairs = dataset.load_pairs(run.get("pairs_file") or None, study=config.get("study"))
     limit = run.get("limit", 0) if a.limit is None else a.limit
     pairs = dataset.sample_pairs(pairs[pairs.split == run["split"]], limit, run.get("sample_seed", 0),
                                  qids=run.get("qids"))

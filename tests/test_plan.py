@@ -33,8 +33,8 @@ def probe_profile():
     name = f"plan_probe_{os.getpid()}"
     path = REPO_ROOT / "configs" / f"{name}.yaml"
     text = (REPO_ROOT / "configs" / "smoke.yaml").read_text()
-    added = ("  base_ood_no_persona: {split: ood, scoring: logprob, template: no_persona, limit: 300}\n"
-             "  sft_ood_no_persona: {split: ood, scoring: logprob, template: no_persona, limit: 300, "
+    added = ("  base_ood_no_persona: {split: ood, scoring: logprob, limit: 300, model: models/families/qwen2}\n"
+             "  sft_ood_no_persona: {split: ood, scoring: logprob, limit: 300, batch_size: 8, "
              "adapter: build/smoke/adapters/sft, after: sft}\n")
     path.write_text(text.rstrip("\n") + "\n" + added)
     for suffix in ("", "_distribution"):
@@ -68,6 +68,28 @@ def test_adding_a_run_is_one_edit_in_the_profile(probe_profile, tmp_path):
     frag = plan.make_fragment(probe_profile)
     reads8 = re.search(r"^PLAN_READS_08_headroom := (.*)$", frag, re.M).group(1)
     assert "03_evaluate__base_ood_no_persona.ipynb" in reads8 and "03_evaluate__sft_ood_no_persona.ipynb" in reads8
+
+
+def test_an_ablation_or_a_smaller_sample_does_not_take_the_base_runs_place(tmp_path):
+    (tmp_path / "configs").mkdir()
+    text = (REPO_ROOT / "configs" / "default.yaml").read_text().replace(
+        "runs:\n", "runs:\n  base_quick: {split: ood, scoring: logprob, limit: 300}\n"
+                   "  base_nopersona: {split: ood, scoring: logprob, template: no_persona}\n", 1)
+    (tmp_path / "configs" / "default.yaml").write_text(text)
+    d = plan.analysis_parameters("default", root=tmp_path)
+    assert d["05_fairness"]["base_run"] == "base_ood" and d["07_paper_comparison"]["base_run"] == "base_ood"
+    assert d["08_headroom"]["model_runs"] == "base_ood,sft_ood,sft_distribution_ood"
+    # a generate-only profile (the paper's) still has its base and fine-tuned runs
+    p = plan.analysis_parameters("paper")["05_fairness"]
+    assert (p["base_run"], p["sft_run"], p["base_generate_run"]) == ("base_ood", "sft_ood", "base_ood_generate")
+
+
+def test_a_profile_without_steps_is_refused(tmp_path):
+    (tmp_path / "configs").mkdir()
+    text = (REPO_ROOT / "configs" / "tur.yaml").read_text()
+    (tmp_path / "configs" / "t.yaml").write_text(re.sub(r"(?m)^steps:.*\n", "", text))
+    with pytest.raises(plan.PlanError, match="has no steps"):
+        plan.make_all("t", root=tmp_path)
 
 
 def test_the_derived_parameters_are_the_profiles_runs_of_each_kind():

@@ -264,3 +264,26 @@ def test_no_module_reads_the_study_from_the_environment():
     from subgroup_values.survey import study as study_module
 
     assert not hasattr(study_module, "active")
+
+
+def test_the_study_survives_the_packages_merges_and_every_notebook_that_reads_data_takes_it():
+    """pandas drops attrs when it merges frames whose attrs differ: the functions that merge set the study again."""
+    import json
+
+    from subgroup_values.analysis import fairness
+    from subgroup_values.core.paths import REPO_ROOT
+    from subgroup_values.evaluation.runs import load_run, rescore
+    from subgroup_values.survey.dataset import load_pairs
+
+    preds, _ = load_run(REPO_ROOT / "results/tur/base_ood")
+    assert preds.attrs["study"] == "tur"
+    scored = rescore(preds, load_pairs(study="tur"))
+    assert scored.attrs["study"] == "tur" and fairness.per_subgroup(scored).shape[0] > 0
+    base, _ = load_run(REPO_ROOT / "results/default/base_ood")
+    sft, _ = load_run(REPO_ROOT / "results/default/sft_ood")
+    assert fairness.paired(base, sft).attrs["study"] == "sgp"
+    for stem in ("01_build_dataset", "02_value_landscape", "03_evaluate", "04_finetune", "06_open_ended",
+                 "07_paper_comparison", "08_headroom"):
+        cell = next(c for c in json.loads((REPO_ROOT / "notebooks" / f"{stem}.ipynb").read_text())["cells"]
+                    if "parameters" in c.get("metadata", {}).get("tags", []))
+        assert any(line.startswith("study = ") for line in "".join(cell["source"]).splitlines()), stem

@@ -99,6 +99,8 @@ def paired(base: pd.DataFrame, sft: pd.DataFrame) -> pd.DataFrame:
     merged = base[meta + keep].merge(sft[key + keep], on=key, suffixes=("_base", "_sft"), validate="one_to_one")
     if not len(merged) == len(base) == len(sft):
         raise ValueError("base and SFT predictions cover different pairs; evaluate both on the same split/sample.")
+    if base.attrs.get("study") and base.attrs.get("study") == sft.attrs.get("study"):
+        merged.attrs["study"] = base.attrs["study"]  # a merge of frames with different attrs drops them
     return merged
 
 

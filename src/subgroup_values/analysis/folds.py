@@ -317,7 +317,10 @@ def write_fold_dataset(table: pd.DataFrame, fold: int, all_pairs: pd.DataFrame, 
     _write_if_changed(path, text)
     study = study_of(all_pairs)
     counts = frame.groupby("split").size().to_dict()
-    manifest = {"study": {"study": study.name, "country": study.country, "country_name": study.country_name},
+    from ..survey.study import reference
+
+    named = {"config": reference(study)} if reference(study) != study.name else {}  # a study that is not shipped
+    manifest = {"study": {"study": study.name, **named, "country": study.country, "country_name": study.country_name},
                 "protocol": "disjoint", "fold": int(fold), "k": int(table.fold.nunique()),
                 "description": (f"Target fold {fold}: train = the other folds' training and single-attribute cells, "
                                 f"ood = fold {fold}'s OOD cells (cells and pairs of {study.min_group_size}+ "

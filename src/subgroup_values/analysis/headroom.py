@@ -144,9 +144,10 @@ def protocol_table(systems: dict[str, pd.DataFrame], floor: pd.DataFrame, protoc
 BASELINE_KINDS = ("uniform", "population_mode", "population_mode_point", "compositional", "log_linear", "true_mode")
 
 
-def rescore(preds: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+def score_on(preds: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
     """A model's predictions (probabilities per (qid, subgroup_id); they depend on no survey answer) scored
-    against other targets (``targets``: a pairs table, e.g. a fold's)."""
+    against other targets (``targets``: a pairs table, e.g. a fold's: its truth, modes and pair columns). Not the
+    re-scoring of saved predictions against their own table, which is :func:`subgroup_values.evaluation.runs.rescore`."""
     from ..stats.metrics import score_pairs
     from ..survey.dataset import pair_frame
     from ..survey.questions import load_questions
@@ -154,7 +155,9 @@ def rescore(preds: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
     keep = [c for c in ("qid", "subgroup_id", "choice", "probs", "option_mass", "reply", "status", "expected")
             if c in preds]
     frame = pair_frame(targets, {q.qid: q for q in load_questions(rule="all")})
-    return score_pairs(frame.merge(preds[keep], on=["qid", "subgroup_id"], how="inner"))
+    out = score_pairs(frame.merge(preds[keep], on=["qid", "subgroup_id"], how="inner"))
+    out.attrs = dict(targets.attrs)  # the targets' study (a merge of frames with different attrs drops them)
+    return out
 
 
 def paper_systems(pairs: pd.DataFrame, all_pairs: pd.DataFrame, resp, runs: dict[str, pd.DataFrame],
@@ -203,7 +206,7 @@ def disjoint_systems(fd, table: pd.DataFrame, runs: dict[str, pd.DataFrame], n_b
         got["raking"] = classical.raking(resp, t)
         got["regression"] = classical.regression(resp, t, lam)
         for name, preds in runs.items():
-            got[name] = rescore(preds, t)
+            got[name] = score_on(preds, t)
             got |= point_masses(got[name], name)
         for name, p in got.items():
             parts.setdefault(name, []).append(p.assign(fold=f))
@@ -507,7 +510,7 @@ def fold_systems(disjoint: dict[str, pd.DataFrame], fold_floor: pd.DataFrame, ta
     for name, (preds, f) in runs.items():
         if f != fold:
             continue
-        p = rescore(preds, t)
+        p = score_on(preds, t)
         if len(p) != len(keys):
             raise ValueError(f"{name} was evaluated on {len(p):,} of fold {fold}'s {len(keys):,} target pairs: a fold "
                              "run must be evaluated on every target pair of its fold (no limit), so that it is "

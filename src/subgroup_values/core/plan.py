@@ -117,7 +117,9 @@ def runs(profile: str, root: Path | None = None) -> dict[str, Run]:
 def steps_of(cfg: dict, path: Path) -> list[str]:
     steps = cfg.get("steps")
     if steps is None:
-        return []
+        raise PlanError(f"{path} has no steps: (the notebooks of `make all` besides its runs, e.g. steps: "
+                        "[01_build_dataset, 02_value_landscape, 08_headroom]): add it; an empty list [] runs only "
+                        "the runs.")
     if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
         raise PlanError(f"{path}: steps: must be a list of notebook names, got {steps!r}.")
     bad = [s for s in steps if s not in STEP_NOTEBOOKS]
@@ -151,24 +153,39 @@ def analysis_parameters(profile: str, root: Path | None = None) -> dict[str, dic
       logprob runs.
     """
     rs = [r for r in runs(profile, root).values() if r.notebook == "03_evaluate"]
+    cfg, _ = _config(profile, root)
+    template = ((cfg.get("notebooks") or {}).get("03_evaluate") or {}).get("template",
+                                                                          EVALUATION_DEFAULTS["template"])
 
-    def first(cands) -> str:
-        return next((r.name for r in cands), "")
+    def size(r: Run) -> float:  # a run on every pair before any sample; a larger sample before a smaller one
+        return float("inf") if not r.settings.get("limit") else float(r.settings["limit"])
 
-    def pick(tuned: bool, **want) -> str:
-        return first(r for r in rs if _is(r, **want) and ((r.after == MODAL) if tuned else not r.after))
+    def best(cands) -> Run | None:
+        cands = list(cands)
+        return max(cands, key=size) if cands else None  # max keeps the first declared among equals
 
-    persona = [r for r in rs if r.settings.get("template") != "marginals"]
-    out5 = {}
+    def name(r: Run | None) -> str:
+        return r.name if r else ""
+
+    # the persona runs: the profile's own template (an ablation with another template is no base or model run)
+    persona = [r for r in rs if r.settings.get("template") == template]
+    out5, anchor = {}, None
     for who, tuned in (("base", False), ("sft", True)):
         pool = [r for r in persona if ((r.after == MODAL) if tuned else not r.after)]
-        out5[f"{who}_run"] = first(r for r in pool if _is(r, split="ood", scoring="logprob", qids=False))
-        out5[f"{who}_train_run"] = first(r for r in pool if _is(r, split="train", qids=False))
-        out5[f"{who}_generate_run"] = first(r for r in pool if _is(r, split="ood", scoring="generate", qids=False))
-        out5[f"{who}_refusal_run"] = first(r for r in pool if _is(r, split="ood", scoring="generate", qids=True))
+        # the OOD run on every question: logprob scoring where the profile has it, else generate (the paper's)
+        main = best(r for r in pool if _is(r, split="ood", scoring="logprob", qids=False)) or \
+            best(r for r in pool if _is(r, split="ood", scoring="generate", qids=False))
+        anchor = anchor or main
+        out5[f"{who}_run"] = name(main)
+        out5[f"{who}_train_run"] = name(best(r for r in pool if _is(r, split="train", qids=False)))
+        out5[f"{who}_generate_run"] = name(best(r for r in pool if r is not main and
+                                                _is(r, split="ood", scoring="generate", qids=False)))
+        out5[f"{who}_refusal_run"] = name(best(r for r in pool if _is(r, split="ood", scoring="generate", qids=True)))
+    # step 8 scores distributions: the logprob OOD runs on the pairs of the base run (same sample)
     models = [r for r in persona if _is(r, split="ood", scoring="logprob", qids=False)]
     if models:
-        same = {k: models[0].settings.get(k) for k in ("limit", "sample_seed", "pairs_file")}
+        ref = anchor if anchor in models else models[0]
+        same = {k: ref.settings.get(k) for k in ("limit", "sample_seed", "pairs_file")}
         models = [r for r in models if all(r.settings.get(k) == v for k, v in same.items())]
     marginals = [r for r in rs if _is(r, split="ood", scoring="logprob", template="marginals", qids=False)]
     return {"05_fairness": out5,
@@ -187,7 +204,7 @@ def resolve_auto(profile: str, stem: str, namespace: dict, root: Path | None = N
     derived = analysis_parameters(profile, root).get(stem, {})
     for k in derived:
         if namespace.get(k) == AUTO:
-            namespace[k] = section.get(k, derived[k])
+            namespace[k] = derived[k] if section.get(k, AUTO) == AUTO else section[k]
     return {k: namespace.get(k) for k in derived}
 
 

@@ -147,7 +147,9 @@ def rescore(preds: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     pairs of both, in the predictions' order. The one re-scoring of the package: a run's summary
     (:func:`rescore_run`), the headroom's model runs and an audit's run all go through it."""
     keep = preds.drop(columns=[*SCORE_COLUMNS, "weighted_counts"], errors="ignore")
-    return score_pairs(keep.merge(truth[["qid", "subgroup_id", "weighted_counts"]], on=["qid", "subgroup_id"]))
+    out = score_pairs(keep.merge(truth[["qid", "subgroup_id", "weighted_counts"]], on=["qid", "subgroup_id"]))
+    out.attrs = dict(preds.attrs)  # the predictions' study and source (a merge of frames with different attrs drops them)
+    return out
 
 
 def rescore_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0,
@@ -160,7 +162,14 @@ def rescore_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0,
 
     preds, record = load_run(run_dir)
     questions = questions or {q.qid: q for q in load_questions(rule="all")}
-    all_pairs = load_pairs(study=preds.attrs.get("study"))
+    data = record.get("data") or {}
+    own = data.get("pairs_file")  # the table the run read (a fold's dataset, a table of one's own), when it is here
+    all_pairs = load_pairs(own if own and Path(own).is_file() else None, study=preds.attrs.get("study"))
+    if data.get("pairs_sha256") and all_pairs.attrs.get("sha256") != data["pairs_sha256"]:
+        raise ValueError(f"{run_dir} was made from a pairs table with SHA-256 {data['pairs_sha256'][:12]}... "
+                         f"({own or 'the study table'}), not {all_pairs.attrs.get('path')} "
+                         f"({str(all_pairs.attrs.get('sha256'))[:12]}...): its truth is not this table's. Restore "
+                         "that table (or rebuild it: make data / the fold dataset) before re-scoring.")
     missing = len(preds) - len(preds.merge(all_pairs[["qid", "subgroup_id"]], on=["qid", "subgroup_id"]))
     if missing:
         raise ValueError(f"{missing} of the {len(preds)} predictions in {run_dir} are pairs the study's table does not "
@@ -211,12 +220,11 @@ def evaluate_run(config: dict, run_dir: str | Path, complete: bool = True) -> di
     (:func:`save_run`). The output folder is checked before any scoring; the run is saved before
     :func:`require_complete` fails an incomplete one (``complete=False``: the caller calls it). Returns ``preds``, ``summary``, ``record``, ``baselines``
     (their summaries on the same pairs), ``all_pairs``, ``questions`` and ``paths``."""
-    import os
     import time
 
     from ..backends import make_backend
     from ..backends.cache import NullCache, ResponseCache
-    from ..survey.dataset import load_manifest, load_pairs, sample_pairs
+    from ..survey.dataset import load_pairs, manifest_of, sample_pairs
     from .evaluate import predict
 
     unknown = sorted(set(config) - set(EVALUATION_DEFAULTS) - {"command", "run", "out", "study", "device", "name",
@@ -246,7 +254,7 @@ def evaluate_run(config: dict, run_dir: str | Path, complete: bool = True) -> di
                     all_pairs=all_pairs, cache=ResponseCache(cfg["cache"]) if cfg["cache"] else NullCache(),
                     max_new_tokens=cfg["max_new_tokens"], progress=not cfg["quiet"])
     summary = summarise(preds, n_boot=cfg["n_boot"], seed=cfg["seed"])
-    manifest = load_manifest(os.path.join(os.path.dirname(os.path.abspath(cfg["pairs"])), "manifest.json"))
+    manifest = manifest_of(all_pairs)  # the table's own, else its study's (a table of one's own has none)
     record, base = evaluation_record(cfg, preds, all_pairs, manifest, llm.identity(), time.time() - t0,
                                      n_boot=cfg["n_boot"], seed=cfg["seed"], questions=questions)
     paths = save_run(preds, summary, run_dir, record)

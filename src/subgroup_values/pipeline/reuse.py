@@ -306,11 +306,19 @@ class Checker:
                 step.checked.append(f"config: {path}")
                 step.inputs.append(self.root / path)
         full = notebook_defaults((self.root / f"notebooks/{step.stem}.ipynb").read_text()) | now
+        if "study" in full and not full["study"]:  # the runner passes the profile's study (as runner.run_notebook)
+            full["study"] = self.study_name()
         step.params = full
         named = [full.get("adapter"), full.get("system_adapter"), full.get("reference_adapter"),
                  *((full.get("fine_tunes") or {}).values() if isinstance(full.get("fine_tunes"), dict) else [])]
         step.wants = {a for a in named if a}
         getattr(self, f"_check_{step.stem[3:]}")(step, rec, full)
+
+    def study_name(self) -> str:
+        """The profile's ``study:`` as the runner passes it (default sgp)."""
+        text = (self.root / f"configs/{self.profile}.yaml").read_text()
+        found = re.search(r"^study: *([A-Za-z0-9_./-]+)", text, re.MULTILINE)
+        return found.group(1) if found else "sgp"
 
     def study_file(self) -> str | None:
         """The config of the profile's study (``study:`` in configs/<profile>.yaml; default sgp)."""
@@ -372,7 +380,9 @@ class Checker:
 
     def _check_evaluate(self, step: Step, rec: dict, params: dict) -> None:
         config, backend = rec.get("config") or {}, rec.get("backend") or {}
-        differ = sorted(k for k, v in params.items() if k in config and config[k] != v)
+        # an empty setting is the same whether it is written "" (a notebook's default) or None (the record's)
+        differ = sorted(k for k, v in params.items() if k in config and config[k] != v
+                        and not (config[k] in (None, "") and v in (None, "")))
         if differ:
             step.reasons.append(f"the record's config differs from the step's parameters: {', '.join(differ)}")
         if params.get("backend", "hf") != "hf":

@@ -135,7 +135,7 @@ def notebook_parameters(profile: str, stem: str, overrides: dict | None = None, 
         derived = plan.analysis_parameters(profile, root).get(stem, {})
     except plan.PlanError as exc:
         raise SystemExit(f"error: {exc}") from None
-    params.update({k: v for k, v in derived.items() if k not in params})
+    params.update({k: v for k, v in derived.items() if params.get(k, plan.AUTO) == plan.AUTO})
     params.update(overrides or {})
     check_parameters(params, f"configs/{profile}.yaml + flags, notebook {stem}")
     return params

@@ -294,13 +294,14 @@ def check_against_manifest(path: str | Path, study: Study | str | Path | None = 
                          f"survey file (make data WVS_FILE=...) or restore it (`git checkout {path}`); a table of "
                          "your own goes in a folder without that manifest.")
     made_for = (manifest.get("study") or {}).get("study")
+    config = (manifest.get("study") or {}).get("config")  # a study that is not shipped: its config's path
     wanted = resolve(study) if study is not None and str(study).strip() else None
     if made_for and wanted is not None and made_for != wanted.name:
         raise ValueError(f"{path} holds the pairs of study {made_for!r} ({(manifest.get('study') or {}).get('country_name')}), "
                          f"but study {wanted.name!r} ({wanted.country_name}) was asked for: its personas and "
                          f"prompts would be the wrong country's. Give --study {made_for} (notebooks: a profile of "
                          f"that study), or the pairs of study {wanted.name!r}.")
-    return digest, made_for
+    return digest, (config if config and made_for and Path(config).is_file() else made_for)
 
 
 def load_manifest(path: str | Path | None = None, study: Study | str | Path | None = None) -> dict:

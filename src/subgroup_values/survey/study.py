@@ -19,8 +19,9 @@ country is one YAML file away: pass its path wherever a study name is accepted. 
   goes to ``data/processed/<study>/`` (Singapore's: ``data/processed/``).
 
 The study travels with the data: :func:`subgroup_values.survey.dataset.load_pairs` reads it from the table's manifest and
-keeps it on the table (``pairs.attrs["study"]``, kept by pandas through filters, merges and copies, and written into
-prediction files); every function that needs it takes ``study=`` or reads it from the frame it is given
+keeps it on the table (``pairs.attrs["study"]``, kept by pandas through filters and copies, set again by the
+package's functions that merge two tables, whose attrs pandas drops when they differ, and written into prediction
+files); every function that needs it takes ``study=`` or reads it from the frame it is given
 (:func:`study_of`). No module reads it from the environment: the runner and the command line take it from the
 profile or ``--study`` and pass it on.
 """
@@ -101,8 +102,10 @@ class Study:
 
     def record(self) -> dict:
         """What the manifest keeps of the study (no respondent data)."""
-        return {"study": self.name, "country": self.country, "country_code": self.country_code,
-                "country_name": self.country_name,
+        # a study that is not shipped is found again by its config's path (a shipped one by its name: the committed
+        # manifests stay as they were)
+        return {"study": self.name, **({"config": reference(self)} if reference(self) != self.name else {}),
+                "country": self.country, "country_code": self.country_code, "country_name": self.country_name,
                 "dimensions": {k: {"column": d.column, "codes": {str(c): lab for c, lab in d.categories.items()}}
                                for k, d in self.dimensions.items()}}
 
