@@ -145,9 +145,8 @@ FOLD_DATASET := build/disjoint/folds/fold0/pairs.csv
 ifeq ($(PROFILE),disjoint)
 PAIRS := $(FOLD_DATASET)
 endif
-# The second model's committed runs (make all PROFILE=gemma), placed beside the embedded model's by step 7.
-GEMMA_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/gemma/base_ood/predictions.parquet results/gemma/sft_ood/predictions.parquet))
-DISJOINT_PREDS := $(if $(filter default,$(PROFILE)),$(wildcard results/disjoint/sft_ood/predictions.parquet results/disjoint/sft_distribution_ood/predictions.parquet))
+# (Other profiles' committed predictions a step reads, e.g. Gemma's for step 7 and the disjoint fine-tunes for step 8,
+# are among the plan's PLAN_READS_* lists, from the steps' other_models and disjoint_runs.)
 ifeq ($(PROFILE),binder)
 MODEL_READY := models/SmolLM2-135M-Instruct/model.safetensors
 endif
@@ -336,12 +335,11 @@ $(OUT)/06_open_ended.ipynb: $(NB)/06_open_ended.ipynb $(DEPS_06_open_ended) $(CO
 # from the respondents; without it (or in the smoke profile) the committed tables stand. One BLAS thread: the
 # regression's many small L-BFGS fits run 10-20x slower with threads on a loaded 2-core machine.
 HEADROOM_ARGS := $(if $(FROM_AGGREGATES),,$(if $(filter smoke,$(PROFILE)),,-p wvs_file "$(WVS_FILE)"))
-$(OUT)/08_headroom.ipynb: $(NB)/08_headroom.ipynb $(DEPS_08_headroom) $(CONFIG) $(PAIRS) $(PLAN_READS_08_headroom) \
-  $(DISJOINT_PREDS)
+$(OUT)/08_headroom.ipynb: $(NB)/08_headroom.ipynb $(DEPS_08_headroom) $(CONFIG) $(PAIRS) $(PLAN_READS_08_headroom)
 	OPENBLAS_NUM_THREADS=1 $(RUN_NB) $< $(HEADROOM_ARGS)
 
 $(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(DEPS_07_paper_comparison) $(CONFIG) $(PLAN_READS_07_paper_comparison) \
-  $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb $(GEMMA_PREDS)
+  $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb
 	$(RUN_NB) $<
 
 fairness: $(OUT)/05_fairness.ipynb

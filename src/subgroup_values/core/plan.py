@@ -188,8 +188,15 @@ def analysis_parameters(profile: str, root: Path | None = None) -> dict[str, dic
         same = {k: ref.settings.get(k) for k in ("limit", "sample_seed", "pairs_file")}
         models = [r for r in models if all(r.settings.get(k) == v for k, v in same.items())]
     marginals = [r for r in rs if _is(r, split="ood", scoring="logprob", template="marginals", qids=False)]
+    tuned_models = [r.name for r in models if r.after]
     return {"05_fairness": out5,
-            "07_paper_comparison": {"base_run": out5["base_run"], "sft_run": out5["sft_run"]},
+            "07_paper_comparison": {"base_run": out5["base_run"], "sft_run": out5["sft_run"],
+                                    # the findings' runs: the fine-tunes on the base run's pairs, generate and refusals
+                                    "sft_runs": ",".join(tuned_models),
+                                    "generate_runs": ",".join(x for x in (out5["base_generate_run"],
+                                                                          out5["sft_generate_run"]) if x),
+                                    "refusal_runs": ",".join(x for x in (out5["base_refusal_run"],
+                                                                         out5["sft_refusal_run"]) if x)},
             "08_headroom": {"model_runs": ",".join(r.name for r in models),
                             "zero_shot_runs": ",".join(r.name for r in models if not r.after),
                             "marginals_runs": ",".join(r.name for r in marginals)}}
@@ -281,14 +288,31 @@ def make_fragment(profile: str, root: Path | None = None) -> str:
         lines.append(f"$(OUT)/{fine_tune_target(r.name)}: {recipe}")
         recipes.append(f"--recipe {fine_tune_target(r.name).removesuffix('.ipynb')}={recipe}")
     lines.append("PLAN_REUSE_RECIPES := " + " ".join(recipes))
+    section = cfg.get("notebooks") or {}
     for stem in ("05_fairness", "07_paper_comparison", "08_headroom"):
         needed = [rs[n] for n in reads(profile, stem, root=root) if n in rs]
         built = [f"$(OUT)/{r.make_target}" for r in needed if not r.target]
         files = [(run_dir(profile, r.name) / "predictions.parquet").as_posix() for r in needed if r.target]
+        files += other_predictions(section.get(stem) or {}, root)
         # a run built by its own goal is read as its committed predictions (when they are there)
         lines.append(f"PLAN_READS_{stem} := " + " ".join(built) +
                      (f" $(wildcard {' '.join(files)})" if files else ""))
     return "\n".join(lines) + "\n"
+
+
+def other_predictions(section: dict, root: Path | None = None) -> list[str]:
+    """The predictions of other profiles a step reads (their committed files): step 7's ``other_models`` (each
+    profile's zero-shot and fine-tuned OOD runs) and step 8's ``disjoint_runs`` (``name=profile/run``)."""
+    files = []
+    for prof in [p for p in str(section.get("other_models") or "").split(",") if p]:
+        d = analysis_parameters(prof, root)["07_paper_comparison"]
+        files += [(run_dir(prof, d[k]) / "predictions.parquet").as_posix() for k in ("base_run", "sft_run") if d[k]]
+    for item in [x for x in str(section.get("disjoint_runs") or "").split(",") if x]:
+        prof, _, run = item.split("=", 1)[-1].partition("/")
+        if not run:
+            raise PlanError(f"disjoint_runs entry {item!r}: expected name=profile/run (e.g. sft_disjoint=disjoint/sft_ood).")
+        files.append((run_dir(prof, run) / "predictions.parquet").as_posix())
+    return files
 
 
 def separate_targets(profile: str, root: Path | None = None) -> dict[str, tuple[str, ...]]:
