@@ -177,3 +177,13 @@ def test_one_function_owns_the_results_layout():
     for nb in sorted((REPO_ROOT / "notebooks").glob("*.ipynb")):
         code = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
         assert not re.search(r"results/\{profile\}/\{\w+\}", code), nb.name
+
+
+def test_a_section_that_says_auto_keeps_the_runs_as_prerequisites(tmp_path):
+    (tmp_path / "configs").mkdir()
+    text = (REPO_ROOT / "configs" / "default.yaml").read_text().replace(
+        "  05_fairness:\n", "  05_fairness:\n    base_run: auto\n    sft_run: auto\n", 1)
+    (tmp_path / "configs" / "default.yaml").write_text(text)
+    assert {"base_ood", "sft_ood"} <= set(plan.reads("default", "05_fairness", root=tmp_path))
+    # the paper profile's findings keep its (generate-mode) modal fine-tune first
+    assert plan.analysis_parameters("paper")["07_paper_comparison"]["sft_runs"].split(",")[0] == "sft_ood"

@@ -287,3 +287,28 @@ def test_the_study_survives_the_packages_merges_and_every_notebook_that_reads_da
         cell = next(c for c in json.loads((REPO_ROOT / "notebooks" / f"{stem}.ipynb").read_text())["cells"]
                     if "parameters" in c.get("metadata", {}).get("tags", []))
         assert any(line.startswith("study = ") for line in "".join(cell["source"]).splitlines()), stem
+
+
+def test_rescoring_finds_the_table_the_run_read_from_any_folder(tmp_path, monkeypatch):
+    """A fold-0 run records its table relative to the repository root; re-scoring it from another folder reads
+    that table (hash checked), not the study's full one."""
+    import shutil
+
+    from subgroup_values.core.paths import REPO_ROOT
+    from subgroup_values.evaluation import runs
+
+    src = REPO_ROOT / "results/disjoint/sft_ood"
+    fold = REPO_ROOT / "build/disjoint/folds/fold0/pairs.csv"
+    if not fold.is_file():  # what make builds first for the disjoint profile, from the committed fold aggregates
+        import subprocess
+        import sys
+
+        subprocess.run([sys.executable, "-m", "subgroup_values.analysis.folds", "dataset", "--fold", "0", "--study",
+                        "sgp", str(fold.parent)], cwd=REPO_ROOT, check=True, capture_output=True)
+    run = tmp_path / "disjoint" / "sft_ood"
+    shutil.copytree(src, run)
+    monkeypatch.chdir(tmp_path)
+    old = json.loads((src / "metrics.json").read_text())
+    runs.rescore_run(run, n_boot=200, seed=0)
+    new = json.loads((run / "metrics.json").read_text())
+    assert new["results"]["tv"] == pytest.approx(old["results"]["tv"])

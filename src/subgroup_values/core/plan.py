@@ -74,6 +74,12 @@ def _config(profile: str, root: Path | None = None) -> tuple[dict, Path]:
     return yaml.safe_load(path.read_text()) or {}, path
 
 
+def profile_study(profile: str, root: Path | None = None) -> str:
+    """The study a profile runs (its ``study:``; default sgp)."""
+    cfg, _ = _config(profile, root)
+    return str(cfg.get("study") or "sgp")
+
+
 def run_parameters(entry: dict | None) -> dict:
     """A run entry's notebook parameters: the entry without the plan's keys."""
     return {k: v for k, v in (entry or {}).items() if k not in PLAN_KEYS}
@@ -188,7 +194,7 @@ def analysis_parameters(profile: str, root: Path | None = None) -> dict[str, dic
         same = {k: ref.settings.get(k) for k in ("limit", "sample_seed", "pairs_file")}
         models = [r for r in models if all(r.settings.get(k) == v for k, v in same.items())]
     marginals = [r for r in rs if _is(r, split="ood", scoring="logprob", template="marginals", qids=False)]
-    tuned_models = [r.name for r in models if r.after]
+    tuned_models = [n for n in dict.fromkeys([out5["sft_run"], *(r.name for r in models if r.after)]) if n]
     return {"05_fairness": out5,
             "07_paper_comparison": {"base_run": out5["base_run"], "sft_run": out5["sft_run"],
                                     # the findings' runs: the fine-tunes on the base run's pairs, generate and refusals
@@ -220,9 +226,9 @@ def reads(profile: str, stem: str, params: dict | None = None, root: Path | None
     default: the profile's section over :func:`analysis_parameters`), split at commas."""
     if params is None:
         cfg, _ = _config(profile, root)
-        params = analysis_parameters(profile, root).get(stem, {}) | {
-            k: v for k, v in ((cfg.get("notebooks") or {}).get(stem) or {}).items()
-            if k in analysis_parameters(profile, root).get(stem, {})}
+        derived = analysis_parameters(profile, root).get(stem, {})
+        params = derived | {k: v for k, v in ((cfg.get("notebooks") or {}).get(stem) or {}).items()
+                            if k in derived and v != AUTO}
     names = []
     for v in params.values():
         names += [n for n in str(v or "").split(",") if n and n != AUTO]

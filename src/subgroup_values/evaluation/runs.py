@@ -162,10 +162,17 @@ def rescore_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0,
 
     preds, record = load_run(run_dir)
     questions = questions or {q.qid: q for q in load_questions(rule="all")}
+    from ..core.paths import REPO_ROOT
+    from ..core.provenance import sha256_of
+
     data = record.get("data") or {}
-    own = data.get("pairs_file")  # the table the run read (a fold's dataset, a table of one's own), when it is here
-    all_pairs = load_pairs(own if own and Path(own).is_file() else None, study=preds.attrs.get("study"))
-    if data.get("pairs_sha256") and all_pairs.attrs.get("sha256") != data["pairs_sha256"]:
+    want = data.get("pairs_sha256")
+    own = Path(data["pairs_file"]) if data.get("pairs_file") else None  # the table the run read (a fold's dataset)
+    own = (REPO_ROOT / own) if own is not None and not own.is_absolute() else own
+    if own is None or not own.is_file() or (want and sha256_of(own) != want):
+        own = None  # not here, or not the table it was then: the study's own table, if its content is the record's
+    all_pairs = load_pairs(own, study=preds.attrs.get("study"))
+    if want and all_pairs.attrs.get("sha256") != want:
         raise ValueError(f"{run_dir} was made from a pairs table with SHA-256 {data['pairs_sha256'][:12]}... "
                          f"({own or 'the study table'}), not {all_pairs.attrs.get('path')} "
                          f"({str(all_pairs.attrs.get('sha256'))[:12]}...): its truth is not this table's. Restore "

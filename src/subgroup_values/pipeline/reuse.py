@@ -317,14 +317,14 @@ class Checker:
     def study_name(self) -> str:
         """The profile's ``study:`` as the runner passes it (default sgp)."""
         text = (self.root / f"configs/{self.profile}.yaml").read_text()
-        found = re.search(r"^study: *([A-Za-z0-9_./-]+)", text, re.MULTILINE)
+        if yaml is not None:
+            return str((yaml.safe_load(text) or {}).get("study") or "sgp")
+        found = re.search(r"^study: *[\"']?([A-Za-z0-9_./-]+)", text, re.MULTILINE)  # (before the environment exists)
         return found.group(1) if found else "sgp"
 
     def study_file(self) -> str | None:
         """The config of the profile's study (``study:`` in configs/<profile>.yaml; default sgp)."""
-        text = (self.root / f"configs/{self.profile}.yaml").read_text()
-        found = re.search(r"^study: *([A-Za-z0-9_./-]+)", text, re.MULTILINE)
-        study = found.group(1) if found else "sgp"
+        study = self.study_name()
         return study if study.endswith((".yaml", ".yml")) else f"src/subgroup_values/_data/studies/{study}.yaml"
 
     def _data(self, step: Step, recorded: str | None, path: str) -> None:

@@ -301,7 +301,10 @@ def check_against_manifest(path: str | Path, study: Study | str | Path | None = 
                          f"but study {wanted.name!r} ({wanted.country_name}) was asked for: its personas and "
                          f"prompts would be the wrong country's. Give --study {made_for} (notebooks: a profile of "
                          f"that study), or the pairs of study {wanted.name!r}.")
-    return digest, (config if config and made_for and Path(config).is_file() else made_for)
+    from ..core.paths import REPO_ROOT
+
+    here = config and (Path(config).is_file() or (REPO_ROOT / config).is_file())
+    return digest, (config if here and made_for else made_for)
 
 
 def load_manifest(path: str | Path | None = None, study: Study | str | Path | None = None) -> dict:

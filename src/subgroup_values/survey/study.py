@@ -250,6 +250,10 @@ def load_study(name_or_path: str | Path = DEFAULT_STUDY) -> Study:
     """A shipped study by name (``sgp``, ``tur``) or a study config file by path."""
     text = str(name_or_path)
     path = Path(text) if (text.endswith((".yaml", ".yml")) or os.sep in text) else STUDIES_DIR / f"{text}.yaml"
+    if not path.is_absolute() and not path.is_file():  # a path recorded relative to the repository root
+        from ..core.paths import REPO_ROOT
+
+        path = REPO_ROOT / path if (REPO_ROOT / path).is_file() else path
     if not path.is_file():
         raise StudyConfigError(f"Unknown study {text!r}: no {path}. Shipped studies: {known_studies()}; or pass the "
                                f"path of a study config (a copy of {STUDIES_DIR / 'sgp.yaml'} edited for your country).")
@@ -286,7 +290,12 @@ def resolve(study: Study | str | Path | None = None) -> Study:
 def reference(study: Study) -> str:
     """What :func:`resolve` needs to find ``study`` again: its name when it is shipped, else its config's path."""
     shipped = STUDIES_DIR / f"{study.name}.yaml"
-    return study.name if shipped.is_file() and Path(study.source).resolve() == shipped.resolve() else str(study.source)
+    if shipped.is_file() and Path(study.source).resolve() == shipped.resolve():
+        return study.name
+    from ..core.paths import REPO_ROOT
+
+    path = Path(study.source).resolve()
+    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def study_of(frame, study: Study | str | Path | None = None) -> Study:
