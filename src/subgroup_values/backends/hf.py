@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..core.provenance import digest_files as _file_digest
 from ..survey.prompts import ANSWER_PREFIX
 from .base import Backend, GenerateRequest, OptionScores, Reply, ScoreRequest, render_prompt
-from .options import OptionTree, digit_token_mask, layer_masks, option_token_ids, option_tree
+from .options import OptionTree, common_prefix_len, digit_token_mask, layer_masks, option_token_ids, option_tree
 
 
 def weights_digest(path: str | Path | None) -> str | None:
@@ -202,7 +202,7 @@ class HFBackend(Backend):
         results: list[OptionScores | None] = [None] * len(requests)
         bar = tqdm(total=len(requests), desc="scoring", disable=not self.progress, leave=False)
         for members in groups.values():
-            prefix_len = _common_prefix_len([encoded[i] for i in members]) if len(members) > 1 else 0
+            prefix_len = common_prefix_len([encoded[i] for i in members]) if len(members) > 1 else 0
             prefix_len = min(prefix_len, min(len(encoded[i]) for i in members) - 1)
             prefix_kv = self._prefix(encoded[members[0]][:prefix_len]) if prefix_len > 0 else None
             order = sorted(members, key=lambda i: len(encoded[i]))
@@ -326,17 +326,6 @@ class HFBackend(Backend):
         tok = self.tokenizer
         return [Reply(tok.decode(ids, skip_special_tokens=True).strip(), cut=not ended, tokens=len(ids))
                 for ids, ended in self.generate_ids(requests)]
-
-
-def _common_prefix_len(seqs: list[list[int]]) -> int:
-    first = seqs[0]
-    n = min(len(s) for s in seqs)
-    for s in seqs[1:]:
-        k = 0
-        while k < n and s[k] == first[k]:
-            k += 1
-        n = k
-    return n
 
 
 def _cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:

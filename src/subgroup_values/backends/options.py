@@ -90,3 +90,15 @@ def option_tree(sequences: list[list[int]]) -> OptionTree:
             path.append(index[key])
         tree.option_paths.append(path)
     return tree.freeze()
+
+
+def common_prefix_len(seqs: list[list[int]]) -> int:
+    """The number of leading tokens every sequence of ``seqs`` shares."""
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+    return n

@@ -24,7 +24,6 @@ metrics.json; systems.csv), ``headroom.csv`` (and ``headroom_disjoint.csv``), ``
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.claims import Claim, fmt, fmt_ci
+from ..core.provenance import sha256_of
 
 #: The committed reference runs the audited model stands beside, with the words the card uses for them.
 REFERENCE_PROFILE = "default"
@@ -130,14 +130,6 @@ def check_server(base_url: str, timeout: float = 10.0) -> None:
                          "--base-url http://127.0.0.1:8000/v1); start it or correct the address.") from None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def scored_run(run_dir: Path, all_pairs: pd.DataFrame) -> pd.DataFrame:
     """A saved run's predictions (read only), scored with today's metrics against the pairs' weighted answer
     distributions (as :func:`.headroom.model_predictions` does for a profile's runs)."""
@@ -167,7 +159,7 @@ def reference_runs(keys: pd.DataFrame, all_pairs: pd.DataFrame, res_dir: Path) -
             continue
         meta = json.loads((d / "metrics.json").read_text())
         runs[run] = p
-        prov[run] = {"predictions_sha256": _sha256(d / "predictions.parquet"), "pairs": int(meta.get("pairs", 0)),
+        prov[run] = {"predictions_sha256": sha256_of(d / "predictions.parquet"), "pairs": int(meta.get("pairs", 0)),
                      "git_revision": meta.get("git_revision"), "adapter": (meta.get("config") or {}).get("adapter")}
     return runs, prov, notes
 
@@ -588,7 +580,7 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
     prov = {"model": cfg["model"], "adapter": cfg.get("adapter"), "label": label,
             "config": {k: v for k, v in cfg.items() if k not in ("run",)}, "git_revision": git_revision(),
             "pairs": len(preds), "sample": sample, "reference_runs": ref_prov, "notes": notes,
-            "noise_floor_sha256": _sha256(Path(noise_floor.floor_file(study))) if floor is not None else None, "wvs_file_given": bool(wvs_file),
+            "noise_floor_sha256": sha256_of(Path(noise_floor.floor_file(study))) if floor is not None else None, "wvs_file_given": bool(wvs_file),
             "protocols": list(tables), "baselines": list(baselines.KINDS), "wall_seconds": round(time.time() - started, 1),
             "backend": record.get("backend")}
     atomic_write(out / "audit.json", json.dumps(scrub(json.loads(json.dumps(prov, default=str))), indent=2) + "\n")

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import importlib.util
 import json
 import os
@@ -49,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.provenance import digest_files as _file_digest
+from ..core.provenance import sha256_of
 
 #: The keys of a run entry that are the plan's, not the notebook's (subgroup_values.core.plan.PLAN_KEYS; a test keeps
 #: the two equal: this module runs before the environment exists and imports only the standard library)
@@ -115,14 +115,6 @@ def code_form(path: str, text: str) -> str:
     if path.endswith((".yaml", ".yml")) and yaml is not None:
         return json.dumps(yaml.safe_load(text), sort_keys=True, default=str)
     return text
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def weights_digest(folder: Path) -> str | None:
@@ -218,7 +210,7 @@ class Checker:
     def data_hash(self, path: str) -> str | None:
         if path not in self._hash:
             p = self.root / path
-            self._hash[path] = sha256_file(p) if p.is_file() else None
+            self._hash[path] = sha256_of(p) if p.is_file() else None
         return self._hash[path]
 
     def digests(self, folder: str) -> tuple[str | None, str | None]:

@@ -37,6 +37,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from ..backends.options import common_prefix_len
 from ..core.choices import LOSSES
 
 IGNORE = -100
@@ -47,15 +48,22 @@ IGNORE = -100
 def split_point(sequences: list[list[int]], labels: list[list[int]]) -> int:
     """Length of the prefix shared by ``sequences``, short enough that every example keeps the token before its
     first completion token in its own suffix (that position predicts the first completion token)."""
-    first = sequences[0]
-    n = min(len(s) for s in sequences)
-    for s in sequences[1:]:
-        k = 0
-        while k < n and s[k] == first[k]:
-            k += 1
-        n = k
+    n = common_prefix_len(sequences)
     first_label = min(next(i for i, lab in enumerate(lb) if lab != IGNORE) for lb in labels)
     return max(0, min(n, first_label - 1))
+
+
+def balanced_parts(members: dict[str, list[int]], subgroups_per_chunk: int = 0, seed: int = 0):
+    """(group, rows) for each group (question) in sorted order, its rows drawn in a seeded order and dealt into
+    chunks of at most ``subgroups_per_chunk`` (0: the whole group) whose sizes differ by at most one."""
+    rng = random.Random(seed)
+    for g in sorted(members):
+        rows = members[g][:]
+        rng.shuffle(rows)
+        size = subgroups_per_chunk if subgroups_per_chunk > 0 else len(rows)
+        n_chunks = -(-len(rows) // size)
+        for c in range(n_chunks):
+            yield g, rows[c::n_chunks]
 
 
 def question_chunks(input_ids: list[list[int]], labels: list[list[int]], groups: list[str],
@@ -72,19 +80,12 @@ def question_chunks(input_ids: list[list[int]], labels: list[list[int]], groups:
             raise ValueError(f"Example {i} (group {g}) has no completion token to train on: was it truncated by "
                              f"max_length? Raise max_length in the recipe.")
         members[g].append(i)
-    rng = random.Random(seed)
     chunks = []
-    for g in sorted(members):
-        rows = members[g][:]
-        rng.shuffle(rows)
-        size = subgroups_per_chunk if subgroups_per_chunk > 0 else len(rows)
-        n_chunks = -(-len(rows) // size)
-        for c in range(n_chunks):
-            part = rows[c::n_chunks]  # balanced: sizes differ by at most one
-            seqs, labs = [input_ids[i] for i in part], [labels[i] for i in part]
-            p = split_point(seqs, labs)
-            chunks.append({"group": g, "rows": part, "prefix": list(seqs[0][:p]),
-                           "suffixes": [list(s[p:]) for s in seqs], "suffix_labels": [list(lb[p:]) for lb in labs]})
+    for g, part in balanced_parts(members, subgroups_per_chunk, seed):
+        seqs, labs = [input_ids[i] for i in part], [labels[i] for i in part]
+        p = split_point(seqs, labs)
+        chunks.append({"group": g, "rows": part, "prefix": list(seqs[0][:p]),
+                       "suffixes": [list(s[p:]) for s in seqs], "suffix_labels": [list(lb[p:]) for lb in labs]})
     return chunks
 
 
@@ -168,23 +169,14 @@ def distribution_chunks(prompt_ids: list[list[int]], option_ids: list[list[list[
             raise ValueError(f"Example {i} (group {g}): the target needs one non-negative weight per option and a "
                              f"positive total, got {list(t)} for {len(opts)} options.")
         members[g].append(i)
-    rng = random.Random(seed)
     chunks = []
-    for g in sorted(members):
-        rows = members[g][:]
-        rng.shuffle(rows)
-        size = subgroups_per_chunk if subgroups_per_chunk > 0 else len(rows)
-        n_chunks = -(-len(rows) // size)
-        for c in range(n_chunks):
-            part = rows[c::n_chunks]
-            seqs = [prompt_ids[i] for i in part]
-            n = min(len(x) for x in seqs)
-            k = 0
-            while k < n - 1 and all(x[k] == seqs[0][k] for x in seqs):
-                k += 1  # each suffix keeps at least its last token (it predicts the first option token)
-            chunks.append({"group": g, "rows": part, "prefix": list(seqs[0][:k]), "suffixes": [x[k:] for x in seqs],
-                           "options": [option_ids[i] for i in part],
-                           "targets": [(np.asarray(targets[i], float) / np.sum(targets[i])).tolist() for i in part]})
+    for g, part in balanced_parts(members, subgroups_per_chunk, seed):
+        seqs = [prompt_ids[i] for i in part]
+        # each suffix keeps at least its last token (it predicts the first option token)
+        k = min(common_prefix_len(seqs), min(len(x) for x in seqs) - 1)
+        chunks.append({"group": g, "rows": part, "prefix": list(seqs[0][:k]), "suffixes": [x[k:] for x in seqs],
+                       "options": [option_ids[i] for i in part],
+                       "targets": [(np.asarray(targets[i], float) / np.sum(targets[i])).tolist() for i in part]})
     return chunks
 
 
