@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -142,3 +143,27 @@ def test_predict_with_the_marginals_template(tiny_model, all_pairs):
     assert np.allclose([sum(p) for p in preds.probs], 1.0)
     plain = evaluate.predict(be, ood, template="persona_user", progress=False)
     assert not np.allclose(np.concatenate(preds.probs.tolist()), np.concatenate(plain.probs.tolist()))
+
+
+def test_a_saved_run_names_the_checkouts_files_relative_to_it(tiny_model, all_pairs, tmp_path):
+    """A committed record must not carry the folder of the machine that made it: the pairs table (in the
+    record's config and data, and in the predictions' parquet attributes) is written relative to the checkout."""
+    import json
+
+    from subgroup_values.core.paths import REPO_ROOT
+    from subgroup_values.core.provenance import portable
+    from subgroup_values.evaluation import runs
+
+    out = runs.evaluate_run({"model": str(tiny_model), "pairs": str(REPO_ROOT / "data/processed/pairs.csv"),
+                             "split": "ood", "limit": 6, "n_boot": 20, "cache": "", "quiet": True}, tmp_path / "run")
+    text = (tmp_path / "run" / "metrics.json").read_text()
+    assert str(REPO_ROOT) not in text
+    rec = json.loads(text)
+    assert rec["config"]["pairs"] == "data/processed/pairs.csv" and rec["data"]["pairs_file"] == "data/processed/pairs.csv"
+    saved = pd.read_parquet(tmp_path / "run" / "predictions.parquet")
+    assert str(REPO_ROOT) not in json.dumps(saved.attrs, default=str) and out["preds"].attrs  # the frame in memory keeps its own
+    # the survey file a user points at, outside the checkout, is kept as given; the root itself reads "."
+    assert portable({"a": ["/elsewhere/wvs.csv", str(REPO_ROOT)]}) == {"a": ["/elsewhere/wvs.csv", "."]}
+    # and the re-scoring finds the table again from the relative record
+    again = runs.rescore_run(tmp_path / "run", n_boot=20)
+    assert json.loads(Path(again["metrics"]).read_text())["data"]["pairs_file"] == "data/processed/pairs.csv"

@@ -142,3 +142,35 @@ def test_bars_beside_the_paper_show_our_intervals():
     plots.model_bars(both, "acc", ax=ax)
     assert len(ax.collections) >= 1  # the error bars of ours and the baselines
     plt.close(fig)
+
+
+def test_a_step_that_took_its_answers_from_the_cache_is_not_judged_against_the_budget(tmp_path):
+    """A rerun whose evaluations came from the response cache is minutes long: its sum is not a fresh machine's
+    time, so the budget verdict is withheld and the sentence says why (the runs' records say what was computed)."""
+    import json
+
+    from subgroup_values.reporting import report
+
+    res = tmp_path / "results"
+    for run, computed in (("base_ood", 0), ("sft_ood", 10)):
+        (res / run).mkdir(parents=True)
+        (res / run / "metrics.json").write_text(json.dumps({"pairs": 10, "timing": {"pairs_computed": computed}}))
+    tsv = tmp_path / "timings.tsv"
+    tsv.write_text("2026-12-01T10:00:00\t03_evaluate__base_ood\t30\t900\t1.0\t20\n"
+                   "2026-12-01T11:00:00\t03_evaluate__sft_ood\t600\t900\t1.9\t900\n"
+                   "2026-12-01T11:30:00\t05_fairness\t60\t900\t1.9\t50\n")
+    t = report.step_timings(tsv, results_dir=res).set_index("step")
+    assert bool(t.loc["03_evaluate__base_ood", "from_cache"]) and not bool(t.loc["03_evaluate__sft_ood", "from_cache"])
+    assert t.loc["03_evaluate__base_ood", "note"] == "0 of 10 pairs computed, the rest from the response cache"
+    assert pd.isna(t.loc["05_fairness", "from_cache"])
+    written = tmp_path / "timings.csv"
+    t.reset_index().to_csv(written, index=False)
+    (claim,) = report.timing_claims(pd.read_csv(written, keep_default_na=False), "default", "x")
+    assert claim.verdict == "" and "not judged against the budget of 90 min" in claim.sentence
+    assert "1 of its 3 steps" in claim.sentence and claim.extra["steps_from_cache"] == 1
+    # the same steps computed by the model are judged
+    fresh = pd.read_csv(written, keep_default_na=False).assign(from_cache="False")
+    assert report.timing_claims(fresh, "default", "x")[0].verdict == "within the budget"
+    # a previous table without the column still merges
+    again = report.step_timings(tsv, results_dir=res, previous=written)
+    assert list(again.columns)[-2:] == ["from_cache", "note"]

@@ -77,9 +77,26 @@ def run_record(config: dict, data: dict | None = None, **extra) -> dict:
 
 
 def write_json(obj: dict, path: str | Path) -> Path:
-    """Write a record atomically (a full disk keeps the previous file), with every secret redacted."""
-    return atomic_write(path, json.dumps(scrub(json.loads(json.dumps(obj, default=str))), indent=2,
+    """Write a record atomically (a full disk keeps the previous file), with every secret redacted and every path
+    inside the checkout written relative to it (:func:`portable`)."""
+    return atomic_write(path, json.dumps(portable(scrub(json.loads(json.dumps(obj, default=str)))), indent=2,
                                          sort_keys=False, default=str) + "\n")
+
+
+def portable(obj, root: Path | None = None):
+    """A JSON-like object in which every path inside the checkout (``root``, default the repository root) is
+    written relative to it: a committed record names ``data/processed/pairs.csv``, not the folder of the machine
+    that made it. Paths outside the checkout (a survey file the user points at) are kept as given."""
+    base = str((root or REPO_ROOT).resolve())
+    if isinstance(obj, str):
+        if base not in obj:
+            return obj
+        return "." if obj == base else obj.replace(base + os.sep, "").replace(base, ".")
+    if isinstance(obj, dict):
+        return {portable(k, root) if isinstance(k, str) else k: portable(v, root) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [portable(v, root) for v in obj]
+    return obj
 
 
 # ---- secrets never reach an artefact ---------------------------------------------------------------------------

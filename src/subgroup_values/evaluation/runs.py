@@ -58,18 +58,19 @@ def save_run(preds: pd.DataFrame, summary: pd.DataFrame, run_dir: str | Path, re
     environment's keys, credentials in URLs) are redacted from the record."""
     import os
 
-    from ..core.provenance import atomic_write, scrub
+    from ..core.provenance import atomic_write, portable, scrub
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     paths = {"predictions": run_dir / "predictions.parquet", "metrics": run_dir / "metrics.json"}
     keep = preds.drop(columns=["weighted_counts"], errors="ignore")
+    keep.attrs = portable(dict(preds.attrs))  # the table's path, relative to the checkout (the parquet keeps attrs)
     main = summary[summary.subset == "all"].set_index("metric").estimate.to_dict()
     body = {"results": main,
             "by_subset": json.loads(summary.to_json(orient="records")),
             "pairs": len(preds), "questions": int(preds.qid.nunique()), "subgroups": int(preds.subgroup_id.nunique()),
             **record}
-    body = scrub(json.loads(json.dumps(body, default=str)))
+    body = portable(scrub(json.loads(json.dumps(body, default=str))))
     staged = {k: p.with_name(f".{p.name}.staged") for k, p in paths.items()}
     try:
         atomic_write(staged["predictions"], writer=lambda tmp: keep.to_parquet(tmp, index=False))
