@@ -115,6 +115,12 @@ $(DEPS_MK): $(wildcard $(PKG)/*.py $(PKG)/*/*.py $(NB)/*.ipynb)
 	@mkdir -p $(dir $@)
 	@$(PYTHON) $(PKG)/pipeline/deps.py > $@.tmp && mv $@.tmp $@
 include $(DEPS_MK)
+# make reads its makefiles again after it rewrote a generated one (deps.mk, plan.*.mk, reuse.*.mk); each is rewritten
+# only when its text changes, so a few reads settle it. More means one of them changes each time: stop, do not loop.
+ifneq ($(filter-out 1 2 3 4 5,$(MAKE_RESTARTS)),)
+$(error make read its makefiles $(MAKE_RESTARTS) times: a generated makefile under $(BUILD)/ changes on every read. \
+  Remove $(BUILD)/*.mk and run again; if it repeats, report it with the output of make --debug=b)
+endif
 
 # The profile's steps and runs, declared once in configs/<profile>.yaml (steps:, runs:): the steps of `make all` in
 # order, each run's prerequisites (after: its fine-tune), the runs each analysis step reads and the goals of runs
@@ -290,6 +296,10 @@ REUSE_TARGETS := $(sort $(filter $(OUT)/03_% $(OUT)/04_% $(OUT)/06_%,$(STEPS)))
 # (Only where the profile has committed records: elsewhere there is nothing to compare, and make skips the step.)
 REUSE_RECORDS := $(wildcard results/$(PROFILE)/*/metrics.json results/$(PROFILE)/finetune/*_run.json \
   results/$(PROFILE)/open_ended/provenance.json)
+# The profile's model file as configured, taken before the fragment is read: the fragment may empty MODEL_READY, and
+# a recipe reading it afterwards would write the fragment without that line, then with it, forever (make reads its
+# makefiles again after each change).
+REUSE_MODEL_READY := $(MODEL_READY)
 ifneq ($(and $(filter 1,$(REUSE)),$(REUSE_RECORDS)),)
 # (Not the pairs table nor the model among its prerequisites: their rules need the environment, which a dry run
 # must not build. The steps themselves depend on them.)
@@ -298,7 +308,7 @@ $(REUSE_MK): $(WVS_CHECK) $(PLAN_MK) $(wildcard results/$(PROFILE)/*/*.json $(PK
 	@mkdir -p $(dir $@)
 	@PYTHONPATH=src $(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m subgroup_values.pipeline.reuse stamp --profile $(PROFILE) --pairs $(PAIRS) --mk $@ \
 	  --recipe 04_finetune=$(RECIPE) $(PLAN_REUSE_RECIPES) \
-	  --model-ready "$(MODEL_READY)" $(REUSE_TARGETS)
+	  --model-ready "$(REUSE_MODEL_READY)" $(REUSE_TARGETS)
 include $(REUSE_MK)
 endif
 

@@ -29,12 +29,12 @@ def git(cwd, *args):
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def make(clone: Path, *args: str) -> str:
+def make(clone: Path, *args: str, check: str = "") -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "WVS_FILE",
                                                               "WVS_FILE_TUR", "HF_HUB_OFFLINE")}
     # dry runs only: make runs nothing but its makefiles' own rules (deps.mk, the reuse step, with this python)
     cmd = ["make", "--no-print-directory", "-n", *args, f"PYTHON={sys.executable}", "WVS_SEARCH=",
-           "WVS_FILE_TUR=", "WVS_CHECK="]
+           "WVS_FILE_TUR=", f"WVS_CHECK={check}"]
     r = subprocess.run(cmd, cwd=clone, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout + r.stderr
@@ -122,6 +122,30 @@ def test_a_fresh_clone_reruns_only_the_analysis(clone, tmp_path):
     published = (tmp_path / "stamp-docs" / stamp.name).read_bytes()
     assert published == (tmp_path / "committed-docs" / stamp.name).read_bytes()
     assert reuse.MARK.encode() not in published
+
+
+def test_make_settles_its_makefiles_when_the_model_is_not_built(clone, tmp_path):
+    """As `make test` starts on CI's fresh clone: the reuse fragment is made again on every make (the survey file is
+    checked each time), and with the model not built it empties MODEL_READY; the fragment it writes must not depend
+    on that, or make reads its makefiles again forever."""
+    x = fresh(clone, tmp_path)
+    out = make(x, "headroom", check="FORCE")
+    assert steps_run(out) == {"08_headroom"}, out
+    assert out.count("reuse: 04_finetune: the committed run") <= 2, out  # read once, then once more after writing
+    assert "MODEL_READY :=" in (x / "build/reuse.default.mk").read_text()
+    again = make(x, "headroom", check="FORCE")
+    assert again.count("reuse: 04_finetune: the committed run") == 1, again  # nothing changed: read once
+
+
+def test_make_stops_instead_of_reading_its_makefiles_forever(tmp_path):
+    """A generated makefile that changes on every read stops make with a message (the guard, on a planted loop)."""
+    text = (REPO_ROOT / "Makefile").read_text()
+    start = text.index("# make reads its makefiles again")
+    guard = text[start:text.index("endif\n", start) + len("endif\n")]
+    (tmp_path / "Makefile").write_text("BUILD := build\n" + guard + "all: ;\ninclude flip.mk\n"
+                                       "flip.mk: FORCE\n\t@echo \"# $$(date +%N)\" > $@\nFORCE:\n")
+    r = subprocess.run(["make", "--no-print-directory"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "read its makefiles 6 times" in r.stderr, r.stdout + r.stderr
 
 
 def test_a_changed_config_entry_runs_that_step_again(clone, tmp_path):
