@@ -278,6 +278,19 @@ def test_outputs_lose_progress_bars_paths_and_reprs():
     assert publish._described("headroom") and not publish._described("no_such_figure")
 
 
+def test_a_published_notebook_names_the_survey_file_it_was_given_without_this_machines_folders(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('wvs_file = ""'),
+        nbformat.v4.new_code_cell('# Parameters\nwvs_file = "/work/shared/wvs7/WVS_7.csv"\nrun = "results/x"\n',
+                                  metadata={"tags": ["injected-parameters"]})])
+    (tmp_path / "src").mkdir()
+    nbformat.write(nb, tmp_path / "src" / "08_headroom.ipynb")
+    [out] = publish.publish_notebooks(tmp_path / "src", tmp_path / "docs")
+    cells = nbformat.read(out, as_version=4).cells
+    assert cells[1].source == '# Parameters\nwvs_file = "WVS_7.csv"\nrun = "results/x"\n'
+    assert not publish.LOCAL_PATH.search(out.read_text())
+
+
 def test_the_abstract_states_the_findings_from_the_claims(tmp_path):
     from subgroup_values.core import claims
 

@@ -287,14 +287,16 @@ def _children_cpu() -> float:
 def _log_timing(out_dir: Path, name: str, seconds: float, load_mean: float = float("nan"),
                 cpu_seconds: float = float("nan")) -> None:
     """Append the step's wall time, the process tree's peak memory, the machine's mean 1-minute load average over
-    the step and the step's own CPU seconds (its kernel's) to build/notebooks/<profile>/timings.tsv. With 2 cores a
+    the step, the step's own CPU seconds (its kernel's) and the CPU cores it could use to
+    build/notebooks/<profile>/timings.tsv. With 2 cores a
     step that had the machine to itself shows a load near its own threads' (about 2); more is other work."""
     import resource
 
     peak_kb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
     with open(out_dir / "timings.tsv", "a") as f:
         f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{name}\t{seconds:.1f}\t{peak_kb / 1024:.0f}\t"
-                f"{load_mean:.2f}\t{cpu_seconds:.1f}\n")
+                f"{load_mean:.2f}\t{cpu_seconds:.1f}\t{cores}\n")
 
 
 def _parse_value(text: str):

@@ -251,6 +251,9 @@ def _clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
         for key in DROP_METADATA:
             cell.metadata.pop(key, None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            # the values a run was given: a file outside the checkout (the survey file) by its name only
+            cell.source = local_paths_out(cell.source)
         clean_outputs(cell)
     return nb
 

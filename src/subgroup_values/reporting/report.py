@@ -434,33 +434,47 @@ def step_timings(timings_file: str | Path, finetune_dir: str | Path | None = Non
     ``finetune_dir`` (``sft_run.json`` or ``<run>_run.json``) says its training pairs, loss and seconds.
 
     ``previous`` (the profile's committed ``timings.csv``): the steps that did not run here keep their last
-    recorded row (their ``finished`` date says when), so a single step run on its own never shortens the table.
+    recorded row (their ``finished`` date says when), so a single step run on its own never shortens the table
+    (with no ``timings_file`` here, the table is the previous one, checked again).
 
     ``results_dir`` (the profile's results): a model step that took answers from the response cache says so
     (``from_cache``: True where it did, and its note how many it computed), because its time is then not the time a
     fresh machine takes."""
     path = Path(timings_file)
-    if not path.is_file():
+    if not path.is_file() and not (previous is not None and Path(previous).is_file()):
         raise FileNotFoundError(f"No step timings at {path}: run `make all` for the profile first.")
     # four columns before the runner recorded the load; six since (load_mean: the machine's mean 1-minute load
-    # average over the step; cpu_seconds: the step's own CPU time)
-    cols = ["finished", "step", "seconds", "peak_mb", "load_mean", "cpu_seconds"]
+    # average over the step; cpu_seconds: the step's own CPU time); seven since it records the cores it could use
+    cols = ["finished", "step", "seconds", "peak_mb", "load_mean", "cpu_seconds", "cores"]
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(path.read_text().splitlines() if path.is_file() else [], 1):
         if not line.strip():
             continue
         f = line.split("\t")
-        if len(f) not in (4, 6):
-            raise ValueError(f"{path}, line {i}: {len(f)} columns; expected 4 or 6 (the runner's timings).")
-        rows.append(f + ["nan"] * (6 - len(f)))
+        if len(f) not in (4, 6, 7):
+            raise ValueError(f"{path}, line {i}: {len(f)} columns; expected 4, 6 or 7 (the runner's timings).")
+        rows.append(f + ["nan"] * (7 - len(f)))
     t = pd.DataFrame(rows, columns=cols)
-    for c in ("seconds", "peak_mb", "load_mean", "cpu_seconds"):
+    for c in ("seconds", "peak_mb", "load_mean", "cpu_seconds", "cores"):
         t[c] = pd.to_numeric(t[c], errors="coerce")
     t["peak_mb"] = t["peak_mb"].round().astype("Int64")
+    t["cores"] = t["cores"].round().astype("Int64")
     t = t.drop_duplicates("step", keep="last")
     t["minutes"] = (t["seconds"] / 60).round(1)
     t["note"] = ""
     t["from_cache"] = pd.array([pd.NA] * len(t), dtype="boolean")
+    keep = ["step", "minutes", "peak_mb", "load_mean", "cores", "finished", "from_cache", "note"]
+    if previous is not None and Path(previous).is_file():
+        old = pd.read_csv(previous, keep_default_na=False)
+        old = old[~old["step"].isin(t["step"])].copy()
+        for c in ("load_mean", "cores"):
+            old[c] = pd.to_numeric(old[c], errors="coerce") if c in old else float("nan")
+        old["cores"] = old["cores"].round().astype("Int64")
+        old["from_cache"] = (old["from_cache"].map({"True": True, "False": False, True: True, False: False})
+                             .astype("boolean") if "from_cache" in old else pd.array([pd.NA] * len(old), dtype="boolean"))
+        t = pd.concat([old[keep], t], ignore_index=True)
+    t = t.sort_values("finished", kind="stable").reset_index(drop=True)
+    # a model step's answers: the record of the step's last run (a kept row's too: its record is that run's)
     for i, step in (t["step"].items() if results_dir is not None else ()):
         computed, needed = _answers_computed(str(step), Path(results_dir))
         if computed is None:
@@ -473,17 +487,6 @@ def step_timings(timings_file: str | Path, finetune_dir: str | Path | None = Non
         else:
             t.loc[i, "note"] = (f"{computed:,} answers computed" if computed else
                                 "no answer computed: every answer from the response cache")
-    if previous is not None and Path(previous).is_file():
-        old = pd.read_csv(previous, keep_default_na=False)
-        old = old[~old["step"].isin(t["step"])]
-        if "load_mean" not in old:
-            old["load_mean"] = float("nan")
-        old["load_mean"] = pd.to_numeric(old["load_mean"], errors="coerce")
-        old["from_cache"] = (old["from_cache"].map({"True": True, "False": False, True: True, False: False})
-                             .astype("boolean") if "from_cache" in old else pd.array([pd.NA] * len(old), dtype="boolean"))
-        t = pd.concat([old[["step", "minutes", "peak_mb", "load_mean", "finished", "from_cache", "note"]], t],
-                      ignore_index=True)
-    t = t.sort_values("finished", kind="stable").reset_index(drop=True)
     for i, step in t["step"].items():
         if not finetune_dir or not str(step).startswith("04_finetune"):
             continue
@@ -493,10 +496,14 @@ def step_timings(timings_file: str | Path, finetune_dir: str | Path | None = Non
             rec = json.loads(record.read_text())
             tr = rec.get("training", {})
             loss = rec.get("config", {}).get("script", {}).get("loss", "modal")
+            resumed = tr.get("resumed_from")
+            # a fine-tune resumed from a checkpoint did not take a fresh machine's time either
+            t.loc[i, "from_cache"] = resumed is not None
             t.loc[i, "note"] = (f"{rec['data']['train_pairs']:,} training pairs, {loss} loss, "
                                 f"{tr.get('trainer', 'trl')} trainer: {tr['seconds'] / 60:.1f} min training, "
-                                f"{tr.get('examples_per_second', 0):.1f} examples/s")
-    return t[["step", "minutes", "peak_mb", "load_mean", "finished", "from_cache", "note"]]
+                                f"{tr.get('examples_per_second', 0):.1f} examples/s"
+                                + (", resumed from a checkpoint" if resumed is not None else ""))
+    return t[keep]
 
 
 #: The time `make all` of the default profile must stay within on the project's 2-core machines (minutes).
@@ -508,69 +515,156 @@ QUIET_LOAD = 2.5
 
 #: Make targets of a profile that `make all` leaves to their own command (its time budget): the steps of each.
 #: Kept beside the Makefile's own lists (``DIST_STEPS``); tests/test_makefile.py checks the two agree.
-def timing_claims(timings: pd.DataFrame, profile: str, source: str, budget: float = TIME_BUDGET_MINUTES) -> list:
-    """The wall time of a profile's `make all` and of each target it leaves to its own command
-    (the runs with ``target:`` in its config, :func:`subgroup_values.core.plan.separate_targets`): the sum of their steps' last recorded times (``timings``: a :func:`step_timings`
-    table), the longest step, and, for `make all`, whether it stays within ``budget`` minutes."""
+#: Steps recorded more than this many minutes apart (one's start after the previous one's end) ran in separate
+#: sessions: their sum is then not one run's wall time.
+SESSION_GAP_MINUTES = 5.0
+#: The steps that write the timing table (step 7) or come after it are not in it for their own run.
+UNTIMED_STEPS = ("07_paper_comparison",)
+#: A model step: its time depends on whether it computed its answers (evaluations, fine-tunes, open-ended answers).
+MODEL_STEPS = ("03_evaluate", "04_finetune", "06_open_ended")
+
+
+def _sessions(t: pd.DataFrame) -> list[tuple[str, str]]:
+    """The spans (first start, last end) in which the rows' steps ran: a new one where a step started more than
+    SESSION_GAP_MINUTES after the previous step ended (a step's start: its end less its minutes)."""
+    end = pd.to_datetime(t["finished"], errors="coerce")
+    if end.isna().any():
+        return []
+    order = end.sort_values().index
+    spans, last = [], None
+    for i in order:
+        start = end[i] - pd.Timedelta(minutes=float(t.loc[i, "minutes"]))
+        if last is None or (start - last) > pd.Timedelta(minutes=SESSION_GAP_MINUTES):
+            spans.append([start, end[i]])
+        else:
+            spans[-1][1] = max(spans[-1][1], end[i])
+        last = end[i] if last is None else max(last, end[i])
+    return [(a.strftime("%Y-%m-%d %H:%M"), b.strftime("%Y-%m-%d %H:%M")) for a, b in spans]
+
+
+def _expected_steps(profile: str, separate: dict) -> set[str] | None:
+    """The steps of the profile's `make all` as its plan declares them (None where the profile has no config)."""
+    from ..core import plan
+
+    try:
+        steps = {nb.removesuffix(".ipynb") for nb in plan.make_all(profile)}
+    except (FileNotFoundError, plan.PlanError, KeyError):
+        return None
+    return steps - set(UNTIMED_STEPS) - {s for v in separate.values() for s in v}
+
+
+def timing_claims(timings: pd.DataFrame, profile: str, source: str, budget: float = TIME_BUDGET_MINUTES,
+                  expected: set[str] | None = None) -> list:
+    """The time of a profile's `make all` and of each target it leaves to its own command (the runs with ``target:``
+    in its config, :func:`subgroup_values.core.plan.separate_targets`): the sum of their steps' last recorded wall
+    times (``timings``: a :func:`step_timings` table; step 7, which writes it, not counted), the longest step, the
+    sessions the rows were recorded in, and, for the default profile's `make all`, whether it stays within
+    ``budget`` minutes. That verdict is given only when it can be: every step of the plan (``expected``; by default
+    the profile's plan) has a time, every model step is known to have computed its answers itself (``from_cache``
+    False: not served by the response cache, not resumed), and the steps ran in one session; otherwise the sum is
+    reported with the reason it is not judged."""
     if timings.empty:
         return []
     from ..core.plan import separate_targets
 
-    separate = separate_targets(profile) if profile in {p.stem for p in (REPO_ROOT / "configs").glob("*.yaml")} else {}
+    known = profile in {p.stem for p in (REPO_ROOT / "configs").glob("*.yaml")}
+    separate = separate_targets(profile) if known else {}
     apart = {s for steps in separate.values() for s in steps}
-    groups = [("all", timings[~timings["step"].isin(apart)])] + \
-        [(t, timings[timings["step"].isin(steps)]) for t, steps in separate.items()]
+    timings = timings[~timings["step"].isin(UNTIMED_STEPS)]
+    if expected is None and known:
+        expected = _expected_steps(profile, separate)
+    groups = [("all", timings[~timings["step"].isin(apart)], expected)] + \
+        [(t, timings[timings["step"].isin(steps)], set(steps)) for t, steps in separate.items()]
     out = []
-    for target, t in groups:
+    for target, t, want in groups:
         if t.empty:
             continue
         total = float(t["minutes"].sum())
         longest = t.loc[t["minutes"].idxmax()]
         dates = sorted(str(d) for d in t["finished"])
-        command = f"make {target} PROFILE={profile}" if target != "all" else f"make all PROFILE={profile}"
-        # the budget is the default profile's `make all`'s; other commands and profiles are timed, not judged
-        # a step that took its model answers from the response cache did not take a fresh machine's time: such a
-        # sum is reported, not judged against the budget
-        cached = t["from_cache"].astype(str).eq("True") if "from_cache" in t else pd.Series(False, t.index)
-        n_cached, cached_min = int(cached.sum()), float(t.loc[cached, "minutes"].sum())
+        sessions = _sessions(t)
+        command = f"make {target} PROFILE={profile}"
+        missing = sorted(set(want or ()) - set(t["step"]))
+        # a model step that took its answers from the response cache (or resumed) did not take a fresh machine's
+        # time; one whose record does not say is unknown, and neither is judged
+        model = t["step"].astype(str).str.startswith(MODEL_STEPS)
+        flag = t["from_cache"].astype(str) if "from_cache" in t else pd.Series("", t.index)
+        cached = model & flag.eq("True")
+        unknown_cache = model & ~flag.isin(["True", "False"])
+        resumed = cached & t["step"].astype(str).str.startswith("04_finetune")
+        n_resumed = int(resumed.sum())
+        n_cached = int(cached.sum())
+        n_unknown = int(unknown_cache.sum())
         judged = target == "all" and profile == "default"
-        verdict = ("within the budget" if total <= budget else "over the budget") if judged and not n_cached else ""
         # what else ran: the runner records each step's mean load (older rows have none)
         load = pd.to_numeric(t["load_mean"], errors="coerce") if "load_mean" in t else pd.Series(float("nan"), t.index)
-        busy, unknown = int((load > QUIET_LOAD).sum()), int(load.isna().sum())
+        busy, no_load = int((load > QUIET_LOAD).sum()), int(load.isna().sum())
         busy_min = float(t.loc[load > QUIET_LOAD, "minutes"].sum())
-        shared = (f"{busy} of its {len(t)} steps ({busy_min:.0f} min) ran with the machine's mean load above "
-                  f"{QUIET_LOAD:g}, so they shared the 2 cores with other work" if busy else
-                  f"no step with a recorded load ran above a mean load of {QUIET_LOAD:g}")
-        if unknown:
-            shared += f"; {unknown} step{'s' if unknown > 1 else ''} ran before the load was recorded"
-        if n_cached:
-            shared = (f"{n_cached} of its {len(t)} steps ({cached_min:.0f} min) took their model answers from the "
-                      "response cache (`cache/responses.sqlite`), so this is not the time of a fresh machine, which "
-                      f"computes every answer; {shared}")
-        tail = (f": within the budget of {budget:g} min ({shared})." if verdict == "within the budget" else
-                f": over the budget of {budget:g} min as measured ({shared})." if verdict else
-                f": not judged against the budget of {budget:g} min ({shared})." if judged else f" ({shared}).")
+        if no_load == len(t):
+            shared = "no step's machine load was recorded, so whether other work shared the cores is not known"
+        elif busy:
+            shared = (f"{busy} of its {len(t)} steps ({busy_min:.1f} min) ran with the machine's mean load above "
+                      f"{QUIET_LOAD:g}, so they shared the cores with other work")
+        else:
+            shared = f"no step with a recorded load ran above a mean load of {QUIET_LOAD:g}"
+        if no_load and no_load < len(t):
+            shared += f"; {no_load} step{'s' if no_load > 1 else ''} without a recorded load"
+        reasons = []
+        if missing:
+            reasons.append(f"{len(missing)} of the plan's steps have no recorded time ({', '.join(missing[:4])}"
+                           f"{' ...' if len(missing) > 4 else ''})")
+        if len(sessions) > 1:
+            reasons.append("the sum is not one run's wall time")
+        if n_cached - n_resumed:
+            served = t.loc[cached & ~resumed, "minutes"].sum()
+            reasons.append(f"{n_cached - n_resumed} of its {len(t)} steps ({served:.1f} min with cached answers) took "
+                           "their model answers from the response cache (`cache/responses.sqlite`), so this is not the "
+                           "time of a fresh machine, which computes every answer")
+        if n_resumed:
+            reasons.append(f"{n_resumed} fine-tune{'s' if n_resumed > 1 else ''} resumed from a checkpoint, so "
+                           f"{'their times are' if n_resumed > 1 else 'its time is'} not a whole fine-tune's")
+        if n_unknown:
+            reasons.append(f"whether {n_unknown} model step{'s' if n_unknown > 1 else ''} computed {'their' if n_unknown > 1 else 'its'} "
+                           "answers or took them from the response cache is not recorded")
+        if not n_cached and not n_unknown and model.any():
+            shared = f"every model step computed its answers itself; {shared}"
+        verdict = ("within the budget" if total <= budget else "over the budget") if judged and not reasons else ""
+        why = "; ".join(reasons + [shared])
+        tail = (f": within the budget of {budget:g} min ({why})." if verdict == "within the budget" else
+                f": over the budget of {budget:g} min as measured ({why})." if verdict else
+                f": not judged against the budget of {budget:g} min ({why})." if judged else f" ({why}).")
+        cores = pd.to_numeric(t["cores"], errors="coerce") if "cores" in t else pd.Series(float("nan"), t.index)
+        n_cores = sorted({int(c) for c in cores.dropna()})
+        on = (f" on {n_cores[0]} CPU cores" if len(n_cores) == 1 else
+              f" on {' or '.join(map(str, n_cores))} CPU cores" if n_cores else "")
+        about = ("" if n_cores and not cores.isna().any() else
+                 f"; {int(cores.isna().sum())} of its steps without a recorded core count" if n_cores else
+                 "; CPU cores not recorded")
+        when = (f"recorded in one session, {sessions[0][0]} to {sessions[0][1][11:] if sessions[0][0][:10] == sessions[0][1][:10] else sessions[0][1]}"
+                if len(sessions) == 1 else
+                f"recorded in {len(sessions)} sessions between {sessions[0][0]} and {sessions[-1][1]}" if sessions else
+                f"steps finished {dates[0][:16].replace('T', ' ')} to {dates[-1][:16].replace('T', ' ')}")
         out.append(claims.Claim(
             id=f"timings.{profile}.make_{target}", topic="timings", statistic=f"minutes of {command}",
             estimate=round(total, 1), verdict=verdict, source=source,
-            method=("sum of the steps' wall times (the runner's timings, the last run of each step; step 7, which "
-                    "writes this, and the page's rendering are not counted)"),
-            rule=(f"within the budget if the sum is at most {budget:g} minutes and no step took its model answers "
-                  "from the response cache") if judged else "",
+            method=("sum of the steps' wall times (the runner's timings, the last recorded run of each step; step 7, "
+                    "which writes this, and the page's rendering are not counted); sessions: steps more than "
+                    f"{SESSION_GAP_MINUTES:g} min apart"),
+            rule=(f"within the budget if the sum is at most {budget:g} minutes, every step of the plan has a time, the "
+                  "steps ran in one session and every model step computed its answers itself") if judged else "",
             extra={"steps": int(len(t)), "first_finished": dates[0], "last_finished": dates[-1],
-                   "steps_from_cache": n_cached,
-                   "steps_over_quiet_load": busy, "steps_without_load": unknown},
-            sentence=(f"`{command}` ran its {len(t)} steps in {total:.0f} min on 2 CPU cores (longest: "
-                      f"{longest['step']}, {float(longest['minutes']):.0f} min; steps finished "
-                      f"{dates[0][:16].replace('T', ' ')} to {dates[-1][:16].replace('T', ' ')}){tail}")))
+                   "sessions": len(sessions), "steps_missing": missing, "steps_from_cache": n_cached,
+                   "steps_resumed": n_resumed, "steps_cache_unknown": n_unknown, "steps_over_quiet_load": busy, "steps_without_load": no_load,
+                   "cores": n_cores},
+            sentence=(f"`{command}`: its {len(t)} steps' recorded wall times sum to {total:.1f} min{on} (longest: "
+                      f"{longest['step']}, {float(longest['minutes']):.1f} min{about}), {when}{tail}")))
     return out
 
 
 def timing_block(timings: pd.DataFrame) -> str:
     total = timings["minutes"].sum()
-    return ("\nTime of each step in the last run of the profile (2 CPU cores; `results/<profile>/timings.csv`; the "
-            f"steps sum to {total:.0f} min):\n\n" + markdown_table(timings) + "\n")
+    return ("\nTime of each step in its last recorded run (`results/<profile>/timings.csv`; the steps sum to "
+            f"{total:.1f} min):\n\n" + markdown_table(timings) + "\n")
 
 
 def update_readme(readme: str | Path, block: str) -> bool:
