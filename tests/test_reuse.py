@@ -198,3 +198,26 @@ def test_the_digests_are_the_hf_backends():
     assert reuse.weights_digest(folder) == hf.weights_digest(folder)
     assert reuse.files_digest(folder) == hf.files_digest(folder)
     assert reuse.NOT_MODEL == hf.NOT_MODEL
+
+
+@pytest.mark.parametrize("online", ["0", "1"])
+def test_a_model_built_online_or_offline_has_the_same_digest(online, tmp_path):
+    """transformers writes into a saved tokenizer_config.json how the tokenizer was loaded (local_files_only: the
+    hub's mode); the model builder writes it the same either way, so a model built where the hub is online (a
+    newcomer's machine, CI outside the project machines) has the digest of the committed runs' records."""
+    if not (MODEL / "tokenizer_config.json").is_file():
+        pytest.skip(f"no {MODEL} (make model)")
+    code = ("import sys; from pathlib import Path; from transformers import AutoTokenizer; "
+            "from subgroup_values.pipeline.local_models import save_tokenizer; "
+            f"tok = AutoTokenizer.from_pretrained({str(MODEL)!r}, local_files_only={online == '1'}); "
+            "save_tokenizer(tok, Path(sys.argv[1]))")
+    env = {**os.environ, "HF_HUB_OFFLINE": online, "PYTHONPATH": str(REPO_ROOT / "src")}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env=env, capture_output=True)
+    for name in ("tokenizer_config.json", "tokenizer.json"):
+        assert (tmp_path / name).read_bytes() == (MODEL / name).read_bytes(), name
+    # what happened without it: the flag follows the hub's mode
+    raw = tmp_path / "raw"
+    subprocess.run([sys.executable, "-c", code.replace("save_tokenizer(tok, Path(sys.argv[1]))",
+                                                       "tok.save_pretrained(sys.argv[1])"), str(raw)],
+                   check=True, env=env, capture_output=True)
+    assert f'"local_files_only": {"true" if online == "1" else "false"}' in (raw / "tokenizer_config.json").read_text()
