@@ -158,6 +158,23 @@ def test_a_changed_config_entry_runs_that_step_again(clone, tmp_path):
     assert "03_evaluate__base_ood: runs (configs/default.yaml changed for this step" in out
 
 
+def test_a_model_with_the_same_weights_and_another_tokenizer_config_is_another_model(clone, tmp_path):
+    if not MODEL.is_dir():
+        pytest.skip(f"no {MODEL} (make model)")
+    x = fresh(clone, tmp_path)
+    folder = x / "models" / MODEL.name
+    folder.mkdir(parents=True)
+    for f in MODEL.iterdir():
+        if f.name == "tokenizer_config.json":
+            (folder / f.name).write_text(f.read_text().replace('"local_files_only": true', '"local_files_only": false'))
+        else:
+            (folder / f.name).symlink_to(f)
+    out = make(x, "headroom")
+    assert "03_evaluate:base_ood" in steps_run(out), out
+    assert (f"models/{MODEL.name} differs from the one the run used (same weights; its other files (config, "
+            "tokenizer, chat template)") in out, out
+
+
 def test_a_changed_module_runs_the_steps_that_import_it_and_a_comment_does_not(clone, tmp_path):
     x = fresh(clone, tmp_path, with_model=True)
     (x / "src/subgroup_values/stats/metrics.py").write_text((x / "src/subgroup_values/stats/metrics.py").read_text()

@@ -343,7 +343,9 @@ class Checker:
             if not weights:
                 step.reasons.append(f"its record carries no digest of {folder}'s weights")
             elif (w, f) != (weights, files or f):
-                step.reasons.append(f"{folder} differs from the one the run used (weights {w} now, {weights} then)")
+                what = (f"weights {w} now, {weights} then" if w != weights else
+                        f"same weights; its other files (config, tokenizer, chat template) {f} now, {files} then")
+                step.reasons.append(f"{folder} differs from the one the run used ({what})")
             else:
                 step.checked.append(f"model: {folder} weights {w}")
                 step.inputs += [f for f in (self.root / folder).iterdir() if f.is_file()]
@@ -363,7 +365,9 @@ class Checker:
         if self.model_built(folder):
             w, f = self.digests(folder)
             if not weights or (w, f) != (weights, files or f):
-                step.reasons.append(f"adapter {folder} differs from the one the run used ({w} now, {weights} then)")
+                what = (f"weights {w} now, {weights} then" if w != weights else
+                        f"same weights; its other files {f} now, {files} then")
+                step.reasons.append(f"adapter {folder} differs from the one the run used ({what})")
             else:
                 step.checked.append(f"adapter: {folder} weights {w}")
                 step.inputs += [f for f in (self.root / folder).iterdir() if f.is_file()]
