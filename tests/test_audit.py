@@ -153,3 +153,28 @@ def test_make_audit_runs_the_command_with_the_given_options_and_needs_a_model(tm
     assert "--wvs-file \"/x.csv\"" in " ".join(make("-n", "audit", "MODEL=m", "WVS_FILE=/x.csv").stdout.split())
     r = make("audit")
     assert r.returncode != 0 and "make audit needs MODEL=" in r.stdout + r.stderr
+
+
+def test_a_contrast_outside_the_holm_family_is_a_claim_without_a_p_value():
+    """On a sample (make audit LIMIT=200) a contrast may have too few questions to reach alpha by sign flips: it is
+    outside the Holm family (no adjusted p). Its claim shows the unadjusted interval for the size and no p-value,
+    instead of stopping the audit at the end with a NaN p-value."""
+    import numpy as np
+    import pandas as pd
+
+
+    base = dict(split="ood", matching="all subgroups", metric="accuracy", testable=True, note="", rule="r",
+                disagreement="", difference=0.05, interval="BCa", questions=3, favoured="Young",
+                disfavoured="Elderly", paper="young favoured")
+    rows = pd.DataFrame([
+        base | dict(contrast="Young vs Elderly", lo=-0.1, hi=0.2, level=0.95, p_holm=np.nan, in_family=False,
+                    verdict="cannot reject on 3 questions"),
+        base | dict(contrast="Male vs Female", lo=0.01, hi=0.09, level=0.975, p_holm=0.02, in_family=True,
+                    verdict="the paper's direction", questions=40),
+    ])
+    out = {c.id: c for c in audit.bias_claims(rows, "the model")}
+    young = out["audit.bias.young_vs_elderly.accuracy"]
+    assert young.p_value is None and young.verdict == "cannot reject on 3 questions"
+    assert "outside the Holm family" in young.sentence and "nan" not in young.sentence.lower()
+    male = out["audit.bias.male_vs_female.accuracy"]
+    assert male.p_value == 0.02 and "Holm-adjusted permutation p = 0.020" in male.sentence

@@ -302,3 +302,18 @@ def test_every_csv_writer_goes_through_write_csv():
             if n:
                 found[rel] = n
     assert set(found) <= PENDING, f"write these CSVs with subgroup_values.core.provenance.write_csv: {found}"
+
+
+@pytest.mark.parametrize(("on_project_machine", "expected"), [(False, "0"), (True, "1")])
+def test_a_notebook_opened_directly_is_offline_only_on_the_project_machines(on_project_machine, expected,
+                                                                           monkeypatch):
+    """Binder and Colab open a notebook without make: its setup() goes online there (a hub id in notebook 3
+    downloads), offline only where the project machines have no network."""
+    from subgroup_values.pipeline import launch
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(paths, "project_machine", lambda root=None: on_project_machine)
+    monkeypatch.chdir(REPO_ROOT)
+    launch.setup()
+    assert os.environ["HF_HUB_OFFLINE"] == expected and os.environ["HF_DATASETS_OFFLINE"] == expected

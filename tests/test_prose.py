@@ -3,7 +3,6 @@
 
 import json
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -84,20 +83,16 @@ def test_typed_findings_leaves_names_versions_code_and_interval_levels_alone():
     assert len(kinds) == 7, kinds
 
 
-def _as_dicts(cs):
-    return [asdict(c) for c in cs]
-
-
 def test_committed_claims_are_what_the_committed_runs_give():
     """The claims files are recomputed from the committed predictions, manifest and landscape tables."""
     topics = findings.build_findings(RES, REPO_ROOT / "data" / "processed")
     for topic, built in topics.items():
         committed = claims.read_claims(claims.claims_path(RES, topic))
-        assert _as_dicts(built) == _as_dicts(committed), f"{topic}: rerun notebook 07 (make report)"
+        assert claims.same_claims(built, committed), f"{topic}: rerun notebook 07 (make report)"
     per_question = pd.read_csv(RES / "landscape" / "question_landscape.csv")
     cats = landscape.by_category(per_question, n_boot=1000, seed=0)
     ranks = landscape.category_ranks(per_question, n_boot=1000, seed=0)
     built = landscape.landscape_claims(ranks, cats, paper.LANDSCAPE) + [landscape.measures_claim(
         landscape.category_by_stratum(per_question, "mds"), landscape.category_by_stratum(per_question, "wasserstein"))]
     committed = claims.read_claims(claims.claims_path(RES, "landscape"))
-    assert _as_dicts(built) == _as_dicts(committed), "landscape: rerun notebook 02 (make landscape)"
+    assert claims.same_claims(built, committed), "landscape: rerun notebook 02 (make landscape)"

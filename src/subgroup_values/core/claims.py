@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .provenance import CSV_DIGITS, CSV_RTOL, atomic_write
 
 #: The protocols a comparison can name (see ``design.md``): ``paper`` (the same respondents feed the predictor's
 #: inputs and the targets) and ``disjoint`` (respondent-disjoint folds; inputs from the other folds).
@@ -62,6 +62,38 @@ class Claim:
             raise ValueError(f"Claim {self.id}: p_value {self.p_value} is outside [0, 1].")
         if not self.sentence.strip():
             raise ValueError(f"Claim {self.id}: the sentence is empty.")
+        # Numbers at CSV_DIGITS significant digits, as every committed table holds them: a rerun on another machine
+        # (another summation order, the last bits of a float) writes the same bytes.
+        for name in ("estimate", "lo", "hi", "p_value"):
+            object.__setattr__(self, name, _rounded(getattr(self, name)))
+        object.__setattr__(self, "extra", _rounded(self.extra))
+
+
+def _rounded(x):
+    """Every float inside ``x`` (dicts and lists followed) at :data:`CSV_DIGITS` significant digits."""
+    if isinstance(x, float):
+        return float(f"{x:.{CSV_DIGITS}g}") if math.isfinite(x) else x
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_rounded(v) for v in x]
+    return x
+
+
+def _close(a, b, rtol: float = CSV_RTOL) -> bool:
+    if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool) and not isinstance(b, bool):
+        return a == b or math.isclose(a, b, rel_tol=rtol, abs_tol=1e-12)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], rtol) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_close(x, y, rtol) for x, y in zip(a, b))
+    return a == b
+
+
+def same_claims(a: list[Claim], b: list[Claim], rtol: float = CSV_RTOL) -> bool:
+    """Whether two lists of claims say the same: every field equal, numbers within ``rtol`` relative (the
+    tolerance of committed tables: a machine that sums in another order gives the same claims)."""
+    return _close([asdict(c) for c in a], [asdict(c) for c in b], rtol)
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -79,18 +111,6 @@ def fmt_ci(estimate: float, lo: float, hi: float, digits: int = 3) -> str:
     return f"{fmt(estimate, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
 
 
-def _atomic_write(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_claims(claims: list[Claim], path: str | Path) -> Path:
     """Write claims as JSON (ids unique, order kept), atomically."""
     path = Path(path)
@@ -98,7 +118,13 @@ def write_claims(claims: list[Claim], path: str | Path) -> Path:
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise ValueError(f"Claim ids must be unique; repeated: {dup}.")
-    _atomic_write(json.dumps([asdict(c) for c in claims], indent=2) + "\n", path)
+    if path.is_file():  # the same claims (numbers within the tables' tolerance): the file is left as it is
+        try:
+            if same_claims(read_claims(path), claims):
+                return path
+        except ValueError:
+            pass
+    atomic_write(path, json.dumps([asdict(c) for c in claims], indent=2) + "\n")
     return path
 
 
@@ -212,7 +238,7 @@ def update_block(path: str | Path, name: str, content: str) -> bool:
     except ValueError as exc:
         raise ValueError(f"{path}: {exc} Add them where the block belongs.") from exc
     if new != text:
-        _atomic_write(new, path)
+        atomic_write(path, new)
         return True
     return False
 

@@ -325,15 +325,21 @@ def bias_claims(bias: pd.DataFrame, label: str) -> list[Claim]:
                              sentence=f"{r.contrast} ({label}, {lab}): {r.note}."))
             continue
         note = f" ({r.disagreement}; a difference needs both)" if r.disagreement else ""
+        lo, hi = (float(v) if np.isfinite(v) else None for v in (r.lo, r.hi))
+        if r.in_family:
+            method = f"{r.interval} at {level_label(r.level)} (Holm's level); sign-flip permutation test, Holm"
+            how = (f"{level_label(r.level)} two-stage BCa interval over {int(r.questions)} questions; Holm-adjusted "
+                   f"permutation p = {fmt(float(r.p_holm))}")
+        else:  # outside the Holm family (too few questions to reject, or the same test as another): no p, no test
+            method = f"{r.interval} at 95%, unadjusted, for the size only; outside the Holm family"
+            how = (f"unadjusted 95% two-stage BCa interval over {int(r.questions)} questions, for the size only; "
+                   "outside the Holm family, no test")
         out.append(Claim(
             id=cid, topic="audit", statistic=f"{lab}: {r.contrast}, {label}", estimate=float(r.difference),
-            lo=float(r.lo), hi=float(r.hi), p_value=float(r.p_holm), verdict=r.verdict, rule=r.rule,
-            method=f"{r.interval} at {level_label(r.level)} (Holm's level); sign-flip permutation test, Holm",
-            protocol="paper", source="paper_bias.csv",
+            lo=lo, hi=hi, p_value=float(r.p_holm) if r.in_family else None, verdict=r.verdict, rule=r.rule,
+            method=method, protocol="paper", source="paper_bias.csv",
             sentence=(f"{r.contrast} ({label}, {lab}, OOD): {r.favoured} minus {r.disfavoured} "
-                      f"{fmt_ci(r.difference, r.lo, r.hi)} ({level_label(r.level)} two-stage BCa interval over "
-                      f"{int(r.questions)} questions; Holm-adjusted permutation p = {fmt(float(r.p_holm))}): "
-                      f"{r.verdict}{note} (the paper: {r.paper}).")))
+                      f"{fmt_ci(r.difference, lo, hi)} ({how}): {r.verdict}{note} (the paper: {r.paper}).")))
     return out
 
 

@@ -81,17 +81,17 @@ from subgroup_values.pipeline.launch import setup; setup()'''
 
 def setup() -> Path:
     """What every notebook does first: on Colab, build the embedded model when it is not there (the command the
-    Makefile's model rule runs); the hub offline unless the shell says otherwise (the project machines have no
-    network; ``HF_HUB_OFFLINE=0`` turns it on); the working directory the repository root, so that relative paths
-    work from any folder. Returns the root."""
+    Makefile's model rule runs); the hub offline on the project machines only (they have no network; elsewhere,
+    Binder and Colab included, online, so that a hub id downloads; an ``HF_HUB_OFFLINE`` the shell sets wins);
+    the working directory the repository root, so that relative paths work from any folder. Returns the root."""
     import subprocess
 
     if "google.colab" in sys.modules and not (ROOT / "models/SmolLM2-135M-Instruct/model.safetensors").is_file():
         subprocess.run([sys.executable, *MODEL_COMMAND], cwd=ROOT, check=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from subgroup_values.core.paths import REPO_ROOT
+    from subgroup_values.core.paths import REPO_ROOT, settle_hub_mode
 
+    settle_hub_mode()
     os.chdir(REPO_ROOT)
     return REPO_ROOT
 

@@ -519,23 +519,29 @@ def run(targets: list[str], profile: str, pairs: str, recipes: dict[str, str], m
         s.ok = False
         checker.check(s)
     model_unneeded = decide(steps, checker, model_ready)
+    # Said once: make reads its makefiles again after it wrote one, and runs this again; a read that changes
+    # nothing (no target written or removed, the fragment as it was) prints nothing.
+    said, changed = [], not write
     # fine-tunes first: a reused evaluation must not be older than the fine-tune it reads
     for s in sorted(steps, key=lambda s: s.stem != "04_finetune"):
         if s.ok:
-            print(f"reuse: {s.name}: the committed run ({s.record}, revision {s.rec['git_revision'][:12]}) counts as "
-                  "done: its code, config, data and model are the step's now", file=out)
+            said.append(f"reuse: {s.name}: the committed run ({s.record}, revision {s.rec['git_revision'][:12]}) "
+                        "counts as done: its code, config, data and model are the step's now")
             if write:
                 if s.target.exists():  # written here before: newer than what it was compared on, for make
                     newest = max((p.stat().st_mtime for p in s.inputs if p.exists()), default=0)
                     if s.target.stat().st_mtime <= newest:
                         os.utime(s.target)
+                        changed = True
                 else:
                     _atomic(s.target, json.dumps(stamp_notebook(s, root, profile), indent=1) + "\n")
+                    changed = True
         else:
             if s.rec is not None or not all(r.startswith("no committed ") for r in s.reasons):
-                print(f"reuse: {s.name}: runs ({'; '.join(s.reasons)})", file=out)  # (silent: nothing committed)
+                said.append(f"reuse: {s.name}: runs ({'; '.join(s.reasons)})")  # (silent: nothing committed)
             if write and s.target.exists() and written_here(s.target) is not None:
                 s.target.unlink()
+                changed = True
     if mk and write:
         # rewritten only when it changes (a new file time would make make read its makefiles again, forever); it
         # names the reused steps, so that make reads the makefiles again after new targets were written
@@ -547,6 +553,12 @@ def run(targets: list[str], profile: str, pairs: str, recipes: dict[str, str], m
         path = Path(mk)
         if not path.is_file() or path.read_text() != text:
             _atomic(path, text)
+            changed = True
+    elif write:
+        changed = True
+    if changed:
+        for line in said:
+            print(line, file=out)
     return steps
 
 
