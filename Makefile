@@ -350,7 +350,11 @@ $(OUT)/08_headroom.ipynb: $(NB)/08_headroom.ipynb $(DEPS_08_headroom) $(CONFIG) 
 
 $(OUT)/07_paper_comparison.ipynb: $(NB)/07_paper_comparison.ipynb $(DEPS_07_paper_comparison) $(CONFIG) $(PLAN_READS_07_paper_comparison) \
   $(OUT)/02_value_landscape.ipynb $(OUT)/05_fairness.ipynb $(OUT)/06_open_ended.ipynb $(OUT)/08_headroom.ipynb
-	$(RUN_NB) $<
+	$(RUN_NB) $< $(if $(filter 1,$(RECORD_TIMES)),-p record_timings true)
+
+# The committed step times (results/<profile>/timings.csv, README's run-time lines) are a reference run's:
+# `make all RECORD_TIMES=1` records this run's in their place; otherwise they stay in $(OUT)/timings.tsv.
+RECORD_TIMES ?=
 
 fairness: $(OUT)/05_fairness.ipynb
 open-ended: $(OUT)/06_open_ended.ipynb

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 SCRIPTS = sorted(p.name for p in (REPO / "benchmarks").glob("*.py"))

@@ -35,6 +35,8 @@ import pandas as pd
 
 from ..core.claims import Claim, fmt, fmt_ci
 from ..core.provenance import sha256_of
+from ..survey.dataset import load_pairs
+from ..survey.sampling import whole_questions
 
 #: The committed reference runs the audited model stands beside, with the words the card uses for them.
 REFERENCE_PROFILE = "default"
@@ -181,11 +183,12 @@ def _words(run: str) -> str:
     return REFERENCE_RUNS.get(run, run)
 
 
-def scope_claim(preds: pd.DataFrame, n_ood: int, limit: int, seed: int, label: str) -> Claim:
-    sample = 0 < limit < n_ood
-    what = (f"a seeded sample of {len(preds):,} of the {n_ood:,} OOD pairs (sample seed {seed}; a quick look, not the "
-            f"full evaluation; the reference models are compared on the same pairs)" if sample else
-            f"all {len(preds):,} OOD pairs")
+def scope_claim(preds: pd.DataFrame, n_ood: int, seed: int, label: str, n_questions: int | None = None) -> Claim:
+    sample = len(preds) < n_ood
+    what = (f"a seeded sample of {preds.qid.nunique()} whole questions of {n_questions or 'the'} (every OOD subgroup "
+            f"of each: {len(preds):,} of the {n_ood:,} OOD pairs; sample seed {seed}; a quick look, not the full "
+            "evaluation: its intervals resample these few questions and are wide; the reference models are compared "
+            "on the same pairs)" if sample else f"all {len(preds):,} OOD pairs")
     return Claim(id="audit.scope", topic="audit", statistic="pairs audited", estimate=float(len(preds)),
                  verdict="sample" if sample else "full", protocol="paper", source="evaluation/predictions.parquet",
                  sentence=(f"{label} was audited on {what}: {preds.qid.nunique()} questions, "
@@ -474,6 +477,13 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
     label = model_name(cfg["model"], cfg.get("adapter"))
     out.mkdir(parents=True, exist_ok=True)
 
+    if int(cfg.get("limit") or 0) > 0 and not cfg.get("qids"):  # a quick look: whole questions (survey.sampling)
+        ood = load_pairs(cfg.get("pairs"), study=cfg.get("study"))
+        ood = ood[ood.split == "ood"]
+        qids = whole_questions(ood, int(cfg["limit"]), int(cfg.get("sample_seed") or 0))
+        limit, cfg = cfg["limit"], cfg | {"qids": qids, "limit": 0}
+        say(f"a quick look: {len(qids)} whole questions with all their subgroups, {int(ood.qid.isin(qids).sum())} "
+            f"OOD pairs (--limit {limit} pairs at most)")
     say(f"evaluating {label} -> {out / 'evaluation'}")
     done = evaluate_run(cfg, out / "evaluation")
     all_pairs, questions, record = done["all_pairs"], done["questions"], done["record"]
@@ -490,8 +500,8 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
     write_csv(pd.concat([s.assign(system=k) for k, s in summaries.items()], ignore_index=True),
               out / "evaluation" / "systems.csv")
 
-    found: dict[str, list[Claim]] = {"scope": [scope_claim(preds, n_ood, int(cfg.get("limit") or 0),
-                                                            int(cfg.get("sample_seed") or 0), label)]}
+    found: dict[str, list[Claim]] = {"scope": [scope_claim(preds, n_ood, int(cfg.get("sample_seed") or 0), label,
+                                                            int(all_pairs[all_pairs.split == "ood"].qid.nunique()))]}
     from ..analysis.findings import run_claims
 
     found["evaluation"] = [dataclasses.replace(c, id=c.id.replace("evaluation.", "audit.evaluation.", 1),

@@ -69,7 +69,18 @@ def _evaluate(args) -> int:
     from ..evaluation.runs import evaluate_run, require_complete
 
     _settle_evaluation(args)
-    done = evaluate_run(vars(args) | {"command": "subgroup-values evaluate"}, args.out, complete=False)
+    config = vars(args) | {"command": "subgroup-values evaluate"}
+    if args.limit:  # a quick look: whole questions, every subgroup of each (survey.sampling says why)
+        from ..survey.dataset import load_pairs
+        from ..survey.sampling import whole_questions
+
+        pairs = load_pairs(args.pairs, split=args.split, study=args.study)
+        config["qids"] = whole_questions(pairs, args.limit, args.sample_seed)
+        config["limit"] = 0
+        print(f"--limit {args.limit}: {len(config['qids'])} whole questions with every subgroup, "
+              f"{int(pairs.qid.isin(config['qids']).sum())} of the {len(pairs):,} {args.split} pairs "
+              "(the intervals resample questions)")
+    done = evaluate_run(config, args.out, complete=False)
     summary = done["summary"]
     show = summary[summary.metric.isin(["accuracy", "nmae"])]
     for r in show.itertuples():
@@ -198,7 +209,9 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score a model on the pairs (accuracy, NMAE, distances, with intervals)")
     _model_options(e)
     e.add_argument("--split", default="ood", choices=["ood", "train"], help="which pairs (default ood)")
-    e.add_argument("--limit", type=_count(0), default=0, help="a seeded sample of this many pairs (0: all)")
+    e.add_argument("--limit", type=_count(0), default=0,
+                   help="a quick look: seeded whole questions (every subgroup of each), at most this many pairs in all "
+                        "(0: every pair)")
     e.add_argument("--out", required=True, help="run folder for predictions.parquet and metrics.json")
     e.set_defaults(run=_evaluate)
 
@@ -211,8 +224,8 @@ def parser() -> argparse.ArgumentParser:
                                    "claims/audit.json) beside the committed reference models and the paper's.")
     _model_options(a)
     a.add_argument("--limit", type=_count(1), default=None,
-                   help="a seeded sample of this many OOD pairs, for a quick look (default: every OOD pair); the "
-                        "reference models are compared on the same pairs")
+                   help="a quick look: seeded whole questions (every subgroup of each), at most this many OOD pairs "
+                        "in all (default: every OOD pair); the reference models are compared on the same pairs")
     a.add_argument("--out", default=None, help="the audit's folder (default audits/<model name>/); never inside "
                                                "the checkout's results/, figures/, data/ or docs/")
     a.add_argument("--wvs-file", default=None,

@@ -189,7 +189,8 @@ def run_notebook(src: str | Path, profile: str = "default", overrides: dict | No
     quiet_kernel_environment()
     try:
         pm.execute_notebook(str(src), str(partial), parameters=params, cwd=str(REPO_ROOT), progress_bar=False,
-                            log_output=False, kernel_name="python3")
+                            log_output=False, kernel_name="python3",
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no TCP warning per step
     except BaseException:
         load.stop()
         if partial.exists():
