@@ -300,7 +300,11 @@ REUSE_RECORDS := $(wildcard results/$(PROFILE)/*/metrics.json results/$(PROFILE)
 # a recipe reading it afterwards would write the fragment without that line, then with it, forever (make reads its
 # makefiles again after each change).
 REUSE_MODEL_READY := $(MODEL_READY)
-ifneq ($(and $(filter 1,$(REUSE)),$(REUSE_RECORDS)),)
+# Goals that run no step of the study (the audit, the models, the environment) need no reuse decisions.
+NO_STEP_GOALS := audit model model-gemma tiny-model model-families setup help clean clean-venv check-wvs check-gpu \
+  bench bench-bf16 bench-server vllm-env serve-vllm browser
+REUSE_GOALS := $(filter-out $(NO_STEP_GOALS),$(or $(MAKECMDGOALS),all))
+ifneq ($(and $(filter 1,$(REUSE)),$(REUSE_RECORDS),$(REUSE_GOALS)),)
 # (Not the pairs table nor the model among its prerequisites: their rules need the environment, which a dry run
 # must not build. The steps themselves depend on them.)
 $(REUSE_MK): $(WVS_CHECK) $(PLAN_MK) $(wildcard results/$(PROFILE)/*/*.json $(PKG)/*.py $(PKG)/*/*.py $(NB)/*.ipynb \
@@ -377,8 +381,11 @@ ifeq ($(strip $(MODEL)),)
 $(error make audit needs MODEL=<a model folder, a hub id, or a served model's name>, e.g. make audit MODEL=models/SmolLM2-135M-Instruct LIMIT=200)
 endif
 endif
-audit: | $(STAMP)
-	$(PY) -m subgroup_values.pipeline.cli audit --model "$(MODEL)" $(if $(ADAPTER),--adapter "$(ADAPTER)") \
+# An embedded model named by its folder is built first (make model, tiny-model, model-gemma: about a minute).
+EMBEDDED := models/SmolLM2-135M-Instruct models/tiny-random models/gemma-3-270m
+AUDIT_BUILDS := $(foreach m,$(EMBEDDED),$(if $(filter $(m) $(m)/ ./$(m) ./$(m)/,$(strip $(MODEL))),$(m)/model.safetensors))
+audit: $(AUDIT_BUILDS) | $(STAMP)
+	@$(PY) -m subgroup_values.pipeline.cli audit --model "$(MODEL)" $(if $(ADAPTER),--adapter "$(ADAPTER)") \
 	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(AUDIT_OUT),--out "$(AUDIT_OUT)") \
 	  $(if $(BASE_URL),--backend openai_compat --base-url "$(BASE_URL)") \
 	  $(if $(WVS_GIVEN),--wvs-file "$(WVS_GIVEN)") $(AUDIT_ARGS)

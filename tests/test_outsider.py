@@ -119,7 +119,9 @@ def installed_copy(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("install")
     source, site = base / "source", base / "site"
-    for rel in _tracked("pyproject.toml", "README.md", "src", "data/processed"):
+    for rel in _tracked("pyproject.toml", "README.md", "src", "data/processed", *(f"results/default/{r}" for r in
+                                                                               ("base_ood", "sft_ood",
+                                                                                "sft_distribution_ood"))):
         (source / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / rel, source / rel)
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
@@ -153,6 +155,19 @@ def test_the_installed_copy_ships_only_committed_aggregates(installed_copy):
     for rel in files:  # each one a committed table of data/processed/, byte for byte: no respondent rows
         assert f"data/processed/{rel}" in tracked, rel
         assert (shipped / rel).read_bytes() == (REPO_ROOT / "data" / "processed" / rel).read_bytes(), rel
+
+
+@pytest.mark.slow
+def test_the_installed_copy_ships_the_audits_reference_runs(installed_copy):
+    """A pip user's report card places their model beside the committed reference runs: the wheel ships them, and
+    the audit reads them there when there is no checkout."""
+    shipped = installed_copy / "subgroup_values" / "_references"
+    for run in ("base_ood", "sft_ood", "sft_distribution_ood"):
+        for name in ("predictions.parquet", "metrics.json"):
+            assert (shipped / run / name).read_bytes() == (REPO_ROOT / "results/default" / run / name).read_bytes()
+    r = _run_installed(installed_copy, [sys.executable, "-c", "from subgroup_values.pipeline.audit import "
+                                        "default_references; print(default_references())"], cwd=installed_copy.parent)
+    assert r.returncode == 0 and r.stdout.strip() == str(shipped), r.stdout + r.stderr
 
 
 @pytest.mark.slow

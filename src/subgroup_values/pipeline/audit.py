@@ -132,6 +132,13 @@ def check_server(base_url: str, timeout: float = 10.0) -> None:
                          "--base-url http://127.0.0.1:8000/v1); start it or correct the address.") from None
 
 
+def default_references() -> Path:
+    """The reference runs: the checkout's committed ``results/default/``; for an installed copy (pip), the copies
+    the wheel ships (``subgroup_values/_references/``, the same files)."""
+    here = REPO_ROOT / "results" / REFERENCE_PROFILE
+    return here if here.is_dir() else Path(__file__).resolve().parents[1] / "_references"
+
+
 def scored_run(run_dir: Path, all_pairs: pd.DataFrame) -> pd.DataFrame:
     """A saved run's predictions (read only), scored with today's metrics against the pairs' weighted answer
     distributions (as :func:`.headroom.model_predictions` does for a profile's runs)."""
@@ -253,18 +260,25 @@ def paper_claims(summary: pd.DataFrame, label: str, sample: bool) -> list[Claim]
         r = s.loc[metric]
         lo_p, hi_p = float(models[col].min()), float(models[col].max())
         verdict = ("below the paper's range" if r.hi < lo_p else "above the paper's range" if r.lo > hi_p
+                   else "the sample cannot tell" if r.lo <= lo_p and r.hi >= hi_p  # spans the whole range
                    else "overlaps the paper's range")
+        if verdict == "the sample cannot tell":
+            verdict_words = ("the sample cannot tell where it lies: its interval spans the paper's whole range "
+                             "(audit more questions to place it)")
+        else:
+            verdict_words = verdict
         words = "accuracy" if metric == "accuracy" else "NMAE (lower is better)"
         out.append(Claim(
             id=f"audit.paper.{metric}", topic="audit", statistic=f"{words} of {label} beside the paper's open models",
             estimate=float(r.estimate), lo=float(r.lo), hi=float(r.hi), verdict=verdict,
             method="95% BCa interval over questions; the paper's numbers as reported (no intervals)",
             rule="below / above the paper's range when the whole interval lies below its lowest / above its highest "
-                 "open base model; else overlaps", protocol="paper", source="src/subgroup_values/core/paper.py",
+                 "open base model; the sample cannot tell when the interval spans the whole range; else overlaps",
+            protocol="paper", source="src/subgroup_values/core/paper.py",
             sentence=(f"{label}: OOD {words} {fmt_ci(r.estimate, r.lo, r.hi)}"
                       f"{' on the sample' if sample else ''}; the paper reports {fmt(lo_p)} to {fmt(hi_p)} for its "
                       f"{len(models)} open 3-8B base models (mean {fmt(float(mean[col]))}) on its full OOD split: "
-                      f"{verdict} (reported numbers, so no test).")))
+                      f"{verdict_words} (reported numbers, so no test).")))
     return out
 
 
@@ -397,6 +411,24 @@ def paper_markdown() -> str:
     return "\n".join(lines)
 
 
+def verdict_line(label: str, found: dict[str, list[Claim]]) -> str:
+    """The card's first line: the model's accuracy beside the no-model answer (always the population's most common
+    answer) on the same pairs, with the comparison's verdict, and how much the scope can say."""
+    by = {c.id: c for cs in found.values() for c in cs}
+    c = by.get("audit.evaluation.audited.vs_population_mode.accuracy.all")
+    scope = by.get("audit.scope")
+    if c is None:
+        return "**In one line:** the comparison with the population's most common answer could not be made.\n"
+    model, base = c.extra.get("model"), c.extra.get("baseline")
+    word = {"above": "above it", "below": "below it", "no clear difference": "no clear difference from it"}.get(
+        c.verdict, c.verdict)
+    sample = (f" A quick look at {c.extra.get('questions')} questions: the intervals are wide, and an audit of every "
+              "question (no LIMIT) is the one to report." if scope is not None and scope.verdict == "sample" else "")
+    return (f"**In one line:** {label} gives a subgroup's most common answer on {model:.0%} of the audited pairs; "
+            f"always answering the whole population's most common answer does so on {base:.0%}: {word} "
+            f"(paired over questions, Bonferroni-corrected; details below).{sample}\n")
+
+
 def report_card(label: str, cfg: dict, found: dict[str, list[Claim]], tables: dict[str, str], notes: list[str]) -> str:
     """The one-page card: the claims' sentences (every number in a sentence is a claim) and generated tables."""
     def said(topic: str) -> str:
@@ -413,6 +445,7 @@ def report_card(label: str, cfg: dict, found: dict[str, list[Claim]], tables: di
         (f" served at an OpenAI-compatible endpoint ({cfg['backend']})" if cfg.get("backend") == "openai_compat" else "")
     parts = [
         f"# Audit: {label}\n",
+        verdict_line(label, found),
         f"Model: {who}; scoring `{cfg['scoring']}`, template `{cfg['template']}`. In the tables and claims "
         f"`{AUDITED}` is this model. Reference models: the study's committed runs "
         + ", ".join(f"`{r}` ({w})" for r, w in REFERENCE_RUNS.items())
@@ -472,7 +505,7 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
     if wvs_file and not Path(wvs_file).is_file():
         raise AuditError(f"No survey file at {wvs_file!r}: expected the official WVS Wave 7 file (see data/raw/README.md)"
                          ", or leave --wvs-file out (the disjoint protocol is then skipped).")
-    res_dir = Path(res_dir) if res_dir else REPO_ROOT / "results" / REFERENCE_PROFILE
+    res_dir = Path(res_dir) if res_dir else default_references()
     n_boot, seed = int(cfg.get("n_boot", 1000)), int(cfg.get("seed", 0))
     label = model_name(cfg["model"], cfg.get("adapter"))
     out.mkdir(parents=True, exist_ok=True)
