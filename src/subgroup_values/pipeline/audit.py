@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.claims import Claim, fmt, fmt_ci
+from ..core.paths import REPO_ROOT
 from ..core.provenance import sha256_of
 from ..survey.dataset import load_pairs
 from ..survey.sampling import whole_questions
@@ -479,7 +480,6 @@ def run_audit(cfg: dict, out: str | Path, wvs_file: str | None = None, res_dir: 
     written."""
     from ..analysis import contrasts, fairness, headroom, noise_floor
     from ..core.claims import write_claims
-    from ..core.paths import REPO_ROOT
     from ..core.provenance import atomic_write, git_revision, scrub, write_csv
     from ..evaluation import baselines
     from ..evaluation.runs import evaluate_run
