@@ -34,7 +34,7 @@ def test_audit_tiny_model_writes_its_card_and_leaves_the_reference_results(tiny_
     out = tmp_path / "audit"
     env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
     proc = subprocess.run([sys.executable, "-m", "subgroup_values.pipeline.cli", "audit", "--model", str(tiny_model),
-                           "--limit", "40", "--out", str(out), "--cache", "", "--n-boot", "100", "--n-perm", "500",
+                           "--limit", "100", "--out", str(out), "--cache", "", "--n-boot", "100", "--n-perm", "500",
                            "--quiet"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _hashes() == before, "the audit changed files under results/default/ or figures/default/"
@@ -47,8 +47,16 @@ def test_audit_tiny_model_writes_its_card_and_leaves_the_reference_results(tiny_
     assert "Llama-3.1-8B" in card and "audit.paper.accuracy" in ids  # the paper's reported models
     assert {"audit.scope", "audit.headroom.paper.floor", "audit.headroom.paper.audited",
             "audit.fairness.attribute_range"} <= ids
+    from subgroup_values.survey.dataset import load_pairs
+    from subgroup_values.survey.sampling import whole_questions
+
+    ood = load_pairs(split="ood")
+    qids = whole_questions(ood, 100, 0)  # a quick look: whole questions, every subgroup of each
+    n = int(ood.qid.isin(qids).sum())
+    assert len(qids) == 2 and n <= 100
     scope = next(c for c in found if c.id == "audit.scope")
-    assert scope.verdict == "sample" and scope.estimate == 40 and "seeded sample of 40 of the" in card
+    assert scope.verdict == "sample" and scope.estimate == n and f"seeded sample of {len(qids)} whole questions" in card
+    assert card.splitlines()[2].startswith("**In one line:** tiny-random gives a subgroup's most common answer on ")
     assert "disjoint protocol was not computed" in card  # no survey file given: the card says so
 
     # every sentence of the card that states a number is a claim's sentence
@@ -60,13 +68,13 @@ def test_audit_tiny_model_writes_its_card_and_leaves_the_reference_results(tiny_
     import pandas as pd
 
     preds = pd.read_parquet(out / "evaluation" / "predictions.parquet")
-    assert len(preds) == 40
+    assert len(preds) == n and sorted(preds.qid.unique()) == qids
     systems = pd.read_csv(out / "evaluation" / "systems.csv")
     pairs = systems[(systems.subset == "all") & (systems.metric == "accuracy")].set_index("system").pairs
-    assert set(audit.REFERENCE_RUNS) <= set(pairs.index) and (pairs == 40).all()
+    assert set(audit.REFERENCE_RUNS) <= set(pairs.index) and (pairs == n).all()
     headroom = pd.read_csv(out / "headroom.csv")
     assert {"audited", "base_ood", "uniform", "noise_floor", "compositional"} <= set(headroom.method)
-    assert (headroom[headroom.pairs == "all"].n_pairs == 40).all()
+    assert (headroom[headroom.pairs == "all"].n_pairs == n).all()
     attr = pd.read_csv(out / "per_attribute.csv")
     assert {"audited", "base_ood"} <= set(attr.model)
     prov = json.loads((out / "audit.json").read_text())
@@ -105,7 +113,11 @@ def test_audit_of_a_served_model_through_the_openai_compatible_backend(tmp_path,
         assert srv.requests  # it was asked
     assert _hashes() == before
     prov = json.loads((tmp_path / "served" / "audit.json").read_text())
-    assert prov["backend"]["backend"] == "openai_compat" and prov["pairs"] == 12
+    from subgroup_values.survey.dataset import load_pairs
+    from subgroup_values.survey.sampling import whole_questions
+
+    ood = load_pairs(split="ood")  # --limit 12: one whole question, every subgroup of it (fewer is no question)
+    assert prov["backend"]["backend"] == "openai_compat" and prov["pairs"] == ood.qid.isin(whole_questions(ood, 12)).sum()
     assert "served at an OpenAI-compatible endpoint" in (tmp_path / "served" / "report_card.md").read_text()
 
 

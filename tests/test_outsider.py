@@ -171,6 +171,14 @@ def test_the_installed_copy_ships_the_audits_reference_runs(installed_copy):
 
 
 @pytest.mark.slow
+def test_verify_data_checks_the_shipped_tables_outside_a_checkout(installed_copy, tmp_path):
+    r = _run_installed(installed_copy, [sys.executable, "-m", "subgroup_values.pipeline.cli", "verify-data"],
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert str(installed_copy / "subgroup_values" / "_aggregates") in r.stdout and "tables match" in r.stdout
+
+
+@pytest.mark.slow
 def test_readmes_library_snippet_runs_from_an_installed_copy(installed_copy, tiny_model, tmp_path):
     """README's library snippet, run by the installed copy from a folder outside any checkout (the tiny model in
     place of the embedded one, and a sample of 40 pairs so that it takes seconds), reads the shipped pairs table."""
@@ -218,7 +226,7 @@ def test_the_installed_copy_runs_in_a_checkout_and_refuses_to_write_its_shipped_
                                         "20", "--cache", "", "--out", str(out), "--quiet"], cwd=REPO_ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     m = json.loads((out / "metrics.json").read_text())
-    assert m["pairs"] == 6
+    assert m["questions"] == 1 and 39 <= m["pairs"] <= 48  # --limit 6: one whole question, every subgroup of it
     # it read the table the installed copy ships, named relative to the installed package (where re-scoring looks)
     assert m["data"]["pairs_file"].startswith("_aggregates/") and str(REPO_ROOT) not in m["data"]["pairs_file"]
     r = _run_installed(installed_copy, [sys.executable, "-m", "subgroup_values.pipeline.runner",

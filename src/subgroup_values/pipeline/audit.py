@@ -100,8 +100,9 @@ def check_model(model: str, adapter: str | None, backend: str) -> None:
             or model.count("/") != 1
         if looks_local and not p.is_dir():
             raise AuditError(f"No model folder at {model!r} (resolved: {p.resolve()}). Expected a folder with "
-                             "config.json and the weights (e.g. models/SmolLM2-135M-Instruct: `make model`; the tiny "
-                             "test model: `make tiny-model`), or a hub id such as Qwen/Qwen2.5-7B-Instruct.")
+                             "config.json and the weights (the embedded model: `subgroup-values models build smollm2`, "
+                             "or `make model` in a checkout; the tiny test model: `subgroup-values models build "
+                             "tiny`), or a hub id such as Qwen/Qwen2.5-7B-Instruct.")
         if looks_local and not (p / "config.json").is_file():
             raise AuditError(f"{model!r} is a folder but has no config.json: expected a transformers model folder.")
     if adapter and not (Path(adapter).expanduser() / "adapter_config.json").is_file():

