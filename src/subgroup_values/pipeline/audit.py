@@ -426,9 +426,12 @@ def verdict_line(label: str, found: dict[str, list[Claim]]) -> str:
         c.verdict, c.verdict)
     sample = (f" A quick look at {c.extra.get('questions')} questions: the intervals are wide, and an audit of every "
               "question (no LIMIT) is the one to report." if scope is not None and scope.verdict == "sample" else "")
+    gap = (f"a difference of {100 * c.estimate:+.0f} points, {100 * c.lo:+.0f} to {100 * c.hi:+.0f} at "
+           f"{100 * c.extra.get('level', 0.95):.1f}%" if c.lo is not None and c.hi is not None and c.lo != c.hi
+           else f"a difference of {100 * c.estimate:+.0f} points")
     return (f"**In one line:** {label} gives a subgroup's most common answer on {model:.0%} of the audited pairs; "
-            f"always answering the whole population's most common answer does so on {base:.0%}: {word} "
-            f"(paired over questions, Bonferroni-corrected; details below).{sample}\n")
+            f"always answering the whole population's most common answer does so on {base:.0%} ({gap}, paired over "
+            f"questions, Bonferroni-corrected): {word}; details below.{sample}\n")
 
 
 def report_card(label: str, cfg: dict, found: dict[str, list[Claim]], tables: dict[str, str], notes: list[str]) -> str:
