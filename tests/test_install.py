@@ -49,7 +49,7 @@ def test_the_command_evaluates_a_tiny_model(fresh_env, tiny_model, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "accuracy" in r.stdout and (out / "predictions.parquet").is_file()
     m = json.loads((out / "metrics.json").read_text())
-    assert m["pairs"] == 6 and set(m["baselines"]) == set(baselines.KINDS)
+    assert m["questions"] == 1 and set(m["baselines"]) == set(baselines.KINDS)  # --limit 6: one whole question
     bad = subprocess.run([str(fresh_env / "subgroup-values"), "evaluate", "--model", "x", "--out", str(out),
                           "--split", "test"], capture_output=True, text=True)
     assert bad.returncode != 0 and "invalid choice: 'test'" in bad.stderr
