@@ -11,9 +11,10 @@ import pytest
 from subgroup_values.analysis import findings, landscape
 from subgroup_values.core import claims, paper
 from subgroup_values.core.paths import REPO_ROOT
-from subgroup_values.reporting import report
+from subgroup_values.reporting import headlines, report
 
 RES = REPO_ROOT / "results" / "default"
+DETAILS = REPO_ROOT / "docs" / "details.md"  # every finding with its statistics: README's generated blocks
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 #: Notebooks whose narrative another branch of issue 28 rewrites (fairness: 28b; open-ended: 32; headroom: 27). The
 #: mark is strict: once their prose is computed the test passes, the mark fails, and it must be removed.
@@ -39,8 +40,36 @@ def readme_problems(text: str, res_dir: Path = RES) -> list[str]:
 
 
 def test_readme_states_no_finding_by_hand_and_its_blocks_are_the_results():
-    problems = readme_problems((REPO_ROOT / "README.md").read_text())
+    problems = readme_problems(DETAILS.read_text())
     assert not problems, "\n".join(problems)
+
+
+def _headline_settings() -> dict:
+    import yaml
+
+    section = yaml.safe_load((REPO_ROOT / "configs" / "default.yaml").read_text())["notebooks"]["07_paper_comparison"]
+    return {"model": section["model_label"], "size": section["model_size"], "study": "sgp"}
+
+
+def test_readmes_first_screen_is_the_plain_headlines_of_the_claims():
+    """README opens with the answer and the headlines that reporting.headlines writes from the claims (notebook 7),
+    states no finding by hand, and each headline is one plain sentence (no run id, no undefined term)."""
+    text = (REPO_ROOT / "README.md").read_text()
+    assert claims.typed_findings(text) == []
+    block = claims.block_content(text, "headlines")
+    assert block == headlines.readme_block(RES, **_headline_settings()).strip(), "rerun notebook 07 (make report)"
+    bullets = [line[2:] for line in block.splitlines() if line.startswith("- ")]
+    assert 3 <= len(bullets) <= 5 and all(not headlines.check(b) for b in bullets)
+    assert text.count("\n") < 250
+
+
+def test_a_headline_is_refused_when_long_or_in_jargon(monkeypatch):
+    assert headlines.check("base_ood scores 0.37") == ["uses 'base_ood'"]
+    assert any("Holm" in p for p in headlines.check("Holm-adjusted, the gap widens."))
+    assert headlines.check(" ".join(["word"] * 31)) == ["31 words (at most 30)"]
+    monkeypatch.setitem(headlines.HEADLINES, "fairness.ood.paradox", "{{ c.id }} is {{ c.verdict }} by NMAE.")
+    with pytest.raises(ValueError, match="no headline"):
+        headlines.headlines(RES)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
@@ -50,8 +79,8 @@ def test_notebook_markdown_states_no_finding_by_hand(notebook):
 
 
 def test_the_prose_check_fails_on_a_planted_verdict_and_on_a_stale_block(tmp_path):
-    readme = tmp_path / "README.md"
-    shutil.copy(REPO_ROOT / "README.md", readme)
+    readme = tmp_path / "details.md"
+    shutil.copy(DETAILS, readme)
     text = readme.read_text()
     assert not readme_problems(text)
     planted = text.replace("## The notebooks", "After SFT the gaps widen and the model beats the baseline by 0.12.\n\n"

@@ -10,7 +10,7 @@ from subgroup_values.reporting import report
 
 
 def test_readme_results_block_matches_results():
-    text = (REPO_ROOT / "README.md").read_text()
+    text = (REPO_ROOT / "docs" / "details.md").read_text()
     assert report.README_BEGIN in text and report.README_END in text
     current = text.split(report.README_BEGIN, 1)[1].split(report.README_END, 1)[0]
     expected = "\n" + report.readme_block(REPO_ROOT / "results" / "default", REPO_ROOT / "data" / "processed")

@@ -1,7 +1,7 @@
 """Which package files each notebook depends on, read from the imports (so the Makefile's lists cannot drift).
 
     python src/subgroup_values/pipeline/deps.py > build/deps.mk      (the Makefile does this; standard library only)
-    python -m subgroup_values.pipeline.deps readme README.md  (README's table of rooms, from the docstrings)
+    python -m subgroup_values.pipeline.deps readme docs/details.md  (the details page's table of rooms, from the docstrings)
 
 A notebook depends on every module it imports (``import subgroup_values.x``, ``from subgroup_values import x``,
 ``from subgroup_values.x import y``), on every module those import (relative imports, also inside functions),
@@ -105,7 +105,7 @@ def makefile_text(root: Path) -> str:
 #: The package's stages, in order: a module imports only modules of its own stage or an earlier one (a test checks
 #: it); each is a folder of src/subgroup_values/ whose __init__.py says what it holds.
 STAGE_ORDER = ("core", "stats", "survey", "backends", "evaluation", "training", "analysis", "reporting", "pipeline")
-PACKAGE_BEGIN = "<!-- package:begin (written by `python -m subgroup_values.pipeline.deps readme README.md`) -->"
+PACKAGE_BEGIN = "<!-- package:begin (written by `python -m subgroup_values.pipeline.deps readme docs/details.md`) -->"
 PACKAGE_END = "<!-- package:end -->"
 
 
@@ -118,7 +118,7 @@ def _first_sentence(tree: ast.AST) -> str:
 
 
 def package_table() -> str:
-    """README's table of rooms: per stage (its folder, what its __init__ says) every module with the first
+    """the details page's table of rooms: per stage (its folder, what its __init__ says) every module with the first
     paragraph of its docstring."""
     rows = ["| stage | module | its one job |", "|---|---|---|"]
     for stage in STAGE_ORDER:
@@ -131,7 +131,7 @@ def package_table() -> str:
 
 
 def write_readme_table(readme: Path) -> bool:
-    """Rewrite README's table of rooms (between the package markers) from the docstrings; True when it changed."""
+    """Rewrite the details page's table of rooms (between the package markers) from the docstrings; True when it changed."""
     text = readme.read_text()
     if PACKAGE_BEGIN not in text or PACKAGE_END not in text:
         raise SystemExit(f"{readme} has no {PACKAGE_BEGIN} ... {PACKAGE_END} block to write the table into.")
