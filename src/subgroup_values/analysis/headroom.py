@@ -393,51 +393,77 @@ def headroom_claims(tables: dict[str, pd.DataFrame], gaps: dict[str, pd.DataFram
     return out
 
 
-def worth_claims(wt: pd.DataFrame, saved: pd.DataFrame, country: str, source: str) -> list:
-    """Claims (``disjoint``) of each predictor's pooled worth in respondents (a number only where it lies on
-    the observed curve, m <= 40; beyond it, "more than 40" with the per-pair facts; the extrapolation stays in
-    the table, labelled) and of what 10 real respondents add to each prior (:mod:`subgroup_values.analysis.worth`)."""
+def worth_claims(wt: pd.DataFrame, prior_k: pd.DataFrame, country: str, source: str) -> list:
+    """Claims (``disjoint``) of each predictor's pooled worth in respondents, Trott's (2024) "number needed to
+    beat" (a number only where it lies on the observed curve, m <= 40; beyond it, "more than 40"; the extrapolation
+    stays in the table, labelled), always beside uniform's on the same pairs and beside the worth against samples
+    smoothed toward uniform; and of what k real respondents of the target fold add to each prior, beside uniform as
+    a prior (:mod:`subgroup_values.analysis.worth`)."""
     from ..core.claims import Claim, fmt
 
+    def worth_words(r) -> str:
+        if r.kind != "curve":
+            return f"more than {r.max_m}"
+        return f"{fmt(r.worth, 1)} [{fmt(r.worth_lo, 1)}, {fmt(r.worth_hi, 1)}]"
+
+    def smoothed_words(r) -> str:
+        if "worth_smoothed" not in r._fields or not np.isfinite(r.worth_smoothed):
+            return "more than " + str(r.max_m) if "worth_smoothed" in r._fields else "not computed"
+        if r.worth_smoothed == 0:
+            return "less than one (even one smoothed respondent is closer)"
+        return f"{fmt(r.worth_smoothed, 1)} [{fmt(r.worth_smoothed_lo, 1)}, {fmt(r.worth_smoothed_hi, 1)}]"
+
     out = []
-    for r in wt[wt.group == "all"].itertuples(index=False):
+    rows = wt[wt.group == "all"]
+    uniform = next(rows[rows.method == "uniform"].itertuples(index=False), None)
+    for r in rows.itertuples(index=False):
         m = r.max_m
         on_curve = r.kind == "curve"
-        value = f"{fmt(r.worth, 1)} [{fmt(r.worth_lo, 1)}, {fmt(r.worth_hi, 1)}]" if on_curve else f"more than {m}"
+        beside = (f"; a uniform guess is worth {worth_words(uniform)} on the same pairs"
+                  if uniform is not None and r.method != "uniform" else "")
         out.append(Claim(
             id=f"headroom.disjoint.worth.{r.method}", topic="headroom", statistic=f"worth in respondents, {r.method}",
             estimate=float(r.worth) if on_curve else None, lo=float(r.worth_lo) if on_curve else None,
             hi=float(r.worth_hi) if on_curve else None, verdict="on the curve" if on_curve else f"more than {m}",
             protocol="disjoint", source=source,
-            method=f"pooled curve E TV(sample of m own respondents, target), m = 1..{m}, inverted at the mean TV; "
-                   f"{r.interval}",
-            sentence=(f"{country}, disjoint: {r.method} is worth {value} of the subgroup's own respondents "
-                      f"({r.pairs:,} target pairs with {m}+ own respondents in the other folds, median "
-                      f"{fmt(r.median_own, 0)}; mean TV {fmt(r.mean_tv)} against {fmt(r.curve_at_1)} for one own "
-                      f"respondent and {fmt(r.curve_at_max)} for {m}; closer than a sample of {m} on "
-                      f"{fmt(100 * r.share_closer_than_40, 0)}% of pairs and than all the cell's own respondents "
-                      f"in the other folds on {fmt(100 * r.share_closer_than_all_own, 0)}%).")))
-    for r in saved.itertuples(index=False):
-        on_curve = r.kind == "curve" and all(np.isfinite([r.saved, r.saved_lo, r.saved_hi]))
-        # TV change with 10 respondents: an interval above 0 is a (perhaps tiny) worsening, not "nothing"
-        adds = ("10 respondents slightly worsen this prior" if r.change_with_10_lo > 0 else
-                "10 respondents improve on the prior" if r.change_with_10_hi < 0 else
-                "no clear change from 10 respondents")
-        saves = (f"; it is as close as {fmt(10 + r.saved, 1)} respondents alone: it saves {fmt(r.saved, 1)} "
-                 f"[{fmt(r.saved_lo, 1)}, {fmt(r.saved_hi, 1)}]" if on_curve else
-                 "; with them it is closer than 40 own respondents, so no saving is read off the curve")
+            method=f"Trott's (2024) number needed to beat: pooled curve E TV(raw sample of m own respondents, "
+                   f"target), m = 1..{m}, inverted at the mean TV; {r.interval}; beside uniform's on the same pairs "
+                   "and the same inversion against add-one smoothed samples",
+            extra={"uniform_worth": None if uniform is None or uniform.kind != "curve" else float(uniform.worth),
+                   "worth_smoothed": float(r.worth_smoothed) if "worth_smoothed" in r._fields
+                   and np.isfinite(r.worth_smoothed) else None},
+            sentence=(f"{country}, disjoint: {r.method} is worth {worth_words(r)} of the subgroup's own respondents as "
+                      f"a raw sample (Trott's \"number needed to beat\"){beside}; against samples smoothed toward "
+                      f"uniform (one pseudo-answer per option) it is worth {smoothed_words(r)} ({r.pairs:,} target "
+                      f"pairs with {m}+ own respondents in the other folds; mean TV {fmt(r.mean_tv)} against "
+                      f"{fmt(r.curve_at_1)} for one raw own respondent and {fmt(r.curve_at_max)} for {m}).")))
+    uni = prior_k[prior_k.method == "uniform"]
+    for r in prior_k.itertuples(index=False):
+        k = int(r.k)
+        adds = (f"{k} respondents improve on the prior" if r.change_hi < 0 else
+                f"{k} respondents worsen the prior" if r.change_lo > 0 else f"no clear change from {k} respondents")
+        vs_uniform = (f"; uniform as a prior by the same rule reaches {fmt(float(uni.tv_prior_plus_k.iloc[0]))} "
+                      f"with the same {k}" if len(uni) and r.method != "uniform" else "")
         out.append(Claim(
-            id=f"headroom.disjoint.prior_plus_10.{r.method}", topic="headroom",
-            statistic=f"TV change from adding 10 respondents to the {r.method} prior",
-            estimate=float(r.change_with_10), lo=float(r.change_with_10_lo), hi=float(r.change_with_10_hi),
+            id=f"headroom.disjoint.prior_plus_{k}.{r.method}", topic="headroom",
+            statistic=f"TV change from adding {k} respondents to the {r.method} prior",
+            estimate=float(r.change), lo=float(r.change_lo), hi=float(r.change_hi),
             verdict=adds, protocol="disjoint", source=source,
-            method=(f"Dirichlet prior (strength {fmt(r.strength, 1)}: its worth on the other folds' targets) + 10 "
-                    f"own respondents; paired per pair; {r.interval}"),
-            sentence=(f"{country}, disjoint: {r.method} as a Dirichlet prior (strength {fmt(r.strength, 1)}, its "
-                      f"worth measured on the other folds) has TV {fmt(r.tv_prior)}; with 10 real respondents "
-                      f"{fmt(r.tv_prior_plus_10)} (change {fmt(r.change_with_10, 4)} [{fmt(r.change_with_10_lo, 4)}, "
-                      f"{fmt(r.change_with_10_hi, 4)}]; 10 respondents alone {fmt(r.tv_10_alone)}): {adds}{saves} "
-                      f"({r.pairs:,} pairs).")))
+            method=(f"Dirichlet prior (strength {fmt(r.strength, 1)}: its worth on the other folds' targets) + {k} "
+                    f"respondents drawn from the target fold's cell and removed from its target (never inputs of "
+                    f"the prior); prior, prior + {k} and the {k} alone scored on the same reduced target; paired per "
+                    f"pair; {r.interval}"),
+            extra={"tv_prior": float(r.tv_prior), "tv_prior_plus_k": float(r.tv_prior_plus_k),
+                   "tv_k_alone": float(r.tv_k_alone), "versus_alone": float(r.versus_alone),
+                   "versus_alone_lo": float(r.versus_alone_lo), "versus_alone_hi": float(r.versus_alone_hi)},
+            sentence=(f"{country}, disjoint: {r.method} as a Dirichlet prior (strength {fmt(r.strength, 1)}, its worth "
+                      f"measured on the other folds) has TV {fmt(r.tv_prior)}; with {k} respondents of the subgroup "
+                      f"drawn from the target fold (and removed from its target) {fmt(r.tv_prior_plus_k)} (change "
+                      f"{fmt(r.change, 4)} [{fmt(r.change_lo, 4)}, {fmt(r.change_hi, 4)}]: {adds}); the {k} "
+                      f"respondents alone {fmt(r.tv_k_alone)}, so the prior changes their TV by "
+                      f"{fmt(r.versus_alone, 4)} [{fmt(r.versus_alone_lo, 4)}, {fmt(r.versus_alone_hi, 4)}]"
+                      f"{vs_uniform} ({r.pairs:,} target pairs with {k + int(r.min_target)}+ respondents in the "
+                      "fold).")))
     return out
 
 

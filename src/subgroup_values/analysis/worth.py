@@ -15,12 +15,22 @@ each order). A predictor with TV ``d`` to the target is worth the ``m`` at which
 - **per pair**: the same inversion on the pair's own curve (``inf`` where even all ``n`` are farther than the
   predictor); median over pairs.
 
-**A prior plus k answers**: the predictor as a Dirichlet prior of strength ``m`` (its pooled worth measured on the
-other folds' targets, :func:`cross_fitted_strengths`, so never tuned on the targets it is scored on; at least 1)
-updated with ``k`` of the subgroup's own respondents (weights rescaled to sum to ``k``): the posterior mean
-``(m p + k p_hat_k) / (m + k)``, its TV to the target averaged over the same random orders, for
-``k = 0 .. 30``, beside ``c(k)`` (the k respondents alone). The respondents a prior *saves* at ``k``: ``C^-1``
-of the combined estimate's mean TV, minus ``k``.
+This pooled worth is Trott's (2024) "number needed to beat": the size of a raw sample of the subgroup's own
+respondents that the predictor matches. On a fixed set of pairs it is a monotone function of the mean TV, and a raw
+histogram of a few respondents is a poor estimator, so every worth is shown beside uniform's on the same pairs and
+beside the worth against *smoothed* samples (``curve_smooth``: the m respondents' distribution with one pseudo-answer
+per option, add-one smoothing toward uniform), the estimator a survey statistician would use with m answers. It is
+not Huang, Wu and Wang's (2025) coverage-based effective sample size.
+
+**A prior plus k answers** (independent design): the predictor as a Dirichlet prior of strength ``m`` (its pooled
+worth measured on the other folds' targets, :func:`cross_fitted_strengths`, so never tuned on the targets it is
+scored on; at least 1) updated with ``k`` respondents of the subgroup drawn from the *target fold's* own respondents
+of the cell, never from the other folds whose respondents are the prior's inputs (counting them twice would build
+in a loss). For each random order of the target fold's respondents of the cell, the first ``k_max`` (10) are the
+draw and the rest the target, so the prior alone, the prior plus ``k`` (``k = 1 .. k_max``: the first k of the
+draw, weights rescaled to sum to k, posterior mean ``(m p + k p_hat_k) / (m + k)``) and the ``k`` respondents alone
+are all scored against the same reduced target. Every prior is shown beside uniform used as a prior by the same
+strength rule.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 MAX_M = 40
-KS = tuple(range(31))
+K_MAX = 10
 
 
 def _own(resp, qid: str, subgroup_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -84,12 +94,20 @@ def curves(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame], draws: int
             if len(o):
                 cum = _cum(o, w, _orders(len(o), draws, rng), len(target))
                 c = _tv(cum, target).mean(0)
-                row |= {"curve": c[:max_m], "c_all": float(c[-1])}
+                row |= {"curve": c[:max_m], "c_all": float(c[-1]), "curve_smooth": _smoothed(cum, target)[:max_m]}
             else:
-                row |= {"curve": np.array([]), "c_all": np.nan}
+                row |= {"curve": np.array([]), "c_all": np.nan, "curve_smooth": np.array([])}
             row |= {f"tv_{name}": float(v.loc[(r.qid, r.subgroup_id)]) for name, v in tvs.items()}
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _smoothed(cum: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """c_s(m) = E TV((counts of m, rescaled to sum m, + 1 per option) / (m + options), target): the sample of m
+    smoothed toward uniform by one pseudo-answer per option (add-one)."""
+    m = np.arange(1, cum.shape[1] + 1, dtype=float)[None, :, None]
+    counts = cum / np.clip(cum.sum(-1, keepdims=True), 1e-300, None) * m
+    return _tv((counts + 1) / (m + cum.shape[-1]), target).mean(0)
 
 
 def invert(curve: np.ndarray, d: float) -> float:
@@ -141,6 +159,7 @@ def pooled_worth(cv: pd.DataFrame, names: list[str], n_boot: int = 500, seed: in
     rows = []
     for group, sub in groups:
         curves = np.stack(sub.curve.to_numpy())
+        smooth = np.stack(sub.curve_smooth.to_numpy()) if "curve_smooth" in sub else None
         resamples = list(resample_indices(sub.qid, n_boot, seed))
         leave_out = _leave_one_question_out(sub.qid)
         for name in names:
@@ -150,6 +169,15 @@ def pooled_worth(cv: pd.DataFrame, names: list[str], n_boot: int = 500, seed: in
             jack = np.asarray([_pooled(curves[i], tv[i])[0] for i in leave_out], float)
             lo, hi = _bca(m, boot, jack)
             per_pair = np.asarray([invert(c, d) for c, d in zip(curves, tv)])
+            if smooth is not None:  # the same inversion against samples smoothed toward uniform (no extrapolation)
+                ms = invert(smooth.mean(0), float(tv.mean()))
+                sboot = np.asarray([invert(smooth[i].mean(0), float(tv[i].mean())) for i in resamples], float)
+                sjack = np.asarray([invert(smooth[i].mean(0), float(tv[i].mean())) for i in leave_out], float)
+                smoothed = {"worth_smoothed": ms, "worth_smoothed_lo": _bca(ms, sboot, sjack)[0],
+                            "worth_smoothed_hi": _bca(ms, sboot, sjack)[1],
+                            "smooth_at_1": float(smooth[:, 0].mean())}
+            else:
+                smoothed = {}
             c_all = sub["c_all"].to_numpy(float)
             rows.append({"method": name, "group": group, "pairs": len(sub), "questions": sub.qid.nunique(),
                          "worth": m, "worth_lo": lo, "worth_hi": hi, "kind": kind, "mean_tv": float(tv.mean()),
@@ -158,7 +186,7 @@ def pooled_worth(cv: pd.DataFrame, names: list[str], n_boot: int = 500, seed: in
                          "share_closer_than_40": float(np.mean(np.isinf(per_pair))),
                          "share_closer_than_all_own": float(np.mean(tv < c_all)),
                          "median_own": float(sub.n_own.median()),
-                         "interval": INTERVAL, "max_m": max_m})
+                         "interval": INTERVAL, "max_m": max_m} | smoothed)
     return pd.DataFrame(rows)
 
 
@@ -209,72 +237,67 @@ def cross_fitted_strengths(cv: pd.DataFrame, names: list[str], k: int, max_m: in
 
 
 def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame], strengths: dict[str, dict],
-                       cv: pd.DataFrame, draws: int = 30, seed: int = 0, ks=KS, max_m: int = MAX_M,
+                       draws: int = 30, seed: int = 0, k_max: int = K_MAX, min_target: int = 20,
                        n_boot: int = 500) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The Dirichlet prior (strength ``strengths[name]``, the predictor's worth, at least 1) plus ``k`` own
-    respondents, on the pairs with ``max_m``+ own respondents: the mean TV of the posterior mean for each k,
-    of the k respondents alone and of the prior alone (one row per name and k), and the respondents each prior
-    saves at k = 10 with a BCa bootstrap interval over questions."""
+    """Each predictor as a Dirichlet prior (strength ``strengths[name]``, at least 1) plus ``k`` respondents drawn
+    from the target fold's own respondents of the cell (the independent design of the module's docstring), on the
+    target pairs whose cell has at least ``k_max + min_target`` target-fold respondents who answered. Returns the
+    mean TV of the prior plus k for k = 0 .. k_max and of the k respondents alone (one row per name and k), and per
+    name at k = ``k_max``: the paired change from the prior alone and the difference from the k respondents alone,
+    each with a BCa bootstrap interval over questions."""
     from ..evaluation import classical
     from ..stats.bootstrap import resample_indices
     from . import folds
 
-    keep = set(map(tuple, cv[cv.n_own >= max_m][["fold", "qid", "subgroup_id"]].to_numpy()))
     rows = []
     for f in range(fd.k):
-        resp = classical.Respondents(fd.inputs_of(f), fd.questions, fd.study)
+        drawn = classical.Respondents(fd.targets_of(f), fd.questions, fd.study)  # never the prior's inputs
         t = folds.targets(table, f)
         preds = {n: s[s.fold == f].set_index(["qid", "subgroup_id"])["probs"] for n, s in systems.items()}
+        keys = set(preds[next(iter(preds))].index)
         for r in t.itertuples(index=False):
-            if (f, r.qid, r.subgroup_id) not in keep:
+            if (r.qid, r.subgroup_id) not in keys:
+                continue
+            o, w = _own(drawn, r.qid, r.subgroup_id)
+            if len(o) < k_max + min_target:
                 continue
             rng = np.random.default_rng([seed, f, zlib.crc32(f"{r.qid}:{r.subgroup_id}".encode())])
-            o, w = _own(resp, r.qid, r.subgroup_id)
-            target = np.asarray(r.weighted_counts, float)
-            target = target / target.sum()
-            cum = _cum(o, w, _orders(len(o), draws, rng), len(target))[:, : max(ks)]  # [draws, K, k]
-            row = {"fold": f, "qid": r.qid, "subgroup_id": r.subgroup_id}
+            n_opt = len(r.weighted_counts)
+            cum = _cum(o, w, _orders(len(o), draws, rng), n_opt)  # [draws, n, options]
+            rest = cum[:, -1] - cum[:, k_max - 1]  # the target: every respondent after the first k_max
+            target = rest / rest.sum(1, keepdims=True)  # [draws, options]
+            sample = cum[:, :k_max]  # the first k of each order, k = 1 .. k_max
+            sample = sample / sample.sum(-1, keepdims=True) * np.arange(1, k_max + 1)[None, :, None]
+            row = {"fold": f, "qid": r.qid, "subgroup_id": r.subgroup_id,
+                   "alone": _tv(sample, target[:, None]).mean(0)}
             for name, p in preds.items():
                 prior = np.asarray(p.loc[(r.qid, r.subgroup_id)], float)
                 m = min(max(strengths[name][f], 1.0), MAX_STRENGTH)
-                tv = [float(_tv(prior[None], target)[0])]
-                for k in ks[1:]:
-                    c = cum[:, k - 1]
-                    c = c / c.sum(1, keepdims=True) * k
-                    tv.append(float(_tv((m * prior + c) / (m + k), target).mean()))
-                row[name] = np.array(tv)
+                post = (m * prior + sample) / (m + np.arange(1, k_max + 1)[None, :, None])
+                row[name] = np.concatenate([[_tv(prior[None], target).mean()], _tv(post, target[:, None]).mean(0)])
             rows.append(row)
     per = pd.DataFrame(rows)
-    own = cv.set_index(["fold", "qid", "subgroup_id"]).loc[
-        list(map(tuple, per[["fold", "qid", "subgroup_id"]].to_numpy()))].curve.to_numpy()
-    per["own"] = list(own)
-    out, saved = [], []
-    own_m = np.stack(per["own"].to_numpy())
+    if per.empty:
+        raise ValueError(f"No target cell has {k_max + min_target}+ respondents in its fold: no prior-plus-k design.")
+    alone = np.stack(per["alone"].to_numpy())  # [pairs, k_max]
     resamples = list(resample_indices(per.qid, n_boot, seed))
     leave_out = _leave_one_question_out(per.qid)
+    out, summary = [], []
     for name in preds:
-        comb_m = np.stack(per[name].to_numpy())
-        combined, alone = comb_m.mean(0), own_m.mean(0)
-        for k in ks:
-            out.append({"method": name, "k": k, "strength": _strength(strengths[name]), "tv_combined": combined[k],
-                        "tv_own_alone": alone[k - 1] if k else np.nan, "tv_prior_alone": combined[0]})
-
-        def save_at(i, k=10, comb_m=comb_m):
-            c, tv = own_m[i].mean(0), float(comb_m[i, k].mean())
-            m = invert(c, tv)
-            return (extrapolate(c, tv) if np.isinf(m) else m) - k
-
-        c_own, tv10 = own_m.mean(0), float(comb_m[:, 10].mean())
-        kind = "curve" if np.isfinite(invert(c_own, tv10)) else "extrapolated"
-
-        est = save_at(np.arange(len(per)))
-        boot = np.asarray([save_at(i) for i in resamples], float)
-        lo, hi = _bca(est, boot, np.asarray([save_at(i) for i in leave_out], float))
-        diff = comb_m[:, 10] - comb_m[:, 0]  # paired: the prior + 10 respondents minus the prior alone
-        dci = _mean_ci(diff, per.qid, resamples, leave_out)
-        saved.append({"method": name, "k": 10, "strength": _strength(strengths[name]), "kind": kind, "saved": est,
-                      "saved_lo": lo, "saved_hi": hi, "tv_prior": float(comb_m[:, 0].mean()),
-                      "tv_prior_plus_10": tv10, "tv_10_alone": float(c_own[9]), "change_with_10": dci[0],
-                      "change_with_10_lo": dci[1], "change_with_10_hi": dci[2], "pairs": len(per),
-                      "interval": INTERVAL})
-    return pd.DataFrame(out), pd.DataFrame(saved)
+        comb = np.stack(per[name].to_numpy())  # [pairs, k_max + 1]
+        for k in range(k_max + 1):
+            out.append({"method": name, "k": k, "strength": _strength(strengths[name]),
+                        "tv_combined": float(comb[:, k].mean()),
+                        "tv_own_alone": float(alone[:, k - 1].mean()) if k else np.nan,
+                        "tv_prior_alone": float(comb[:, 0].mean())})
+        change = _mean_ci(comb[:, k_max] - comb[:, 0], per.qid, resamples, leave_out)
+        versus = _mean_ci(comb[:, k_max] - alone[:, k_max - 1], per.qid, resamples, leave_out)
+        summary.append({"method": name, "k": k_max, "strength": _strength(strengths[name]),
+                        "tv_prior": float(comb[:, 0].mean()), "tv_prior_plus_k": float(comb[:, k_max].mean()),
+                        "tv_k_alone": float(alone[:, k_max - 1].mean()),
+                        "change": change[0], "change_lo": change[1], "change_hi": change[2],
+                        "versus_alone": versus[0], "versus_alone_lo": versus[1], "versus_alone_hi": versus[2],
+                        "pairs": len(per), "questions": per.qid.nunique(), "min_target": min_target,
+                        "design": "k drawn from the target fold's cell and removed from its target",
+                        "interval": INTERVAL})
+    return pd.DataFrame(out), pd.DataFrame(summary)
