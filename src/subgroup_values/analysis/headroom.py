@@ -443,7 +443,12 @@ def worth_claims(wt: pd.DataFrame, prior_k: pd.DataFrame, country: str, source: 
         adds = (f"{k} respondents improve on the prior" if r.change_hi < 0 else
                 f"{k} respondents worsen the prior" if r.change_lo > 0 else f"no clear change from {k} respondents")
         vs_uniform = (f"; uniform as a prior by the same rule reaches {fmt(float(uni.tv_prior_plus_k.iloc[0]))} "
-                      f"with the same {k}" if len(uni) and r.method != "uniform" else "")
+                      f"with the same {k} (paired difference {fmt(r.versus_uniform_prior, 4)} "
+                      f"[{fmt(r.versus_uniform_prior_lo, 4)}, {fmt(r.versus_uniform_prior_hi, 4)}]: "
+                      + ("better than uniform as a prior" if r.versus_uniform_prior_hi < 0 else
+                         "worse than uniform as a prior" if r.versus_uniform_prior_lo > 0 else
+                         "no clear difference from uniform as a prior") + ")"
+                      if len(uni) and r.method != "uniform" else "")
         out.append(Claim(
             id=f"headroom.disjoint.prior_plus_{k}.{r.method}", topic="headroom",
             statistic=f"TV change from adding {k} respondents to the {r.method} prior",
@@ -455,7 +460,10 @@ def worth_claims(wt: pd.DataFrame, prior_k: pd.DataFrame, country: str, source: 
                     f"pair; {r.interval}"),
             extra={"tv_prior": float(r.tv_prior), "tv_prior_plus_k": float(r.tv_prior_plus_k),
                    "tv_k_alone": float(r.tv_k_alone), "versus_alone": float(r.versus_alone),
-                   "versus_alone_lo": float(r.versus_alone_lo), "versus_alone_hi": float(r.versus_alone_hi)},
+                   "versus_alone_lo": float(r.versus_alone_lo), "versus_alone_hi": float(r.versus_alone_hi)}
+            | ({"versus_uniform_prior": float(r.versus_uniform_prior),
+                "versus_uniform_prior_lo": float(r.versus_uniform_prior_lo),
+                "versus_uniform_prior_hi": float(r.versus_uniform_prior_hi)} if r.method != "uniform" else {}),
             sentence=(f"{country}, disjoint: {r.method} as a Dirichlet prior (strength {fmt(r.strength, 1)}, its worth "
                       f"measured on the other folds) has TV {fmt(r.tv_prior)}; with {k} respondents of the subgroup "
                       f"drawn from the target fold (and removed from its target) {fmt(r.tv_prior_plus_k)} (change "

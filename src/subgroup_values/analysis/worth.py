@@ -243,8 +243,9 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
     from the target fold's own respondents of the cell (the independent design of the module's docstring), on the
     target pairs whose cell has at least ``k_max + min_target`` target-fold respondents who answered. Returns the
     mean TV of the prior plus k for k = 0 .. k_max and of the k respondents alone (one row per name and k), and per
-    name at k = ``k_max``: the paired change from the prior alone and the difference from the k respondents alone,
-    each with a BCa bootstrap interval over questions."""
+    name at k = ``k_max``: the paired change from the prior alone, the difference from the k respondents alone and
+    from uniform used as a prior with the same k (when uniform is among the priors), each with a BCa bootstrap
+    interval over questions."""
     from ..evaluation import classical
     from ..stats.bootstrap import resample_indices
     from . import folds
@@ -283,6 +284,7 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
     resamples = list(resample_indices(per.qid, n_boot, seed))
     leave_out = _leave_one_question_out(per.qid)
     out, summary = [], []
+    uniform = np.stack(per["uniform"].to_numpy()) if "uniform" in preds else None
     for name in preds:
         comb = np.stack(per[name].to_numpy())  # [pairs, k_max + 1]
         for k in range(k_max + 1):
@@ -292,11 +294,15 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
                         "tv_prior_alone": float(comb[:, 0].mean())})
         change = _mean_ci(comb[:, k_max] - comb[:, 0], per.qid, resamples, leave_out)
         versus = _mean_ci(comb[:, k_max] - alone[:, k_max - 1], per.qid, resamples, leave_out)
+        vs_uniform = (_mean_ci(comb[:, k_max] - uniform[:, k_max], per.qid, resamples, leave_out)
+                      if uniform is not None and name != "uniform" else (np.nan, np.nan, np.nan))
         summary.append({"method": name, "k": k_max, "strength": _strength(strengths[name]),
                         "tv_prior": float(comb[:, 0].mean()), "tv_prior_plus_k": float(comb[:, k_max].mean()),
                         "tv_k_alone": float(alone[:, k_max - 1].mean()),
                         "change": change[0], "change_lo": change[1], "change_hi": change[2],
                         "versus_alone": versus[0], "versus_alone_lo": versus[1], "versus_alone_hi": versus[2],
+                        "versus_uniform_prior": vs_uniform[0], "versus_uniform_prior_lo": vs_uniform[1],
+                        "versus_uniform_prior_hi": vs_uniform[2],
                         "pairs": len(per), "questions": per.qid.nunique(), "min_target": min_target,
                         "design": "k drawn from the target fold's cell and removed from its target",
                         "interval": INTERVAL})
