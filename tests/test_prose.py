@@ -48,7 +48,7 @@ def _headline_settings() -> dict:
     import yaml
 
     section = yaml.safe_load((REPO_ROOT / "configs" / "default.yaml").read_text())["notebooks"]["07_paper_comparison"]
-    return {"model": section["model_label"], "size": section["model_size"], "study": "sgp"}
+    return {"model": section["model_label"].split(" (")[0], "size": section["model_size"], "study": "sgp"}
 
 
 def test_readmes_first_screen_is_the_plain_headlines_of_the_claims():

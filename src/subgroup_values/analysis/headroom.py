@@ -457,7 +457,8 @@ def worth_claims(wt: pd.DataFrame, prior_k: pd.DataFrame, country: str, source: 
             method=(f"Dirichlet prior (strength {fmt(r.strength, 1)}: its worth on the other folds' targets) + {k} "
                     f"respondents drawn from the target fold's cell and removed from its target (never inputs of "
                     f"the prior); prior, prior + {k} and the {k} alone scored on the same reduced target; paired per "
-                    f"pair; {r.interval}"),
+                    f"pair; {r.interval} at {100 * r.level:.1f}% (Bonferroni over the {round(0.05 / (1 - r.level))} "
+                    f"priors; {100 * r.level_uniform:.1f}% for the comparisons with uniform as a prior)"),
             extra={"tv_prior": float(r.tv_prior), "tv_prior_plus_k": float(r.tv_prior_plus_k),
                    "tv_k_alone": float(r.tv_k_alone), "versus_alone": float(r.versus_alone),
                    "versus_alone_lo": float(r.versus_alone_lo), "versus_alone_hi": float(r.versus_alone_hi)}

@@ -198,11 +198,12 @@ def _strength(per_fold: dict) -> float:
     return float(np.mean([min(max(v, 1.0), MAX_STRENGTH) for v in per_fold.values()]))
 
 
-def _mean_ci(values: np.ndarray, qids: pd.Series, resamples, leave_out) -> tuple[float, float, float]:
+def _mean_ci(values: np.ndarray, qids: pd.Series, resamples, leave_out,
+             level: float = 0.95) -> tuple[float, float, float]:
     est = float(values.mean())
     boot = np.asarray([values[i].mean() for i in resamples])
     jack = np.asarray([values[i].mean() for i in leave_out])
-    return (est, *_bca(est, boot, jack))
+    return (est, *_bca(est, boot, jack, level))
 
 
 def _leave_one_question_out(qids: pd.Series) -> list[np.ndarray]:
@@ -210,14 +211,14 @@ def _leave_one_question_out(qids: pd.Series) -> list[np.ndarray]:
     return [np.nonzero(codes != q)[0] for q in range(codes.max() + 1)]
 
 
-def _bca(estimate: float, boot: np.ndarray, jack: np.ndarray) -> tuple[float, float]:
+def _bca(estimate: float, boot: np.ndarray, jack: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """BCa interval (:func:`subgroup_values.stats.bootstrap.interval`; non-finite resamples, where the extrapolation
     has no finite answer, are dropped by it)."""
     from ..stats.bootstrap import interval
 
     if not np.isfinite(estimate):
         return (np.inf, np.inf)
-    return interval(estimate, boot, jack)
+    return interval(estimate, boot, jack, level)
 
 
 #: A prior whose worth is beyond any sample size (infinite) enters the combination with this strength.
@@ -245,7 +246,7 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
     mean TV of the prior plus k for k = 0 .. k_max and of the k respondents alone (one row per name and k), and per
     name at k = ``k_max``: the paired change from the prior alone, the difference from the k respondents alone and
     from uniform used as a prior with the same k (when uniform is among the priors), each with a BCa bootstrap
-    interval over questions."""
+    interval over questions, Bonferroni over the priors (``level``, ``level_uniform``)."""
     from ..evaluation import classical
     from ..stats.bootstrap import resample_indices
     from . import folds
@@ -285,6 +286,9 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
     leave_out = _leave_one_question_out(per.qid)
     out, summary = [], []
     uniform = np.stack(per["uniform"].to_numpy()) if "uniform" in preds else None
+    # each comparison is a family over the priors: Bonferroni (the levels are in the table)
+    level = 1 - 0.05 / len(preds)
+    level_uniform = 1 - 0.05 / max(len(preds) - 1, 1)
     for name in preds:
         comb = np.stack(per[name].to_numpy())  # [pairs, k_max + 1]
         for k in range(k_max + 1):
@@ -292,9 +296,9 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
                         "tv_combined": float(comb[:, k].mean()),
                         "tv_own_alone": float(alone[:, k - 1].mean()) if k else np.nan,
                         "tv_prior_alone": float(comb[:, 0].mean())})
-        change = _mean_ci(comb[:, k_max] - comb[:, 0], per.qid, resamples, leave_out)
-        versus = _mean_ci(comb[:, k_max] - alone[:, k_max - 1], per.qid, resamples, leave_out)
-        vs_uniform = (_mean_ci(comb[:, k_max] - uniform[:, k_max], per.qid, resamples, leave_out)
+        change = _mean_ci(comb[:, k_max] - comb[:, 0], per.qid, resamples, leave_out, level)
+        versus = _mean_ci(comb[:, k_max] - alone[:, k_max - 1], per.qid, resamples, leave_out, level)
+        vs_uniform = (_mean_ci(comb[:, k_max] - uniform[:, k_max], per.qid, resamples, leave_out, level_uniform)
                       if uniform is not None and name != "uniform" else (np.nan, np.nan, np.nan))
         summary.append({"method": name, "k": k_max, "strength": _strength(strengths[name]),
                         "tv_prior": float(comb[:, 0].mean()), "tv_prior_plus_k": float(comb[:, k_max].mean()),
@@ -303,6 +307,7 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
                         "versus_alone": versus[0], "versus_alone_lo": versus[1], "versus_alone_hi": versus[2],
                         "versus_uniform_prior": vs_uniform[0], "versus_uniform_prior_lo": vs_uniform[1],
                         "versus_uniform_prior_hi": vs_uniform[2],
+                        "level": level, "level_uniform": level_uniform,
                         "pairs": len(per), "questions": per.qid.nunique(), "min_target": min_target,
                         "design": "k drawn from the target fold's cell and removed from its target",
                         "interval": INTERVAL})

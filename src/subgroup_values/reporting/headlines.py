@@ -31,11 +31,10 @@ HEADLINE_CLAIMS = ("data.counts", "evaluation.base_ood.vs_population_mode.accura
 ANSWER = (
     "{% set zs = C['evaluation.base_ood.vs_population_mode.accuracy.all'] %}"
     "{% set ft = C['evaluation.sft_ood.vs_population_mode.accuracy.all'] %}"
-    "{% if zs.verdict == 'below' and ft.verdict == 'below' %}Not at this size.{% elif ft.verdict == 'above' %}"
+    "{% if zs.verdict == 'below' and ft.verdict == 'below' %}Not for this small model.{% elif ft.verdict == 'above' %}"
     "Partly, once fine-tuned.{% else %}Not clearly.{% endif %} "
     "This study runs {{ model }}{% if size %}, {{ size }},{% endif %} on a CPU; the paper's models have 3 to 8 "
-    "billion. Answering World Values Survey questions as a member of a subgroup of {{ country }}, "
-    "it gives that subgroup's most common answer "
+    "billion. As a member of a subgroup of {{ country }}, it gives that subgroup's most common survey answer "
     "{% if zs.verdict == 'below' %}less often{% elif zs.verdict == 'above' %}more often{% else %}about as often"
     "{% endif %} than simply giving the population's"
     "{% if ft.verdict == zs.verdict %}, before and after fine-tuning{% endif %}."
@@ -44,10 +43,10 @@ ANSWER = (
 #: One template per headline, filled with the claim ``c``, its ``x`` (extra numbers) and every claim ``C``.
 HEADLINES = {
     "data.counts": (
-        "The survey data {% if c.verdict == 'reproduced' %}rebuild the paper's dataset exactly{% else %}differ from "
-        "the paper's dataset{% endif %}: {{ x.ours.total_pairs | num }} question-subgroup pairs."),
+        "The data {% if c.verdict == 'reproduced' %}rebuild the paper's dataset exactly{% else %}differ from "
+        "the paper's dataset{% endif %}: {{ x.ours.total_pairs | num }} question-and-subgroup pairs."),
     "evaluation.base_ood.vs_population_mode.accuracy.all": (
-        "Without training, the model gives a subgroup's most common answer on {{ x.model | pct }} of pairs; always "
+        "Untrained, the model gives a subgroup's most common answer on {{ x.model | pct }} of pairs; always "
         "giving the population's most common answer scores {{ x.baseline | pct }}"
         "{% if c.verdict == 'below' %}, clearly more{% elif c.verdict == 'above' %}, clearly less"
         "{% else %}, no clear difference{% endif %}."),
@@ -61,12 +60,12 @@ HEADLINES = {
     "finetune.sft_ood.accuracy.divergent": (
         "Where a subgroup's most common answer differs from the population's, "
         "fine-tuning moves it from {{ x.base | pct }} to {{ x.sft | pct }}"
-        "{% if c.verdict == 'no clear difference' %}: no clear change{% elif c.verdict == 'rises' %}: a clear rise"
+        "{% if c.verdict == 'no clear difference' %}: within the margin of error{% elif c.verdict == 'rises' %}: a clear rise"
         "{% else %}: a clear fall{% endif %}."),
     "fairness.ood.paradox": (
-        "The paper found fine-tuning narrows subgroups' accuracy gaps but widens their error gaps; for this model "
-        "that {% if c.verdict == 'reproduced' %}holds too{% elif c.verdict == 'not reproduced' %}does not hold"
-        "{% else %}cannot be told either way{% endif %}."),
+        "The paper found fine-tuning narrows subgroups' gaps in how often the model is right but widens them in how "
+        "far off it is; here that {% if c.verdict == 'reproduced' %}holds too{% elif c.verdict == 'not reproduced' %}does not hold"
+        "{% else %}is undecided{% endif %}."),
 }
 
 #: Words a headline must not use: run ids, and terms only the detail layer defines.
