@@ -702,8 +702,9 @@ def abstract_text(res_dir: Path, ids: list[str] | None = None) -> str:
 
 
 def closing_text(root: Path = REPO_ROOT) -> str:
-    """The data terms and the citation, read from README and CITATION.cff (one source)."""
-    readme = (root / "README.md").read_text()
+    """The data terms and the citation, read from the details page (docs/details.md) and CITATION.cff (one
+    source)."""
+    readme = (root / "docs" / "details.md").read_text()
     terms = readme.split("## Data terms", 1)[1].split("\n## ", 1)[0].strip() if "## Data terms" in readme else ""
     cff = (root / "CITATION.cff").read_text() if (root / "CITATION.cff").is_file() else ""
     return f"# Data terms\n\n{terms}\n\n# How to cite\n\n```yaml\n{cff.strip()}\n```\n"
