@@ -393,6 +393,10 @@ def headroom_claims(tables: dict[str, pd.DataFrame], gaps: dict[str, pd.DataFram
     return out
 
 
+#: A worth above this many respondents is an extrapolation beyond the observed curve (:data:`.worth.MAX_M`).
+MAX_WORTH_ON_CURVE = 40
+
+
 def worth_claims(wt: pd.DataFrame, prior_k: pd.DataFrame, country: str, source: str) -> list:
     """Claims (``disjoint``) of each predictor's pooled worth in respondents, Trott's (2024) "number needed to
     beat" (a number only where it lies on the observed curve, m <= 40; beyond it, "more than 40"; the extrapolation
@@ -410,7 +414,7 @@ def worth_claims(wt: pd.DataFrame, prior_k: pd.DataFrame, country: str, source: 
         if "worth_smoothed" not in r._fields or not np.isfinite(r.worth_smoothed):
             return "more than " + str(r.max_m) if "worth_smoothed" in r._fields else "not computed"
         if r.worth_smoothed == 0:
-            return "less than one (even one smoothed respondent is closer)"
+            return "less than one (it is farther than uniform nudged by one real answer)"
         return f"{fmt(r.worth_smoothed, 1)} [{fmt(r.worth_smoothed_lo, 1)}, {fmt(r.worth_smoothed_hi, 1)}]"
 
     out = []
@@ -419,8 +423,12 @@ def worth_claims(wt: pd.DataFrame, prior_k: pd.DataFrame, country: str, source: 
     for r in rows.itertuples(index=False):
         m = r.max_m
         on_curve = r.kind == "curve"
-        beside = (f"; a uniform guess is worth {worth_words(uniform)} on the same pairs"
-                  if uniform is not None and r.method != "uniform" else "")
+        beside = (f"; a uniform guess is worth {worth_words(uniform)} on the same pairs (paired TV difference from "
+                  f"uniform {fmt(r.tv_minus_uniform, 3)} [{fmt(r.tv_minus_uniform_lo, 3)}, "
+                  f"{fmt(r.tv_minus_uniform_hi, 3)}])"
+                  if uniform is not None and r.method != "uniform" and "tv_minus_uniform" in r._fields else "")
+        scope = (f"95% intervals over questions, not adjusted over the {len(rows)} predictors, conditional on these "
+                 f"{int(r.subgroups)} subgroups" if "subgroups" in r._fields else "95% intervals over questions")
         out.append(Claim(
             id=f"headroom.disjoint.worth.{r.method}", topic="headroom", statistic=f"worth in respondents, {r.method}",
             estimate=float(r.worth) if on_curve else None, lo=float(r.worth_lo) if on_curve else None,
@@ -436,7 +444,7 @@ def worth_claims(wt: pd.DataFrame, prior_k: pd.DataFrame, country: str, source: 
                       f"a raw sample (Trott's \"number needed to beat\"){beside}; against samples smoothed toward "
                       f"uniform (one pseudo-answer per option) it is worth {smoothed_words(r)} ({r.pairs:,} target "
                       f"pairs with {m}+ own respondents in the other folds; mean TV {fmt(r.mean_tv)} against "
-                      f"{fmt(r.curve_at_1)} for one raw own respondent and {fmt(r.curve_at_max)} for {m}).")))
+                      f"{fmt(r.curve_at_1)} for one raw own respondent and {fmt(r.curve_at_max)} for {m}; {scope}).")))
     uni = prior_k[prior_k.method == "uniform"]
     for r in prior_k.itertuples(index=False):
         k = int(r.k)
@@ -449,6 +457,8 @@ def worth_claims(wt: pd.DataFrame, prior_k: pd.DataFrame, country: str, source: 
                          "worse than uniform as a prior" if r.versus_uniform_prior_lo > 0 else
                          "no clear difference from uniform as a prior") + ")"
                       if len(uni) and r.method != "uniform" else "")
+        strength = (f"strength {fmt(r.strength, 1)}, its worth measured on the other folds" +
+                    (", extrapolated beyond the curve" if r.strength > MAX_WORTH_ON_CURVE else ""))
         out.append(Claim(
             id=f"headroom.disjoint.prior_plus_{k}.{r.method}", topic="headroom",
             statistic=f"TV change from adding {k} respondents to the {r.method} prior",
@@ -465,14 +475,16 @@ def worth_claims(wt: pd.DataFrame, prior_k: pd.DataFrame, country: str, source: 
             | ({"versus_uniform_prior": float(r.versus_uniform_prior),
                 "versus_uniform_prior_lo": float(r.versus_uniform_prior_lo),
                 "versus_uniform_prior_hi": float(r.versus_uniform_prior_hi)} if r.method != "uniform" else {}),
-            sentence=(f"{country}, disjoint: {r.method} as a Dirichlet prior (strength {fmt(r.strength, 1)}, its worth "
-                      f"measured on the other folds) has TV {fmt(r.tv_prior)}; with {k} respondents of the subgroup "
+            sentence=(f"{country}, disjoint: {r.method} as a Dirichlet prior ({strength}) has TV "
+                      f"{fmt(r.tv_prior)}; with {k} respondents of the subgroup "
                       f"drawn from the target fold (and removed from its target) {fmt(r.tv_prior_plus_k)} (change "
                       f"{fmt(r.change, 4)} [{fmt(r.change_lo, 4)}, {fmt(r.change_hi, 4)}]: {adds}); the {k} "
                       f"respondents alone {fmt(r.tv_k_alone)}, so the prior changes their TV by "
                       f"{fmt(r.versus_alone, 4)} [{fmt(r.versus_alone_lo, 4)}, {fmt(r.versus_alone_hi, 4)}]"
                       f"{vs_uniform} ({r.pairs:,} target pairs with {k + int(r.min_target)}+ respondents in the "
-                      "fold).")))
+                      f"fold; every TV here is against the {int(r.min_target)}+ respondents left after the draw, not "
+                      f"comparable with the disjoint table's; intervals over questions, conditional on these "
+                      f"{int(r.subgroups)} subgroups).")))
     return out
 
 

@@ -169,6 +169,9 @@ def pooled_worth(cv: pd.DataFrame, names: list[str], n_boot: int = 500, seed: in
             jack = np.asarray([_pooled(curves[i], tv[i])[0] for i in leave_out], float)
             lo, hi = _bca(m, boot, jack)
             per_pair = np.asarray([invert(c, d) for c, d in zip(curves, tv)])
+            # the comparison the worth stands on: the paired TV difference from uniform on the same pairs
+            paired = (_mean_ci(tv - sub["tv_uniform"].to_numpy(float), sub.qid, resamples, leave_out)
+                      if "tv_uniform" in sub and name != "uniform" else (np.nan, np.nan, np.nan))
             if smooth is not None:  # the same inversion against samples smoothed toward uniform (no extrapolation)
                 ms = invert(smooth.mean(0), float(tv.mean()))
                 sboot = np.asarray([invert(smooth[i].mean(0), float(tv[i].mean())) for i in resamples], float)
@@ -186,7 +189,9 @@ def pooled_worth(cv: pd.DataFrame, names: list[str], n_boot: int = 500, seed: in
                          "share_closer_than_40": float(np.mean(np.isinf(per_pair))),
                          "share_closer_than_all_own": float(np.mean(tv < c_all)),
                          "median_own": float(sub.n_own.median()),
-                         "interval": INTERVAL, "max_m": max_m} | smoothed)
+                         "interval": INTERVAL, "max_m": max_m, "subgroups": sub.subgroup_id.nunique(),
+                         "tv_minus_uniform": paired[0], "tv_minus_uniform_lo": paired[1],
+                         "tv_minus_uniform_hi": paired[2]} | smoothed)
     return pd.DataFrame(rows)
 
 
@@ -307,7 +312,7 @@ def prior_plus_answers(fd, table: pd.DataFrame, systems: dict[str, pd.DataFrame]
                         "versus_alone": versus[0], "versus_alone_lo": versus[1], "versus_alone_hi": versus[2],
                         "versus_uniform_prior": vs_uniform[0], "versus_uniform_prior_lo": vs_uniform[1],
                         "versus_uniform_prior_hi": vs_uniform[2],
-                        "level": level, "level_uniform": level_uniform,
+                        "level": level, "level_uniform": level_uniform, "subgroups": per.subgroup_id.nunique(),
                         "pairs": len(per), "questions": per.qid.nunique(), "min_target": min_target,
                         "design": "k drawn from the target fold's cell and removed from its target",
                         "interval": INTERVAL})

@@ -43,8 +43,8 @@ ANSWER = (
 #: One template per headline, filled with the claim ``c``, its ``x`` (extra numbers) and every claim ``C``.
 HEADLINES = {
     "data.counts": (
-        "The data {% if c.verdict == 'reproduced' %}rebuild the paper's dataset exactly{% else %}differ from "
-        "the paper's dataset{% endif %}: {{ x.ours.total_pairs | num }} question-and-subgroup pairs."),
+        "The data {% if c.verdict == 'reproduced' %}match every count the paper reports{% else %}differ from the "
+        "paper's counts{% endif %}: {{ x.ours.total_pairs | num }} question-and-subgroup pairs."),
     "evaluation.base_ood.vs_population_mode.accuracy.all": (
         "Untrained, the model gives a subgroup's most common answer on {{ x.model | pct }} of pairs; always "
         "giving the population's most common answer scores {{ x.baseline | pct }}"
@@ -53,7 +53,7 @@ HEADLINES = {
     "finetune.sft_ood.accuracy.all": (
         "{% set pm = C['evaluation.sft_ood.vs_population_mode.accuracy.all'] %}"
         "Fine-tuned on other subgroups' answers, it {% if c.verdict == 'rises' %}rises{% elif c.verdict == 'falls' %}"
-        "falls{% else %}moves{% endif %} to {{ x.sft | pct }} on subgroups it never saw"
+        "falls{% else %}moves{% endif %} to {{ x.sft | pct }} on subgroup combinations left out of training"
         "{% if pm.verdict == 'below' %}, still clearly below the population's answer ({{ pm.extra.baseline | pct }})"
         "{% elif pm.verdict == 'above' %}, clearly above the population's answer ({{ pm.extra.baseline | pct }})"
         "{% else %}, not clearly different from the population's answer ({{ pm.extra.baseline | pct }}){% endif %}."),
