@@ -64,7 +64,10 @@ def test_two_processes_train_as_one_and_resume_on_the_same_curve(tiny_model, tmp
     moved = max(float(w1[k].abs().max()) for k in w1 if "lora_B" in k)
     print(f"loss, one process {c1}; two {c2}; max |dw| {dw:.1e} (lora_B moved to {moved:.1e})")
     assert len(c1) == len(c2) == 4 and max(abs(a - b) for a, b in zip(c1, c2)) < 1e-5
-    assert set(w1) == set(w2) and dw < 1e-5 and moved > 1e-3  # the weights moved, and identically
+    # the weights moved, and alike: the two processes' all-reduce sums the gradients in another float32 order than
+    # one process, and Adam's normalised steps carry last-bit differences into the weights (1.4e-5 seen on one
+    # machine after 4 steps, against 1.3e-2 moved): a difference of 1% of the movement would be another training
+    assert set(w1) == set(w2) and moved > 1e-3 and dw < 0.01 * moved
 
     # resume: the run loses its last two steps and is started again under two processes from checkpoint-2
     shutil.rmtree(tmp_path / "two" / "checkpoint-4")
