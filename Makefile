@@ -428,6 +428,8 @@ bench: $(BENCH_STAMP) models/SmolLM2-135M-Instruct/conversion.json
 	mv benchmarks/results/bench_scoring.txt.tmp benchmarks/results/bench_scoring.txt
 	set -o pipefail; $(PY) benchmarks/bench_train.py --bf16 --questions 4 | tee benchmarks/results/bench_train.txt.tmp
 	mv benchmarks/results/bench_train.txt.tmp benchmarks/results/bench_train.txt
+	set -o pipefail; $(PY) benchmarks/bench_quick_look.py | tee benchmarks/results/bench_quick_look.txt.tmp
+	mv benchmarks/results/bench_quick_look.txt.tmp benchmarks/results/bench_quick_look.txt
 
 # What bf16 autocast does to a trained adapter's OOD accuracy (two trainings and two evaluations: ~20 min).
 bench-bf16: $(STAMP) models/SmolLM2-135M-Instruct/conversion.json

@@ -393,10 +393,6 @@ def headroom_claims(tables: dict[str, pd.DataFrame], gaps: dict[str, pd.DataFram
     return out
 
 
-#: A worth above this many respondents is an extrapolation beyond the observed curve (:data:`.worth.MAX_M`).
-MAX_WORTH_ON_CURVE = 40
-
-
 def worth_claims(wt: pd.DataFrame, prior_k: pd.DataFrame, country: str, source: str) -> list:
     """Claims (``disjoint``) of each predictor's pooled worth in respondents, Trott's (2024) "number needed to
     beat" (a number only where it lies on the observed curve, m <= 40; beyond it, "more than 40"; the extrapolation
@@ -404,6 +400,7 @@ def worth_claims(wt: pd.DataFrame, prior_k: pd.DataFrame, country: str, source: 
     smoothed toward uniform; and of what k real respondents of the target fold add to each prior, beside uniform as
     a prior (:mod:`subgroup_values.analysis.worth`)."""
     from ..core.claims import Claim, fmt
+    from .worth import MAX_M  # a worth above it is an extrapolation beyond the observed curve
 
     def worth_words(r) -> str:
         if r.kind != "curve":
@@ -458,7 +455,7 @@ def worth_claims(wt: pd.DataFrame, prior_k: pd.DataFrame, country: str, source: 
                          "no clear difference from uniform as a prior") + ")"
                       if len(uni) and r.method != "uniform" else "")
         strength = (f"strength {fmt(r.strength, 1)}, its worth measured on the other folds" +
-                    (", extrapolated beyond the curve" if r.strength > MAX_WORTH_ON_CURVE else ""))
+                    (", extrapolated beyond the curve" if r.strength > MAX_M else ""))
         out.append(Claim(
             id=f"headroom.disjoint.prior_plus_{k}.{r.method}", topic="headroom",
             statistic=f"TV change from adding {k} respondents to the {r.method} prior",
